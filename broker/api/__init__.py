@@ -1,0 +1,1 @@
+"""The NGSI-LD HTTP API: thin aiohttp handlers, one module per resource."""

@@ -1,0 +1,252 @@
+"""Request parsing and response rendering shared by the handlers (clauses 6.3.4-6.3.7, 6.3.14).
+
+Handlers call these to read the tenant, the body and its @context, the wanted
+representation, and to answer with the @context as clause 6.3.5 asks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from broker.api.keys import RESOLVER
+from broker.errors import BadRequestData, InvalidRequest, NgsiLdError
+from broker.jsonld.context import CORE_URL, TermMap
+from broker.jsonld.resolver import ContextRef
+from broker.model.parse import check_name, check_uri
+from broker.model.render import Form, View
+from broker.store.tenants import DEFAULT_TENANT, check_tenant_name
+
+JSON = "application/json"
+LD_JSON = "application/ld+json"
+GEO_JSON = "application/geo+json"
+MERGE_PATCH = "application/merge-patch+json"
+CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+_LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
+
+
+class NotAcceptable(InvalidRequest):
+    status = 406
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status = 415
+
+
+def tenant_of(request: web.Request) -> str:
+    """The tenant addressed (NGSILD-Tenant, or FIWARE-Service as IoT Agents send it)."""
+    name = request.headers.get("NGSILD-Tenant") or request.headers.get("Fiware-Service") or DEFAULT_TENANT
+    return check_tenant_name(name.strip())
+
+
+def link_context(request: web.Request) -> str | None:
+    """The URL of the JSON-LD context Link header, if any (clause 6.3.5)."""
+    found: list[str] = []
+    for header in request.headers.getall("Link", []):
+        for match in _LINK.finditer(header):
+            params = match.group(2).replace(" ", "")
+            if f'rel="{CONTEXT_REL}"' in params or f"rel={CONTEXT_REL}" in params:
+                found.append(match.group(1).strip())
+    if len(found) > 1:
+        raise BadRequestData("more than one JSON-LD context Link header")
+    if not found:
+        return None
+    return check_uri(found[0], "the JSON-LD context Link header URL")
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A parsed request body with the @context that applies to it."""
+
+    data: Any
+    context: ContextRef
+    media_type: str
+
+
+async def read_body(request: web.Request, *, allow_merge_patch: bool = False) -> Body:
+    """Read and parse a JSON body, enforcing the Content-Type and @context rules of 6.3.5."""
+    media_type = request.content_type
+    allowed = {JSON, LD_JSON} | ({MERGE_PATCH} if allow_merge_patch else set())
+    if media_type not in allowed:
+        raise UnsupportedMediaType(
+            f"Content-Type {media_type or '(none)'} is not supported; use {' or '.join(sorted(allowed))}"
+        )
+    raw = await request.read()
+    if not raw:
+        raise InvalidRequest("the request has no body")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    link = link_context(request)
+    if media_type == LD_JSON:
+        if link is not None:
+            raise BadRequestData("a JSON-LD Link header is not allowed with Content-Type application/ld+json")
+        items = data if isinstance(data, list) else [data]
+        for item in items:
+            if not isinstance(item, dict) or "@context" not in item:
+                raise BadRequestData("with Content-Type application/ld+json the body must carry an @context")
+        context = data.get("@context") if isinstance(data, dict) else None
+        return Body(data, context, media_type)
+    items = data if isinstance(data, list) else [data]
+    if any(isinstance(item, dict) and "@context" in item for item in items):
+        raise BadRequestData("an @context in the body needs Content-Type application/ld+json")
+    return Body(data, link, media_type)
+
+
+async def term_map(request: web.Request, context: ContextRef) -> TermMap:
+    return await request.app[RESOLVER].term_map(context)
+
+
+def accepted(request: web.Request, *, geo: bool = False) -> str:
+    """The response media type from the Accept header (clause 6.3.6); 406 if none fits."""
+    header = request.headers.get("Accept", "")
+    if not header.strip():
+        return JSON
+    offers = [JSON, LD_JSON] + ([GEO_JSON] if geo else [])
+    choices: list[tuple[float, int, str]] = []
+    for position, part in enumerate(header.split(",")):
+        media, _, params = part.strip().partition(";")
+        media = media.strip().lower()
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality <= 0:
+            continue
+        if media in ("*/*", "application/*"):
+            choices.append((quality, -position, JSON))
+        elif media in offers:
+            choices.append((quality, -position, media))
+    if not choices:
+        raise NotAcceptable(f"none of the media types in Accept ({header}) can be produced here")
+    return max(choices)[2]
+
+
+def json_response(
+    request: web.Request,
+    body: Any,
+    *,
+    context: ContextRef,
+    media_type: str = JSON,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """Answer with ``body`` and its @context: a Link header for JSON, a member for JSON-LD."""
+    out_headers = dict(headers or {})
+    context_url = context if isinstance(context, str) else CORE_URL
+    if media_type == LD_JSON:
+        if isinstance(body, dict):
+            body = {"@context": context_url, **body}
+        elif isinstance(body, list):
+            body = [{"@context": context_url, **item} if isinstance(item, dict) else item for item in body]
+    else:
+        out_headers["Link"] = f'<{context_url}>; rel="{CONTEXT_REL}"; type="{LD_JSON}"'
+    tenant = request.headers.get("NGSILD-Tenant")
+    if tenant:
+        out_headers["NGSILD-Tenant"] = tenant
+    return web.Response(body=orjson.dumps(body), status=status, content_type=media_type, headers=out_headers)
+
+
+def no_content(
+    request: web.Request, status: int = 204, headers: dict[str, str] | None = None
+) -> web.Response:
+    out_headers = dict(headers or {})
+    tenant = request.headers.get("NGSILD-Tenant")
+    if tenant:
+        out_headers["NGSILD-Tenant"] = tenant
+    return web.Response(status=status, headers=out_headers)
+
+
+def path_entity_id(request: web.Request) -> str:
+    return check_uri(request.match_info["entity_id"], "entity id in the path")
+
+
+def csv_param(request: web.Request, name: str) -> list[str] | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if not items:
+        raise BadRequestData(f"parameter {name} must not be empty")
+    return items
+
+
+def flag(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return False
+    if raw in ("true", "false"):
+        return raw == "true"
+    raise BadRequestData(f"parameter {name} must be true or false")
+
+
+_FORMS = {
+    "normalized": Form.NORMALIZED,
+    "concise": Form.CONCISE,
+    "keyValues": Form.SIMPLIFIED,
+    "simplified": Form.SIMPLIFIED,
+}
+_OPTIONS = {*_FORMS, "sysAttrs", "noOverwrite", "update", "replace"}
+
+
+def options(request: web.Request) -> set[str]:
+    """The 'options' parameter's keywords, each checked."""
+    found = set(csv_param(request, "options") or [])
+    unknown = found - _OPTIONS
+    if unknown:
+        raise BadRequestData(f"unknown options: {', '.join(sorted(unknown))}")
+    return found
+
+
+def view_of(request: web.Request, tm: TermMap) -> View:
+    """The representation asked by format/options/attrs/pick/omit/lang/datasetId (clause 6.3.7)."""
+    opts = options(request)
+    forms = {_FORMS[o] for o in opts if o in _FORMS}
+    fmt = request.query.get("format")
+    if fmt is not None:
+        if fmt not in _FORMS:
+            raise BadRequestData(f"format {fmt!r} is not one of {', '.join(_FORMS)}")
+        forms = {_FORMS[fmt]}
+    if len(forms) > 1:
+        raise BadRequestData("options asks for more than one representation")
+    attrs = csv_param(request, "attrs")
+    pick = csv_param(request, "pick")
+    omit = csv_param(request, "omit")
+    if pick is not None and (omit is not None or attrs is not None):
+        raise BadRequestData("pick cannot be combined with omit or attrs")
+    selected: frozenset[str] | None = None
+    if pick is not None:
+        selected = _names(pick, tm)
+    elif attrs is not None:
+        selected = _names(attrs, tm) | {"id", "type", "scope"}
+    datasets = csv_param(request, "datasetId")
+    return View(
+        form=forms.pop() if forms else Form.NORMALIZED,
+        sys_attrs="sysAttrs" in opts,
+        pick=selected,
+        omit=_names(omit, tm) if omit else frozenset(),
+        lang=request.query.get("lang"),
+        dataset_id=frozenset(datasets) if datasets else None,
+    )
+
+
+def _names(names: list[str], tm: TermMap) -> frozenset[str]:
+    out = set()
+    for name in names:
+        check_name(name, "attribute name")
+        out.add(name if name in ("id", "type", "scope") else tm.expand(name))
+    return frozenset(out)
+
+
+def raise_first(errors: list[NgsiLdError]) -> None:
+    if errors:
+        raise errors[0]

@@ -1,0 +1,64 @@
+"""Wiring only: the application, its routes, middleware and the resources it holds."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from broker.api import batch, contexts, entities, health, query, unsupported
+from broker.api.keys import CONTEXTS, POOL, RESOLVER, SETTINGS, TENANTS, WRITER
+from broker.config import Settings
+from broker.errors import error_middleware
+from broker.ingest import Writer
+from broker.jsonld.resolver import ContextResolver
+from broker.store import create_pool, migrate
+from broker.store.contexts import ContextStore
+from broker.store.tenants import Tenants
+
+log = logging.getLogger(__name__)
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    pool = await create_pool(
+        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    )
+    await migrate(pool)
+    tenants = Tenants()
+    app[POOL] = pool
+    app[TENANTS] = tenants
+    app[WRITER] = Writer(pool, tenants)
+    app[CONTEXTS] = ContextStore(pool, settings.base_url)
+    yield
+    await pool.close()
+
+
+async def _context_resolver(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    session = aiohttp.ClientSession(raise_for_status=False)
+    app[RESOLVER] = ContextResolver(
+        app[CONTEXTS],
+        session,
+        timeout=settings.context_fetch_timeout,
+        max_bytes=settings.context_max_bytes,
+        allow_fetch=settings.context_allow_fetch,
+    )
+    yield
+    await session.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The broker application for ``settings`` (resources open when it starts)."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([_database, _context_resolver])
+    app.router.add_routes(health.routes)
+    app.router.add_routes(query.routes)
+    app.router.add_routes(entities.routes)
+    app.router.add_routes(batch.routes)
+    app.router.add_routes(contexts.routes)
+    unsupported.add_routes(app)
+    return app

@@ -1,0 +1,162 @@
+"""Settings, parsed once from the environment into a frozen value.
+
+Every knob the service has is listed in SETTINGS, which also feeds ``--help``:
+one table, so the documentation cannot drift from the parser.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    env: str
+    field: str
+    default: str
+    help: str
+    parse: Callable[[str], Any] = str
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("must be true or false")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("NGSI_HOST", "host", "127.0.0.1", "address the HTTP API listens on"),
+    Setting("NGSI_PORT", "port", "1026", "port of the NGSI-LD HTTP API", _positive_int),
+    Setting(
+        "DATABASE_URL",
+        "database_url",
+        "postgresql://ngsi:ngsi@127.0.0.1:5432/ngsi",
+        "PostgreSQL (with PostGIS) connection URL",
+    ),
+    Setting("MQTT_URL", "mqtt_url", "mqtt://127.0.0.1:1883", "MQTT broker the device adapters connect to"),
+    Setting(
+        "NGSI_DB_POOL_MIN", "db_pool_min", "2", "minimum PostgreSQL connections per process", _positive_int
+    ),
+    Setting(
+        "NGSI_DB_POOL_MAX", "db_pool_max", "10", "maximum PostgreSQL connections per process", _positive_int
+    ),
+    Setting(
+        "NGSI_MAX_BODY_BYTES",
+        "max_body_bytes",
+        "1048576",
+        "largest request body accepted (bytes); larger answers 413",
+        _positive_int,
+    ),
+    Setting(
+        "NGSI_MAX_BATCH",
+        "max_batch",
+        "1000",
+        "most entities accepted in one batch operation",
+        _positive_int,
+    ),
+    Setting(
+        "NGSI_CONTEXT_FETCH_TIMEOUT",
+        "context_fetch_timeout",
+        "5",
+        "seconds allowed to fetch a remote @context",
+        _positive_float,
+    ),
+    Setting(
+        "NGSI_CONTEXT_MAX_BYTES",
+        "context_max_bytes",
+        "2097152",
+        "largest remote @context document accepted (bytes)",
+        _positive_int,
+    ),
+    Setting(
+        "NGSI_CONTEXT_ALLOW_FETCH",
+        "context_allow_fetch",
+        "true",
+        "fetch remote @contexts not in the cache (false: offline, only bundled/cached ones)",
+        _bool,
+    ),
+    Setting(
+        "NGSI_PUBLIC_URL",
+        "public_url",
+        "",
+        "base URL clients reach this broker at, used in Link headers (default http://HOST:PORT)",
+    ),
+    Setting("NGSI_LOG_LEVEL", "log_level", "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str
+    port: int
+    database_url: str
+    mqtt_url: str
+    db_pool_min: int
+    db_pool_max: int
+    max_body_bytes: int
+    max_batch: int
+    context_fetch_timeout: float
+    context_max_bytes: int
+    context_allow_fetch: bool
+    public_url: str
+    log_level: str
+
+    @property
+    def base_url(self) -> str:
+        """The URL this broker is reached at, without a trailing slash."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def replace(self, **changes: Any) -> Settings:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse the settings from ``environ`` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env.get(setting.env, setting.default)
+        try:
+            values[setting.field] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{setting.env}={raw!r}: {exc}") from None
+    settings = Settings(**values)
+    if settings.db_pool_min > settings.db_pool_max:
+        raise ConfigError("NGSI_DB_POOL_MIN must not exceed NGSI_DB_POOL_MAX")
+    return settings
+
+
+def help_text() -> str:
+    """The environment variables, their defaults and meaning, for ``--help``."""
+    width = max(len(s.env) for s in SETTINGS)
+    lines = ["Environment variables (read once at start):"]
+    for s in SETTINGS:
+        default = s.default if s.default else "(empty)"
+        lines.append(f"  {s.env.ljust(width)}  {s.help} [default: {default}]")
+    return "\n".join(lines)

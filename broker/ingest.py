@@ -1,0 +1,105 @@
+"""The one write path: every change, from the API or a device adapter, goes through ``Writer.apply``.
+
+A call takes a tenant and an ordered list of operations on entities. In one
+transaction it locks the entities concerned, applies the operations in memory
+in order (so the same id repeated in a batch behaves as if sent one by one),
+and stores the result with one statement per table. An operation that fails
+is reported in its own result and changes nothing; the others still apply.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from broker.errors import Conflict, NgsiLdError
+from broker.model import entity as model
+from broker.model.entity import Entity
+from broker.model.ops import Outcome
+from broker.store import entities as entity_rows
+from broker.store.tenants import Tenants
+
+log = logging.getLogger(__name__)
+
+_ATTEMPTS = 5
+
+Apply = Callable[[Entity | None, str], Outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One change to one entity: ``apply(current, now)`` returns the outcome or raises NgsiLdError."""
+
+    entity_id: str
+    apply: Apply
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What happened to one operation: an outcome, or the error that stopped it."""
+
+    entity_id: str
+    before: Entity | None
+    outcome: Outcome | None
+    error: NgsiLdError | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class _Raced(Exception):
+    """Another transaction created an entity this one was about to create."""
+
+
+class Writer:
+    """Applies operations to the store, transactionally, retrying lost races."""
+
+    def __init__(self, pool: asyncpg.Pool, tenants: Tenants) -> None:
+        self._pool = pool
+        self._tenants = tenants
+
+    async def apply(
+        self, tenant: str, operations: Sequence[Operation], *, may_create_tenant: bool
+    ) -> list[Result]:
+        """Apply ``operations`` in order in one transaction; one Result per operation."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return await self._attempt(tenant, operations, may_create_tenant)
+            except (_Raced, asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+                log.info("write to tenant %r retried (attempt %d): %s", tenant, attempt, type(exc).__name__)
+        raise Conflict("the entities were changed concurrently too often; retry the request")
+
+    async def _attempt(
+        self, tenant: str, operations: Sequence[Operation], may_create_tenant: bool
+    ) -> list[Result]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if may_create_tenant:
+                await self._tenants.ensure(conn, tenant)
+            else:
+                await self._tenants.require(conn, tenant)
+            ids = list({op.entity_id for op in operations})
+            stored = await entity_rows.fetch_for_update(conn, tenant, ids)
+            state: dict[str, Entity | None] = dict(stored)
+            touched: set[str] = set()
+            results: list[Result] = []
+            now = model.now()
+            for op in operations:
+                before = state.get(op.entity_id)
+                try:
+                    outcome = op.apply(before, now)
+                except NgsiLdError as error:
+                    results.append(Result(op.entity_id, before, None, error))
+                    continue
+                state[op.entity_id] = outcome.entity
+                touched.add(op.entity_id)
+                results.append(Result(op.entity_id, before, outcome, None))
+            upserts = [e for i in sorted(touched) if (e := state.get(i)) is not None]
+            deletes = [i for i in touched if i in stored and state.get(i) is None]
+            expected_new = {i for i in touched if i not in stored}
+            if await entity_rows.write(conn, tenant, upserts, deletes, expected_new):
+                raise _Raced
+            return results

@@ -1,0 +1,1 @@
+"""The NGSI-LD information model in memory: entities as stored (expanded), parsing and rendering."""

@@ -1,0 +1,126 @@
+"""Entity rows: read (optionally locking) and write whole batches in one statement each."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Any
+
+import asyncpg
+
+from broker.model.entity import LOCATION, Entity, dataset_id, format_time
+from broker.store.pool import Connection, Executor
+
+_COLUMNS = "id, types, scopes, attrs, created_at, modified_at"
+
+_UPSERT = """
+INSERT INTO entities AS e (tenant, id, types, scopes, created_at, modified_at, attrs, location)
+SELECT $1, u.id, u.types, u.scopes, u.created_at, u.modified_at, u.attrs,
+       ST_Force2D(ST_SetSRID(ST_GeomFromGeoJSON(u.location), 4326))
+FROM jsonb_to_recordset($2::jsonb) AS u(
+    id text, types text[], scopes text[], created_at timestamptz, modified_at timestamptz,
+    attrs jsonb, location jsonb)
+ON CONFLICT (tenant, id) DO UPDATE SET
+    types = EXCLUDED.types, scopes = EXCLUDED.scopes, created_at = EXCLUDED.created_at,
+    modified_at = EXCLUDED.modified_at, attrs = EXCLUDED.attrs, location = EXCLUDED.location
+RETURNING id, (xmax = 0) AS inserted
+"""
+
+_INSERT_GEOMETRIES = """
+INSERT INTO entity_geometries (tenant, entity_id, attr, dataset_id, geom)
+SELECT $1, g.entity_id, g.attr, g.dataset_id, ST_Force2D(ST_SetSRID(ST_GeomFromGeoJSON(g.geom), 4326))
+FROM jsonb_to_recordset($2::jsonb) AS g(entity_id text, attr text, dataset_id text, geom jsonb)
+"""
+
+
+def from_row(row: asyncpg.Record) -> Entity:
+    return Entity(
+        id=row["id"],
+        types=list(row["types"]),
+        scopes=list(row["scopes"]) if row["scopes"] is not None else None,
+        attrs=row["attrs"],
+        created_at=format_time(row["created_at"]),
+        modified_at=format_time(row["modified_at"]),
+    )
+
+
+async def fetch_one(conn: Executor, tenant: str, entity_id: str) -> Entity | None:
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM entities WHERE tenant = $1 AND id = $2", tenant, entity_id
+    )
+    return None if row is None else from_row(row)
+
+
+async def fetch_for_update(conn: Connection, tenant: str, ids: list[str]) -> dict[str, Entity]:
+    """Lock and read the entities among ``ids`` that exist (sorted order avoids deadlocks)."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM entities WHERE tenant = $1 AND id = ANY($2::text[]) ORDER BY id FOR UPDATE",
+        tenant,
+        sorted(ids),
+    )
+    return {row["id"]: from_row(row) for row in rows}
+
+
+def _row(entity: Entity) -> dict[str, Any]:
+    location = None
+    for instance in entity.attrs.get(LOCATION, ()):
+        if instance.get("type") == "GeoProperty" and dataset_id(instance) is None:
+            location = instance["value"]
+    return {
+        "id": entity.id,
+        "types": entity.types,
+        "scopes": entity.scopes,
+        "created_at": entity.created_at,
+        "modified_at": entity.modified_at,
+        "attrs": entity.attrs,
+        "location": location,
+    }
+
+
+def _geometries(entities: Iterable[Entity]) -> list[dict[str, Any]]:
+    found = []
+    for entity in entities:
+        for name, instances in entity.attrs.items():
+            for instance in instances:
+                if instance.get("type") == "GeoProperty":
+                    found.append(
+                        {
+                            "entity_id": entity.id,
+                            "attr": name,
+                            "dataset_id": dataset_id(instance) or "",
+                            "geom": instance["value"],
+                        }
+                    )
+    return found
+
+
+async def write(
+    conn: Connection,
+    tenant: str,
+    upserts: list[Entity],
+    deletes: Collection[str],
+    expected_new: Collection[str],
+) -> list[str]:
+    """Store ``upserts`` and remove ``deletes``; return ids that another writer created meanwhile.
+
+    A non-empty answer means this transaction would overwrite a concurrent
+    create: the caller rolls back and retries.
+    """
+    if deletes:
+        await conn.execute(
+            "DELETE FROM entities WHERE tenant = $1 AND id = ANY($2::text[])", tenant, list(deletes)
+        )
+    if not upserts:
+        return []
+    rows = await conn.fetch(_UPSERT, tenant, [_row(e) for e in upserts])
+    raced = [row["id"] for row in rows if not row["inserted"] and row["id"] in expected_new]
+    if raced:
+        return raced
+    await conn.execute(
+        "DELETE FROM entity_geometries WHERE tenant = $1 AND entity_id = ANY($2::text[])",
+        tenant,
+        [e.id for e in upserts],
+    )
+    geometries = _geometries(upserts)
+    if geometries:
+        await conn.execute(_INSERT_GEOMETRIES, tenant, geometries)
+    return []

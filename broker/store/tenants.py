@@ -1,0 +1,52 @@
+"""Tenants: created by their first write, required to exist by every read.
+
+Which tenants exist is cached per process; tenants are never deleted, so a
+positive answer stays true.
+"""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+
+from broker.errors import BadRequestData, NonexistentTenant
+from broker.store.pool import Connection, Executor
+
+DEFAULT_TENANT = ""
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def check_tenant_name(name: str) -> str:
+    """Return a valid tenant name or raise BadRequestData."""
+    if name != DEFAULT_TENANT and not _NAME.match(name):
+        raise BadRequestData(
+            f"tenant {name!r} is not valid: use 1-128 letters, digits, '_', '-' or '.', starting alphanumeric"
+        )
+    return name
+
+
+class Tenants:
+    """Which tenants exist, with a per-process cache of the ones seen."""
+
+    def __init__(self) -> None:
+        self._known: set[str] = {DEFAULT_TENANT}
+
+    async def ensure(self, conn: Connection, tenant: str) -> None:
+        """Create ``tenant`` if it does not exist yet (a write to a new tenant creates it)."""
+        if tenant in self._known:
+            return
+        await conn.execute("INSERT INTO tenants (name) VALUES ($1) ON CONFLICT DO NOTHING", tenant)
+        self._known.add(tenant)
+
+    async def require(self, conn: Executor, tenant: str) -> None:
+        """Raise NonexistentTenant unless ``tenant`` exists."""
+        if tenant in self._known:
+            return
+        if await conn.fetchval("SELECT 1 FROM tenants WHERE name = $1", tenant) is None:
+            raise NonexistentTenant(f"tenant {tenant!r} does not exist")
+        self._known.add(tenant)
+
+    async def names(self, pool: asyncpg.Pool) -> list[str]:
+        rows = await pool.fetch("SELECT name FROM tenants ORDER BY name")
+        return [row["name"] for row in rows]
