@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 
+import asyncpg
 from aiohttp import web
 
 from broker import __version__
@@ -38,13 +39,17 @@ def main(argv: list[str] | None = None) -> int:
         pass
     else:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=lambda text: logging.getLogger("broker").info("%s", text.strip()),
-    )
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            access_log=None,
+            print=lambda text: logging.getLogger("broker").info("%s", text.strip()),
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        logging.getLogger("broker").error("cannot start: %s", exc)
+        return 3
     return 0
 
 

@@ -24,7 +24,10 @@ log = logging.getLogger(__name__)
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     pool = await create_pool(
-        settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        connect_timeout=settings.db_connect_timeout,
     )
     await migrate(pool)
     tenants = Tenants()

@@ -65,6 +65,13 @@ SETTINGS: tuple[Setting, ...] = (
         "NGSI_DB_POOL_MAX", "db_pool_max", "10", "maximum PostgreSQL connections per process", _positive_int
     ),
     Setting(
+        "NGSI_DB_CONNECT_TIMEOUT",
+        "db_connect_timeout",
+        "60",
+        "seconds to keep retrying the database at start before giving up",
+        _positive_float,
+    ),
+    Setting(
         "NGSI_MAX_BODY_BYTES",
         "max_body_bytes",
         "1048576",
@@ -117,6 +124,7 @@ class Settings:
     mqtt_url: str
     db_pool_min: int
     db_pool_max: int
+    db_connect_timeout: float
     max_body_bytes: int
     max_batch: int
     context_fetch_timeout: float

@@ -74,11 +74,14 @@ class TermMap:
         term = self._reverse.get(iri)
         if term is not None:
             return term
+        # As JSON-LD IRI compaction: a vocab-relative term beats a compact IRI.
+        if self.vocab is not None and iri.startswith(self.vocab) and len(iri) > len(self.vocab):
+            suffix = iri[len(self.vocab) :]
+            if suffix not in self.terms and ":" not in suffix:
+                return suffix
         for base, prefix in self._prefixes:
             if iri.startswith(base) and len(iri) > len(base):
                 return f"{prefix}:{iri[len(base) :]}"
-        if self.vocab is not None and iri.startswith(self.vocab) and len(iri) > len(self.vocab):
-            return iri[len(self.vocab) :]
         return iri
 
     def _build_reverse(self) -> None:

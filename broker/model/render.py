@@ -66,7 +66,7 @@ def _keep(name: str, view: View) -> bool:
 def render_instance(instance: Instance, tm: TermMap, view: View) -> Any:
     """One attribute instance in the view's form."""
     kind = instance["type"]
-    member = VALUE_MEMBER[kind]
+    member = stored_member = VALUE_MEMBER[kind]
     value = instance[member]
     if kind == "VocabProperty":
         value = [tm.compact(v) for v in value] if isinstance(value, list) else tm.compact(value)
@@ -81,7 +81,7 @@ def render_instance(instance: Instance, tm: TermMap, view: View) -> Any:
     if lang is not None:
         out["lang"] = lang
     for key, item in instance.items():
-        if key in ("type", member, "lang"):
+        if key in ("type", stored_member, "lang"):
             continue
         if ":" in key:
             out[tm.compact(key)] = render_instance(item, tm, view)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
+
+log = logging.getLogger(__name__)
 
 
 def _encode_jsonb(value: Any) -> bytes:
@@ -24,17 +28,32 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
-async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
-    """Open the pool the whole process shares."""
-    pool = await asyncpg.create_pool(
-        dsn,
-        min_size=min_size,
-        max_size=max_size,
-        init=_init_connection,
-        command_timeout=60,
-    )
-    assert pool is not None
-    return pool
+async def create_pool(dsn: str, *, min_size: int, max_size: int, connect_timeout: float) -> asyncpg.Pool:
+    """Open the pool the whole process shares, retrying while the database is not up yet.
+
+    A broker started together with (or just before) its PostgreSQL should wait
+    for it rather than die; after ``connect_timeout`` seconds the last error is raised.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + connect_timeout
+    delay = 0.2
+    while True:
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                command_timeout=60,
+            )
+            assert pool is not None
+            return pool
+        except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
+            if loop.time() + delay > deadline:
+                raise
+            log.warning("database not reachable yet (%s); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 # What the SQL helpers accept: a connection from the pool (inside a transaction) or the pool itself.

@@ -1,0 +1,125 @@
+"""Shared fixtures: the broker app on a real PostgreSQL+PostGIS, one fresh tenant per test.
+
+The database comes from TEST_DATABASE_URL, else DATABASE_URL, else the local
+default that deploy/test.sh provisions. Tests isolate themselves by tenant
+(a key column), so they need no cleanup and can run against a shared database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+
+from broker.app import create_app
+from broker.config import Settings, load
+
+FIXTURES = Path(__file__).parent / "fixtures"
+DEFAULT_TEST_DB = "postgresql://ngsi:ngsi@127.0.0.1:5432/ngsi_test"
+CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+
+
+def database_url() -> str:
+    return os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL") or DEFAULT_TEST_DB
+
+
+def fixture_json(name: str) -> Any:
+    return orjson.loads((FIXTURES / name).read_bytes())
+
+
+def link_header(url: str) -> str:
+    return f'<{url}>; rel="{CONTEXT_REL}"; type="application/ld+json"'
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load({"DATABASE_URL": database_url(), "NGSI_MAX_BATCH": "200", "NGSI_MAX_BODY_BYTES": "262144"})
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    """The broker app served on a loopback port, shared by the session."""
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    async with TestClient(server) as test_client:
+        yield test_client
+
+
+class Api:
+    """A client bound to one tenant, with short helpers for the NGSI-LD calls tests make."""
+
+    def __init__(self, client: TestClient[Any, Any], tenant: str) -> None:
+        self.client = client
+        self.tenant = tenant
+
+    def _headers(self, headers: dict[str, str] | None, content_type: str | None) -> dict[str, str]:
+        out = {"NGSILD-Tenant": self.tenant}
+        if content_type:
+            out["Content-Type"] = content_type
+        out.update(headers or {})
+        return out
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> ClientResponse:
+        data = raw if raw is not None else (None if body is None else orjson.dumps(body))
+        response = await self.client.request(
+            method,
+            path,
+            data=data,
+            headers=self._headers(headers, content_type if data is not None else None),
+            params=params,
+        )
+        await response.read()
+        return response
+
+    async def create(self, entity: dict[str, Any], **kwargs: Any) -> ClientResponse:
+        content_type = "application/ld+json" if "@context" in entity else "application/json"
+        kwargs.setdefault("content_type", content_type)
+        return await self.request("POST", "/ngsi-ld/v1/entities", entity, **kwargs)
+
+    async def get(self, entity_id: str, **kwargs: Any) -> ClientResponse:
+        return await self.request("GET", f"/ngsi-ld/v1/entities/{entity_id}", **kwargs)
+
+    async def get_json(self, entity_id: str, **kwargs: Any) -> Any:
+        response = await self.get(entity_id, **kwargs)
+        assert response.status == 200, await response.text()
+        return await response.json(content_type=None)
+
+
+async def problem(response: ClientResponse, status: int, error_type: str) -> dict[str, Any]:
+    """Assert ``response`` is ProblemDetails of ``error_type`` with ``status``; return the body."""
+    body = await response.json(content_type=None)
+    assert response.status == status, body
+    assert body["type"] == f"https://uri.etsi.org/ngsi-ld/errors/{error_type}", body
+    assert body["title"]
+    assert body["detail"]
+    return body  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def api(client: TestClient[Any, Any], tenant: str) -> Api:
+    return Api(client, tenant)
+
+
+def new_id(kind: str = "Thing") -> str:
+    return f"urn:ngsi-ld:{kind}:{uuid.uuid4().hex[:10]}"

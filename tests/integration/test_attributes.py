@@ -1,0 +1,187 @@
+"""Attribute operations: append, update, partial update, replace, delete (clauses 5.6.2-5.6.5, 5.6.19)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.conftest import Api, new_id, problem
+
+NULL = "urn:ngsi-ld:null"
+
+
+async def _entity(api: Api) -> str:
+    entity_id = new_id("Vehicle")
+    entity: dict[str, Any] = {
+        "id": entity_id,
+        "type": "Vehicle",
+        "speed": {"type": "Property", "value": 32.5, "unitCode": "KMH", "observedAt": "2026-11-22T05:00:00Z"},
+        "heading": {"type": "Property", "value": 90},
+        "fuel": [
+            {"type": "Property", "value": 0.8},
+            {"type": "Property", "value": 0.7, "datasetId": "urn:ngsi-ld:Dataset:sensor2"},
+        ],
+    }
+    response = await api.create(entity)
+    assert response.status == 201, await response.text()
+    return entity_id
+
+
+def attrs_path(entity_id: str, attr: str | None = None) -> str:
+    base = f"/ngsi-ld/v1/entities/{entity_id}/attrs"
+    return base if attr is None else f"{base}/{attr}"
+
+
+async def test_append_attributes_adds_and_overwrites(api: Api) -> None:
+    entity_id = await _entity(api)
+    response = await api.request("POST", attrs_path(entity_id), {"speed": 10, "plowDown": True})
+    assert response.status == 204, await response.text()
+    body = await api.get_json(entity_id)
+    assert body["speed"] == {"type": "Property", "value": 10}
+    assert body["plowDown"]["value"] is True
+
+
+async def test_append_with_no_overwrite_answers_207_naming_what_was_kept(api: Api) -> None:
+    entity_id = await _entity(api)
+    response = await api.request(
+        "POST", attrs_path(entity_id), {"speed": 10, "plowDown": True}, params={"options": "noOverwrite"}
+    )
+    assert response.status == 207
+    result = await response.json()
+    assert result["updated"] == ["plowDown"]
+    assert [item["attributeName"] for item in result["notUpdated"]] == ["speed"]
+    body = await api.get_json(entity_id)
+    assert body["speed"]["value"] == 32.5
+    assert body["plowDown"]["value"] is True
+
+
+async def test_append_to_a_missing_entity_is_404(api: Api) -> None:
+    await _entity(api)
+    response = await api.request("POST", attrs_path(new_id()), {"speed": 1})
+    await problem(response, 404, "ResourceNotFound")
+
+
+async def test_update_attributes_replaces_existing_and_reports_missing_ones(api: Api) -> None:
+    entity_id = await _entity(api)
+    response = await api.request(
+        "PATCH", attrs_path(entity_id), {"speed": {"type": "Property", "value": 5}, "ghost": 1}
+    )
+    assert response.status == 207
+    result = await response.json()
+    assert result["updated"] == ["speed"]
+    assert result["notUpdated"][0]["attributeName"] == "ghost"
+    body = await api.get_json(entity_id)
+    assert body["speed"] == {"type": "Property", "value": 5}
+    assert "ghost" not in body
+
+
+async def test_update_attributes_with_null_deletes_the_attribute(api: Api) -> None:
+    entity_id = await _entity(api)
+    response = await api.request("PATCH", attrs_path(entity_id), {"heading": NULL})
+    assert response.status == 204, await response.text()
+    assert "heading" not in await api.get_json(entity_id)
+
+
+async def test_partial_attribute_update_keeps_members_not_given(api: Api) -> None:
+    entity_id = await _entity(api)
+    response = await api.request("PATCH", attrs_path(entity_id, "speed"), {"value": 40.0})
+    assert response.status == 204, await response.text()
+    body = await api.get_json(entity_id)
+    assert body["speed"] == {
+        "type": "Property",
+        "value": 40.0,
+        "unitCode": "KMH",
+        "observedAt": "2026-11-22T05:00:00.000Z",
+    }
+
+
+async def test_partial_attribute_update_of_a_dataset_instance(api: Api) -> None:
+    entity_id = await _entity(api)
+    patch = {"value": 0.5, "datasetId": "urn:ngsi-ld:Dataset:sensor2"}
+    assert (await api.request("PATCH", attrs_path(entity_id, "fuel"), patch)).status == 204
+    body = await api.get_json(entity_id)
+    values = {i.get("datasetId"): i["value"] for i in body["fuel"]}
+    assert values == {None: 0.8, "urn:ngsi-ld:Dataset:sensor2": 0.5}
+
+
+async def test_partial_attribute_update_cannot_delete_the_attribute(api: Api) -> None:
+    entity_id = await _entity(api)
+    response = await api.request("PATCH", attrs_path(entity_id, "speed"), {"value": NULL})
+    await problem(response, 400, "BadRequestData")
+    assert (await api.get_json(entity_id))["speed"]["value"] == 32.5
+
+
+async def test_partial_attribute_update_of_a_missing_attribute_is_404(api: Api) -> None:
+    entity_id = await _entity(api)
+    await problem(
+        await api.request("PATCH", attrs_path(entity_id, "ghost"), {"value": 1}), 404, "ResourceNotFound"
+    )
+
+
+async def test_replace_attribute_drops_members_not_given(api: Api) -> None:
+    entity_id = await _entity(api)
+    response = await api.request("PUT", attrs_path(entity_id, "speed"), {"type": "Property", "value": 12})
+    assert response.status == 204, await response.text()
+    assert (await api.get_json(entity_id))["speed"] == {"type": "Property", "value": 12}
+
+
+async def test_replace_attribute_requires_the_attribute_to_exist(api: Api) -> None:
+    entity_id = await _entity(api)
+    response = await api.request("PUT", attrs_path(entity_id, "ghost"), {"type": "Property", "value": 1})
+    await problem(response, 404, "ResourceNotFound")
+
+
+async def test_delete_attribute_default_instance_then_dataset_then_all(api: Api) -> None:
+    entity_id = await _entity(api)
+    assert (await api.request("DELETE", attrs_path(entity_id, "fuel"))).status == 204
+    body = await api.get_json(entity_id)
+    assert body["fuel"]["datasetId"] == "urn:ngsi-ld:Dataset:sensor2"
+    await problem(await api.request("DELETE", attrs_path(entity_id, "fuel")), 404, "ResourceNotFound")
+    response = await api.request(
+        "DELETE", attrs_path(entity_id, "fuel"), params={"datasetId": "urn:ngsi-ld:Dataset:sensor2"}
+    )
+    assert response.status == 204
+    assert "fuel" not in await api.get_json(entity_id)
+
+
+async def test_delete_attribute_with_delete_all_removes_every_instance(api: Api) -> None:
+    entity_id = await _entity(api)
+    response = await api.request("DELETE", attrs_path(entity_id, "fuel"), params={"deleteAll": "true"})
+    assert response.status == 204
+    assert "fuel" not in await api.get_json(entity_id)
+
+
+async def test_attribute_update_moves_modified_at_but_not_created_at(api: Api) -> None:
+    entity_id = await _entity(api)
+    before = (await api.get_json(entity_id, params={"options": "sysAttrs"}))["speed"]
+    await asyncio.sleep(0.01)
+    await api.request("PATCH", attrs_path(entity_id, "speed"), {"value": 1})
+    after = (await api.get_json(entity_id, params={"options": "sysAttrs"}))["speed"]
+    assert after["createdAt"] == before["createdAt"]
+    assert after["modifiedAt"] > before["modifiedAt"]
+
+
+async def test_concurrent_writers_to_one_entity_never_lose_an_update(api: Api) -> None:
+    entity_id = await _entity(api)
+    writers = 40
+
+    async def append(index: int) -> int:
+        response = await api.request("POST", attrs_path(entity_id), {f"a{index}": index})
+        return response.status
+
+    statuses = await asyncio.gather(*(append(i) for i in range(writers)))
+    assert statuses == [204] * writers
+    body = await api.get_json(entity_id)
+    assert {f"a{i}" for i in range(writers)} <= set(body)
+
+
+async def test_concurrent_creates_of_one_id_make_exactly_one_entity(api: Api) -> None:
+    await _entity(api)
+    entity_id = new_id()
+
+    async def create(index: int) -> int:
+        response = await api.create({"id": entity_id, "type": "Thing", "n": index})
+        return response.status
+
+    statuses = await asyncio.gather(*(create(i) for i in range(10)))
+    assert sorted(statuses) == [201] + [409] * 9
