@@ -138,7 +138,7 @@ async def test_two_processes_starting_at_once_migrate_a_new_database_once() -> N
     assert tables == 1
 
 
-async def test_an_unreachable_database_stops_the_broker_with_a_clear_message() -> None:
+def test_an_unreachable_database_stops_the_broker_with_a_clear_message() -> None:
     env = {
         **os.environ,
         "DATABASE_URL": "postgresql://ngsi:ngsi@127.0.0.1:1/nowhere",
