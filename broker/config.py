@@ -86,6 +86,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "NGSI_MAX_PAGE",
+        "max_page",
+        "1000",
+        "largest 'limit' a query may ask for; more answers 403 TooManyResults",
+        _positive_int,
+    ),
+    Setting(
         "NGSI_CONTEXT_FETCH_TIMEOUT",
         "context_fetch_timeout",
         "5",
@@ -110,7 +117,7 @@ SETTINGS: tuple[Setting, ...] = (
         "NGSI_PUBLIC_URL",
         "public_url",
         "",
-        "base URL clients reach this broker at, used in Link headers (default http://HOST:PORT)",
+        "base URL clients reach this broker at, used in hosted @context URLs (default http://HOST:PORT)",
     ),
     Setting("NGSI_LOG_LEVEL", "log_level", "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)"),
 )
@@ -127,6 +134,7 @@ class Settings:
     db_connect_timeout: float
     max_body_bytes: int
     max_batch: int
+    max_page: int
     context_fetch_timeout: float
     context_max_bytes: int
     context_allow_fetch: bool

@@ -125,12 +125,13 @@ class Conflict(NgsiLdError):
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def problem_response(error: NgsiLdError) -> web.Response:
+def problem_response(error: NgsiLdError, headers: dict[str, str] | None = None) -> web.Response:
     """Render ``error`` as a ProblemDetails response."""
     return web.Response(
         body=orjson.dumps(error.problem()),
         status=error.status,
         content_type=PROBLEM_JSON,
+        headers=headers,
     )
 
 
@@ -144,7 +145,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as http_error:
         if http_error.status < 400:
             raise
-        return problem_response(_from_http_exception(request, http_error))
+        # Keep what HTTP requires of the status, such as Allow on a 405.
+        kept = {name: value for name, value in http_error.headers.items() if name in ("Allow", "Retry-After")}
+        return problem_response(_from_http_exception(request, http_error), kept)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(InternalError("unexpected error; see the broker log"))

@@ -77,9 +77,7 @@ class Writer:
         self, tenant: str, operations: Sequence[Operation], may_create_tenant: bool
     ) -> list[Result]:
         async with self._pool.acquire() as conn, conn.transaction():
-            if may_create_tenant:
-                await self._tenants.ensure(conn, tenant)
-            else:
+            if not may_create_tenant:
                 await self._tenants.require(conn, tenant)
             ids = list({op.entity_id for op in operations})
             stored = await entity_rows.fetch_for_update(conn, tenant, ids)
@@ -98,6 +96,9 @@ class Writer:
                 touched.add(op.entity_id)
                 results.append(Result(op.entity_id, before, outcome, None))
             upserts = [e for i in sorted(touched) if (e := state.get(i)) is not None]
+            if may_create_tenant and upserts:
+                # Only a write that stores something creates the tenant.
+                await self._tenants.ensure(conn, tenant)
             deletes = [i for i in touched if i in stored and state.get(i) is None]
             expected_new = {i for i in touched if i not in stored}
             if await entity_rows.write(conn, tenant, upserts, deletes, expected_new):

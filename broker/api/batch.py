@@ -41,8 +41,9 @@ async def _entities(request: web.Request, *, allow_null: bool) -> tuple[list[Ent
     problems: list[Any] = []
     for item in body.data:
         context = item.get("@context") if body.media_type == common.LD_JSON else body.context
+        # A context that cannot be fetched fails the request (503), not one entity.
+        tm = await common.term_map(request, context)
         try:
-            tm = await common.term_map(request, context)
             parsed.append(parse_entity(item, tm, require_type=False, allow_null=allow_null))
             problems.append(None)
         except NgsiLdError as error:

@@ -150,9 +150,7 @@ def json_response(
             body = [{"@context": context_url, **item} if isinstance(item, dict) else item for item in body]
     else:
         out_headers["Link"] = f'<{context_url}>; rel="{CONTEXT_REL}"; type="{LD_JSON}"'
-    tenant = request.headers.get("NGSILD-Tenant")
-    if tenant:
-        out_headers["NGSILD-Tenant"] = tenant
+    _echo_tenant(request, out_headers)
     return web.Response(body=orjson.dumps(body), status=status, content_type=media_type, headers=out_headers)
 
 
@@ -160,10 +158,15 @@ def no_content(
     request: web.Request, status: int = 204, headers: dict[str, str] | None = None
 ) -> web.Response:
     out_headers = dict(headers or {})
-    tenant = request.headers.get("NGSILD-Tenant")
-    if tenant:
-        out_headers["NGSILD-Tenant"] = tenant
+    _echo_tenant(request, out_headers)
     return web.Response(status=status, headers=out_headers)
+
+
+def _echo_tenant(request: web.Request, headers: dict[str, str]) -> None:
+    """Responses name the tenant they concern, whichever header selected it (clause 6.3.14)."""
+    tenant = request.headers.get("NGSILD-Tenant") or request.headers.get("Fiware-Service")
+    if tenant:
+        headers["NGSILD-Tenant"] = tenant.strip()
 
 
 def path_entity_id(request: web.Request) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aiohttp import web
 
 from broker.api import common
@@ -56,7 +58,7 @@ async def create_entity(request: web.Request) -> web.Response:
     tm = await common.term_map(request, body.context)
     entity = parse_entity(body.data, tm)
     await _apply_one(request, entity.id, lambda cur, now: ops.create(cur, entity, now), creates=True)
-    return common.no_content(request, 201, {"Location": f"{ENTITIES}/{entity.id}"})
+    return common.no_content(request, 201, {"Location": f"{ENTITIES}/{quote(entity.id, safe=':')}"})
 
 
 @routes.get(ENTITY)

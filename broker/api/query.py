@@ -11,7 +11,7 @@ import re
 from aiohttp import web
 
 from broker.api import common
-from broker.api.keys import POOL, TENANTS
+from broker.api.keys import POOL, SETTINGS, TENANTS
 from broker.errors import BadRequestData, NotImplementedYet, TooManyResults
 from broker.model.parse import check_name, check_uri
 from broker.model.render import render_entity, to_feature
@@ -19,7 +19,6 @@ from broker.store import query as entity_query
 
 routes = web.RouteTableDef()
 DEFAULT_LIMIT = 20
-MAX_LIMIT = 1000
 _LATER = ("q", "scopeQ", "georel", "geometry", "coordinates", "geoQ", "csf", "orderBy", "join", "entityMap")
 _SIMPLE_TYPE = re.compile(r"^[^;|()]+$")
 
@@ -61,8 +60,9 @@ async def query_entities(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", DEFAULT_LIMIT)
     offset = _int_param(request, "offset", 0)
     count = common.flag(request, "count")
-    if limit > MAX_LIMIT:
-        raise TooManyResults(f"limit {limit} exceeds the maximum page size {MAX_LIMIT}")
+    max_page = request.app[SETTINGS].max_page
+    if limit > max_page:
+        raise TooManyResults(f"limit {limit} exceeds the maximum page size {max_page} (NGSI_MAX_PAGE)")
     if limit == 0 and not count:
         raise BadRequestData("limit=0 is only allowed with count=true")
     tenant = common.tenant_of(request)

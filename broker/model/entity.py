@@ -17,6 +17,8 @@ Instance = dict[str, Any]
 NGSI_LD = "https://uri.etsi.org/ngsi-ld/"
 NULL_URI = "urn:ngsi-ld:null"
 LOCATION = NGSI_LD + "location"
+# Attributes the core model defines as GeoProperties (clause 4.7).
+GEO_ATTRIBUTES = frozenset({LOCATION, NGSI_LD + "observationSpace", NGSI_LD + "operationSpace"})
 
 VALUE_MEMBER: dict[str, str] = {
     "Property": "value",

@@ -14,6 +14,7 @@ from typing import Any
 from broker.errors import BadRequestData
 from broker.jsonld.context import TermMap
 from broker.model.entity import (
+    GEO_ATTRIBUTES,
     INSTANCE_MEMBERS,
     NULL_URI,
     VALUE_MEMBER,
@@ -119,6 +120,8 @@ def parse_attribute(iri: str, raw: Any, tm: TermMap, *, allow_null: bool = False
         instances = [parse_instance(iri, raw, tm, allow_null=allow_null)]
     seen: set[str | None] = set()
     for instance in instances:
+        if iri in GEO_ATTRIBUTES and instance["type"] != "GeoProperty" and not is_null_instance(instance):
+            raise BadRequestData(f"attribute {iri} must be a GeoProperty with a GeoJSON geometry value")
         key = instance.get("datasetId")
         if key in seen:
             what = f"datasetId {key}" if key else "the default instance (no datasetId)"

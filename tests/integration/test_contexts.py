@@ -1,0 +1,485 @@
+"""@context handling: Link header / inline contexts (6.3.5), Accept negotiation (6.3.6), /jsonldContexts (5.13)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from broker.app import create_app
+from broker.config import Settings
+from tests.conftest import CONTEXT_REL, Api, new_id, problem
+from tests.integration.helpers import (
+    CONTEXTS,
+    CORE_UNVERSIONED,
+    CORE_V19,
+    DEFAULT_VOCAB,
+    assert_absent,
+    batch,
+    body_of,
+    context_server,
+    ensure_tenant,
+    host_context,
+    local_path,
+    thing,
+    with_link,
+)
+
+ONTOLOGY = "https://example.org/ontology#"
+TERMS = {"Gauge": ONTOLOGY + "Gauge", "waterLevel": ONTOLOGY + "waterLevel", "site": ONTOLOGY + "site"}
+LD_JSON = {"Accept": "application/ld+json"}
+
+
+def gauge(entity_id: str, level: float = 1.5) -> dict[str, Any]:
+    return {
+        "id": entity_id,
+        "type": "Gauge",
+        "waterLevel": {"type": "Property", "value": level, "unitCode": "MTR"},
+        "site": {"type": "Relationship", "object": "urn:ngsi-ld:Site:one"},
+    }
+
+
+def context_document() -> web.Response:
+    return web.Response(body=orjson.dumps({"@context": TERMS}), content_type="application/ld+json")
+
+
+def broken() -> web.Response:
+    return web.Response(status=500, text="boom")
+
+
+async def list_contexts(api: Api, **params: str) -> Any:
+    response = await api.request("GET", CONTEXTS, params=params or None)
+    assert response.status == 200, await response.text()
+    return await body_of(response)
+
+
+# --- Link header and inline @context ----------------------------------------------------------------
+
+
+async def test_a_hosted_context_in_the_link_header_expands_on_write_and_compacts_on_read(api: Api) -> None:
+    url = await host_context(api, TERMS)
+    entity_id = new_id("Gauge")
+    response = await api.create(gauge(entity_id), headers=with_link(url))
+    assert response.status == 201, await response.text()
+
+    compacted = await api.get_json(entity_id, headers=with_link(url, LD_JSON))
+    assert compacted["@context"] == url
+    assert compacted["type"] == "Gauge"
+    assert compacted["waterLevel"] == {"type": "Property", "value": 1.5, "unitCode": "MTR"}
+    assert compacted["site"] == {"type": "Relationship", "object": "urn:ngsi-ld:Site:one"}
+
+    expanded = await api.get_json(entity_id, headers=LD_JSON)
+    assert expanded["type"] == ONTOLOGY + "Gauge"
+    assert expanded[ONTOLOGY + "waterLevel"]["value"] == 1.5
+    assert ONTOLOGY + "site" in expanded
+    assert "waterLevel" not in expanded
+
+
+async def test_a_default_vocabulary_name_is_not_compacted_to_a_user_term_that_means_another_iri(
+    api: Api,
+) -> None:
+    url = await host_context(api, TERMS)
+    entity_id = new_id()
+    assert (await api.create(thing(entity_id, waterLevel=2))).status == 201
+    # The user context maps waterLevel to another IRI, so the stored default-vocabulary IRI must not
+    # be compacted to "waterLevel" (JSON-LD IRI compaction): full IRI or the core's "ngsi-ld:" prefix.
+    read_with_user_context = await api.get_json(entity_id, headers=with_link(url))
+    assert "waterLevel" not in read_with_user_context
+    names = {DEFAULT_VOCAB + "waterLevel", "ngsi-ld:default-context/waterLevel"}
+    assert len(names & set(read_with_user_context)) == 1, read_with_user_context
+    assert (await api.get_json(entity_id))["waterLevel"]["value"] == 2
+
+
+async def test_an_inline_context_with_ld_json_expands_the_names(api: Api) -> None:
+    url = await host_context(api, TERMS)
+    entity_id = new_id("Gauge")
+    payload = {**gauge(entity_id, 3.25), "@context": [TERMS, CORE_V19]}
+    response = await api.create(payload, content_type="application/ld+json")
+    assert response.status == 201, await response.text()
+    expanded = await api.get_json(entity_id)
+    assert expanded["type"] == ONTOLOGY + "Gauge"
+    assert expanded[ONTOLOGY + "waterLevel"]["value"] == 3.25
+    compacted = await api.get_json(entity_id, headers=with_link(url))
+    assert compacted["waterLevel"]["value"] == 3.25
+
+
+async def test_an_inline_context_naming_a_hosted_context_url_is_resolved(api: Api) -> None:
+    url = await host_context(api, TERMS)
+    entity_id = new_id("Gauge")
+    response = await api.create({**gauge(entity_id), "@context": url}, content_type="application/ld+json")
+    assert response.status == 201, await response.text()
+    assert (await api.get_json(entity_id))["type"] == ONTOLOGY + "Gauge"
+
+
+async def test_a_link_header_together_with_ld_json_answers_400_and_stores_nothing(api: Api) -> None:
+    await ensure_tenant(api)
+    url = await host_context(api, TERMS)
+    entity_id = new_id("Gauge")
+    payload = {**gauge(entity_id), "@context": url}
+    response = await api.create(payload, headers=with_link(url), content_type="application/ld+json")
+    await problem(response, 400, "BadRequestData")
+    await assert_absent(api, entity_id)
+
+
+async def test_an_at_context_in_the_body_with_application_json_answers_400_and_stores_nothing(
+    api: Api,
+) -> None:
+    await ensure_tenant(api)
+    entity_id = new_id("Gauge")
+    response = await api.create({**gauge(entity_id), "@context": CORE_V19}, content_type="application/json")
+    await problem(response, 400, "BadRequestData")
+    await assert_absent(api, entity_id)
+
+
+async def test_ld_json_without_an_at_context_answers_400_and_stores_nothing(api: Api) -> None:
+    await ensure_tenant(api)
+    entity_id = new_id()
+    response = await api.create(thing(entity_id, level=1), content_type="application/ld+json")
+    await problem(response, 400, "BadRequestData")
+    await assert_absent(api, entity_id)
+
+
+async def test_the_core_context_urls_work_offline_as_link_headers(api: Api) -> None:
+    for core in (CORE_UNVERSIONED, CORE_V19):
+        entity_id = new_id()
+        response = await api.create(thing(entity_id, level=1), headers=with_link(core))
+        assert response.status == 201, (core, await response.text())
+        read = await api.get(entity_id, headers=with_link(core))
+        assert read.status == 200, await read.text()
+        assert (await body_of(read))["level"]["value"] == 1
+        assert f"<{core}>" in read.headers["Link"]
+
+
+# --- remote contexts --------------------------------------------------------------------------------
+
+
+async def test_a_remote_context_is_fetched_once_cached_in_the_database_and_used_offline(
+    api: Api, settings: Settings
+) -> None:
+    first, second = new_id("Gauge"), new_id("Gauge")
+    async with context_server({"/ctx.jsonld": context_document}) as server:
+        url = server.url("/ctx.jsonld")
+        response = await api.create(gauge(first), headers=with_link(url))
+        assert response.status == 201, await response.text()
+        response = await api.create(gauge(second, 2.5), headers=with_link(url))
+        assert response.status == 201, await response.text()
+        assert server.hits == {"/ctx.jsonld": 1}
+
+    assert url in await list_contexts(api, kind="Cached")
+    assert url not in await list_contexts(api, kind="Hosted")
+    details = [d for d in await list_contexts(api, details="true") if d["URL"] == url]
+    assert len(details) == 1
+    assert details[0]["kind"] == "Cached"
+
+    # The server is gone: this broker, and a fresh one (no in-memory cache), still resolve the URL.
+    compacted = await api.get_json(first, headers=with_link(url))
+    assert compacted["type"] == "Gauge"
+    assert compacted["waterLevel"]["value"] == 1.5
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as fresh:
+        third = new_id("Gauge")
+        headers = {
+            "NGSILD-Tenant": api.tenant,
+            "Link": with_link(url)["Link"],
+            "Content-Type": "application/json",
+        }
+        created = await fresh.post(
+            "/ngsi-ld/v1/entities", data=orjson.dumps(gauge(third, 4.0)), headers=headers
+        )
+        assert created.status == 201, await created.text()
+        read = await fresh.get(f"/ngsi-ld/v1/entities/{second}", headers=headers)
+        assert read.status == 200, await read.text()
+        assert (await read.json())["waterLevel"]["value"] == 2.5
+    assert (await api.get_json(third))[ONTOLOGY + "waterLevel"]["value"] == 4.0
+
+
+async def test_a_remote_context_answering_500_gives_503_and_stores_nothing(api: Api) -> None:
+    await ensure_tenant(api)
+    entity_id = new_id("Gauge")
+    async with context_server({"/ctx.jsonld": context_document, "/broken": broken}) as server:
+        url = server.url("/broken")
+        response = await api.create(gauge(entity_id), headers=with_link(url))
+        await problem(response, 503, "LdContextNotAvailable")
+        inline = await api.create({**gauge(entity_id), "@context": [url]}, content_type="application/ld+json")
+        await problem(inline, 503, "LdContextNotAvailable")
+    await assert_absent(api, entity_id)
+    assert url not in await list_contexts(api)
+
+
+async def test_an_unreachable_context_url_gives_503_and_stores_nothing(api: Api) -> None:
+    await ensure_tenant(api)
+    entity_id = new_id()
+    response = await api.create(thing(entity_id, level=1), headers=with_link("http://127.0.0.1:9/x.jsonld"))
+    await problem(response, 503, "LdContextNotAvailable")
+    await assert_absent(api, entity_id)
+
+
+async def test_reading_with_an_unreachable_context_url_gives_503(api: Api) -> None:
+    entity_id = new_id()
+    assert (await api.create(thing(entity_id, level=1))).status == 201
+    response = await api.get(entity_id, headers=with_link("http://127.0.0.1:9/x.jsonld"))
+    await problem(response, 503, "LdContextNotAvailable")
+
+
+async def test_a_batch_upsert_with_an_unreachable_link_context_gives_503_and_stores_nothing(api: Api) -> None:
+    """The request's own @context (Link header) cannot be retrieved: the request fails (6.3.5, 5.5.2)."""
+    await ensure_tenant(api)
+    ids = [new_id(), new_id()]
+    response = await batch(
+        api, "upsert", [thing(i, level=1) for i in ids], headers=with_link("http://127.0.0.1:9/x.jsonld")
+    )
+    await problem(response, 503, "LdContextNotAvailable")
+    for entity_id in ids:
+        await assert_absent(api, entity_id)
+
+
+# --- /jsonldContexts --------------------------------------------------------------------------------
+
+
+async def test_adding_a_context_answers_201_with_a_location_that_serves_it(api: Api) -> None:
+    response = await api.request("POST", CONTEXTS, {"@context": TERMS})
+    assert response.status == 201, await response.text()
+    location = response.headers["Location"]
+    assert "/ngsi-ld/v1/jsonldContexts/" in location
+    served = await api.request("GET", local_path(location))
+    assert served.status == 200, await served.text()
+    assert served.content_type in ("application/ld+json", "application/json")
+    assert await body_of(served) == {"@context": TERMS}
+
+
+async def test_adding_a_context_with_ld_json_content_type_is_accepted(api: Api) -> None:
+    response = await api.request("POST", CONTEXTS, {"@context": TERMS}, content_type="application/ld+json")
+    assert response.status == 201, await response.text()
+    served = await api.request("GET", local_path(response.headers["Location"]))
+    assert await body_of(served) == {"@context": TERMS}
+
+
+async def test_adding_a_body_without_at_context_answers_400(api: Api) -> None:
+    for body in ({"Gauge": ONTOLOGY + "Gauge"}, [{"@context": TERMS}], "ctx"):
+        response = await api.request("POST", CONTEXTS, body)
+        await problem(response, 400, "BadRequestData")
+
+
+async def test_listing_contexts_with_details_shows_a_hosted_one_with_its_metadata(api: Api) -> None:
+    url = await host_context(api, TERMS)
+    assert url in await list_contexts(api)
+    assert url in await list_contexts(api, kind="Hosted")
+    assert url not in await list_contexts(api, kind="Cached")
+    found = [d for d in await list_contexts(api, details="true") if d["URL"] == url]
+    assert len(found) == 1
+    assert found[0]["kind"] == "Hosted"
+    assert found[0]["localId"]
+    assert found[0]["createdAt"]
+    single = await api.request("GET", local_path(url), params={"details": "true"})
+    assert single.status == 200, await single.text()
+    assert (await body_of(single))["kind"] == "Hosted"
+    assert (await body_of(single))["URL"] == url
+
+
+async def test_listing_contexts_of_an_unknown_kind_answers_400(api: Api) -> None:
+    await problem(await api.request("GET", CONTEXTS, params={"kind": "Bogus"}), 400, "BadRequestData")
+
+
+async def test_deleting_a_hosted_context_answers_204_then_404(api: Api) -> None:
+    url = await host_context(api, TERMS)
+    path = local_path(url)
+    response = await api.request("DELETE", path)
+    assert response.status == 204, await response.text()
+    await problem(await api.request("GET", path), 404, "ResourceNotFound")
+    await problem(await api.request("DELETE", path), 404, "ResourceNotFound")
+    assert url not in await list_contexts(api)
+
+
+async def test_an_unknown_context_id_answers_404(api: Api) -> None:
+    await problem(await api.request("GET", f"{CONTEXTS}/nosuchcontext"), 404, "ResourceNotFound")
+    await problem(await api.request("DELETE", f"{CONTEXTS}/nosuchcontext"), 404, "ResourceNotFound")
+
+
+async def test_reloading_a_hosted_context_answers_400_and_keeps_it(api: Api) -> None:
+    url = await host_context(api, TERMS)
+    response = await api.request("DELETE", local_path(url), params={"reload": "true"})
+    await problem(response, 400, "BadRequestData")
+    served = await api.request("GET", local_path(url))
+    assert await body_of(served) == {"@context": TERMS}
+
+
+async def test_serving_a_cached_context_content_answers_422_but_its_details_are_served(api: Api) -> None:
+    async with context_server({"/ctx.jsonld": context_document}) as server:
+        url = server.url("/ctx.jsonld")
+        assert (await api.create(gauge(new_id("Gauge")), headers=with_link(url))).status == 201
+    [details] = [d for d in await list_contexts(api, details="true") if d["URL"] == url]
+    path = f"{CONTEXTS}/{details['localId']}"
+    await problem(await api.request("GET", path), 422, "OperationNotSupported")
+    meta = await api.request("GET", path, params={"details": "true"})
+    assert meta.status == 200, await meta.text()
+    assert (await body_of(meta))["kind"] == "Cached"
+
+
+async def test_reloading_a_cached_context_refetches_it(api: Api) -> None:
+    version = {"n": 1}
+
+    def evolving() -> web.Response:
+        terms = {**TERMS, "waterLevel": f"{ONTOLOGY}waterLevelV{version['n']}"}
+        return web.Response(body=orjson.dumps({"@context": terms}), content_type="application/ld+json")
+
+    async with context_server({"/ctx.jsonld": evolving}) as server:
+        url = server.url("/ctx.jsonld")
+        first = new_id("Gauge")
+        assert (await api.create(gauge(first), headers=with_link(url))).status == 201
+        [details] = [d for d in await list_contexts(api, details="true") if d["URL"] == url]
+        version["n"] = 2
+        response = await api.request("DELETE", f"{CONTEXTS}/{details['localId']}", params={"reload": "true"})
+        assert response.status == 204, await response.text()
+        assert server.hits["/ctx.jsonld"] == 2
+        second = new_id("Gauge")
+        assert (await api.create(gauge(second), headers=with_link(url))).status == 201
+    assert ONTOLOGY + "waterLevelV1" in await api.get_json(first)
+    assert ONTOLOGY + "waterLevelV2" in await api.get_json(second)
+    assert url in await list_contexts(api, kind="Cached")
+
+
+async def test_reloading_a_cached_context_whose_server_is_gone_answers_503(api: Api) -> None:
+    async with context_server({"/ctx.jsonld": context_document}) as server:
+        url = server.url("/ctx.jsonld")
+        assert (await api.create(gauge(new_id("Gauge")), headers=with_link(url))).status == 201
+    [details] = [d for d in await list_contexts(api, details="true") if d["URL"] == url]
+    response = await api.request("DELETE", f"{CONTEXTS}/{details['localId']}", params={"reload": "true"})
+    await problem(response, 503, "LdContextNotAvailable")
+    assert url in await list_contexts(api, kind="Cached")
+
+
+async def test_a_cached_context_can_be_deleted_by_its_original_url(api: Api) -> None:
+    async with context_server({"/ctx.jsonld": context_document}) as server:
+        url = server.url("/ctx.jsonld")
+        assert (await api.create(gauge(new_id("Gauge")), headers=with_link(url))).status == 201
+    response = await api.request("DELETE", f"{CONTEXTS}/{quote(url, safe='')}")
+    assert response.status == 204, await response.text()
+    assert url not in await list_contexts(api)
+
+
+# --- Accept negotiation -----------------------------------------------------------------------------
+
+
+async def test_accept_json_answers_with_a_link_header_naming_the_request_context(api: Api) -> None:
+    url = await host_context(api, TERMS)
+    entity_id = new_id("Gauge")
+    assert (await api.create(gauge(entity_id), headers=with_link(url))).status == 201
+    response = await api.get(entity_id, headers=with_link(url, {"Accept": "application/json"}))
+    assert response.status == 200, await response.text()
+    assert response.content_type == "application/json"
+    link = response.headers["Link"]
+    assert link.startswith(f"<{url}>")
+    assert f'rel="{CONTEXT_REL}"' in link
+    body = await body_of(response)
+    assert "@context" not in body
+    assert body["waterLevel"]["value"] == 1.5
+
+
+async def test_accept_json_without_a_link_names_the_core_context(api: Api) -> None:
+    entity_id = new_id()
+    assert (await api.create(thing(entity_id, level=1))).status == 201
+    response = await api.get(entity_id)
+    assert response.status == 200
+    assert "ngsi-ld-core-context" in response.headers["Link"]
+    assert "@context" not in await body_of(response)
+
+
+async def test_accept_ld_json_puts_the_context_in_the_body_and_no_link_header(api: Api) -> None:
+    url = await host_context(api, TERMS)
+    entity_id = new_id("Gauge")
+    assert (await api.create(gauge(entity_id), headers=with_link(url))).status == 201
+    response = await api.get(entity_id, headers=with_link(url, LD_JSON))
+    assert response.status == 200, await response.text()
+    assert response.content_type == "application/ld+json"
+    assert "Link" not in response.headers
+    body = await body_of(response)
+    assert body["@context"] == url
+    assert body["type"] == "Gauge"
+
+
+async def test_accept_ld_json_on_a_query_gives_every_entity_its_context(api: Api) -> None:
+    url = await host_context(api, TERMS)
+    ids = sorted([new_id("Gauge"), new_id("Gauge")])
+    for entity_id in ids:
+        assert (await api.create(gauge(entity_id), headers=with_link(url))).status == 201
+    response = await api.request(
+        "GET", "/ngsi-ld/v1/entities", params={"type": "Gauge"}, headers=with_link(url, LD_JSON)
+    )
+    assert response.status == 200, await response.text()
+    assert "Link" not in response.headers
+    body = await body_of(response)
+    assert sorted(e["id"] for e in body) == ids
+    assert all(e["@context"] == url for e in body)
+
+
+async def test_accept_text_csv_answers_406(api: Api) -> None:
+    entity_id = new_id()
+    assert (await api.create(thing(entity_id, level=1))).status == 201
+    response = await api.get(entity_id, headers={"Accept": "text/csv"})
+    body = await body_of(response)
+    assert response.status == 406, body
+    assert body["type"].startswith("https://uri.etsi.org/ngsi-ld/errors/")
+    assert body["title"]
+    assert body["detail"]
+
+
+async def test_accept_with_quality_values_picks_the_preferred_supported_type(api: Api) -> None:
+    entity_id = new_id()
+    assert (await api.create(thing(entity_id, level=1))).status == 201
+    response = await api.get(
+        entity_id, headers={"Accept": "text/csv, application/json;q=0.5, application/ld+json;q=0.9"}
+    )
+    assert response.status == 200, await response.text()
+    assert response.content_type == "application/ld+json"
+    assert "@context" in await body_of(response)
+
+
+async def test_names_outside_the_user_context_come_back_as_their_default_vocabulary_terms(api: Api) -> None:
+    url = await host_context(api, TERMS)
+    entity_id = new_id("Gauge")
+    payload = {**gauge(entity_id), "level": {"type": "Property", "value": 9}}
+    assert (await api.create(payload, headers=with_link(url))).status == 201
+    compacted = await api.get_json(entity_id, headers=with_link(url))
+    assert compacted["level"]["value"] == 9
+    assert compacted["waterLevel"]["value"] == 1.5
+    expanded = await api.get_json(entity_id)
+    assert expanded["level"]["value"] == 9
+
+
+async def test_a_link_header_whose_url_is_not_a_uri_answers_400(api: Api) -> None:
+    await ensure_tenant(api)
+    entity_id = new_id()
+    response = await api.create(thing(entity_id, level=1), headers=with_link("not a url"))
+    await problem(response, 400, "BadRequestData")
+    await assert_absent(api, entity_id)
+
+
+async def test_two_context_link_headers_answer_400(api: Api) -> None:
+    await ensure_tenant(api)
+    url = await host_context(api, TERMS)
+    entity_id = new_id("Gauge")
+    link = f"{with_link(url)['Link']}, {with_link(CORE_V19)['Link']}"
+    response = await api.create(gauge(entity_id), headers={"Link": link})
+    await problem(response, 400, "BadRequestData")
+    await assert_absent(api, entity_id)
+
+
+async def test_a_link_header_with_another_rel_is_ignored(api: Api) -> None:
+    entity_id = new_id()
+    link = '<https://example.org/other>; rel="alternate"; type="text/html"'
+    response = await api.create(thing(entity_id, level=1), headers={"Link": link})
+    assert response.status == 201, await response.text()
+    assert (await api.get_json(entity_id))["level"]["value"] == 1
+
+
+async def test_content_types_with_a_charset_parameter_are_accepted(api: Api) -> None:
+    plain, linked = new_id(), new_id()
+    response = await api.create(thing(plain, level=1), content_type="application/json; charset=utf-8")
+    assert response.status == 201, await response.text()
+    payload = {**thing(linked, level=2), "@context": CORE_V19}
+    response = await api.create(payload, content_type="application/ld+json; charset=utf-8")
+    assert response.status == 201, await response.text()
+    assert (await api.get_json(plain))["level"]["value"] == 1
+    assert (await api.get_json(linked))["level"]["value"] == 2
