@@ -6,7 +6,7 @@ Every element is parsed on its own, so one bad entity is reported in the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -23,10 +23,18 @@ routes = web.RouteTableDef()
 BASE = "/ngsi-ld/v1/entityOperations/"
 
 Builder = Callable[[Entity], Operation]
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
-def _paths(name: str) -> list[str]:
-    return [BASE + name, BASE + name + "/"]
+def _batch_route(name: str) -> Callable[[Handler], Handler]:
+    """Register a batch handler with and without the trailing slash FIWARE IoT Agents send."""
+
+    def register(handler: Handler) -> Handler:
+        routes.post(BASE + name)(handler)
+        routes.post(BASE + name + "/")(handler)
+        return handler
+
+    return register
 
 
 async def _entities(request: web.Request, *, allow_null: bool) -> tuple[list[Entity | None], list[Any]]:
@@ -72,8 +80,7 @@ def _batch_result(request: web.Request, success: list[str], errors: list[dict[st
     return common.json_response(request, {"success": success, "errors": errors}, context=None, status=207)
 
 
-@routes.post(_paths("create")[0])
-@routes.post(_paths("create")[1])
+@_batch_route("create")
 async def batch_create(request: web.Request) -> web.Response:
     """5.6.7 Batch Entity Creation: 201 with the ids, or 207 BatchOperationResult."""
     parsed, problems = await _entities(request, allow_null=False)
@@ -93,8 +100,7 @@ async def batch_create(request: web.Request) -> web.Response:
     return common.json_response(request, created, context=None, status=201)
 
 
-@routes.post(_paths("upsert")[0])
-@routes.post(_paths("upsert")[1])
+@_batch_route("upsert")
 async def batch_upsert(request: web.Request) -> web.Response:
     """5.6.8 Batch Entity Upsert: 201 with created ids, 204 if all existed, 207 on any error.
 
@@ -122,8 +128,7 @@ async def batch_upsert(request: web.Request) -> web.Response:
     return common.no_content(request)
 
 
-@routes.post(_paths("update")[0])
-@routes.post(_paths("update")[1])
+@_batch_route("update")
 async def batch_update(request: web.Request) -> web.Response:
     """5.6.9 Batch Entity Update: append-attributes behaviour per entity, options=noOverwrite."""
     no_overwrite = "noOverwrite" in common.options(request)
@@ -138,8 +143,7 @@ async def batch_update(request: web.Request) -> web.Response:
     return _all_or_207(request, results, errors)
 
 
-@routes.post(_paths("merge")[0])
-@routes.post(_paths("merge")[1])
+@_batch_route("merge")
 async def batch_merge(request: web.Request) -> web.Response:
     """5.6.20 Batch Entity Merge: merge-patch per entity; missing entities are errors."""
     parsed, problems = await _entities(request, allow_null=True)
@@ -153,8 +157,7 @@ async def batch_merge(request: web.Request) -> web.Response:
     return _all_or_207(request, results, errors)
 
 
-@routes.post(_paths("delete")[0])
-@routes.post(_paths("delete")[1])
+@_batch_route("delete")
 async def batch_delete(request: web.Request) -> web.Response:
     """5.6.10 Batch Entity Deletion: body is an array of ids; 204 only if all existed."""
     body = await common.read_body(request)
