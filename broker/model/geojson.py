@@ -14,17 +14,20 @@ _MAX_POSITIONS = 100_000
 
 def looks_like_geometry(value: Any) -> bool:
     """True when ``value`` has the shape of a GeoJSON geometry (used to infer GeoProperty)."""
-    return isinstance(value, dict) and value.get("type") in GEOMETRY_TYPES and "coordinates" in value
+    if not isinstance(value, dict) or "coordinates" not in value:
+        return False
+    kind = value.get("type")
+    return isinstance(kind, str) and kind in GEOMETRY_TYPES
 
 
 def validate_geometry(value: Any, where: str) -> None:
     """Raise BadRequestData unless ``value`` is a valid GeoJSON geometry in WGS 84."""
-    if not isinstance(value, dict) or value.get("type") not in GEOMETRY_TYPES:
+    kind = value.get("type") if isinstance(value, dict) else None
+    if not isinstance(kind, str) or kind not in GEOMETRY_TYPES:
         raise BadRequestData(
             f"{where}: a GeoProperty value must be a GeoJSON geometry with type one of "
             f"{', '.join(sorted(GEOMETRY_TYPES))}"
         )
-    kind = value["type"]
     coordinates = value.get("coordinates")
     counter = [0]
     try:

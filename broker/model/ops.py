@@ -21,6 +21,7 @@ from broker.model.entity import (
     find_instance,
     is_null_instance,
 )
+from broker.model.geojson import validate_geometry
 
 
 @dataclass(slots=True)
@@ -91,6 +92,7 @@ def replace(current: Entity | None, new: Entity, now: str) -> Outcome:
         raise BadRequestData("a replacing entity must have a type")
     outcome = create(None, new, now)
     assert outcome.entity is not None
+    outcome.entity.id = old.id
     outcome.entity.created_at = old.created_at
     outcome.created = False
     return outcome
@@ -222,14 +224,21 @@ def merge_instance(old: Instance, patch: Instance, now: str, *, observed_at: str
                 new[key] = merge_instance(old[key], value, now)
             else:
                 new[key] = stamp(_drop_nulls(value), now)
-        elif key == member and kind in ("Property", "JsonProperty"):
+        elif key == member and kind == "Property":
             new[key] = merge_value(old.get(key), value)
         else:
             new[key] = value
     if observed_at is not None and "observedAt" in old and "observedAt" not in patch:
         new["observedAt"] = observed_at
     new["modifiedAt"] = now
+    _check_geometry(new)
     return new
+
+
+def _check_geometry(instance: Instance) -> None:
+    """A GeoProperty patched by a concise value must still hold a geometry."""
+    if instance["type"] == "GeoProperty":
+        validate_geometry(instance["value"], "GeoProperty")
 
 
 def merge_value(old: Any, patch: Any) -> Any:
@@ -252,7 +261,7 @@ def _drop_nulls(instance: Instance) -> Instance:
         if _is_sub_attribute(key):
             if not is_null_instance(value):
                 out[key] = _drop_nulls(value)
-        elif isinstance(value, dict) and key in ("value", "json"):
+        elif isinstance(value, dict) and key == "value" and instance["type"] == "Property":
             out[key] = merge_value({}, value)
         else:
             out[key] = value
@@ -281,6 +290,7 @@ def partial_update(current: Entity | None, entity_id: str, name: str, patch: Ins
         elif key != "type" or VALUE_MEMBER[value] != VALUE_MEMBER[old["type"]]:
             new[key] = value
     new["modifiedAt"] = now
+    _check_geometry(new)
     existing[index] = new
     _touch(entity, now)
     return Outcome(entity, updated=[name])

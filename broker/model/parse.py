@@ -27,7 +27,7 @@ from broker.model.entity import (
 from broker.model.geojson import looks_like_geometry, validate_geometry
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
-_NAME_FORBIDDEN = re.compile(r"[\s<>\"'=;()&?\\]")
+_NAME_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f<>\"'=;()&?\\]")
 _SCOPE = re.compile(r"^/(?:[^/\s#+]+(?:/[^/\s#+]+)*)?$")
 _ENTITY_KEYS = frozenset(
     {"id", "@id", "type", "@type", "scope", "@context", "createdAt", "modifiedAt", "deletedAt"}
@@ -182,6 +182,8 @@ def _normalize(iri: str, raw: Any) -> dict[str, Any]:
         raise BadRequestData(f"attribute {iri}: null is not a value; use '{NULL_URI}' to delete")
     if isinstance(raw, dict):
         kind = raw.get("type")
+        if "type" in raw and not isinstance(kind, str):
+            raise BadRequestData(f"attribute {iri}: 'type' must be a string, not {kind!r}")
         if kind in VALUE_MEMBER:
             return raw
         if looks_like_geometry(raw):

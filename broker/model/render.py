@@ -11,6 +11,7 @@ from typing import Any
 
 from broker.jsonld.context import TermMap
 from broker.model.entity import LOCATION, SYSTEM_MEMBERS, VALUE_MEMBER, Entity, Instance
+from broker.model.geojson import looks_like_geometry
 
 
 class Form(Enum):
@@ -49,7 +50,9 @@ def render_entity(entity: Entity, tm: TermMap, view: View) -> dict[str, Any]:
             instances = [i for i in instances if (i.get("datasetId") or "@none") in view.dataset_id]
             if not instances:
                 continue
-        rendered = [render_instance(i, tm, view) for i in instances]
+        # Inside an array a bare value would read back as one Property holding the array.
+        bare = len(instances) == 1
+        rendered = [render_instance(i, tm, view, bare_ok=bare) for i in instances]
         out[tm.compact(name)] = rendered[0] if len(rendered) == 1 else rendered
     if view.sys_attrs and view.form is not Form.SIMPLIFIED:
         out["createdAt"] = entity.created_at
@@ -63,7 +66,7 @@ def _keep(name: str, view: View) -> bool:
     return view.pick is None or name in view.pick
 
 
-def render_instance(instance: Instance, tm: TermMap, view: View) -> Any:
+def render_instance(instance: Instance, tm: TermMap, view: View, *, bare_ok: bool = True) -> Any:
     """One attribute instance in the view's form."""
     kind = instance["type"]
     member = stored_member = VALUE_MEMBER[kind]
@@ -76,7 +79,9 @@ def render_instance(instance: Instance, tm: TermMap, view: View) -> Any:
         lang = None
     if view.form is Form.SIMPLIFIED:
         return value if member in ("value", "object") else {member: value}
-    out: dict[str, Any] = {} if view.form is Form.CONCISE else {"type": kind}
+    # Concise drops the type, except where the inference rules of 4.5 would read it back differently.
+    typed = view.form is not Form.CONCISE or (kind == "Property" and looks_like_geometry(value))
+    out: dict[str, Any] = {"type": kind} if typed else {}
     out[member] = value
     if lang is not None:
         out["lang"] = lang
@@ -92,7 +97,7 @@ def render_instance(instance: Instance, tm: TermMap, view: View) -> Any:
                 out[key] = item
         else:
             out[key] = item
-    if view.form is Form.CONCISE and len(out) == 1 and member == "value" and _is_scalar(value):
+    if view.form is Form.CONCISE and bare_ok and len(out) == 1 and member == "value" and _is_scalar(value):
         return value
     return out
 
