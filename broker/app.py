@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from broker.api import batch, contexts, entities, health, query, unsupported
+from broker.api import batch, contexts, discovery, entities, health, query, unsupported
 from broker.api.keys import CONTEXTS, POOL, RESOLVER, SETTINGS, TENANTS, WRITER
 from broker.config import Settings
 from broker.errors import error_middleware
@@ -63,5 +63,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(entities.routes)
     app.router.add_routes(batch.routes)
     app.router.add_routes(contexts.routes)
+    app.router.add_routes(discovery.routes)
     unsupported.add_routes(app)
     return app

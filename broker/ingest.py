@@ -68,7 +68,9 @@ class Writer:
         """Apply ``operations`` in order in one transaction; one Result per operation."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                return await self._attempt(tenant, operations, may_create_tenant)
+                results = await self._attempt(tenant, operations, may_create_tenant)
+                self._tenants.created(tenant)
+                return results
             except (_Raced, asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
                 log.info("write to tenant %r retried (attempt %d): %s", tenant, attempt, type(exc).__name__)
         raise Conflict("the entities were changed concurrently too often; retry the request")

@@ -139,17 +139,24 @@ def json_response(
     media_type: str = JSON,
     status: int = 200,
     headers: dict[str, str] | None = None,
+    links: list[str] | None = None,
 ) -> web.Response:
-    """Answer with ``body`` and its @context: a Link header for JSON, a member for JSON-LD."""
-    out_headers = dict(headers or {})
+    """Answer with ``body`` and its @context: a Link header for JSON, a member for JSON-LD.
+
+    ``links`` are further Link header values (pagination), sent beside the context's.
+    """
+    out_headers: dict[str, str] = dict(headers or {})
     context_url = context if isinstance(context, str) else CORE_URL
+    all_links = list(links or [])
     if media_type == LD_JSON:
         if isinstance(body, dict):
             body = {"@context": context_url, **body}
         elif isinstance(body, list):
             body = [{"@context": context_url, **item} if isinstance(item, dict) else item for item in body]
     else:
-        out_headers["Link"] = f'<{context_url}>; rel="{CONTEXT_REL}"; type="{LD_JSON}"'
+        all_links.insert(0, f'<{context_url}>; rel="{CONTEXT_REL}"; type="{LD_JSON}"')
+    if all_links:
+        out_headers["Link"] = ", ".join(all_links)
     _echo_tenant(request, out_headers)
     return web.Response(body=orjson.dumps(body), status=status, content_type=media_type, headers=out_headers)
 
@@ -253,3 +260,8 @@ def _names(names: list[str], tm: TermMap) -> frozenset[str]:
 def raise_first(errors: list[NgsiLdError]) -> None:
     if errors:
         raise errors[0]
+
+
+def orjson_text(value: Any) -> str:
+    """JSON text of a value (geoQ coordinates given as an array in a body)."""
+    return orjson.dumps(value).decode()

@@ -1,26 +1,37 @@
-"""Query Entities: GET /ngsi-ld/v1/entities (clause 5.7.2, HTTP binding 6.4.3.2).
+"""Query Entities: GET /ngsi-ld/v1/entities and POST /ngsi-ld/v1/entityOperations/query (clause 5.7.2).
 
-This first version selects by type, id, idPattern and attrs, with pagination and
-count; q, scopeQ, geo-queries and csf answer 501 until the query engine lands.
+Both build an EntityQuery (selection) and a View (representation), then share
+paging (limit/offset, Link rel=next/prev, clause 6.3.10), counting
+(NGSILD-Results-Count, 6.3.13) and rendering (normalized, concise, simplified,
+GeoJSON FeatureCollection).
 """
 
 from __future__ import annotations
 
-import re
+from dataclasses import replace
+from typing import Any
 
 from aiohttp import web
 
 from broker.api import common
 from broker.api.keys import POOL, SETTINGS, TENANTS
 from broker.errors import BadRequestData, NotImplementedYet, TooManyResults
+from broker.jsonld.context import TermMap
+from broker.jsonld.resolver import ContextRef
+from broker.model.entity import LOCATION
 from broker.model.parse import check_name, check_uri
-from broker.model.render import render_entity, to_feature
+from broker.model.render import View, render_entity, to_feature
+from broker.query.entity_query import EntityQuery, Selector
+from broker.query.geo import parse_geo_query
+from broker.query.qlang import parse_q
+from broker.query.scope import parse_scope_q
+from broker.query.types import parse_type_expr
 from broker.store import query as entity_query
 
 routes = web.RouteTableDef()
 DEFAULT_LIMIT = 20
-_LATER = ("q", "scopeQ", "georel", "geometry", "coordinates", "geoQ", "csf", "orderBy", "join", "entityMap")
-_SIMPLE_TYPE = re.compile(r"^[^;|()]+$")
+_FEDERATION = ("csf",)
+_LATER = ("join", "joinLevel", "entityMap", "containedBy", "orderBy")
 
 
 def _int_param(request: web.Request, name: str, default: int) -> int:
@@ -32,31 +43,105 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
     return int(raw)
 
 
-@routes.get("/ngsi-ld/v1/entities")
-@routes.get("/ngsi-ld/v1/entities/")
-async def query_entities(request: web.Request) -> web.Response:
-    """5.7.2 Query Entities by type, id, idPattern, attrs; limit/offset/count (6.3.10, 6.3.13)."""
-    later = [name for name in _LATER if name in request.query]
+def _refuse_unbuilt(names: Any) -> None:
+    later = [name for name in (*_FEDERATION, *_LATER) if name in names]
     if later:
-        raise NotImplementedYet(f"query parameter(s) {', '.join(later)} are not implemented yet")
-    media_type = common.accepted(request, geo=True)
-    context = common.link_context(request)
-    tm = await common.term_map(request, context)
-    view = common.view_of(request, tm)
-    types = common.csv_param(request, "type")
-    if types is not None and not all(_SIMPLE_TYPE.match(t) for t in types):
-        raise NotImplementedYet("type expressions with ';', '|' or parentheses are not implemented yet")
+        raise NotImplementedYet(f"{', '.join(later)} not implemented by this broker yet")
+
+
+def _attrs(names: list[str] | None, tm: TermMap) -> tuple[str, ...] | None:
+    return tuple(tm.expand(check_name(a, "attribute name")) for a in names) if names else None
+
+
+def _geoproperty(raw: str | None, tm: TermMap) -> str:
+    return tm.expand(check_name(raw, "geoproperty")) if raw else LOCATION
+
+
+def query_from_params(request: web.Request, tm: TermMap) -> EntityQuery:
+    """The EntityQuery of GET /entities' parameters."""
+    _refuse_unbuilt(request.query)
+    types = request.query.get("type")
     ids = common.csv_param(request, "id")
-    attrs = common.csv_param(request, "attrs") or common.csv_param(request, "pick")
     id_pattern = request.query.get("idPattern")
-    if not (types or ids or id_pattern or attrs):
-        raise BadRequestData("give at least one of type, id, idPattern, attrs (clause 5.7.2)")
-    where = entity_query.EntityFilter(
-        types=[tm.expand(check_name(t, "type")) for t in types] if types else None,
-        ids=[check_uri(i, "id") for i in ids] if ids else None,
+    selector = Selector(
+        ids=tuple(check_uri(i, "id") for i in ids) if ids else None,
         id_pattern=id_pattern,
-        attrs=[tm.expand(check_name(a, "attribute")) for a in attrs] if attrs else None,
+        types=parse_type_expr(types, tm) if types is not None else None,
     )
+    q = request.query.get("q")
+    scope = request.query.get("scopeQ")
+    return EntityQuery(
+        selectors=(selector,) if (ids or id_pattern or types is not None) else (),
+        # attrs selects entities having one of them (and projects); pick only projects.
+        attrs=_attrs(common.csv_param(request, "attrs"), tm),
+        q=parse_q(q) if q is not None else None,
+        geo=parse_geo_query(
+            request.query.get("georel"),
+            request.query.get("geometry"),
+            request.query.get("coordinates"),
+            request.query.get("geoproperty"),
+        ),
+        geoproperty=_geoproperty(request.query.get("geoproperty"), tm),
+        scope=parse_scope_q(scope) if scope is not None else None,
+    )
+
+
+def query_from_body(body: Any, tm: TermMap) -> EntityQuery:
+    """The EntityQuery of a Query object (clause 5.2.23) posted to entityOperations/query."""
+    if not isinstance(body, dict) or body.get("type") != "Query":
+        raise BadRequestData('the body must be a Query object with "type": "Query"')
+    _refuse_unbuilt(body)
+    selectors = tuple(_selector(item, tm) for item in _list(body.get("entities", []), "entities"))
+    geo_q = body.get("geoQ")
+    if geo_q is not None and not isinstance(geo_q, dict):
+        raise BadRequestData("geoQ must be an object with georel, geometry and coordinates")
+    geo_q = geo_q or {}
+    coordinates = geo_q.get("coordinates")
+    if coordinates is not None and not isinstance(coordinates, str):
+        coordinates = common.orjson_text(coordinates)
+    q, scope = body.get("q"), body.get("scopeQ")
+    return EntityQuery(
+        selectors=selectors,
+        attrs=_attrs(_list(body.get("attrs"), "attrs") if "attrs" in body else None, tm),
+        q=parse_q(_text(q, "q")) if q is not None else None,
+        geo=parse_geo_query(
+            geo_q.get("georel"), geo_q.get("geometry"), coordinates, geo_q.get("geoproperty")
+        ),
+        geoproperty=_geoproperty(geo_q.get("geoproperty"), tm),
+        scope=parse_scope_q(_text(scope, "scopeQ")) if scope is not None else None,
+    )
+
+
+def _selector(item: Any, tm: TermMap) -> Selector:
+    if not isinstance(item, dict):
+        raise BadRequestData("each entry of entities must be an EntitySelector object")
+    entity_id, pattern, types = item.get("id"), item.get("idPattern"), item.get("type")
+    return Selector(
+        ids=(check_uri(entity_id, "id"),) if entity_id is not None else None,
+        id_pattern=_text(pattern, "idPattern") if pattern is not None else None,
+        types=parse_type_expr(_text(types, "type"), tm) if types is not None else None,
+    )
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise BadRequestData(f"{what} must be an array")
+    return value
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise BadRequestData(f"{what} must be a string")
+    return value
+
+
+async def _answer(
+    request: web.Request, query: EntityQuery, tm: TermMap, view: View, context: ContextRef, media_type: str
+) -> web.Response:
+    if query.is_empty and not common.flag(request, "local"):
+        raise BadRequestData(
+            "give at least one of type, id, idPattern, attrs, q, geoQ or scopeQ (clause 5.7.2)"
+        )
     limit = _int_param(request, "limit", DEFAULT_LIMIT)
     offset = _int_param(request, "offset", 0)
     count = common.flag(request, "count")
@@ -68,8 +153,11 @@ async def query_entities(request: web.Request) -> web.Response:
     tenant = common.tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
-    found, total = await entity_query.find(pool, tenant, where, limit=limit, offset=offset, count=count)
+    found, more, total = await entity_query.find(
+        pool, tenant, query, tm, limit=limit, offset=offset, count=count
+    )
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
+    links = _page_links(request, limit, offset, more)
     rendered = [render_entity(e, tm, view) for e in found]
     if media_type == common.GEO_JSON:
         geometry = tm.expand(request.query.get("geometryProperty", "location"))
@@ -78,6 +166,48 @@ async def query_entities(request: web.Request) -> web.Response:
             "features": [to_feature(e, r, geometry) for e, r in zip(found, rendered, strict=True)],
         }
         return common.json_response(
-            request, collection, context=context, media_type=media_type, headers=headers
+            request, collection, context=context, media_type=media_type, headers=headers, links=links
         )
-    return common.json_response(request, rendered, context=context, media_type=media_type, headers=headers)
+    return common.json_response(
+        request, rendered, context=context, media_type=media_type, headers=headers, links=links
+    )
+
+
+def _page_links(request: web.Request, limit: int, offset: int, more: bool) -> list[str]:
+    """Link rel=next/prev to the neighbouring pages (clause 6.3.10)."""
+    links = []
+    if more and limit > 0:
+        url = request.rel_url.update_query(offset=offset + limit, limit=limit)
+        links.append(f'<{url}>; rel="next"; type="application/json"')
+    if offset > 0 and limit > 0:
+        url = request.rel_url.update_query(offset=max(offset - limit, 0), limit=limit)
+        links.append(f'<{url}>; rel="prev"; type="application/json"')
+    return links
+
+
+@routes.get("/ngsi-ld/v1/entities")
+@routes.get("/ngsi-ld/v1/entities/")
+async def query_entities(request: web.Request) -> web.Response:
+    """5.7.2 Query Entities (HTTP binding 6.4.3.2): type, id, idPattern, attrs, q, geo, scopeQ, paging."""
+    media_type = common.accepted(request, geo=True)
+    context = common.link_context(request)
+    tm = await common.term_map(request, context)
+    view = common.view_of(request, tm)
+    return await _answer(request, query_from_params(request, tm), tm, view, context, media_type)
+
+
+@routes.post("/ngsi-ld/v1/entityOperations/query")
+@routes.post("/ngsi-ld/v1/entityOperations/query/")
+async def query_entities_by_post(request: web.Request) -> web.Response:
+    """5.7.2 Query Entities via POST (HTTP binding 6.23.3.1): a Query object; paging in the URL."""
+    media_type = common.accepted(request, geo=True)
+    body = await common.read_body(request)
+    tm = await common.term_map(request, body.context)
+    view = common.view_of(request, tm)
+    query = query_from_body(body.data, tm)
+    lang = body.data.get("lang")
+    pick = view.pick
+    if query.attrs and pick is None:
+        pick = frozenset(query.attrs) | {"id", "type", "scope"}
+    view = replace(view, pick=pick, lang=lang if isinstance(lang, str) else view.lang)
+    return await _answer(request, query, tm, view, body.context, media_type)

@@ -14,9 +14,6 @@ PREFIXES = (
     "/ngsi-ld/v1/csourceRegistrations",
     "/ngsi-ld/v1/csourceSubscriptions",
     "/ngsi-ld/v1/temporal",
-    "/ngsi-ld/v1/types",
-    "/ngsi-ld/v1/attributes",
-    "/ngsi-ld/v1/entityOperations/query",
     "/ngsi-ld/v1/entityOperations/purge",
     "/ngsi-ld/v1/snapshots",
     "/ngsi-ld/v1/entityMaps",
@@ -29,6 +26,8 @@ async def not_implemented(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    # 5.6.21 Purge Entities shares its path with create and query.
+    app.router.add_route("DELETE", "/ngsi-ld/v1/entities", not_implemented)
     for prefix in PREFIXES:
         app.router.add_route("*", prefix, not_implemented)
         app.router.add_route("*", prefix + "/{tail:.*}", not_implemented)

@@ -1,51 +1,55 @@
-"""Entity queries by type, id, idPattern and attribute presence (the q/geo engine comes later)."""
+"""Running entity queries: one page in a stable order, and the count when asked."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import asyncpg
 
-from broker.errors import BadRequestData
+from broker.errors import BadRequestData, TooComplexQuery
+from broker.jsonld.context import TermMap
 from broker.model.entity import Entity
+from broker.query.entity_query import EntityQuery, where_sql
+from broker.query.params import Params
 from broker.store.entities import from_row
 
-
-@dataclass(frozen=True, slots=True)
-class EntityFilter:
-    types: list[str] | None = None
-    ids: list[str] | None = None
-    id_pattern: str | None = None
-    attrs: list[str] | None = None
-
-
-_WHERE = """
-WHERE tenant = $1
-  AND ($2::text[] IS NULL OR types && $2::text[])
-  AND ($3::text[] IS NULL OR id = ANY($3::text[]))
-  AND ($4::text IS NULL OR id ~ $4::text)
-  AND ($5::text[] IS NULL OR attrs ?| $5::text[])
-"""
+# A query the database cannot answer within this time is refused rather than left to hog it.
+STATEMENT_TIMEOUT_MS = 10_000
 
 
 async def find(
-    pool: asyncpg.Pool, tenant: str, where: EntityFilter, *, limit: int, offset: int, count: bool
-) -> tuple[list[Entity], int | None]:
-    """One page of matching entities in id order, and the total count when asked."""
-    args = (tenant, where.types, where.ids, where.id_pattern, where.attrs)
+    pool: asyncpg.Pool,
+    tenant: str,
+    query: EntityQuery,
+    tm: TermMap,
+    *,
+    limit: int,
+    offset: int,
+    count: bool,
+) -> tuple[list[Entity], bool, int | None]:
+    """One page of matching entities in id order, whether more follow, and the total when asked."""
+    params = Params(tenant)
+    where = where_sql(query, tm, params)
+    rows: list[asyncpg.Record] = []
+    total: int | None = None
     try:
-        rows = (
-            await pool.fetch(
-                "SELECT id, types, scopes, attrs, created_at, modified_at FROM entities"
-                f"{_WHERE} ORDER BY id LIMIT $6 OFFSET $7",
-                *args,
-                limit,
-                offset,
-            )
-            if limit > 0
-            else []
-        )
-        total = await pool.fetchval(f"SELECT count(*) FROM entities{_WHERE}", *args) if count else None
+        async with pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            if limit > 0:
+                page = Params(*params.values)
+                rows = await conn.fetch(
+                    "SELECT e.id, e.types, e.scopes, e.attrs, e.created_at, e.modified_at"
+                    f" FROM entities e WHERE e.tenant = $1 AND {where}"
+                    f" ORDER BY e.id LIMIT {page.add(limit + 1)} OFFSET {page.add(offset)}",
+                    *page.values,
+                )
+            if count:
+                total = await conn.fetchval(
+                    f"SELECT count(*) FROM entities e WHERE e.tenant = $1 AND {where}", *params.values
+                )
     except asyncpg.InvalidRegularExpressionError as exc:
-        raise BadRequestData(f"idPattern is not a valid regular expression: {exc}") from None
-    return [from_row(row) for row in rows], total
+        raise BadRequestData(f"invalid regular expression: {exc}") from None
+    except asyncpg.QueryCanceledError:
+        raise TooComplexQuery(
+            f"the query did not finish within {STATEMENT_TIMEOUT_MS // 1000} s; narrow it down"
+        ) from None
+    more = len(rows) > limit
+    return [from_row(row) for row in rows[:limit]], more, total

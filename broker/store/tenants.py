@@ -33,10 +33,16 @@ class Tenants:
         self._known: set[str] = {DEFAULT_TENANT}
 
     async def ensure(self, conn: Connection, tenant: str) -> None:
-        """Create ``tenant`` if it does not exist yet (a write to a new tenant creates it)."""
-        if tenant in self._known:
-            return
-        await conn.execute("INSERT INTO tenants (name) VALUES ($1) ON CONFLICT DO NOTHING", tenant)
+        """Create ``tenant`` if it does not exist yet (a write to a new tenant creates it).
+
+        Runs inside the caller's transaction; the caller calls ``created`` once it has
+        committed, so no other writer skips the insert while the row is still invisible.
+        """
+        if tenant not in self._known:
+            await conn.execute("INSERT INTO tenants (name) VALUES ($1) ON CONFLICT DO NOTHING", tenant)
+
+    def created(self, tenant: str) -> None:
+        """Remember that ``tenant`` exists (after the transaction that ensured it committed)."""
         self._known.add(tenant)
 
     async def require(self, conn: Executor, tenant: str) -> None:
