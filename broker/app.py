@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from broker.api import batch, contexts, discovery, entities, health, query, unsupported
+from broker.api import batch, common, contexts, discovery, entities, health, query, unsupported
 from broker.api.keys import CONTEXTS, POOL, RESOLVER, SETTINGS, TENANTS, WRITER
 from broker.config import Settings
 from broker.errors import error_middleware
@@ -48,6 +48,7 @@ async def _context_resolver(app: web.Application) -> AsyncIterator[None]:
         timeout=settings.context_fetch_timeout,
         max_bytes=settings.context_max_bytes,
         allow_fetch=settings.context_allow_fetch,
+        allow_private=settings.context_allow_private,
     )
     yield
     await session.close()
@@ -55,7 +56,9 @@ async def _context_resolver(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     """The broker application for ``settings`` (resources open when it starts)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[error_middleware, common.refuse_nul], client_max_size=settings.max_body_bytes
+    )
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([_database, _context_resolver])
     app.router.add_routes(health.routes)

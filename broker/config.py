@@ -115,6 +115,14 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
     ),
     Setting(
+        "NGSI_CONTEXT_ALLOW_PRIVATE",
+        "context_allow_private",
+        "false",
+        "allow fetching @contexts from loopback/private addresses (off: a Link header cannot make the "
+        "broker probe the internal network)",
+        _bool,
+    ),
+    Setting(
         "NGSI_PUBLIC_URL",
         "public_url",
         "",
@@ -139,6 +147,7 @@ class Settings:
     context_fetch_timeout: float
     context_max_bytes: int
     context_allow_fetch: bool
+    context_allow_private: bool
     public_url: str
     log_level: str
 

@@ -40,9 +40,12 @@ class NgsiLdError(Exception):
 
     def problem(self) -> dict[str, Any]:
         """The ProblemDetails object (RFC 7807) describing this error."""
-        body: dict[str, Any] = {"type": self.type_uri, "title": self.title, "detail": self.detail}
-        if self.status:
-            body["status"] = self.status
+        body: dict[str, Any] = {
+            "type": self.type_uri,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
         body.update(self.extra)
         return body
 
@@ -114,12 +117,11 @@ class NonexistentTenant(NgsiLdError):
     status = 404
 
 
-class Conflict(NgsiLdError):
-    """A write lost a race it could not resolve by retrying (rare; clients may retry)."""
+class Conflict(InternalError):
+    """A write lost a race it could not resolve by retrying (rare): 503, the client may retry."""
 
-    type_name = "Conflict"
-    title = "The resource was changed concurrently"
-    status = 409
+    title = "The entities were changed concurrently; retry the request"
+    status = 503
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -68,8 +68,9 @@ class Writer:
         """Apply ``operations`` in order in one transaction; one Result per operation."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                results = await self._attempt(tenant, operations, may_create_tenant)
-                self._tenants.created(tenant)
+                results, ensured = await self._attempt(tenant, operations, may_create_tenant)
+                if ensured:
+                    self._tenants.created(tenant)
                 return results
             except (_Raced, asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
                 log.info("write to tenant %r retried (attempt %d): %s", tenant, attempt, type(exc).__name__)
@@ -77,7 +78,7 @@ class Writer:
 
     async def _attempt(
         self, tenant: str, operations: Sequence[Operation], may_create_tenant: bool
-    ) -> list[Result]:
+    ) -> tuple[list[Result], bool]:
         async with self._pool.acquire() as conn, conn.transaction():
             if not may_create_tenant:
                 await self._tenants.require(conn, tenant)
@@ -98,11 +99,12 @@ class Writer:
                 touched.add(op.entity_id)
                 results.append(Result(op.entity_id, before, outcome, None))
             upserts = [e for i in sorted(touched) if (e := state.get(i)) is not None]
-            if may_create_tenant and upserts:
+            ensured = may_create_tenant and bool(upserts)
+            if ensured:
                 # Only a write that stores something creates the tenant.
                 await self._tenants.ensure(conn, tenant)
             deletes = [i for i in touched if i in stored and state.get(i) is None]
             expected_new = {i for i in touched if i not in stored}
             if await entity_rows.write(conn, tenant, upserts, deletes, expected_new):
                 raise _Raced
-            return results
+            return results, ensured

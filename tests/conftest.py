@@ -40,7 +40,15 @@ def link_header(url: str) -> str:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return load({"DATABASE_URL": database_url(), "NGSI_MAX_BATCH": "200", "NGSI_MAX_BODY_BYTES": "262144"})
+    return load(
+        {
+            "DATABASE_URL": database_url(),
+            "NGSI_MAX_BATCH": "200",
+            "NGSI_MAX_BODY_BYTES": "262144",
+            # Tests serve @contexts from a local server on 127.0.0.1.
+            "NGSI_CONTEXT_ALLOW_PRIVATE": "true",
+        }
+    )
 
 
 @pytest.fixture(scope="session")

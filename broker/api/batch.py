@@ -26,6 +26,12 @@ Builder = Callable[[Entity], Operation]
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
+def _check_size(request: web.Request, size: int) -> None:
+    limit = request.app[SETTINGS].max_batch
+    if size > limit:
+        raise BadRequestData(f"a batch holds at most {limit} entities (NGSI_MAX_BATCH); got {size}")
+
+
 def _batch_route(name: str) -> Callable[[Handler], Handler]:
     """Register a batch handler with and without the trailing slash FIWARE IoT Agents send."""
 
@@ -42,9 +48,7 @@ async def _entities(request: web.Request, *, allow_null: bool) -> tuple[list[Ent
     body = await common.read_body(request)
     if not isinstance(body.data, list):
         raise InvalidRequest("a batch operation's body must be a JSON array")
-    limit = request.app[SETTINGS].max_batch
-    if len(body.data) > limit:
-        raise BadRequestData(f"a batch holds at most {limit} entities (NGSI_MAX_BATCH); got {len(body.data)}")
+    _check_size(request, len(body.data))
     parsed: list[Entity | None] = []
     problems: list[Any] = []
     for item in body.data:
@@ -162,9 +166,7 @@ async def batch_delete(request: web.Request) -> web.Response:
     """5.6.10 Batch Entity Deletion: body is an array of ids; 204 only if all existed."""
     body = await common.read_body(request)
     ids = parse_id_list(body.data)
-    limit = request.app[SETTINGS].max_batch
-    if len(ids) > limit:
-        raise BadRequestData(f"a batch holds at most {limit} entities (NGSI_MAX_BATCH); got {len(ids)}")
+    _check_size(request, len(ids))
     operations = [_delete_operation(i) for i in ids]
     results = await request.app[WRITER].apply(common.tenant_of(request), operations, may_create_tenant=False)
     errors = [_error_entry(r.entity_id, r.error) for r in results if r.error is not None]

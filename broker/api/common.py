@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from broker.api.keys import RESOLVER
-from broker.errors import BadRequestData, InvalidRequest, NgsiLdError
+from broker.errors import BadRequestData, Handler, InvalidRequest, NgsiLdError
 from broker.jsonld.context import CORE_URL, TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.parse import check_name, check_uri
@@ -26,6 +26,7 @@ LD_JSON = "application/ld+json"
 GEO_JSON = "application/geo+json"
 MERGE_PATCH = "application/merge-patch+json"
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
 
 
@@ -37,10 +38,24 @@ class UnsupportedMediaType(InvalidRequest):
     status = 415
 
 
+@web.middleware
+async def refuse_nul(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """PostgreSQL cannot store or compare U+0000: a NUL in the path or a parameter is a 400."""
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
+        raise BadRequestData("the request path or a parameter contains a NUL character")
+    return await handler(request)
+
+
+def geometry_property(request: web.Request, tm: TermMap) -> str:
+    """The GeoProperty a GeoJSON representation takes its geometry from (default location)."""
+    return tm.expand(check_name(request.query.get("geometryProperty", "location"), "geometryProperty"))
+
+
 def tenant_of(request: web.Request) -> str:
     """The tenant addressed (NGSILD-Tenant, or FIWARE-Service as IoT Agents send it)."""
-    name = request.headers.get("NGSILD-Tenant") or request.headers.get("Fiware-Service") or DEFAULT_TENANT
-    return check_tenant_name(name.strip())
+    name = request.headers.get("NGSILD-Tenant") or request.headers.get("Fiware-Service")
+    # An empty header (HTTP strips blanks from field values) selects the default tenant.
+    return DEFAULT_TENANT if name is None else check_tenant_name(name.strip())
 
 
 def link_context(request: web.Request) -> str | None:
@@ -78,6 +93,9 @@ async def read_body(request: web.Request, *, allow_merge_patch: bool = False) ->
     raw = await request.read()
     if not raw:
         raise InvalidRequest("the request has no body")
+    if _ESCAPED_NUL.search(raw):
+        # PostgreSQL text and jsonb cannot hold U+0000: refuse it here, not with a 500 later.
+        raise BadRequestData("the body contains a NUL character (\\u0000), which cannot be stored")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

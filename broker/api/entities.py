@@ -12,7 +12,7 @@ from broker.errors import BadRequestData, ResourceNotFound
 from broker.ingest import Apply, Operation, Result
 from broker.jsonld.context import TermMap
 from broker.model import ops
-from broker.model.entity import LOCATION, Instance
+from broker.model.entity import Instance
 from broker.model.parse import check_name, check_time, check_uri, parse_entity, parse_instance
 from broker.model.render import render_entity, to_feature
 from broker.store import entities as entity_rows
@@ -80,8 +80,7 @@ async def retrieve_entity(request: web.Request) -> web.Response:
         raise ResourceNotFound(f"entity {entity_id} is not of type {wanted_type}")
     rendered = render_entity(entity, tm, view)
     if media_type == common.GEO_JSON:
-        geometry = tm.expand(request.query.get("geometryProperty", "location"))
-        feature = to_feature(entity, rendered, geometry or LOCATION)
+        feature = to_feature(entity, rendered, common.geometry_property(request, tm))
         return common.json_response(request, feature, context=context, media_type=common.GEO_JSON)
     return common.json_response(request, rendered, context=context, media_type=media_type)
 

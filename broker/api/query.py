@@ -8,6 +8,7 @@ GeoJSON FeatureCollection).
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -24,11 +25,13 @@ from broker.model.render import View, render_entity, to_feature
 from broker.query.entity_query import EntityQuery, Selector
 from broker.query.geo import parse_geo_query
 from broker.query.qlang import parse_q
+from broker.query.qregex import translate_regex
 from broker.query.scope import parse_scope_q
 from broker.query.types import parse_type_expr
 from broker.store import query as entity_query
 
 routes = web.RouteTableDef()
+_COUNT = re.compile(r"[0-9]{1,9}")
 DEFAULT_LIMIT = 20
 _FEDERATION = ("csf",)
 _LATER = ("join", "joinLevel", "entityMap", "containedBy", "orderBy")
@@ -38,8 +41,8 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise BadRequestData(f"{name} must be a non-negative integer")
+    if not _COUNT.fullmatch(raw):
+        raise BadRequestData(f"{name} must be a non-negative integer below 10^9")
     return int(raw)
 
 
@@ -53,6 +56,17 @@ def _attrs(names: list[str] | None, tm: TermMap) -> tuple[str, ...] | None:
     return tuple(tm.expand(check_name(a, "attribute name")) for a in names) if names else None
 
 
+def id_pattern(raw: str | None) -> str | None:
+    """An idPattern checked like q's regular expressions (length, nested repetition), for PostgreSQL."""
+    if raw is None:
+        return None
+    try:
+        regex = translate_regex(raw)
+    except ValueError as exc:
+        raise BadRequestData(f"idPattern is not a supported regular expression: {exc}") from None
+    return ("(?i)" if regex.ignore_case else "") + regex.postgres
+
+
 def _geoproperty(raw: str | None, tm: TermMap) -> str:
     return tm.expand(check_name(raw, "geoproperty")) if raw else LOCATION
 
@@ -62,16 +76,16 @@ def query_from_params(request: web.Request, tm: TermMap) -> EntityQuery:
     _refuse_unbuilt(request.query)
     types = request.query.get("type")
     ids = common.csv_param(request, "id")
-    id_pattern = request.query.get("idPattern")
+    pattern = id_pattern(request.query.get("idPattern"))
     selector = Selector(
         ids=tuple(check_uri(i, "id") for i in ids) if ids else None,
-        id_pattern=id_pattern,
+        id_pattern=pattern,
         types=parse_type_expr(types, tm) if types is not None else None,
     )
     q = request.query.get("q")
     scope = request.query.get("scopeQ")
     return EntityQuery(
-        selectors=(selector,) if (ids or id_pattern or types is not None) else (),
+        selectors=(selector,) if (ids or pattern or types is not None) else (),
         # attrs selects entities having one of them (and projects); pick only projects.
         attrs=_attrs(common.csv_param(request, "attrs"), tm),
         q=parse_q(q) if q is not None else None,
@@ -105,9 +119,12 @@ def query_from_body(body: Any, tm: TermMap) -> EntityQuery:
         attrs=_attrs(_list(body.get("attrs"), "attrs") if "attrs" in body else None, tm),
         q=parse_q(_text(q, "q")) if q is not None else None,
         geo=parse_geo_query(
-            geo_q.get("georel"), geo_q.get("geometry"), coordinates, geo_q.get("geoproperty")
+            _optional_text(geo_q, "georel"),
+            _optional_text(geo_q, "geometry"),
+            coordinates,
+            _optional_text(geo_q, "geoproperty"),
         ),
-        geoproperty=_geoproperty(geo_q.get("geoproperty"), tm),
+        geoproperty=_geoproperty(_optional_text(geo_q, "geoproperty"), tm),
         scope=parse_scope_q(_text(scope, "scopeQ")) if scope is not None else None,
     )
 
@@ -118,7 +135,7 @@ def _selector(item: Any, tm: TermMap) -> Selector:
     entity_id, pattern, types = item.get("id"), item.get("idPattern"), item.get("type")
     return Selector(
         ids=(check_uri(entity_id, "id"),) if entity_id is not None else None,
-        id_pattern=_text(pattern, "idPattern") if pattern is not None else None,
+        id_pattern=id_pattern(_text(pattern, "idPattern")) if pattern is not None else None,
         types=parse_type_expr(_text(types, "type"), tm) if types is not None else None,
     )
 
@@ -127,6 +144,11 @@ def _list(value: Any, what: str) -> list[Any]:
     if not isinstance(value, list):
         raise BadRequestData(f"{what} must be an array")
     return value
+
+
+def _optional_text(container: dict[str, Any], key: str) -> str | None:
+    value = container.get(key)
+    return None if value is None else _text(value, key)
 
 
 def _text(value: Any, what: str) -> str:
@@ -160,7 +182,7 @@ async def _answer(
     links = _page_links(request, limit, offset, more)
     rendered = [render_entity(e, tm, view) for e in found]
     if media_type == common.GEO_JSON:
-        geometry = tm.expand(request.query.get("geometryProperty", "location"))
+        geometry = common.geometry_property(request, tm)
         collection = {
             "type": "FeatureCollection",
             "features": [to_feature(e, r, geometry) for e, r in zip(found, rendered, strict=True)],

@@ -8,6 +8,8 @@ restart, or the next process, works offline.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -15,6 +17,7 @@ from typing import Any, Protocol
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from broker.errors import BadRequestData, LdContextNotAvailable
 from broker.jsonld.context import (
@@ -36,6 +39,22 @@ _MAX_DEPTH = 8
 _CACHE_SIZE = 1024
 
 
+async def _refuse_internal(url: str) -> None:
+    """Refuse URLs resolving to loopback, private or link-local addresses (no SSRF via a Link header)."""
+    host = URL(url).host or ""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError as exc:
+        raise LdContextNotAvailable(f"@context {url}: host {host!r} cannot be resolved ({exc})") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise LdContextNotAvailable(
+                f"@context {url} resolves to the non-public address {address}; "
+                "set NGSI_CONTEXT_ALLOW_PRIVATE=true to allow it"
+            )
+
+
 class ContextCache(Protocol):
     """Where fetched and hosted @context documents are kept (the database)."""
 
@@ -55,12 +74,14 @@ class ContextResolver:
         timeout: float,
         max_bytes: int,
         allow_fetch: bool,
+        allow_private: bool = False,
     ) -> None:
         self._cache = cache
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_bytes = max_bytes
         self._allow_fetch = allow_fetch
+        self._allow_private = allow_private
         self._maps: OrderedDict[bytes, TermMap] = OrderedDict()
         self._documents: dict[str, dict[str, Any]] = {}
 
@@ -130,6 +151,8 @@ class ContextResolver:
             raise BadRequestData(f"@context reference {url!r} is not an http(s) URL")
         if not self._allow_fetch or self._session is None:
             raise LdContextNotAvailable(f"@context {url} is not cached and fetching is disabled")
+        if not self._allow_private:
+            await _refuse_internal(url)
         try:
             async with self._session.get(
                 url,

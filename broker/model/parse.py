@@ -26,7 +26,7 @@ from broker.model.entity import (
 )
 from broker.model.geojson import looks_like_geometry, validate_geometry
 
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s\x00-\x1f\x7f<>\"{}|\\^`]+$")
 _NAME_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f<>\"'=;()&?\\]")
 _SCOPE = re.compile(r"^/(?:[^/\s#+]+(?:/[^/\s#+]+)*)?$")
 _ENTITY_KEYS = frozenset(
@@ -245,11 +245,11 @@ def _check_language_map(value: Any, where: str) -> None:
 
 
 def check_time(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise BadRequestData(f"{where} must be an ISO 8601 date-time string")
+    if not isinstance(value, str) or "T" not in value:
+        raise BadRequestData(f"{where} must be an ISO 8601 date-time string such as 2026-11-22T10:00:00Z")
     try:
         return format_time(parse_time(value))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise BadRequestData(f"{where} {value!r} is not an ISO 8601 date-time") from None
 
 

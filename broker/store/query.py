@@ -47,6 +47,9 @@ async def find(
                 )
     except asyncpg.InvalidRegularExpressionError as exc:
         raise BadRequestData(f"invalid regular expression: {exc}") from None
+    except asyncpg.DataError as exc:
+        # e.g. a q date PostgreSQL cannot represent (year 0 after converting to UTC)
+        raise BadRequestData(f"a value in the query cannot be used: {exc}") from None
     except asyncpg.QueryCanceledError:
         raise TooComplexQuery(
             f"the query did not finish within {STATEMENT_TIMEOUT_MS // 1000} s; narrow it down"
