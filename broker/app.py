@@ -8,12 +8,24 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from broker.api import batch, common, contexts, discovery, entities, health, query, unsupported
-from broker.api.keys import CONTEXTS, POOL, RESOLVER, SETTINGS, TENANTS, WRITER
+from broker.api import (
+    batch,
+    common,
+    contexts,
+    discovery,
+    entities,
+    health,
+    query,
+    subscriptions,
+    unsupported,
+)
+from broker.api.keys import CONTEXTS, NOTIFIER, POOL, REGISTRY, RESOLVER, SETTINGS, TENANTS, WRITER
 from broker.config import Settings
 from broker.errors import error_middleware
 from broker.ingest import Writer
 from broker.jsonld.resolver import ContextResolver
+from broker.notify.registry import SubscriptionRegistry
+from broker.notify.worker import Notifier
 from broker.store import create_pool, migrate
 from broker.store.contexts import ContextStore
 from broker.store.tenants import Tenants
@@ -30,10 +42,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         connect_timeout=settings.db_connect_timeout,
     )
     await migrate(pool)
-    tenants = Tenants()
     app[POOL] = pool
-    app[TENANTS] = tenants
-    app[WRITER] = Writer(pool, tenants)
+    app[TENANTS] = Tenants()
     app[CONTEXTS] = ContextStore(pool, settings.base_url)
     yield
     await pool.close()
@@ -54,18 +64,43 @@ async def _context_resolver(app: web.Application) -> AsyncIterator[None]:
     await session.close()
 
 
+async def _subscriptions(app: web.Application) -> AsyncIterator[None]:
+    """Compiled subscriptions (kept coherent across processes), the write path that matches them."""
+    registry = SubscriptionRegistry(app[POOL], app[RESOLVER])
+    await registry.start()
+    app[REGISTRY] = registry
+    app[WRITER] = Writer(app[POOL], app[TENANTS], registry.for_tenant)
+    yield
+    await registry.stop()
+
+
+async def _notifier(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    notifier = Notifier(
+        app[POOL],
+        app[REGISTRY],
+        http_timeout=settings.notify_timeout,
+        max_concurrent=settings.notify_concurrency,
+    )
+    await notifier.start()
+    app[NOTIFIER] = notifier
+    yield
+    await notifier.stop()
+
+
 def create_app(settings: Settings) -> web.Application:
     """The broker application for ``settings`` (resources open when it starts)."""
     app = web.Application(
         middlewares=[error_middleware, common.refuse_nul], client_max_size=settings.max_body_bytes
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([_database, _context_resolver])
+    app.cleanup_ctx.extend([_database, _context_resolver, _subscriptions, _notifier])
     app.router.add_routes(health.routes)
     app.router.add_routes(query.routes)
     app.router.add_routes(entities.routes)
     app.router.add_routes(batch.routes)
     app.router.add_routes(contexts.routes)
     app.router.add_routes(discovery.routes)
+    app.router.add_routes(subscriptions.routes)
     unsupported.add_routes(app)
     return app

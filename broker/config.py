@@ -63,7 +63,7 @@ SETTINGS: tuple[Setting, ...] = (
         "NGSI_DB_POOL_MIN", "db_pool_min", "2", "minimum PostgreSQL connections per process", _positive_int
     ),
     Setting(
-        "NGSI_DB_POOL_MAX", "db_pool_max", "10", "maximum PostgreSQL connections per process", _positive_int
+        "NGSI_DB_POOL_MAX", "db_pool_max", "20", "maximum PostgreSQL connections per process", _positive_int
     ),
     Setting(
         "NGSI_DB_CONNECT_TIMEOUT",
@@ -123,6 +123,20 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
     ),
     Setting(
+        "NGSI_NOTIFY_TIMEOUT",
+        "notify_timeout",
+        "5",
+        "seconds a notification endpoint has to answer before the attempt counts as failed",
+        _positive_float,
+    ),
+    Setting(
+        "NGSI_NOTIFY_CONCURRENCY",
+        "notify_concurrency",
+        "4",
+        "subscriptions delivered to at once per process (each holds a database connection)",
+        _positive_int,
+    ),
+    Setting(
         "NGSI_PUBLIC_URL",
         "public_url",
         "",
@@ -148,6 +162,8 @@ class Settings:
     context_max_bytes: int
     context_allow_fetch: bool
     context_allow_private: bool
+    notify_timeout: float
+    notify_concurrency: int
     public_url: str
     log_level: str
 

@@ -19,7 +19,11 @@ from broker.errors import Conflict, NgsiLdError
 from broker.model import entity as model
 from broker.model.entity import Entity
 from broker.model.ops import Outcome
+from broker.notify.matcher import Change, match
+from broker.notify.model import Subscription
 from broker.store import entities as entity_rows
+from broker.store import outbox
+from broker.store.pool import Connection
 from broker.store.tenants import Tenants
 
 log = logging.getLogger(__name__)
@@ -58,9 +62,16 @@ class _Raced(Exception):
 class Writer:
     """Applies operations to the store, transactionally, retrying lost races."""
 
-    def __init__(self, pool: asyncpg.Pool, tenants: Tenants) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        tenants: Tenants,
+        subscriptions: Callable[[str], list[Subscription]] | None = None,
+    ) -> None:
         self._pool = pool
         self._tenants = tenants
+        # The subscriptions of a tenant, to match each change inside its own transaction.
+        self._subscriptions = subscriptions
 
     async def apply(
         self, tenant: str, operations: Sequence[Operation], *, may_create_tenant: bool
@@ -105,6 +116,17 @@ class Writer:
                 await self._tenants.ensure(conn, tenant)
             deletes = [i for i in touched if i in stored and state.get(i) is None]
             expected_new = {i for i in touched if i not in stored}
-            if await entity_rows.write(conn, tenant, upserts, deletes, expected_new):
+            if await entity_rows.write(conn, tenant, upserts, deletes, expected_new, stored):
                 raise _Raced
+            await self._queue_notifications(conn, tenant, results)
             return results, ensured
+
+    async def _queue_notifications(self, conn: Connection, tenant: str, results: list[Result]) -> None:
+        """Outbox rows for the subscriptions these changes concern, in this transaction."""
+        subscriptions = self._subscriptions(tenant) if self._subscriptions is not None else []
+        if not subscriptions:
+            return
+        changes = [Change(r.before, r.outcome.entity) for r in results if r.outcome is not None]
+        rows = match(subscriptions, changes)
+        if rows:
+            await outbox.insert(conn, tenant, rows)

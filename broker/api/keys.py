@@ -8,6 +8,8 @@ from aiohttp import web
 from broker.config import Settings
 from broker.ingest import Writer
 from broker.jsonld.resolver import ContextResolver
+from broker.notify.registry import SubscriptionRegistry
+from broker.notify.worker import Notifier
 from broker.store.contexts import ContextStore
 from broker.store.tenants import Tenants
 
@@ -17,3 +19,5 @@ TENANTS = web.AppKey("tenants", Tenants)
 WRITER = web.AppKey("writer", Writer)
 RESOLVER = web.AppKey("resolver", ContextResolver)
 CONTEXTS = web.AppKey("contexts", ContextStore)
+REGISTRY = web.AppKey("registry", SubscriptionRegistry)
+NOTIFIER = web.AppKey("notifier", Notifier)

@@ -10,7 +10,6 @@ from aiohttp import web
 from broker.errors import NotImplementedYet
 
 PREFIXES = (
-    "/ngsi-ld/v1/subscriptions",
     "/ngsi-ld/v1/csourceRegistrations",
     "/ngsi-ld/v1/csourceSubscriptions",
     "/ngsi-ld/v1/temporal",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -99,6 +99,7 @@ async def write(
     upserts: list[Entity],
     deletes: Collection[str],
     expected_new: Collection[str],
+    previous: Mapping[str, Entity] | None = None,
 ) -> list[str]:
     """Store ``upserts`` and remove ``deletes``; return ids that another writer created meanwhile.
 
@@ -115,12 +116,17 @@ async def write(
     raced = [row["id"] for row in rows if not row["inserted"] and row["id"] in expected_new]
     if raced:
         return raced
+    # Most writes (a new water level, a speed) leave every geometry as it was: skip the geometry table.
+    previous = previous or {}
+    moved = [e for e in upserts if e.id not in previous or _geometries([e]) != _geometries([previous[e.id]])]
+    if not moved:
+        return []
     await conn.execute(
         "DELETE FROM entity_geometries WHERE tenant = $1 AND entity_id = ANY($2::text[])",
         tenant,
-        [e.id for e in upserts],
+        [e.id for e in moved],
     )
-    geometries = _geometries(upserts)
+    geometries = _geometries(moved)
     if geometries:
         await conn.execute(_INSERT_GEOMETRIES, tenant, geometries)
     return []

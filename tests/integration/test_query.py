@@ -234,3 +234,37 @@ async def test_attributes_lists_names_counts_kinds_and_types(api: Api) -> None:
     assert speed["attributeTypes"] == ["Property"]
     assert speed["typeNames"] == ["Vehicle"]
     await problem(await api.request("GET", "/ngsi-ld/v1/attributes/nothing"), 404, "ResourceNotFound")
+
+
+async def test_a_moved_entity_is_found_at_its_new_place_and_not_at_the_old(api: Api) -> None:
+    plow_id = new_id("Vehicle")
+    await load(
+        api,
+        {
+            **plow(plow_id, 10),
+            "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [134.0, 34.3]}},
+        },
+    )
+    speed_only = await api.request("PATCH", f"{ENTITIES}/{plow_id}/attrs", {"speed": 12})
+    assert speed_only.status == 204
+    moved = {"location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [134.2, 34.2]}}}
+    assert (await api.request("PATCH", f"{ENTITIES}/{plow_id}/attrs", moved)).status == 204
+
+    def near(lon: float, lat: float) -> dict[str, str]:
+        return {
+            "type": "Vehicle",
+            "georel": "near;maxDistance==100",
+            "geometry": "Point",
+            "coordinates": f"[{lon},{lat}]",
+        }
+
+    assert await ids_of(api, near(134.2, 34.2)) == [plow_id]
+    assert await ids_of(api, near(134.0, 34.3)) == []
+    other = {
+        "type": "Vehicle",
+        "georel": "intersects",
+        "geometry": "Point",
+        "coordinates": "[134.2,34.2]",
+        "geoproperty": "location",
+    }
+    assert await ids_of(api, other) == [plow_id]

@@ -1,0 +1,264 @@
+"""Subscriptions: /ngsi-ld/v1/subscriptions[/{subscriptionId}] (clauses 5.8.1-5.8.5, HTTP binding 6.10-6.11).
+
+A body is validated and compiled (broker.notify.parse) before anything is
+stored, stored compacted with its @context, and put in this process's registry
+once committed; the other processes reload it on the NOTIFY of the same commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from broker.api import common, query
+from broker.api.keys import CONTEXTS, POOL, REGISTRY, SETTINGS, TENANTS
+from broker.errors import AlreadyExists, BadRequestData, ResourceNotFound, TooManyResults
+from broker.jsonld.context import TermMap
+from broker.jsonld.resolver import ContextRef
+from broker.model.entity import format_time
+from broker.model.parse import check_uri
+from broker.notify.model import Subscription
+from broker.notify.parse import compile_subscription, merge, recompact, with_defaults
+from broker.store import subscriptions as rows
+from broker.store.subscriptions import StoredSubscription
+
+routes = web.RouteTableDef()
+SUBSCRIPTIONS = "/ngsi-ld/v1/subscriptions"
+SUBSCRIPTION = SUBSCRIPTIONS + "/{subscription_id}"
+
+
+def _path_id(request: web.Request) -> str:
+    return check_uri(request.match_info["subscription_id"], "subscription id in the path")
+
+
+async def _read(request: web.Request) -> tuple[dict[str, Any], ContextRef, TermMap]:
+    """The body as a JSON object without its @context, the @context, and its term map."""
+    body = await common.read_body(request, allow_merge_patch=request.method == "PATCH")
+    if not isinstance(body.data, dict):
+        raise BadRequestData("the body must be a JSON object")
+    data = {key: value for key, value in body.data.items() if key != "@context"}
+    return data, body.context, await common.term_map(request, body.context)
+
+
+async def _compile_for_storage(
+    request: web.Request,
+    tenant: str,
+    subscription_id: str,
+    body: dict[str, Any],
+    tm: TermMap,
+    context: ContextRef,
+    now: datetime | None,
+) -> tuple[Subscription, dict[str, Any], ContextRef]:
+    """Validate ``body``; if it names a jsonldContext, move it there (notifications use its terms).
+
+    Returns the compiled subscription with the body and @context to store.
+    """
+    compile_subscription(tenant, subscription_id, body, tm, context, now=now)
+    wanted = body.get("jsonldContext")
+    if isinstance(wanted, str) and wanted != context:
+        target = await common.term_map(request, wanted)
+        body, context, tm = recompact(body, tm, target, strict_q=True), wanted, target
+    return compile_subscription(tenant, subscription_id, body, tm, context, now=now), body, context
+
+
+async def _one_url(request: web.Request, context: ContextRef) -> str:
+    """One URL standing for an inline @context (object or array), which notifications can link.
+
+    A one-URL array is that URL; anything else is hosted (clause 5.13.2), like a client's POST.
+    """
+    if isinstance(context, list) and len(context) == 1 and isinstance(context[0], str):
+        return context[0]
+    stored = await request.app[CONTEXTS].host({"@context": context})
+    return stored.url
+
+
+@routes.post(SUBSCRIPTIONS)
+@routes.post(SUBSCRIPTIONS + "/")
+async def create_subscription(request: web.Request) -> web.Response:
+    """5.8.1 Create Subscription (HTTP binding 6.10.3.1): 201 with Location, 409 if the id exists."""
+    tenant = common.tenant_of(request)
+    data, context, tm = await _read(request)
+    subscription_id = (
+        check_uri(data["id"], "id") if "id" in data else f"urn:ngsi-ld:Subscription:{uuid.uuid4()}"
+    )
+    body = with_defaults({"id": subscription_id, **data})
+    now = datetime.now(UTC)
+    compiled, body, context = await _compile_for_storage(
+        request, tenant, subscription_id, body, tm, context, now
+    )
+    pool, tenants = request.app[POOL], request.app[TENANTS]
+    if await rows.fetch(pool, tenant, subscription_id) is not None:
+        # Checked before hosting an inline @context, so a repeated request leaves nothing behind.
+        raise AlreadyExists(f"subscription {subscription_id} already exists")
+    if context is not None and not isinstance(context, str):
+        context = await _one_url(request, context)
+        compiled = replace(compiled, context=context)
+    async with pool.acquire() as conn, conn.transaction():
+        await tenants.ensure(conn, tenant)
+        await rows.insert(
+            conn,
+            tenant,
+            subscription_id,
+            body,
+            context,
+            is_active=compiled.active,
+            expires_at=compiled.expires_at,
+        )
+    tenants.created(tenant)
+    request.app[REGISTRY].put(compiled)
+    location = f"{SUBSCRIPTIONS}/{quote(subscription_id, safe=':')}"
+    return common.no_content(request, 201, {"Location": location})
+
+
+@routes.get(SUBSCRIPTIONS)
+@routes.get(SUBSCRIPTIONS + "/")
+async def query_subscriptions(request: web.Request) -> web.Response:
+    """5.8.4 Query Subscriptions (HTTP binding 6.10.3.2): limit/offset paging, count."""
+    media_type = common.accepted(request)
+    context = common.link_context(request)
+    tm = await common.term_map(request, context)
+    sys_attrs = "sysAttrs" in common.options(request)
+    limit = query._int_param(request, "limit", query.DEFAULT_LIMIT)
+    offset = query._int_param(request, "offset", 0)
+    count = common.flag(request, "count")
+    max_page = request.app[SETTINGS].max_page
+    if limit > max_page:
+        raise TooManyResults(f"limit {limit} exceeds the maximum page size {max_page} (NGSI_MAX_PAGE)")
+    if limit == 0 and not count:
+        raise BadRequestData("limit=0 is only allowed with count=true")
+    tenant = common.tenant_of(request)
+    pool = request.app[POOL]
+    await request.app[TENANTS].require(pool, tenant)
+    found, more, total = await rows.page(pool, tenant, limit=limit, offset=offset, count=count)
+    rendered = [await _render(request, stored, context, tm, sys_attrs=sys_attrs) for stored in found]
+    headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
+    links = query._page_links(request, limit, offset, more)
+    return common.json_response(
+        request, rendered, context=context, media_type=media_type, headers=headers, links=links
+    )
+
+
+@routes.get(SUBSCRIPTION)
+async def retrieve_subscription(request: web.Request) -> web.Response:
+    """5.8.3 Retrieve Subscription (HTTP binding 6.11.3.1), with its status and delivery state."""
+    subscription_id = _path_id(request)
+    media_type = common.accepted(request)
+    context = common.link_context(request)
+    tm = await common.term_map(request, context)
+    sys_attrs = "sysAttrs" in common.options(request)
+    tenant = common.tenant_of(request)
+    pool = request.app[POOL]
+    await request.app[TENANTS].require(pool, tenant)
+    stored = await rows.fetch(pool, tenant, subscription_id)
+    if stored is None:
+        raise ResourceNotFound(f"subscription {subscription_id} does not exist")
+    body = await _render(request, stored, context, tm, sys_attrs=sys_attrs)
+    return common.json_response(request, body, context=context, media_type=media_type)
+
+
+@routes.patch(SUBSCRIPTION)
+async def update_subscription(request: web.Request) -> web.Response:
+    """5.8.2 Update Subscription (HTTP binding 6.11.3.2): members given replace the stored ones.
+
+    ``notification`` is merged one level down; NGSI-LD Null (or JSON null) removes a member.
+    The merged subscription must compile, else 400 and nothing changes.
+    """
+    subscription_id = _path_id(request)
+    tenant = common.tenant_of(request)
+    fragment, _, tm = await _read(request)
+    if not fragment:
+        raise BadRequestData("the Subscription fragment is empty: nothing to update")
+    if "id" in fragment and fragment["id"] != subscription_id:
+        raise BadRequestData(f"the fragment's id {fragment['id']} differs from the path's {subscription_id}")
+    pool = request.app[POOL]
+    await request.app[TENANTS].require(pool, tenant)
+    now = datetime.now(UTC) if "expiresAt" in fragment else None
+    async with pool.acquire() as conn, conn.transaction():
+        stored = await rows.fetch(conn, tenant, subscription_id, for_update=True)
+        if stored is None:
+            raise ResourceNotFound(f"subscription {subscription_id} does not exist")
+        stored_tm = await common.term_map(request, stored.context)
+        fragment = recompact(fragment, tm, stored_tm, strict_q=True)
+        merged = with_defaults(merge(stored.body, fragment))
+        compiled, body, new_context = await _compile_for_storage(
+            request, tenant, subscription_id, merged, stored_tm, stored.context, now
+        )
+        await rows.update(
+            conn,
+            tenant,
+            subscription_id,
+            body,
+            new_context,
+            is_active=compiled.active,
+            expires_at=compiled.expires_at,
+        )
+    request.app[REGISTRY].put(compiled)
+    return common.no_content(request)
+
+
+@routes.delete(SUBSCRIPTION)
+async def delete_subscription(request: web.Request) -> web.Response:
+    """5.8.5 Delete Subscription (HTTP binding 6.11.3.3): 204, 404 if there is none."""
+    subscription_id = _path_id(request)
+    tenant = common.tenant_of(request)
+    pool = request.app[POOL]
+    await request.app[TENANTS].require(pool, tenant)
+    async with pool.acquire() as conn:
+        deleted = await rows.delete(conn, tenant, subscription_id)
+    if not deleted:
+        raise ResourceNotFound(f"subscription {subscription_id} does not exist")
+    request.app[REGISTRY].remove(tenant, subscription_id)
+    return common.no_content(request)
+
+
+async def _render(
+    request: web.Request, stored: StoredSubscription, context: ContextRef, tm: TermMap, *, sys_attrs: bool
+) -> dict[str, Any]:
+    """The stored body compacted for the request's @context, with the members the broker keeps."""
+    body = stored.body
+    if stored.context != context:
+        body = recompact(body, await common.term_map(request, stored.context), tm, strict_q=False)
+    body = dict(body)
+    body["status"] = _status(stored)
+    if isinstance(body.get("notification"), dict):
+        body["notification"] = {**body["notification"], **_delivery(stored)}
+    if sys_attrs:
+        body["createdAt"] = format_time(stored.created_at)
+        body["modifiedAt"] = format_time(stored.modified_at)
+    return body
+
+
+def _status(stored: StoredSubscription) -> str:
+    """5.2.12 status: paused when inactive, expired once expiresAt has passed, else active."""
+    if not stored.is_active:
+        return "paused"
+    if stored.expires_at is not None and stored.expires_at <= datetime.now(UTC):
+        return "expired"
+    return "active"
+
+
+def _delivery(stored: StoredSubscription) -> dict[str, Any]:
+    """The NotificationParams members of 5.2.14 the notifiers record; timestamps only once set."""
+    out: dict[str, Any] = {"timesSent": stored.times_sent, "timesFailed": stored.times_failed}
+    for member, moment in (
+        ("lastNotification", stored.last_notification),
+        ("lastSuccess", stored.last_success),
+        ("lastFailure", stored.last_failure),
+    ):
+        if moment is not None:
+            out[member] = format_time(moment)
+    if stored.last_notification is not None:
+        failed = stored.last_failure is not None and (
+            stored.last_success is None or stored.last_failure >= stored.last_success
+        )
+        out["status"] = "failed" if failed else "ok"
+    if stored.consecutive_errors:
+        out["consecutiveErrors"] = stored.consecutive_errors
+    if stored.last_error_reason is not None:
+        out["lastErrorReason"] = stored.last_error_reason
+    return out

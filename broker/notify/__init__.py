@@ -1,0 +1,1 @@
+"""Subscriptions: matching every committed change, the durable outbox, delivery over HTTP and MQTT."""

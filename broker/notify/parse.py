@@ -1,0 +1,445 @@
+"""Subscription bodies (clauses 5.2.12-5.2.15): validated and compiled into a ``Subscription``.
+
+The API calls ``compile_subscription`` on every create and update before storing
+anything, and the registry calls it again on every stored body it loads, so a
+body that was accepted once always compiles. Names are expanded with the term
+map of the subscription's @context; ``q`` stays compact, as the matcher expands
+its paths with the same map.
+
+A stored body is compacted with one @context (the ``context`` column). Bodies that
+arrive under another @context (an update, ``jsonldContext``, a retrieval) are moved
+between term maps by ``recompact``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+from yarl import URL
+
+from broker.errors import BadRequestData, NotImplementedYet
+from broker.jsonld.context import TermMap
+from broker.jsonld.resolver import ContextRef
+from broker.model.entity import LOCATION, NULL_URI, parse_time
+from broker.model.parse import check_name, check_time, check_uri
+from broker.model.render import Form
+from broker.notify.model import DEFAULT_TRIGGERS, TRIGGERS, Endpoint, EntitySelector, Subscription
+from broker.query.geo import GeoQuery, parse_geo_query
+from broker.query.qlang import And, Or, QExpr, parse_q
+from broker.query.qregex import translate_regex
+from broker.query.scope import parse_scope_q
+from broker.query.types import parse_type_expr
+
+FORMS = {
+    "normalized": Form.NORMALIZED,
+    "concise": Form.CONCISE,
+    "keyValues": Form.SIMPLIFIED,
+    "simplified": Form.SIMPLIFIED,
+}
+ENDPOINT_SCHEMES = frozenset({"http", "https", "mqtt", "mqtts"})
+ACCEPT = frozenset({"application/json", "application/ld+json"})
+MQTT_VERSIONS = frozenset({"mqtt3.1.1", "mqtt5.0"})
+MQTT_QOS = frozenset({"0", "1"})
+
+_MEMBERS = frozenset(
+    {
+        "id", "type", "subscriptionName", "description", "entities", "watchedAttributes",
+        "notificationTrigger", "timeInterval", "q", "geoQ", "scopeQ", "lang", "isActive",
+        "notification", "expiresAt", "throttling", "jsonldContext",
+    }
+)  # fmt: skip
+# Read-only members the broker renders (5.2.2, 5.2.12, 5.2.14): a client echoing them back is not wrong.
+READ_ONLY = frozenset({"status", "createdAt", "modifiedAt", "deletedAt"})
+NOTIFICATION_READ_ONLY = frozenset(
+    {
+        "status", "timesSent", "timesFailed", "lastNotification", "lastSuccess", "lastFailure",
+        "consecutiveErrors", "lastErrorReason",
+    }
+)  # fmt: skip
+_NOTIFICATION_MEMBERS = frozenset({"attributes", "format", "sysAttrs", "showChanges", "endpoint"})
+_ENDPOINT_MEMBERS = frozenset({"uri", "accept", "receiverInfo", "notifierInfo", "timeout", "cooldown"})
+_SELECTOR_MEMBERS = frozenset({"id", "idPattern", "type"})
+_GEO_MEMBERS = frozenset({"georel", "geometry", "coordinates", "geoproperty"})
+# Parts of the specification this broker does not offer yet on subscriptions: 501, not a silent ignore.
+_NOT_BUILT = frozenset({"csf", "temporalQ", "datasetId"})
+_NOTIFICATION_NOT_BUILT = frozenset({"join", "joinLevel"})
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TYPE_NAME = re.compile(r"[^(),;|\s]+")
+
+
+def compile_subscription(
+    tenant: str,
+    subscription_id: str,
+    body: dict[str, Any],
+    tm: TermMap,
+    context: ContextRef,
+    *,
+    now: datetime | None = None,
+) -> Subscription:
+    """Validate a Subscription body and compile it; BadRequestData (400) names what is wrong.
+
+    ``now`` given: ``expiresAt`` must lie after it (creating, or setting expiresAt
+    in an update); a stored subscription that has expired since still compiles.
+    """
+    if not isinstance(body, dict):
+        raise BadRequestData("a Subscription must be a JSON object")
+    _check_members(body, _MEMBERS | READ_ONLY, _NOT_BUILT, "Subscription")
+    if body.get("type") != "Subscription":
+        raise BadRequestData(f'type must be "Subscription", got {body.get("type")!r}')
+    if "id" in body and check_uri(body["id"], "id") != subscription_id:
+        raise BadRequestData(f"id {body['id']} differs from the subscription's id {subscription_id}")
+    for member in ("subscriptionName", "description"):
+        _optional(body, member, _text)
+    entities = _optional(body, "entities", lambda v, w: _selectors(v, tm))
+    watched = _optional(body, "watchedAttributes", lambda v, w: _names(v, w, tm))
+    time_interval = _optional(body, "timeInterval", _positive)
+    throttling = _optional(body, "throttling", _non_negative)
+    _check_combination(entities, watched, time_interval, throttling)
+    geo, geoproperty = _optional(body, "geoQ", lambda v, w: _geo_query(v, tm)) or (None, LOCATION)
+    expires_at = _optional(body, "expiresAt", _moment)
+    if expires_at is not None and now is not None and expires_at <= now:
+        raise BadRequestData(f"expiresAt {body['expiresAt']} is not in the future")
+    notification = _required(body, "notification", _object)
+    triggers = _optional(body, "notificationTrigger", _triggers)
+    jsonld_context = _optional(body, "jsonldContext", _http_uri)
+    return Subscription(
+        tenant=tenant,
+        id=subscription_id,
+        context=jsonld_context if jsonld_context is not None else context,
+        tm=tm,
+        entities=entities or (),
+        watched=watched,
+        triggers=triggers if triggers is not None else DEFAULT_TRIGGERS,
+        q=_optional(body, "q", lambda v, w: parse_q(_text(v, w))),
+        geo=geo,
+        geoproperty=geoproperty,
+        scope=_optional(body, "scopeQ", lambda v, w: parse_scope_q(_text(v, w))),
+        lang=_optional(body, "lang", _text),
+        active=_optional(body, "isActive", _flag) is not False,
+        expires_at=expires_at,
+        throttling=throttling,
+        time_interval=time_interval,
+        **_notification_params(notification, tm),
+    )
+
+
+def _notification_params(notification: dict[str, Any], tm: TermMap) -> dict[str, Any]:
+    """The Subscription fields of NotificationParams (clause 5.2.14)."""
+    prefix = "notification."
+    known = _NOTIFICATION_MEMBERS | NOTIFICATION_READ_ONLY
+    _check_members(notification, known, _NOTIFICATION_NOT_BUILT, "notification")
+    form = FORMS[_optional(notification, "format", _one_of(FORMS), prefix) or "normalized"]
+    show_changes = _optional(notification, "showChanges", _flag, prefix) or False
+    if show_changes and form is Form.SIMPLIFIED:
+        raise BadRequestData("notification.showChanges cannot be true with format keyValues (clause 5.2.14)")
+    return {
+        "endpoint": _endpoint(_required(notification, "endpoint", _object, prefix)),
+        "attributes": _optional(notification, "attributes", lambda v, w: _names(v, w, tm), prefix),
+        "form": form,
+        "sys_attrs": _optional(notification, "sysAttrs", _flag, prefix) or False,
+        "show_changes": show_changes,
+    }
+
+
+def _check_combination(
+    entities: Any, watched: Any, time_interval: float | None, throttling: float | None
+) -> None:
+    """The constraints between members of clause 5.2.12."""
+    if entities is None and watched is None:
+        raise BadRequestData("a Subscription needs entities or watchedAttributes (or both)")
+    if time_interval is not None and watched is not None:
+        raise BadRequestData("timeInterval cannot be combined with watchedAttributes (clause 5.2.12)")
+    if time_interval is not None and throttling is not None:
+        raise BadRequestData("timeInterval cannot be combined with throttling (clause 5.2.12)")
+
+
+def _check_members(obj: dict[str, Any], known: frozenset[str], later: frozenset[str], where: str) -> None:
+    not_built = sorted(set(obj) & later)
+    if not_built:
+        raise NotImplementedYet(f"{where}: {', '.join(not_built)} not implemented by this broker yet")
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        raise BadRequestData(f"{where}: unknown member {', '.join(unknown)}")
+
+
+def _optional(obj: dict[str, Any], member: str, check: Callable[[Any, str], Any], prefix: str = "") -> Any:
+    """``check(value, name)`` of a member that may be absent (None then), but never null."""
+    if member not in obj:
+        return None
+    value, what = obj[member], prefix + member
+    if value is None or value == NULL_URI:
+        raise BadRequestData(f"{what} must not be null")
+    return check(value, what)
+
+
+def _required(obj: dict[str, Any], member: str, check: Callable[[Any, str], Any], prefix: str = "") -> Any:
+    if member not in obj:
+        raise BadRequestData(f"{prefix}{member} is required")
+    return _optional(obj, member, check, prefix)
+
+
+def _any(value: Any, what: str) -> Any:
+    return value
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise BadRequestData(f"{what} must be a non-empty string")
+    return value
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequestData(f"{what} must be a JSON object")
+    return value
+
+
+def _array(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise BadRequestData(f"{what} must be a non-empty array")
+    return value
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequestData(f"{what} must be true or false")
+    return value
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadRequestData(f"{what} must be a number of seconds")
+    return float(value)
+
+
+def _positive(value: Any, what: str) -> float:
+    seconds = _number(value, what)
+    if seconds <= 0:
+        raise BadRequestData(f"{what} must be greater than 0 seconds, got {value}")
+    return seconds
+
+
+def _non_negative(value: Any, what: str) -> float:
+    seconds = _number(value, what)
+    if seconds < 0:
+        raise BadRequestData(f"{what} must not be negative, got {value}")
+    return seconds
+
+
+def _moment(value: Any, what: str) -> datetime:
+    return parse_time(check_time(value, what))
+
+
+def _one_of(allowed: dict[str, Any] | frozenset[str]) -> Callable[[Any, str], str]:
+    def check(value: Any, what: str) -> str:
+        if not isinstance(value, str) or value not in allowed:
+            raise BadRequestData(f"{what} {value!r} is not one of {', '.join(allowed)}")
+        return str(value)
+
+    return check
+
+
+def _names(value: Any, what: str, tm: TermMap) -> frozenset[str]:
+    return frozenset(tm.expand(check_name(name, f"{what} entry")) for name in _array(value, what))
+
+
+def _triggers(value: Any, what: str) -> frozenset[str]:
+    triggers = _array(value, what)
+    unknown = [t for t in triggers if not isinstance(t, str) or t not in TRIGGERS]
+    if unknown:
+        raise BadRequestData(f"{what}: {unknown!r} not among {', '.join(sorted(TRIGGERS))}")
+    return frozenset(triggers)
+
+
+def _http_uri(value: Any, what: str) -> str:
+    uri = check_uri(value, what)
+    if URL(uri).scheme not in ("http", "https"):
+        raise BadRequestData(f"{what} must be a dereferenceable http or https URL, got {uri}")
+    return uri
+
+
+def _selectors(value: Any, tm: TermMap) -> tuple[EntitySelector, ...]:
+    return tuple(_selector(item, f"entities[{i}]", tm) for i, item in enumerate(_array(value, "entities")))
+
+
+def _selector(item: Any, where: str, tm: TermMap) -> EntitySelector:
+    _check_members(_object(item, where), _SELECTOR_MEMBERS, frozenset(), where)
+    prefix = where + "."
+    entity_id = _optional(item, "id", check_uri, prefix)
+    pattern = _optional(item, "idPattern", _id_pattern, prefix)
+    types = _required(item, "type", lambda v, w: parse_type_expr(_text(v, w), tm), prefix)
+    # 5.2.33: id takes precedence over idPattern.
+    return EntitySelector(
+        ids=frozenset({entity_id}) if entity_id is not None else None,
+        id_pattern=pattern if entity_id is None else None,
+        types=types,
+    )
+
+
+def _id_pattern(value: Any, what: str) -> re.Pattern[str]:
+    try:
+        regex = translate_regex(_text(value, what))
+    except ValueError as exc:
+        raise BadRequestData(f"{what} is not a supported regular expression: {exc}") from None
+    return re.compile(regex.python, re.DOTALL | (re.IGNORECASE if regex.ignore_case else 0))
+
+
+def _geo_query(value: Any, tm: TermMap) -> tuple[GeoQuery, str]:
+    geo_q = _object(value, "geoQ")
+    _check_members(geo_q, _GEO_MEMBERS, frozenset(), "geoQ")
+    coordinates = _required(geo_q, "coordinates", _any, "geoQ.")
+    if isinstance(coordinates, list):
+        coordinates = orjson.dumps(coordinates).decode()
+    elif not isinstance(coordinates, str):
+        raise BadRequestData("geoQ.coordinates must be an array or its JSON text")
+    geoproperty = _optional(geo_q, "geoproperty", check_name, "geoQ.")
+    georel = _required(geo_q, "georel", _text, "geoQ.")
+    geometry = _required(geo_q, "geometry", _text, "geoQ.")
+    try:
+        parsed = parse_geo_query(georel, geometry, coordinates, geoproperty)
+    except BadRequestData as exc:
+        raise BadRequestData(f"geoQ: {exc.detail}") from None
+    assert parsed is not None
+    return parsed, tm.expand(geoproperty) if geoproperty is not None else LOCATION
+
+
+def _endpoint(endpoint: dict[str, Any]) -> Endpoint:
+    _check_members(endpoint, _ENDPOINT_MEMBERS, frozenset(), "notification.endpoint")
+    prefix = "notification.endpoint."
+    uri = _required(endpoint, "uri", check_uri, prefix)
+    url = URL(uri)
+    scheme = url.scheme.lower()
+    if scheme not in ENDPOINT_SCHEMES or not url.host:
+        raise BadRequestData(
+            f"notification.endpoint.uri must be an http, https, mqtt or mqtts URL, got {uri}"
+        )
+    mqtt = scheme.startswith("mqtt")
+    if mqtt and url.path.strip("/") == "":
+        raise BadRequestData(f"notification.endpoint.uri {uri} names no MQTT topic (mqtt://host:port/topic)")
+    for member in ("timeout", "cooldown"):
+        _optional(endpoint, member, _non_negative, prefix)
+    accept = _optional(endpoint, "accept", _one_of(ACCEPT), prefix)
+    receiver = _optional(endpoint, "receiverInfo", _key_values, prefix)
+    notifier = _optional(endpoint, "notifierInfo", _key_values, prefix)
+    for key, value in notifier or ():
+        if key.startswith("MQTT-") and not mqtt:
+            raise BadRequestData(f"notifierInfo {key} applies to mqtt and mqtts endpoints only")
+        if key == "MQTT-QoS" and value not in MQTT_QOS:
+            raise BadRequestData(f"notifierInfo MQTT-QoS must be 0 or 1, got {value!r}")
+        if key == "MQTT-Version" and value not in MQTT_VERSIONS:
+            raise BadRequestData(f"notifierInfo MQTT-Version must be mqtt3.1.1 or mqtt5.0, got {value!r}")
+    return Endpoint(
+        uri=uri,
+        accept=accept or "application/json",
+        receiver_info=receiver or (),
+        notifier_info=notifier or (),
+    )
+
+
+def _key_values(value: Any, what: str) -> tuple[tuple[str, str], ...]:
+    """receiverInfo/notifierInfo (5.2.22): keys usable as header names, values without line breaks."""
+    pairs: list[tuple[str, str]] = []
+    for index, item in enumerate(_array(value, what)):
+        entry = f"{what}[{index}]"
+        _check_members(_object(item, entry), frozenset({"key", "value"}), frozenset(), entry)
+        key = _required(item, "key", _text, entry + ".")
+        text = _required(item, "value", _any, entry + ".")
+        if not isinstance(text, str):
+            raise BadRequestData(f"{entry}.value must be a string")
+        if not _HEADER_NAME.fullmatch(key):
+            raise BadRequestData(f"{entry}.key {key!r} must be a token (letters, digits, -, _, ...)")
+        if any(c in text for c in "\r\n\x00"):
+            raise BadRequestData(f"{entry}.value must not contain line breaks")
+        if key in (k for k, _ in pairs):
+            raise BadRequestData(f"{what} has key {key!r} twice")
+        pairs.append((key, text))
+    return tuple(pairs)
+
+
+def with_defaults(body: dict[str, Any]) -> dict[str, Any]:
+    """The body to store: read-only members dropped, defaults of 5.2.12/5.2.14/5.2.15 filled in.
+
+    Only fills what is absent or of the right shape; ``compile_subscription`` judges the rest.
+    """
+    out = {k: v for k, v in body.items() if k not in READ_ONLY}
+    out.setdefault("isActive", True)
+    notification = out.get("notification")
+    if isinstance(notification, dict):
+        notification = {k: v for k, v in notification.items() if k not in NOTIFICATION_READ_ONLY}
+        notification.setdefault("format", "normalized")
+        endpoint = notification.get("endpoint")
+        if isinstance(endpoint, dict) and "accept" not in endpoint:
+            notification["endpoint"] = {**endpoint, "accept": "application/json"}
+        out["notification"] = notification
+    return out
+
+
+def merge(
+    stored: dict[str, Any], fragment: dict[str, Any], *, nested: frozenset[str] = frozenset({"notification"})
+) -> dict[str, Any]:
+    """5.8.2: members of ``fragment`` replace the stored ones; NGSI-LD Null (or null) removes one.
+
+    ``notification`` is merged one level down, so a fragment can change its format
+    without repeating the endpoint (as Orion-LD and Stellio do).
+    """
+    merged = copy.deepcopy(stored)
+    for member, value in fragment.items():
+        if member in nested and isinstance(value, dict) and isinstance(merged.get(member), dict):
+            merged[member] = merge(merged[member], value, nested=frozenset())
+        elif value is None or value == NULL_URI:
+            merged.pop(member, None)
+        else:
+            merged[member] = copy.deepcopy(value)
+    return merged
+
+
+def recompact(body: dict[str, Any], source: TermMap, target: TermMap, *, strict_q: bool) -> dict[str, Any]:
+    """``body`` with its names (entity types, attributes, geoproperty) compacted for ``target``.
+
+    Each name keeps its meaning: expanded with ``source``, compacted with ``target``.
+    A q is text whose attribute paths cannot be rewritten reliably: with ``strict_q``
+    every name in it must mean the same under both maps (else 400); without, it is
+    left as written. Members that are malformed are left for compile_subscription.
+    """
+    if source is target:
+        return body
+    out = copy.deepcopy(body)
+
+    def move(name: Any) -> Any:
+        return target.compact(source.expand(name)) if isinstance(name, str) else name
+
+    def move_list(container: Any, member: str) -> None:
+        if isinstance(container, dict) and isinstance(container.get(member), list):
+            container[member] = [move(name) for name in container[member]]
+
+    for selector in out.get("entities") or []:
+        if isinstance(selector, dict) and isinstance(selector.get("type"), str):
+            selector["type"] = _TYPE_NAME.sub(lambda m: move(m.group()), selector["type"])
+    move_list(out, "watchedAttributes")
+    move_list(out.get("notification"), "attributes")
+    geo_q = out.get("geoQ")
+    if isinstance(geo_q, dict) and "geoproperty" in geo_q:
+        geo_q["geoproperty"] = move(geo_q["geoproperty"])
+    if strict_q and isinstance(out.get("q"), str):
+        for name in _q_names(parse_q(out["q"])):
+            if source.expand(name) != target.expand(name):
+                raise BadRequestData(
+                    f"q names {name!r}, which this request's @context expands to {source.expand(name)} "
+                    f"but the subscription's @context to {target.expand(name)}; use the same @context"
+                )
+    return out
+
+
+def _q_names(expr: QExpr) -> Iterator[str]:
+    if isinstance(expr, And | Or):
+        for part in expr.parts:
+            yield from _q_names(part)
+    else:
+        yield expr.path.attr
+        yield from expr.path.subs

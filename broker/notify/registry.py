@@ -1,0 +1,105 @@
+"""The subscriptions every broker process matches against, kept coherent with LISTEN/NOTIFY.
+
+Each process holds all active subscriptions compiled in memory (matching runs
+inside every write, so it must not query the database). A create, update or
+delete in any process notifies ``ngsi_subscriptions`` with "tenant<US>id" in the
+same transaction; every process then reloads that one subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from broker.errors import NgsiLdError
+from broker.jsonld.resolver import ContextResolver
+from broker.notify.model import Subscription
+from broker.notify.parse import compile_subscription
+from broker.store.pool import Connection
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTIONS_CHANNEL = "ngsi_subscriptions"
+SEPARATOR = "\x1f"
+
+
+def change_payload(tenant: str, subscription_id: str) -> str:
+    return f"{tenant}{SEPARATOR}{subscription_id}"
+
+
+class SubscriptionRegistry:
+    """Compiled subscriptions by tenant, for the matcher."""
+
+    def __init__(self, pool: asyncpg.Pool, resolver: ContextResolver) -> None:
+        self._pool = pool
+        self._resolver = resolver
+        self._by_tenant: dict[str, dict[str, Subscription]] = {}
+        self._listener: PoolConnectionProxy[Any] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def for_tenant(self, tenant: str) -> list[Subscription]:
+        return list(self._by_tenant.get(tenant, {}).values())
+
+    def put(self, subscription: Subscription) -> None:
+        self._by_tenant.setdefault(subscription.tenant, {})[subscription.id] = subscription
+
+    def remove(self, tenant: str, subscription_id: str) -> None:
+        self._by_tenant.get(tenant, {}).pop(subscription_id, None)
+
+    async def _compile(self, row: asyncpg.Record) -> Subscription | None:
+        try:
+            tm = await self._resolver.term_map(row["context"])
+            return compile_subscription(row["tenant"], row["id"], row["body"], tm, row["context"])
+        except NgsiLdError as exc:
+            # A stored subscription whose @context vanished: keep serving the others, say why.
+            log.error(
+                "subscription %s of tenant %r cannot be loaded: %s", row["id"], row["tenant"], exc.detail
+            )
+            return None
+
+    async def load_all(self) -> None:
+        rows = await self._pool.fetch("SELECT tenant, id, body, context FROM subscriptions")
+        for row in rows:
+            subscription = await self._compile(row)
+            if subscription is not None:
+                self.put(subscription)
+        log.info("loaded %d subscriptions", sum(len(s) for s in self._by_tenant.values()))
+
+    async def refresh(self, tenant: str, subscription_id: str) -> None:
+        """Reload one subscription from the database (or forget it when it is gone)."""
+        row = await self._pool.fetchrow(
+            "SELECT tenant, id, body, context FROM subscriptions WHERE tenant = $1 AND id = $2",
+            tenant,
+            subscription_id,
+        )
+        subscription = None if row is None else await self._compile(row)
+        if subscription is None:
+            self.remove(tenant, subscription_id)
+        else:
+            self.put(subscription)
+
+    def _on_notify(self, _conn: Connection, _pid: int, _channel: str, payload: object) -> None:
+        tenant, _, subscription_id = str(payload).partition(SEPARATOR)
+        task = asyncio.get_running_loop().create_task(self.refresh(tenant, subscription_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(self) -> None:
+        """Listen first, then load, so no change between the two is missed."""
+        listener = await self._pool.acquire()
+        await listener.add_listener(SUBSCRIPTIONS_CHANNEL, self._on_notify)
+        self._listener = listener
+        await self.load_all()
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            await self._listener.remove_listener(SUBSCRIPTIONS_CHANNEL, self._on_notify)
+            await self._pool.release(self._listener)
+            self._listener = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,141 @@
+"""No notification lost: a receiver down for a while, a broker SIGKILLed mid-stream, two processes.
+
+N updates (N >= 5,000) go to two broker processes on one database; one process is
+killed with SIGKILL halfway and restarted; the receiver answers 503 for the first
+seconds. Afterwards every update has been notified, duplicates (at least once)
+carry the same notification id, and each entity's notifications arrive in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import defaultdict
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.conftest import database_url
+from tests.e2e.test_process import broker_process, free_port, fresh_schema, wait_ready, with_search_path
+
+ENTITIES = 50
+UPDATES_PER_ENTITY = 100  # 5,000 updates
+RECEIVER_DOWN_SECONDS = 3.0
+DEADLINE_SECONDS = 240.0
+
+
+class Receiver:
+    """An HTTP endpoint that refuses notifications for a while, then records them."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.received: list[dict[str, Any]] = []
+        self.refused = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if time.monotonic() - self.started < RECEIVER_DOWN_SECONDS:
+            self.refused += 1
+            return web.Response(status=503)
+        self.received.append(await request.json())
+        return web.Response(status=204)
+
+
+async def _update(
+    session: aiohttp.ClientSession, ports: list[int], entity: str, value: int, headers: dict[str, str]
+) -> None:
+    """PATCH one value, trying the other process when one is down (a retry repeats the same value)."""
+    for attempt in range(200):
+        port = ports[(value + attempt) % len(ports)]
+        url = f"http://127.0.0.1:{port}/ngsi-ld/v1/entities/{entity}/attrs"
+        try:
+            async with session.patch(
+                url, json={"n": {"type": "Property", "value": value}}, headers=headers
+            ) as response:
+                if response.status == 204:
+                    return
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"update {entity}={value} never succeeded")
+
+
+@pytest.mark.slow
+async def test_every_update_is_notified_once_per_id_in_order_through_outage_and_sigkill() -> None:
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/notify", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    receiver_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", receiver_port).start()
+    tenant = "durability"
+    headers = {"NGSILD-Tenant": tenant}
+    ids = [f"urn:ngsi-ld:Sensor:d{i:03d}" for i in range(ENTITIES)]
+    try:
+        async with fresh_schema() as schema, aiohttp.ClientSession() as session:
+            dsn = with_search_path(database_url(), schema)
+            ports = [free_port(), free_port()]
+            with broker_process(ports[0], dsn) as first, broker_process(ports[1], dsn) as second:
+                await asyncio.gather(
+                    wait_ready(session, ports[0], first), wait_ready(session, ports[1], second)
+                )
+                base = f"http://127.0.0.1:{ports[1]}/ngsi-ld/v1"
+                entities = [{"id": i, "type": "Sensor", "n": {"type": "Property", "value": -1}} for i in ids]
+                async with session.post(
+                    f"{base}/entityOperations/create", json=entities, headers=headers
+                ) as r:
+                    assert r.status == 201, await r.text()
+                subscription = {
+                    "type": "Subscription",
+                    "entities": [{"type": "Sensor"}],
+                    "watchedAttributes": ["n"],
+                    "notification": {
+                        "attributes": ["n"],
+                        "format": "keyValues",
+                        "endpoint": {"uri": f"http://127.0.0.1:{receiver_port}/notify"},
+                    },
+                }
+                async with session.post(f"{base}/subscriptions", json=subscription, headers=headers) as r:
+                    assert r.status == 201, await r.text()
+                await asyncio.sleep(0.5)  # both processes have the subscription (LISTEN/NOTIFY)
+
+                async def entity_stream(entity: str) -> None:
+                    for value in range(UPDATES_PER_ENTITY):
+                        await _update(session, ports, entity, value, headers)
+
+                streams = asyncio.gather(*(entity_stream(i) for i in ids))
+                await asyncio.sleep(2.0)
+                first.send_signal(signal.SIGKILL)
+                first.wait(timeout=10)
+                with broker_process(ports[0], dsn) as restarted:
+                    await wait_ready(session, ports[0], restarted)
+                    await streams
+                    expected = ENTITIES * UPDATES_PER_ENTITY
+                    deadline = time.monotonic() + DEADLINE_SECONDS
+                    while time.monotonic() < deadline:
+                        seen = {(d["id"], d["n"]) for note in receiver.received for d in note["data"]}
+                        if len(seen) >= expected:
+                            break
+                        await asyncio.sleep(0.5)
+    finally:
+        await runner.cleanup()
+
+    by_id: dict[str, list[tuple[str, int]]] = {}
+    arrivals: dict[str, list[int]] = defaultdict(list)
+    for note in receiver.received:
+        pairs = [(d["id"], d["n"]) for d in note["data"]]
+        if note["id"] in by_id:
+            assert by_id[note["id"]] == pairs, "a notification id was reused for different content"
+            continue
+        by_id[note["id"]] = pairs
+        for entity, value in pairs:
+            arrivals[entity].append(value)
+    assert receiver.refused > 0, "the receiver outage did not happen"
+    for entity in ids:
+        values = arrivals[entity]
+        assert sorted(set(values)) == list(range(UPDATES_PER_ENTITY)), f"{entity} missed updates"
+        assert values == sorted(values), f"{entity} notified out of order"
+        assert len(values) == len(set(values)), f"{entity}: one update notified under two ids"

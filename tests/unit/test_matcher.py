@@ -1,0 +1,155 @@
+"""Which changes a subscription is notified of (clause 5.8, notificationTrigger) and what it receives."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from broker.jsonld.context import core_term_map
+from broker.model.entity import Entity
+from broker.model.parse import parse_entity
+from broker.model.render import Form
+from broker.notify.matcher import Change, concerns, match, render_for, triggers_of
+from broker.notify.model import Endpoint, EntitySelector, Subscription
+from broker.query.geo import parse_geo_query
+from broker.query.qlang import parse_q
+from broker.query.scope import parse_scope_q
+from broker.query.types import parse_type_expr
+
+TM = core_term_map()
+NOW = datetime.now(UTC)
+
+
+def entity(**attrs: Any) -> Entity:
+    body = {"id": "urn:ngsi-ld:FloodMonitoring:g1", "type": "FloodMonitoring", **attrs}
+    return parse_entity(body, TM)
+
+
+def iri(name: str) -> str:
+    return TM.expand(name)
+
+
+def subscription(**fields: Any) -> Subscription:
+    return Subscription(
+        tenant="t",
+        id="urn:ngsi-ld:Subscription:s1",
+        endpoint=Endpoint("http://127.0.0.1:9/n"),
+        context=None,
+        tm=TM,
+        **fields,
+    )
+
+
+LEVEL_1 = entity(currentLevel={"type": "Property", "value": 1.0, "unitCode": "MTR"})
+LEVEL_2 = entity(currentLevel={"type": "Property", "value": 2.5, "unitCode": "MTR"})
+
+
+def test_creating_an_entity_fires_entity_created_and_attribute_created() -> None:
+    assert triggers_of(Change(None, LEVEL_1), None) == {"entityCreated", "attributeCreated"}
+
+
+def test_changing_a_value_fires_attribute_updated_and_entity_updated() -> None:
+    assert triggers_of(Change(LEVEL_1, LEVEL_2), None) == {"attributeUpdated", "entityUpdated"}
+
+
+def test_rewriting_the_same_value_fires_nothing() -> None:
+    again = entity(currentLevel={"type": "Property", "value": 1.0, "unitCode": "MTR"})
+    again.attrs[iri("currentLevel")][0]["modifiedAt"] = "2030-01-01T00:00:00Z"
+    assert triggers_of(Change(LEVEL_1, again), None) == set()
+
+
+def test_removing_an_attribute_fires_attribute_deleted() -> None:
+    bare = entity(other=1)
+    assert "attributeDeleted" in triggers_of(Change(LEVEL_1, bare), None)
+
+
+def test_deleting_the_entity_fires_entity_deleted_only() -> None:
+    assert triggers_of(Change(LEVEL_1, None), None) == {"entityDeleted"}
+
+
+def test_watched_attributes_ignore_changes_elsewhere() -> None:
+    other = entity(currentLevel={"type": "Property", "value": 1.0, "unitCode": "MTR"}, status="rising")
+    assert triggers_of(Change(LEVEL_1, other), frozenset({iri("currentLevel")})) == set()
+    assert triggers_of(Change(LEVEL_1, other), frozenset({iri("status")})) == {
+        "attributeCreated",
+        "entityUpdated",
+    }
+
+
+def test_default_triggers_skip_entity_deletion() -> None:
+    assert not concerns(subscription(), Change(LEVEL_1, None), NOW)
+    assert concerns(subscription(triggers=frozenset({"entityDeleted"})), Change(LEVEL_1, None), NOW)
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        (EntitySelector(types=parse_type_expr("FloodMonitoring", TM)), True),
+        (EntitySelector(types=parse_type_expr("Vehicle", TM)), False),
+        (EntitySelector(ids=frozenset({"urn:ngsi-ld:FloodMonitoring:g1"})), True),
+        (EntitySelector(ids=frozenset({"urn:ngsi-ld:FloodMonitoring:g2"})), False),
+        (EntitySelector(id_pattern=re.compile("g[0-9]$")), True),
+        (EntitySelector(id_pattern=re.compile("^urn:x")), False),
+    ],
+)
+def test_entity_selectors(selector: EntitySelector, expected: bool) -> None:
+    assert concerns(subscription(entities=(selector,)), Change(LEVEL_1, LEVEL_2), NOW) is expected
+
+
+def test_q_is_evaluated_on_the_new_state() -> None:
+    danger = subscription(q=parse_q("currentLevel>2.0"))
+    assert concerns(danger, Change(LEVEL_1, LEVEL_2), NOW)
+    assert not concerns(danger, Change(LEVEL_2, LEVEL_1), NOW)
+
+
+def test_geo_and_scope_filters() -> None:
+    placed = entity(
+        currentLevel=1.0,
+        location={"type": "GeoProperty", "value": {"type": "Point", "coordinates": [134.05, 34.34]}},
+        scope="/Kagawa/Takamatsu",
+    )
+    near = parse_geo_query("near;maxDistance==1000", "Point", "[134.05,34.341]", None)
+    far = parse_geo_query("near;maxDistance==10", "Point", "[135.0,35.0]", None)
+    assert concerns(subscription(geo=near), Change(None, placed), NOW)
+    assert not concerns(subscription(geo=far), Change(None, placed), NOW)
+    assert concerns(subscription(scope=parse_scope_q("/Kagawa/#")), Change(None, placed), NOW)
+    assert not concerns(subscription(scope=parse_scope_q("/Osaka")), Change(None, placed), NOW)
+
+
+def test_inactive_expired_and_periodic_subscriptions_are_not_matched_on_change() -> None:
+    change = Change(LEVEL_1, LEVEL_2)
+    assert not concerns(subscription(active=False), change, NOW)
+    assert not concerns(subscription(expires_at=NOW - timedelta(seconds=1)), change, NOW)
+    assert concerns(subscription(expires_at=NOW + timedelta(hours=1)), change, NOW)
+    assert not concerns(subscription(time_interval=60.0), change, NOW)
+
+
+def test_notification_data_follows_attributes_and_format() -> None:
+    sub = subscription(attributes=frozenset({iri("currentLevel")}), form=Form.SIMPLIFIED)
+    both = entity(currentLevel=2.5, status="rising")
+    assert render_for(sub, Change(None, both)) == {
+        "id": "urn:ngsi-ld:FloodMonitoring:g1",
+        "type": "FloodMonitoring",
+        "currentLevel": 2.5,
+    }
+
+
+def test_show_changes_adds_the_previous_value() -> None:
+    data = render_for(subscription(show_changes=True), Change(LEVEL_1, LEVEL_2))
+    assert data["currentLevel"]["value"] == 2.5
+    assert data["currentLevel"]["previousValue"] == 1.0
+
+
+def test_a_deleted_entity_is_notified_with_deleted_at() -> None:
+    data = render_for(subscription(triggers=frozenset({"entityDeleted"})), Change(LEVEL_1, None))
+    assert data["id"] == LEVEL_1.id
+    assert data["deletedAt"].endswith("Z")
+
+
+def test_match_keeps_change_order_and_gives_each_row_its_own_notification_id() -> None:
+    rows = match([subscription()], [Change(None, LEVEL_1), Change(LEVEL_1, LEVEL_2)])
+    assert [r.data["currentLevel"]["value"] for r in rows] == [1.0, 2.5]
+    assert len({r.notification_id for r in rows}) == 2
