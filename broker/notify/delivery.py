@@ -260,7 +260,8 @@ class _MqttConnection:
         self.last_used = time.monotonic()
         if not self._first.done():
             try:
-                await asyncio.wait_for(asyncio.shield(self._first), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    await asyncio.shield(self._first)
             except TimeoutError:
                 raise DeliveryError(
                     f"MQTT broker did not accept a connection within {self._timeout:g} s"
@@ -277,7 +278,8 @@ class _MqttConnection:
         future = self._loop.create_future()
         self._pending[info.mid] = future
         try:
-            await asyncio.wait_for(future, self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await future
         except TimeoutError:
             raise DeliveryError(f"MQTT publish not acknowledged within {self._timeout:g} s") from None
         finally:

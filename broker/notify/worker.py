@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import math
 import re
 import uuid
 from collections import Counter
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 _NOTIFICATION_NS = uuid.UUID("4f6e7c1e-9a52-4c43-8d4e-6e6f74696679")
 _MQTT_IDLE_SECONDS = 300.0
+_SCAN_GAP = 0.005  # seconds between two scans for due subscriptions, at least
 
 _DUE = """
 SELECT s.tenant, s.id FROM subscriptions s
@@ -64,38 +66,51 @@ WHERE s.retry_at <= now() AND s.is_active AND (s.expires_at IS NULL OR s.expires
 ORDER BY s.retry_at
 LIMIT $1
 """
+# One round trip claims the subscription and reads its oldest rows (none when claimed elsewhere,
+# not due, paused or expired; one row with a NULL id when nothing is pending).
+# The transaction commits without waiting for its WAL flush: should PostgreSQL crash right
+# after, the deletion of delivered rows is lost and they are sent again, which at-least-once
+# delivery allows; the rows themselves were committed durably by the write that queued them.
 _CLAIM = """
-SELECT last_notification, consecutive_errors FROM subscriptions
-WHERE tenant = $1 AND id = $2 AND ($3 OR retry_at <= now())
-  AND is_active AND (expires_at IS NULL OR expires_at > now())
-FOR NO KEY UPDATE SKIP LOCKED
-"""
-_PENDING = """
-SELECT id, notification_id, entity_id, data FROM outbox
-WHERE tenant = $1 AND subscription_id = $2 ORDER BY id LIMIT $3
+WITH claim AS (
+    SELECT last_notification, consecutive_errors FROM subscriptions
+    WHERE tenant = $1 AND id = $2 AND ($3 OR retry_at <= now())
+      AND is_active AND (expires_at IS NULL OR expires_at > now())
+    FOR NO KEY UPDATE SKIP LOCKED)
+SELECT set_config('synchronous_commit', 'off', true) AS unflushed,
+       c.last_notification, c.consecutive_errors, o.id, o.notification_id, o.entity_id, o.data
+FROM claim c LEFT JOIN LATERAL (
+    SELECT id, notification_id, entity_id, data FROM outbox
+    WHERE tenant = $1 AND subscription_id = $2 ORDER BY id LIMIT $4) o ON true
+ORDER BY o.id
 """
 _ONE_NOTIFICATION = """
 SELECT id, notification_id, entity_id, data FROM outbox
 WHERE tenant = $1 AND subscription_id = $2 AND notification_id = $3 ORDER BY id
 """
 _SEAL = "UPDATE outbox SET notification_id = $2 WHERE id = ANY($1::bigint[])"
-_SUCCEEDED = """
-UPDATE subscriptions SET times_sent = times_sent + $3, last_notification = $4, last_success = $4,
-  consecutive_errors = 0, retry_at = $5
-WHERE tenant = $1 AND id = $2
-"""
-_FAILED = """
-UPDATE subscriptions SET times_sent = times_sent + $3, times_failed = times_failed + 1,
-  last_notification = $4, last_success = COALESCE($5, last_success), last_failure = $4,
-  consecutive_errors = consecutive_errors + 1, last_error_reason = $6, retry_at = $7
+# The delivered rows go and the delivery state is updated in one statement ($6: the error, if any).
+_RECORD = """
+WITH delivered AS (DELETE FROM outbox WHERE id = ANY($3::bigint[]))
+UPDATE subscriptions SET
+    times_sent = times_sent + $4,
+    times_failed = times_failed + CASE WHEN $6::text IS NULL THEN 0 ELSE 1 END,
+    last_notification = $5,
+    last_success = COALESCE($7, last_success),
+    last_failure = CASE WHEN $6::text IS NULL THEN last_failure ELSE $5 END,
+    consecutive_errors = CASE WHEN $6::text IS NULL THEN 0 ELSE consecutive_errors + 1 END,
+    last_error_reason = COALESCE($6, last_error_reason),
+    retry_at = $8
 WHERE tenant = $1 AND id = $2
 """
 _NOT_BEFORE = "UPDATE subscriptions SET retry_at = $3 WHERE tenant = $1 AND id = $2"
-_PERIODIC_DUE = """
-SELECT s.tenant, s.id FROM unnest($1::text[], $2::text[], $3::float8[]) AS c(tenant, id, secs)
+# Seconds until each periodic subscription is due (NULL: never fired; <= 0: due).
+_PERIODIC_WAITS = """
+SELECT s.tenant, s.id,
+       extract(epoch FROM s.last_fired + make_interval(secs => c.secs) - now())::float8 AS wait
+FROM unnest($1::text[], $2::text[], $3::float8[]) AS c(tenant, id, secs)
 JOIN subscriptions s ON s.tenant = c.tenant AND s.id = c.id
 WHERE s.is_active AND (s.expires_at IS NULL OR s.expires_at > now())
-  AND (s.last_fired IS NULL OR s.last_fired + make_interval(secs => c.secs) <= now())
 """
 # Fires once across processes: the row is locked (SKIP LOCKED: another process is firing or
 # delivering it) and still due. The schedule advances by whole intervals so that it does not
@@ -272,6 +287,7 @@ class Notifier:
         self._session: aiohttp.ClientSession | None = None
         self._mqtt = MqttSender(http_timeout)
         self._runner: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # ------------------------------------------------------------------------------------ life cycle
 
@@ -282,6 +298,7 @@ class Notifier:
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop dispatching; deliveries still running after ``grace`` seconds are rolled back (sent again)."""
+        self._stopping = True
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -323,19 +340,27 @@ class Notifier:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_periodic = next_sweep = loop.time()
+        last_scan = -math.inf
         self._wake.set()  # rows left by a previous run go out at once
-        while True:
+        while not self._stopping:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel arriving with a wake.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
+                async with asyncio.timeout(self._poll):
+                    await self._wake.wait()
             self._wake.clear()
+            # Under load NOTIFYs come by the thousand: one scan per _SCAN_GAP serves them all.
+            await asyncio.sleep(max(0.0, last_scan + _SCAN_GAP - loop.time()))
+            last_scan = loop.time()
             try:
                 if self._listener is None or self._listener.is_closed():
                     await self._unlisten()
                     await self._listen()  # NOTIFYs missed meanwhile are covered by this poll
                 await self._dispatch_due()
                 if loop.time() >= next_periodic:
-                    next_periodic = loop.time() + self._poll
-                    await self._fire_periodic()
+                    wait = await self._fire_periodic()
+                    next_periodic = loop.time() + min(self._poll, wait)
+                    if wait < self._poll:  # on time, rather than up to a poll late
+                        loop.call_later(wait + 0.01, self._wake.set)
                 if loop.time() >= next_sweep:
                     next_sweep = loop.time() + 60
                     await self._mqtt.close_idle(_MQTT_IDLE_SECONDS)
@@ -345,12 +370,6 @@ class Notifier:
             except Exception:  # a bug must not stop every delivery of this process
                 log.exception("notifier: scan failed")
                 await asyncio.sleep(self._poll)
-
-    def _lookup(self, tenant: str, subscription_id: str) -> Subscription | None:
-        for subscription in self._registry.for_tenant(tenant):
-            if subscription.id == subscription_id:
-                return subscription
-        return None
 
     def _spawn(self, key: tuple[str, str], work: Any) -> None:
         self._inflight.add(key)
@@ -370,18 +389,22 @@ class Notifier:
 
     async def _dispatch_due(self) -> None:
         moment = datetime.now(UTC)
+        known: dict[str, dict[str, Subscription]] = {}
         for row in await self._pool.fetch(_DUE, 1000):
             key = (row["tenant"], row["id"])
             if key in self._inflight:
                 self._missed.add(key)
                 continue
-            subscription = self._lookup(*key)
+            if row["tenant"] not in known:
+                known[row["tenant"]] = {s.id: s for s in self._registry.for_tenant(row["tenant"])}
+            subscription = known[row["tenant"]].get(row["id"])
             # Unknown here (not loaded yet, or cannot be compiled): its rows wait.
             if subscription is None or not subscription.active or subscription.expired(moment):
                 continue
             self._spawn(key, self._deliver(subscription))
 
-    async def _fire_periodic(self) -> None:
+    async def _fire_periodic(self) -> float:
+        """Fire the periodic subscriptions that are due; seconds until the next one is (inf: none)."""
         rows = await self._pool.fetch("SELECT DISTINCT tenant FROM subscriptions WHERE is_active")
         tenants = [row["tenant"] for row in rows]
         moment = datetime.now(UTC)
@@ -394,9 +417,11 @@ class Notifier:
             and not s.expired(moment)
             and ("periodic", s.tenant + "\x1f" + s.id) not in self._inflight
         ]
-        for subscription in await periodic_due(self._pool, candidates):
+        due, wait = await periodic_due(self._pool, candidates)
+        for subscription in due:
             key = ("periodic", subscription.tenant + "\x1f" + subscription.id)
             self._spawn(key, fire_periodic(self._pool, subscription, self._periodic_max, self._batch))
+        return wait
 
     # ------------------------------------------------------------------------------------ delivery
 
@@ -414,50 +439,46 @@ class Notifier:
         tenant, sid = subscription.tenant, subscription.id
         releasing = previous is not None
         async with self._pool.acquire() as conn, conn.transaction():
-            claim = await conn.fetchrow(_CLAIM, tenant, sid, releasing)
-            if claim is None:
+            found = await conn.fetch(_CLAIM, tenant, sid, releasing, self._batch + 1)
+            if not found:
                 return _Step.DONE
+            claim = found[0]
             throttle = self._throttle_until(subscription, claim["last_notification"])
             if throttle is not None and not releasing and throttle > datetime.now(UTC):
                 await conn.execute(_NOT_BEFORE, tenant, sid, throttle)
                 self._wake_at(throttle)
                 return _Step.DONE
-            if (
-                subscription.throttling
-                and previous is not _Step.SEALED
-                and await self._seal(conn, tenant, sid)
-            ):
-                return _Step.SEALED  # committed before anything is sent
-            rows, more = await self._read_pending(conn, tenant, sid)
+            pending = [row for row in found if row["id"] is not None]
+            if subscription.throttling and previous is not _Step.SEALED:
+                runs = seal_runs(pending[: self._batch])
+                if runs:
+                    await conn.executemany(_SEAL, [([r["id"] for r in run], nid) for nid, run in runs])
+                    return _Step.SEALED  # committed before anything is sent
+            rows, more = await self._whole_notifications(conn, subscription, pending)
             if not rows:
                 return _Step.DONE
             sent = await self._send_all(subscription, rows)
-            if sent.delivered:
-                await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", sent.delivered)
             await self._record(conn, subscription, sent, claim["consecutive_errors"])
         return _Step.MORE if sent.error is None and more else _Step.DONE
 
-    async def _seal(self, conn: Connection, tenant: str, sid: str) -> bool:
-        """Give each run of a throttled release one shared id; False when there is nothing to merge."""
-        runs = seal_runs(await conn.fetch(_PENDING, tenant, sid, self._batch))
-        if runs:
-            await conn.executemany(_SEAL, [([r["id"] for r in run], nid) for nid, run in runs])
-        return bool(runs)
-
-    async def _read_pending(
-        self, conn: Connection, tenant: str, sid: str
+    async def _whole_notifications(
+        self, conn: Connection, subscription: Subscription, pending: list[asyncpg.Record]
     ) -> tuple[list[asyncpg.Record], bool]:
-        """About a batch of the oldest rows, never part of a notification; and whether more are pending."""
-        rows = await conn.fetch(_PENDING, tenant, sid, self._batch + 1)
-        if len(rows) <= self._batch:
-            return rows, False
-        cut = rows.pop()["notification_id"]  # its notification may have rows in this batch
-        first = next((i for i, row in enumerate(rows) if row["notification_id"] == cut), None)
+        """A batch of the oldest rows without part of a notification, and whether more are pending.
+
+        ``pending`` holds up to one row more than a batch: when that row's notification
+        has rows in the batch, it goes next time with what follows it.
+        """
+        if len(pending) <= self._batch:
+            return pending, False
+        cut = pending.pop()["notification_id"]
+        first = next((i for i, row in enumerate(pending) if row["notification_id"] == cut), None)
         if first is None:
-            return rows, True
+            return pending, True
         if first > 0:
-            return rows[:first], True  # that notification, and what follows it, next time
-        return await conn.fetch(_ONE_NOTIFICATION, tenant, sid, cut), True  # larger than a batch
+            return pending[:first], True
+        rows = await conn.fetch(_ONE_NOTIFICATION, subscription.tenant, subscription.id, cut)
+        return rows, True  # one notification larger than a batch
 
     def _throttle_until(self, subscription: Subscription, last: datetime | None) -> datetime | None:
         if not subscription.throttling or last is None:
@@ -495,21 +516,28 @@ class Notifier:
             raise DeliveryError(f"unsupported endpoint scheme {scheme!r}")
 
     async def _record(self, conn: Connection, subscription: Subscription, sent: _Sent, errors: int) -> None:
-        """Update the delivery state (clause 5.2.12) and when the next attempt may happen."""
+        """Remove the delivered rows; update the delivery state (clause 5.2.12) and the next attempt time."""
         assert sent.last_at is not None
         throttle = self._throttle_until(subscription, sent.last_at)
-        args = (subscription.tenant, subscription.id, sent.notifications, sent.last_at)
         if sent.error is None:
-            await conn.execute(_SUCCEEDED, *args, throttle or sent.last_at)
-            if throttle is not None:
-                self._wake_at(throttle)
-            return
-        base, cap = self._backoff
-        retry = sent.last_at + timedelta(seconds=min(cap, base * 2 ** min(errors, 30)))
-        if throttle is not None:
-            retry = max(retry, throttle)
-        await conn.execute(_FAILED, *args, sent.last_ok_at, sent.error, retry)
-        self._wake_at(retry)
+            retry = throttle or sent.last_at
+        else:
+            base, cap = self._backoff
+            retry = sent.last_at + timedelta(seconds=min(cap, base * 2 ** min(errors, 30)))
+            retry = max(retry, throttle) if throttle is not None else retry
+        await conn.execute(
+            _RECORD,
+            subscription.tenant,
+            subscription.id,
+            sent.delivered,
+            sent.notifications,
+            sent.last_at,
+            sent.error,
+            sent.last_ok_at,
+            retry,
+        )
+        if retry > sent.last_at:
+            self._wake_at(retry)
 
     def _wake_at(self, moment: datetime) -> None:
         """Scan again when a back-off or throttling wait ends, rather than up to a poll later."""
@@ -562,18 +590,22 @@ def entity_query(subscription: Subscription) -> EntityQuery:
     )
 
 
-async def periodic_due(pool: asyncpg.Pool, candidates: Sequence[Subscription]) -> list[Subscription]:
-    """The periodic subscriptions among ``candidates`` whose interval has elapsed (a hint; fire re-checks)."""
+async def periodic_due(
+    pool: asyncpg.Pool, candidates: Sequence[Subscription]
+) -> tuple[list[Subscription], float]:
+    """The periodic subscriptions among ``candidates`` whose interval has elapsed (a hint: firing
+    re-checks), and the seconds until the next of the others is due (inf when none)."""
     if not candidates:
-        return []
+        return [], math.inf
     by_key = {(s.tenant, s.id): s for s in candidates}
     rows = await pool.fetch(
-        _PERIODIC_DUE,
+        _PERIODIC_WAITS,
         [s.tenant for s in candidates],
         [s.id for s in candidates],
         [float(s.time_interval or 0) for s in candidates],
     )
-    return [by_key[(row["tenant"], row["id"])] for row in rows]
+    due = [by_key[(r["tenant"], r["id"])] for r in rows if r["wait"] is None or r["wait"] <= 0]
+    return due, min((r["wait"] for r in rows if r["wait"] is not None and r["wait"] > 0), default=math.inf)
 
 
 async def _current_entities(
