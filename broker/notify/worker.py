@@ -18,6 +18,11 @@ under two ids. Two rows of one entity never share a notification.
 Throttling (clause 5.2.12): a subscription is not notified again before lastNotification +
 throttling; then whatever is pending goes out, merged: runs of rows of distinct entities
 get one shared id in a committed transaction ("sealed") before they are sent.
+
+Paused (isActive false) and expired subscriptions are not delivered to: their rows wait,
+and go out once the subscription is reactivated or its expiresAt extended; deleting the
+subscription deletes them (ON DELETE CASCADE). Periodic subscriptions (timeInterval)
+queue one notification of the entities matching them per interval, once across processes.
 """
 
 from __future__ import annotations
