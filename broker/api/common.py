@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from broker.api.keys import RESOLVER
-from broker.errors import BadRequestData, Handler, InvalidRequest, NgsiLdError
+from broker.errors import BadRequestData, Handler, InvalidRequest, NgsiLdError, TooManyResults
 from broker.jsonld.context import CORE_URL, TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.parse import check_name, check_uri
@@ -283,3 +283,49 @@ def raise_first(errors: list[NgsiLdError]) -> None:
 def orjson_text(value: Any) -> str:
     """JSON text of a value (geoQ coordinates given as an array in a body)."""
     return orjson.dumps(value).decode()
+
+
+DEFAULT_LIMIT = 20
+_COUNT = re.compile(r"[0-9]{1,9}")
+
+
+@dataclass(frozen=True, slots=True)
+class Paging:
+    """limit/offset/count of a query (clauses 6.3.10, 6.3.13), checked."""
+
+    limit: int
+    offset: int
+    count: bool
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not _COUNT.fullmatch(raw):
+        raise BadRequestData(f"{name} must be a non-negative integer below 10^9")
+    return int(raw)
+
+
+def paging(request: web.Request, max_page: int) -> Paging:
+    """The page asked for; TooManyResults over ``max_page``, limit=0 only with count=true."""
+    limit = _int_param(request, "limit", DEFAULT_LIMIT)
+    offset = _int_param(request, "offset", 0)
+    count = flag(request, "count")
+    if limit > max_page:
+        raise TooManyResults(f"limit {limit} exceeds the maximum page size {max_page} (NGSI_MAX_PAGE)")
+    if limit == 0 and not count:
+        raise BadRequestData("limit=0 is only allowed with count=true")
+    return Paging(limit, offset, count)
+
+
+def page_links(request: web.Request, page: Paging, more: bool) -> list[str]:
+    """Link rel=next/prev to the neighbouring pages (clause 6.3.10)."""
+    links = []
+    if more and page.limit > 0:
+        url = request.rel_url.update_query(offset=page.offset + page.limit, limit=page.limit)
+        links.append(f'<{url}>; rel="next"; type="application/json"')
+    if page.offset > 0 and page.limit > 0:
+        url = request.rel_url.update_query(offset=max(page.offset - page.limit, 0), limit=page.limit)
+        links.append(f'<{url}>; rel="prev"; type="application/json"')
+    return links

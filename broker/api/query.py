@@ -8,7 +8,6 @@ GeoJSON FeatureCollection).
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Any
 
@@ -16,7 +15,7 @@ from aiohttp import web
 
 from broker.api import common
 from broker.api.keys import POOL, SETTINGS, TENANTS
-from broker.errors import BadRequestData, NotImplementedYet, TooManyResults
+from broker.errors import BadRequestData, NotImplementedYet
 from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.entity import LOCATION
@@ -31,19 +30,8 @@ from broker.query.types import parse_type_expr
 from broker.store import query as entity_query
 
 routes = web.RouteTableDef()
-_COUNT = re.compile(r"[0-9]{1,9}")
-DEFAULT_LIMIT = 20
 _FEDERATION = ("csf",)
 _LATER = ("join", "joinLevel", "entityMap", "containedBy", "orderBy")
-
-
-def _int_param(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not _COUNT.fullmatch(raw):
-        raise BadRequestData(f"{name} must be a non-negative integer below 10^9")
-    return int(raw)
 
 
 def _refuse_unbuilt(names: Any) -> None:
@@ -164,22 +152,15 @@ async def _answer(
         raise BadRequestData(
             "give at least one of type, id, idPattern, attrs, q, geoQ or scopeQ (clause 5.7.2)"
         )
-    limit = _int_param(request, "limit", DEFAULT_LIMIT)
-    offset = _int_param(request, "offset", 0)
-    count = common.flag(request, "count")
-    max_page = request.app[SETTINGS].max_page
-    if limit > max_page:
-        raise TooManyResults(f"limit {limit} exceeds the maximum page size {max_page} (NGSI_MAX_PAGE)")
-    if limit == 0 and not count:
-        raise BadRequestData("limit=0 is only allowed with count=true")
+    page = common.paging(request, request.app[SETTINGS].max_page)
     tenant = common.tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
     found, more, total = await entity_query.find(
-        pool, tenant, query, tm, limit=limit, offset=offset, count=count
+        pool, tenant, query, tm, limit=page.limit, offset=page.offset, count=page.count
     )
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-    links = _page_links(request, limit, offset, more)
+    links = common.page_links(request, page, more)
     rendered = [render_entity(e, tm, view) for e in found]
     if media_type == common.GEO_JSON:
         geometry = common.geometry_property(request, tm)
@@ -193,18 +174,6 @@ async def _answer(
     return common.json_response(
         request, rendered, context=context, media_type=media_type, headers=headers, links=links
     )
-
-
-def _page_links(request: web.Request, limit: int, offset: int, more: bool) -> list[str]:
-    """Link rel=next/prev to the neighbouring pages (clause 6.3.10)."""
-    links = []
-    if more and limit > 0:
-        url = request.rel_url.update_query(offset=offset + limit, limit=limit)
-        links.append(f'<{url}>; rel="next"; type="application/json"')
-    if offset > 0 and limit > 0:
-        url = request.rel_url.update_query(offset=max(offset - limit, 0), limit=limit)
-        links.append(f'<{url}>; rel="prev"; type="application/json"')
-    return links
 
 
 @routes.get("/ngsi-ld/v1/entities")

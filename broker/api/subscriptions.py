@@ -15,9 +15,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from broker.api import common, query
+from broker.api import common
 from broker.api.keys import CONTEXTS, POOL, REGISTRY, SETTINGS, TENANTS
-from broker.errors import AlreadyExists, BadRequestData, ResourceNotFound, TooManyResults
+from broker.errors import AlreadyExists, BadRequestData, ResourceNotFound
 from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.entity import format_time
@@ -123,21 +123,14 @@ async def query_subscriptions(request: web.Request) -> web.Response:
     context = common.link_context(request)
     tm = await common.term_map(request, context)
     sys_attrs = "sysAttrs" in common.options(request)
-    limit = query._int_param(request, "limit", query.DEFAULT_LIMIT)
-    offset = query._int_param(request, "offset", 0)
-    count = common.flag(request, "count")
-    max_page = request.app[SETTINGS].max_page
-    if limit > max_page:
-        raise TooManyResults(f"limit {limit} exceeds the maximum page size {max_page} (NGSI_MAX_PAGE)")
-    if limit == 0 and not count:
-        raise BadRequestData("limit=0 is only allowed with count=true")
+    page = common.paging(request, request.app[SETTINGS].max_page)
     tenant = common.tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
-    found, more, total = await rows.page(pool, tenant, limit=limit, offset=offset, count=count)
+    found, more, total = await rows.page(pool, tenant, limit=page.limit, offset=page.offset, count=page.count)
     rendered = [await _render(request, stored, context, tm, sys_attrs=sys_attrs) for stored in found]
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-    links = query._page_links(request, limit, offset, more)
+    links = common.page_links(request, page, more)
     return common.json_response(
         request, rendered, context=context, media_type=media_type, headers=headers, links=links
     )

@@ -35,7 +35,7 @@ import math
 import re
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -376,7 +376,7 @@ class Notifier:
                 log.exception("notifier: scan failed")
                 await asyncio.sleep(self._poll)
 
-    def _spawn(self, key: tuple[str, str], work: Any) -> None:
+    def _spawn(self, key: tuple[str, str], work: Coroutine[Any, Any, None]) -> None:
         self._inflight.add(key)
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
