@@ -1,0 +1,129 @@
+"""What every southbound family produces: a DeviceMessage, and the error that sends one to dead letters.
+
+The flow of one uplink:
+    transport (MQTT message, HTTP webhook)                         adapters/mqtt.py, adapters/http.py
+    -> family parser: raw bytes + topic/URL -> DeviceMessage      adapters/iotagent.py, lorawan.py, sigfox.py
+    -> provisioning: which device, tenant, mapping, codec, model  adapters/provisioning.py
+    -> codec: payload bytes -> measures                           adapters/codecs/
+    -> model: measures -> Smart Data Model entities (EntityUpdate) adapters/models/
+    -> validate against schemas/                                  adapters/validate.py
+    -> broker ingest (one transaction per micro-batch)            adapters/pipeline.py
+Any step may raise Rejected; the pipeline then writes a dead letter with the raw message and the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+# The families a message can come from; a dead letter records it so a replay parses it the same way.
+IOTA_JSON = "iota-json"
+IOTA_UL = "iota-ul"
+TTS = "tts"
+CHIRPSTACK = "chirpstack"
+SIGFOX = "sigfox"
+FAMILIES = (IOTA_JSON, IOTA_UL, TTS, CHIRPSTACK, SIGFOX)
+
+# Measures as decoded: attribute or object_id -> value (number, string, bool, list or JSON object).
+Measures = dict[str, Any]
+
+
+class Rejected(Exception):
+    """A message that cannot be accepted; ``reason`` is one sentence an operator can act on."""
+
+    def __init__(self, reason: str, *, device: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.device = device
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceMessage:
+    """One uplink as the network delivered it, before provisioning is consulted.
+
+    ``measures`` holds what the gateway or network server already decoded (IoT Agent JSON or
+    UltraLight attributes, TTS decoded_payload, ChirpStack object), one dict per measurement
+    (an IoT Agent multimeasure gives several); ``payload`` holds the raw bytes (frm_payload,
+    ChirpStack data, Sigfox data) for the device's codec when nothing was decoded or the device
+    asks for its own codec.
+    """
+
+    family: str
+    # Topic or URL path (with query) the message arrived on: kept in dead letters for a replay.
+    origin: str
+    device_id: str
+    received_at: datetime
+    # IoT Agent families: the service group key; LoRaWAN/Sigfox: None.
+    apikey: str | None = None
+    # LoRaWAN DevEUI, lower-case hex, when the network gives it.
+    dev_eui: str | None = None
+    # The tenant the transport names (fiware-service header, TTS tenant, ChirpStack tenant), if any.
+    tenant: str | None = None
+    service_path: str | None = None
+    # Redelivery key within the device: LoRaWAN frame counter, Sigfox seqNumber, or a message id.
+    frame: str | None = None
+    # When the device or network says the measurement was taken (UTC); None: use received_at.
+    observed_at: datetime | None = None
+    measures: list[Measures] = field(default_factory=list)
+    payload: bytes | None = None
+    port: int | None = None
+    # Link metadata: rssi, snr, gateway id and location when given.
+    radio: dict[str, Any] = field(default_factory=dict)
+    # Sigfox BIDIR: the network waits for a downlink in the HTTP reply.
+    wants_reply: bool = False
+
+
+def to_utc(value: Any, *, where: str = "time") -> datetime:
+    """A time as sent by a gateway, as an aware UTC datetime.
+
+    Accepts ISO 8601 with an offset ('2025-09-01T10:00:00+09:00'), with Z or nanoseconds
+    (TTS, ChirpStack), without offset (taken as UTC), and epoch seconds or milliseconds as a
+    number or a numeric string. Raises Rejected otherwise.
+    """
+    if isinstance(value, bool):
+        raise Rejected(f"{where} {value!r} is not a time")
+    if isinstance(value, str) and _is_number(value):
+        value = float(value)
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise Rejected(f"{where} {value!r} is not a time")
+        seconds = value / 1000 if abs(value) >= 100_000_000_000 else value
+        try:
+            return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+        except OverflowError:
+            raise Rejected(f"{where} {value!r} is out of range") from None
+    if not isinstance(value, str):
+        raise Rejected(f"{where} {value!r} is not a time")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    text = _trim_fraction(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise Rejected(f"{where} {value!r} is not an ISO 8601 date-time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _trim_fraction(text: str) -> str:
+    """Cut fractional seconds to microseconds (TTS and ChirpStack send nanoseconds)."""
+    dot = text.find(".", 19)
+    if dot < 0:
+        return text
+    end = dot + 1
+    while end < len(text) and text[end].isdigit():
+        end += 1
+    digits = text[dot + 1 : end][:6]
+    return text[: dot + 1] + (digits or "0") + text[end:]
