@@ -22,7 +22,7 @@ from broker.model.ops import Outcome
 from broker.notify.matcher import Change, match
 from broker.notify.model import Subscription
 from broker.store import entities as entity_rows
-from broker.store import outbox
+from broker.store import frames, outbox
 from broker.store.pool import Connection
 from broker.store.tenants import Tenants
 
@@ -39,16 +39,20 @@ class Operation:
 
     entity_id: str
     apply: Apply
+    # A redelivery key (device, frame) for device messages: when a committed write already carried
+    # it, the operation is skipped, so a message delivered twice changes nothing the second time.
+    once: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """What happened to one operation: an outcome, or the error that stopped it."""
+    """What happened to one operation: an outcome, the error that stopped it, or a skipped redelivery."""
 
     entity_id: str
     before: Entity | None
     outcome: Outcome | None
     error: NgsiLdError | None
+    duplicate: bool = False
 
     @property
     def ok(self) -> bool:
@@ -93,6 +97,7 @@ class Writer:
         async with self._pool.acquire() as conn, conn.transaction():
             if not may_create_tenant:
                 await self._tenants.require(conn, tenant)
+            fresh = await frames.claim(conn, tenant, {op.once for op in operations if op.once})
             ids = list({op.entity_id for op in operations})
             stored = await entity_rows.fetch_for_update(conn, tenant, ids)
             state: dict[str, Entity | None] = dict(stored)
@@ -101,6 +106,9 @@ class Writer:
             now = model.now()
             for op in operations:
                 before = state.get(op.entity_id)
+                if op.once is not None and op.once not in fresh:
+                    results.append(Result(op.entity_id, before, None, None, duplicate=True))
+                    continue
                 try:
                     outcome = op.apply(before, now)
                 except NgsiLdError as error:
