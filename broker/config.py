@@ -143,6 +143,47 @@ SETTINGS: tuple[Setting, ...] = (
         "base URL clients reach this broker at, used in hosted @context URLs (default http://HOST:PORT)",
     ),
     Setting("NGSI_LOG_LEVEL", "log_level", "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)"),
+    Setting(
+        "NGSI_MQTT_INGEST",
+        "mqtt_ingest",
+        "true",
+        "subscribe to the device uplink topics on the MQTT broker (false: HTTP southbound only)",
+        _bool,
+    ),
+    Setting(
+        "NGSI_MQTT_CLIENT_ID",
+        "mqtt_client_id",
+        "",
+        "MQTT client id of the persistent ingest session; keep it stable across restarts "
+        "(default ngsi-hub-<hostname>)",
+    ),
+    Setting(
+        "NGSI_MQTT_SHARE_GROUP",
+        "mqtt_share_group",
+        "ngsi-hub",
+        "MQTT shared-subscription group the broker processes split device messages in (empty: none)",
+    ),
+    Setting(
+        "NGSI_DEVICE_MAX_BYTES",
+        "device_max_bytes",
+        "65536",
+        "largest device message accepted (bytes); larger ones go to dead letters",
+        _positive_int,
+    ),
+    Setting(
+        "NGSI_DEVICE_BATCH",
+        "device_batch",
+        "500",
+        "most device messages written in one transaction",
+        _positive_int,
+    ),
+    Setting(
+        "NGSI_PSEUDONYM_SECRET",
+        "pseudonym_secret",
+        "",
+        "secret keying the pseudonyms of personal device ids (watch-tags); default: one generated "
+        "at first start and kept in the database",
+    ),
 )
 
 
@@ -166,6 +207,12 @@ class Settings:
     notify_concurrency: int
     public_url: str
     log_level: str
+    mqtt_ingest: bool
+    mqtt_client_id: str
+    mqtt_share_group: str
+    device_max_bytes: int
+    device_batch: int
+    pseudonym_secret: str
 
     @property
     def base_url(self) -> str:
