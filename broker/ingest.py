@@ -10,7 +10,7 @@ is reported in its own result and changes nothing; the others still apply.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -59,6 +59,10 @@ class Result:
         return self.error is None
 
 
+# Work done in the write transaction for the results of a call (a failure rolls the write back).
+ChangeHook = Callable[[Connection, str, list[Result]], Awaitable[None]]
+
+
 class _Raced(Exception):
     """Another transaction created an entity this one was about to create."""
 
@@ -76,6 +80,11 @@ class Writer:
         self._tenants = tenants
         # The subscriptions of a tenant, to match each change inside its own transaction.
         self._subscriptions = subscriptions
+        self._hooks: list[ChangeHook] = []
+
+    def add_hook(self, hook: ChangeHook) -> None:
+        """Run ``hook`` in every write transaction after the entities are stored (e.g. device commands)."""
+        self._hooks.append(hook)
 
     async def apply(
         self, tenant: str, operations: Sequence[Operation], *, may_create_tenant: bool
@@ -127,6 +136,8 @@ class Writer:
             if await entity_rows.write(conn, tenant, upserts, deletes, expected_new, stored):
                 raise _Raced
             await self._queue_notifications(conn, tenant, results)
+            for hook in self._hooks:
+                await hook(conn, tenant, results)
             return results, ensured
 
     async def _queue_notifications(self, conn: Connection, tenant: str, results: list[Result]) -> None:
