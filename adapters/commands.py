@@ -1,0 +1,285 @@
+"""Commands down to devices: a PATCH of a provisioned command attribute reaches the device.
+
+As in the FIWARE IoT Agents, a device provisioned with ``commands`` gets them as attributes of its
+entity; an app changes one (PATCH /entities/{id}/attrs/{command}) and the device receives it:
+- IoT Agent JSON / UltraLight devices on their MQTT cmd topic (/json/<apikey>/<id>/cmd with
+  {"<command>": value}, /<apikey>/<id>/cmd with ``<id>@<command>|<value>``); their reply on
+  .../cmdexe completes the command;
+- LoRaWAN devices as a downlink through The Things Stack or ChirpStack (the value is the payload
+  in hex, on the command's port);
+- Sigfox devices in the reply to their next BIDIR callback (8 bytes, hex).
+The change hook queues the command in the write transaction (table device_commands), so a
+command the API accepted survives a crash. A dispatcher claims queued commands (FOR UPDATE SKIP
+LOCKED, so several processes share the work), sends them, and records the progress in the entity
+as IoT Agents do: <command>_status (PENDING, SENT, OK, ERROR) and <command>_info (the reply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import asyncpg
+import orjson
+
+from adapters.device import Command, DeviceConfig
+from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS
+from broker.ingest import Operation, Result, Writer
+from broker.model import ops
+from broker.model.entity import Entity
+from broker.model.ops import Outcome
+from broker.store.pool import Connection
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "ngsi_commands"
+PENDING, SENT, OK, ERROR = "PENDING", "SENT", "OK", "ERROR"
+_STATUS_IRI = "https://uri.etsi.org/ngsi-ld/default-context/{name}_status"
+_INFO_IRI = "https://uri.etsi.org/ngsi-ld/default-context/{name}_info"
+_VALUE = "https://uri.etsi.org/ngsi-ld/hasValue"
+
+
+class Devices(Protocol):
+    def by_entity(self, tenant: str, entity_id: str) -> DeviceConfig | None: ...
+
+
+# Publishes (topic, payload) on the MQTT broker the devices use.
+Publish = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    id: int
+    tenant: str
+    device_id: str
+    entity_id: str
+    command: str
+    value: Any
+
+
+def local_name(iri: str) -> str:
+    """The term an attribute IRI ends in; commands are provisioned by that short name."""
+    return iri.rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+
+
+def command_hook(devices: Devices) -> Callable[[Connection, str, list[Result]], Any]:
+    """The write-transaction hook queueing a row for each command attribute an update changed."""
+
+    async def hook(conn: Connection, tenant: str, results: list[Result]) -> None:
+        rows: list[tuple[str, str, str, bytes]] = []
+        for result in results:
+            outcome = result.outcome
+            if outcome is None or outcome.created or outcome.entity is None:
+                continue
+            device = devices.by_entity(tenant, result.entity_id)
+            if device is None or not device.commands:
+                continue
+            names = {c.name for c in device.commands}
+            for iri in outcome.updated:
+                name = local_name(iri)
+                if name in names:
+                    value = _command_value(outcome.entity, iri)
+                    rows.append((device.device_id, result.entity_id, name, orjson.dumps(value)))
+        if not rows:
+            return
+        await conn.execute(
+            "INSERT INTO device_commands (tenant, device_id, entity_id, command, value)"
+            " SELECT $1, d, e, c, v::jsonb FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])"
+            " AS r (d, e, c, v)",
+            tenant,
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3].decode() for r in rows],
+        )
+        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, tenant)
+
+    return hook
+
+
+def _command_value(entity: Entity, iri: str) -> Any:
+    instances = entity.attrs.get(iri) or [{}]
+    instance = instances[0]
+    return instance.get("value", instance.get(_VALUE))
+
+
+def mqtt_command(device: DeviceConfig, command: Command, value: Any) -> tuple[str, bytes] | None:
+    """Topic and payload of an IoT Agent command, or a LoRaWAN downlink; None for Sigfox (BIDIR)."""
+    protocol = device.protocol
+    if protocol == IOTA_UL:
+        text = value if isinstance(value, str) else orjson.dumps(value).decode()
+        return (
+            f"/{device.apikey}/{device.device_id}/cmd",
+            f"{device.device_id}@{command.name}|{text}".encode(),
+        )
+    if protocol in (IOTA_JSON, None):
+        return f"/json/{device.apikey}/{device.device_id}/cmd", orjson.dumps({command.name: value})
+    if protocol == TTS:
+        app = device.model_params.get("application_id")
+        tts_tenant = device.model_params.get("tts_tenant", "ttn")
+        frm = base64.b64encode(_downlink_bytes(value)).decode()
+        body = {"downlinks": [{"f_port": command.port or 1, "frm_payload": frm, "priority": "NORMAL"}]}
+        return f"v3/{app}@{tts_tenant}/devices/{device.device_id}/down/push", orjson.dumps(body)
+    if protocol == CHIRPSTACK:
+        app = device.model_params.get("application_id")
+        data = base64.b64encode(_downlink_bytes(value)).decode()
+        down: dict[str, Any] = {
+            "devEui": device.dev_eui,
+            "confirmed": False,
+            "fPort": command.port or 1,
+            "data": data,
+        }
+        return f"application/{app}/device/{device.dev_eui}/command/down", orjson.dumps(down)
+    return None
+
+
+def _downlink_bytes(value: Any) -> bytes:
+    """A LoRaWAN/Sigfox command value is its payload in hex."""
+    if not isinstance(value, str):
+        raise ValueError("a LoRaWAN or Sigfox command value is the downlink payload in hex")
+    return bytes.fromhex(value)
+
+
+class Dispatcher:
+    """Sends queued commands and records their progress in the devices' entities."""
+
+    def __init__(self, pool: asyncpg.Pool, writer: Writer, devices: Devices, publish: Publish | None) -> None:
+        self._pool = pool
+        self._writer = writer
+        self._devices = devices
+        self._publish = publish
+        self._wake = asyncio.Event()
+
+    def wake(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Dispatch on every NOTIFY and at least every few seconds (a NOTIFY may be missed)."""
+        async with self._pool.acquire() as listener:
+            await listener.add_listener(CHANNEL, self.wake)
+            try:
+                while True:
+                    try:
+                        await self.dispatch()
+                    except (OSError, asyncpg.PostgresError) as exc:
+                        log.warning("command dispatch failed (%s); retrying", exc)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(5.0):
+                            await self._wake.wait()
+                    self._wake.clear()
+            finally:
+                await listener.remove_listener(CHANNEL, self.wake)
+
+    async def dispatch(self) -> int:
+        """Send what is queued for devices reachable over MQTT; return how many were sent."""
+        sent = 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, tenant, device_id, entity_id, command, value FROM device_commands"
+                " WHERE status = 'PENDING' ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED"
+            )
+            for row in rows:
+                queued = Queued(
+                    row["id"],
+                    row["tenant"],
+                    row["device_id"],
+                    row["entity_id"],
+                    row["command"],
+                    orjson.loads(row["value"]) if row["value"] else None,
+                )
+                status, info = self._send(queued)
+                if status is None:
+                    continue
+                await conn.execute(
+                    "UPDATE device_commands SET status = $2, sent_at = now(), info = $3 WHERE id = $1",
+                    queued.id,
+                    status,
+                    info,
+                )
+                await record_status(
+                    self._writer, queued.tenant, queued.entity_id, queued.command, status, info
+                )
+                sent += status == SENT
+        return sent
+
+    def _send(self, queued: Queued) -> tuple[str | None, str | None]:
+        device = self._devices.by_entity(queued.tenant, queued.entity_id)
+        if device is None:
+            return ERROR, "the device is no longer provisioned"
+        command = next((c for c in device.commands if c.name == queued.command), None)
+        if command is None:
+            return ERROR, f"the device has no command {queued.command!r}"
+        if device.protocol == SIGFOX:
+            return None, None  # waits for the device's next BIDIR callback
+        try:
+            message = mqtt_command(device, command, queued.value)
+        except ValueError as exc:
+            return ERROR, str(exc)
+        if message is None or self._publish is None:
+            return ERROR, "no MQTT connection to send the command on"
+        self._publish(*message)
+        return SENT, None
+
+
+async def record_status(
+    writer: Writer, tenant: str, entity_id: str, command: str, status: str, info: str | None
+) -> None:
+    """Write <command>_status (and <command>_info) on the device's entity, as the IoT Agents do."""
+    attrs: dict[str, list[dict[str, Any]]] = {
+        _STATUS_IRI.format(name=command): [{"type": "Property", "value": status}]
+    }
+    if info is not None:
+        attrs[_INFO_IRI.format(name=command)] = [{"type": "Property", "value": info}]
+    fragment = Entity(id=entity_id, types=[], attrs=attrs)
+
+    def apply(current: Entity | None, now: str) -> Outcome:
+        return ops.append(current, fragment, now, no_overwrite=False)
+
+    await writer.apply(tenant, [Operation(entity_id, apply)], may_create_tenant=False)
+
+
+async def take_sigfox_downlink(pool: asyncpg.Pool, tenant: str, device_id: str) -> tuple[int, bytes] | None:
+    """The oldest queued command of a Sigfox device, claimed for a BIDIR reply (8 bytes)."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT id, value FROM device_commands WHERE tenant = $1 AND device_id = $2"
+            " AND status = 'PENDING' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            tenant,
+            device_id,
+        )
+        if row is None:
+            return None
+        value = orjson.loads(row["value"]) if row["value"] else None
+        try:
+            payload = _downlink_bytes(value).ljust(8, b"\0")[:8]
+        except ValueError as exc:
+            await conn.execute(
+                "UPDATE device_commands SET status = 'ERROR', info = $2 WHERE id = $1", row["id"], str(exc)
+            )
+            return None
+        await conn.execute(
+            "UPDATE device_commands SET status = 'SENT', sent_at = now() WHERE id = $1", row["id"]
+        )
+        return row["id"], payload
+
+
+async def answer(
+    pool: asyncpg.Pool, writer: Writer, tenant: str, device: DeviceConfig, command: str, result: str
+) -> None:
+    """A device's reply (IoT Agent cmdexe): the oldest sent command of that name completes."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE device_commands SET status = 'OK', answered_at = now(), info = $4"
+            " WHERE id = (SELECT id FROM device_commands WHERE tenant = $1 AND device_id = $2"
+            " AND command = $3 AND status IN ('SENT', 'PENDING') ORDER BY id LIMIT 1)",
+            tenant,
+            device.device_id,
+            command,
+            result,
+        )
+    await record_status(writer, tenant, device.entity_name, command, OK, result)

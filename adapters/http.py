@@ -1,0 +1,106 @@
+"""The HTTP southbound: webhooks of the network servers and the IoT Agents' HTTP bindings.
+
+Each route only wraps the request as an Inbound, hands it to the pipeline and answers once the
+message is committed (200), or dead-lettered (400 with the reason, so a gateway's log says what
+is wrong). Gateways keep their payloads; only the URL changes:
+
+    FIWARE IoT Agent JSON   POST /iot/json?k=<apikey>&i=<device>[&t=<time>]
+    FIWARE IoT Agent UL 2.0 POST /iot/d?k=<apikey>&i=<device>[&t=<time>]
+    The Things Stack v3     POST /adapters/tts            (webhook, "Uplink message" enabled)
+    ChirpStack v4           POST /adapters/chirpstack     (HTTP integration; ?event=up, JSON marshaler)
+    Sigfox backend          POST /adapters/sigfox/uplink  (URL callback, DATA/UPLINK or DATA/BIDIR)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import orjson
+from aiohttp import web
+
+from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS
+from adapters.pipeline import ACCEPTED, REJECTED, Inbound, Pipeline, Verdict
+from broker.errors import BadRequestData, InternalError
+
+PIPELINE = web.AppKey("device_pipeline", Pipeline)
+# A reply to a Sigfox BIDIR callback, if any: the 8 downlink bytes for a device (None: no downlink).
+DOWNLINKS = web.AppKey("sigfox_downlinks", dict)
+
+# How long a webhook waits for its message to be committed before answering 503 (the network
+# server retries; the frame counter makes the retry harmless).
+_COMMIT_WAIT = 20.0
+# Headers that name the tenant and service path; kept with a dead letter for its replay.
+_KEPT_HEADERS = ("fiware-service", "fiware-servicepath", "ngsild-tenant")
+
+
+class DeviceBacklog(InternalError):
+    """The message is queued but not yet committed (the database is slow or away)."""
+
+    title = "The message is queued but could not be stored in time; retry later"
+    status = 503
+
+
+async def _receive(request: web.Request, family: str) -> Verdict:
+    inbound = Inbound(
+        family=family,
+        origin=request.path_qs,
+        body=await request.read(),
+        received_at=datetime.now(UTC),
+        headers={name: request.headers[name] for name in _KEPT_HEADERS if name in request.headers},
+    )
+    future = request.app[PIPELINE].submit(inbound)
+    try:
+        async with asyncio.timeout(_COMMIT_WAIT):
+            verdict = await asyncio.shield(future)
+    except TimeoutError:
+        raise DeviceBacklog("the message is queued; it will be stored when the database allows") from None
+    if verdict.status == REJECTED:
+        raise BadRequestData(f"message stored as a dead letter: {verdict.reason}")
+    return verdict
+
+
+def _ok(verdict: Verdict) -> web.Response:
+    body = {"status": verdict.status, "entities": list(verdict.entities)}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+async def iota_json(request: web.Request) -> web.Response:
+    """IoT Agent JSON HTTP binding: measures of device ``i`` in service group ``k``."""
+    return _ok(await _receive(request, IOTA_JSON))
+
+
+async def iota_ultralight(request: web.Request) -> web.Response:
+    """IoT Agent UltraLight 2.0 HTTP binding: ``t|15|h|45`` for device ``i`` in service group ``k``."""
+    return _ok(await _receive(request, IOTA_UL))
+
+
+async def tts_webhook(request: web.Request) -> web.Response:
+    """The Things Stack v3 webhook: the uplink message JSON, as on MQTT."""
+    return _ok(await _receive(request, TTS))
+
+
+async def chirpstack_integration(request: web.Request) -> web.Response:
+    """ChirpStack v4 HTTP integration: events other than ``up`` are acknowledged and ignored."""
+    return _ok(await _receive(request, CHIRPSTACK))
+
+
+async def sigfox_callback(request: web.Request) -> web.Response:
+    """Sigfox backend URL callback; for a BIDIR callback the reply carries the downlink or is 204."""
+    verdict = await _receive(request, SIGFOX)
+    message = verdict.message
+    if verdict.status != ACCEPTED or message is None or not message.wants_reply:
+        return _ok(verdict)
+    downlink = request.app[DOWNLINKS].pop(message.device_id, None)
+    if downlink is None:
+        return web.Response(status=204)
+    body = {message.device_id: {"downlinkData": bytes(downlink).hex()}}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/iot/json", iota_json)
+    app.router.add_post("/iot/d", iota_ultralight)
+    app.router.add_post("/adapters/tts", tts_webhook)
+    app.router.add_post("/adapters/chirpstack", chirpstack_integration)
+    app.router.add_post("/adapters/sigfox/uplink", sigfox_callback)
