@@ -1,0 +1,66 @@
+"""Measures to Smart Data Model entities: one module per family, chosen by the device's model.
+
+    None              generic.py  the IoT Agent attribute mapping onto (entity_name, entity_type)
+    "FloodMonitoring" flood.py    water-level gauges (and WaterObserved with waterObserved: true)
+    "WaterObserved"   flood.py    a gauge kept as WaterObserved only
+    "Vehicle"         vehicle.py  GPS trackers on municipal vehicles
+    "BeaconDetector"  beacon.py   BLE watch-tag sightings, one Device per tag, by pseudonym
+and with ``device.health`` every device also updates its own Device entity (health.py).
+
+Each EntityUpdate is NGSI-LD normalized form with the short terms of its context tuple
+(a bundled SDM context, then the core context); every measured attribute carries observedAt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from adapters.device import DeviceConfig, EntityUpdate
+from adapters.message import DeviceMessage, Measures, Rejected
+from adapters.models import beacon, common, flood, generic, health, vehicle
+from adapters.pseudonym import Pseudonymiser
+
+MODELS = ("FloodMonitoring", "WaterObserved", "Vehicle", "BeaconDetector")
+
+
+def normalise(
+    device: DeviceConfig,
+    measures: Measures,
+    observed_at: datetime,
+    radio: dict[str, Any],
+    pseudonyms: Pseudonymiser,
+) -> list[EntityUpdate]:
+    """The entities one measurement of ``device`` updates; raises Rejected for unusable measures."""
+    model = device.model
+    if model is None:
+        updates = [generic.entity(device, measures, observed_at)]
+        observed = common.observed_time(device, measures, observed_at, None)
+    elif model == "BeaconDetector":
+        updates = beacon.entities(device, measures, observed_at, pseudonyms)
+        # The detector's own report time, not a sighting's: health is about the detector.
+        observed = common.iso(observed_at)
+    elif model in ("FloodMonitoring", "WaterObserved", "Vehicle"):
+        observed = common.observed_time(device, measures, observed_at, None)
+        family = vehicle if model == "Vehicle" else flood
+        updates = family.entities(device, measures, observed)
+    else:
+        raise Rejected(f"device {device.device_id} names model {model!r}; known: {', '.join(MODELS)}")
+    if device.health:
+        updates.append(health.entity(device, measures, observed, radio))
+    return updates
+
+
+def normalise_message(
+    device: DeviceConfig, message: DeviceMessage, pseudonyms: Pseudonymiser
+) -> list[EntityUpdate]:
+    """Every measurement of ``message`` (an IoT Agent multimeasure has several), in order."""
+    observed_at = message.observed_at or message.received_at
+    updates: list[EntityUpdate] = []
+    quiet = replace(device, health=False)
+    for index, measures in enumerate(message.measures):
+        # One health update per message (the last), not one per sighting of a batch.
+        last = index == len(message.measures) - 1
+        updates.extend(normalise(device if last else quiet, measures, observed_at, message.radio, pseudonyms))
+    return updates

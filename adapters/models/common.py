@@ -1,0 +1,155 @@
+"""Building blocks every model uses: attribute shapes, times, numbers, points, the @context tuples.
+
+Models write NGSI-LD normalized form with short terms; each entity's terms are defined by the
+Smart Data Model context it names (bundled with the broker, broker/jsonld/bundled/index.json),
+so parse_entity with that context's term map yields the SDM IRIs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters.device import DeviceConfig
+from adapters.message import Measures, Rejected, to_utc
+
+CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
+ENVIRONMENT = (
+    "https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/context.jsonld",
+    CORE_CONTEXT,
+)
+TRANSPORTATION = (
+    "https://raw.githubusercontent.com/smart-data-models/dataModel.Transportation/master/context.jsonld",
+    CORE_CONTEXT,
+)
+DEVICE = (
+    "https://raw.githubusercontent.com/smart-data-models/dataModel.Device/master/context.jsonld",
+    CORE_CONTEXT,
+)
+CORE = (CORE_CONTEXT,)
+
+# Measure names a device cannot use for an attribute: they are entity members in NGSI-LD.
+RESERVED = frozenset({"id", "type", "@id", "@type", "@context", "scope"})
+
+
+def iso(moment: datetime) -> str:
+    """UTC ISO 8601 with a Z; whole seconds stay whole (as in the reference entities)."""
+    moment = moment.astimezone(UTC).replace(tzinfo=None)
+    if moment.microsecond == 0:
+        return moment.isoformat(timespec="seconds") + "Z"
+    spec = "milliseconds" if moment.microsecond % 1000 == 0 else "microseconds"
+    return moment.isoformat(timespec=spec) + "Z"
+
+
+def prop(value: Any, *, unit: str | None = None, observed: str | None = None) -> dict[str, Any]:
+    """A Property, with its unitCode and observedAt when given."""
+    attr: dict[str, Any] = {"type": "Property", "value": value}
+    if unit is not None:
+        attr["unitCode"] = unit
+    if observed is not None:
+        attr["observedAt"] = observed
+    return attr
+
+
+def date_time(moment: str) -> dict[str, Any]:
+    """A Property whose value is an NGSI-LD DateTime (typed, so temporal queries treat it as a time)."""
+    return {"type": "Property", "value": {"@type": "DateTime", "@value": moment}}
+
+
+def geo(point: dict[str, Any], *, observed: str | None = None) -> dict[str, Any]:
+    attr: dict[str, Any] = {"type": "GeoProperty", "value": point}
+    if observed is not None:
+        attr["observedAt"] = observed
+    return attr
+
+
+def relationship(target: str) -> dict[str, Any]:
+    return {"type": "Relationship", "object": target}
+
+
+def observed_time(device: DeviceConfig, measures: Measures, observed_at: datetime, key: str | None) -> str:
+    """When the measures were taken: the device's own time measure if it sends one, else ``observed_at``.
+
+    ``key`` names a per-measure time (e.g. a BLE sighting's "ts"); the IoT Agent 'TimeInstant'
+    measure counts when the device has ``timestamp`` on.
+    """
+    for name in (key, "TimeInstant" if device.timestamp else None):
+        if name is not None and name in measures:
+            return iso(to_utc(measures[name], where=f"measure {name}"))
+    return iso(observed_at)
+
+
+def number(value: Any, where: str) -> float | int:
+    """A finite number from a measure (gateways send numbers, UltraLight sends text)."""
+    if isinstance(value, bool):
+        raise Rejected(f"{where} is {value!r}, not a number")
+    if isinstance(value, int | float):
+        result: float | int = value
+    elif isinstance(value, str):
+        try:
+            result = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
+        except ValueError:
+            raise Rejected(f"{where} is {value!r}, not a number") from None
+    else:
+        raise Rejected(f"{where} is {_short(value)}, not a number")
+    if not math.isfinite(result):
+        raise Rejected(f"{where} is {value!r}, not a finite number")
+    return result
+
+
+def param_number(device: DeviceConfig, name: str, *, required: bool = False) -> float | None:
+    """A numeric model parameter (thresholds, heights), None when absent and not required."""
+    value = device.model_params.get(name)
+    if value is None:
+        if required:
+            raise Rejected(f"device {device.device_id} has no model parameter {name!r}")
+        return None
+    return float(number(value, f"model parameter {name}"))
+
+
+def point(value: Any, where: str) -> dict[str, Any]:
+    """A GeoJSON Point from the shapes gateways send; raises Rejected for missing or impossible positions.
+
+    Accepted: CayenneLPP {latitude, longitude[, altitude]}, {lat, lon}, a GeoJSON Point, an IoT Agent
+    geo:point text "lat, lon", or [lon, lat] (GeoJSON order). [0, 0] is a tracker without a fix.
+    """
+    lat: Any
+    lon: Any
+    if isinstance(value, Mapping):
+        if value.get("type") == "Point":
+            return point(value.get("coordinates"), where)
+        lat = value.get("latitude", value.get("lat"))
+        lon = value.get("longitude", value.get("lon", value.get("lng")))
+    elif isinstance(value, str):
+        parts = value.split(",")
+        if len(parts) != 2:
+            raise Rejected(f"{where} {value!r} is not 'latitude, longitude'")
+        lat, lon = parts
+    elif isinstance(value, list | tuple) and len(value) in (2, 3):
+        lon, lat = value[0], value[1]
+    else:
+        raise Rejected(f"{where} is {_short(value)}, not a position")
+    if lat is None or lon is None:
+        raise Rejected(f"{where} has no coordinates (null latitude or longitude)")
+    latitude = float(number(lat, f"{where} latitude"))
+    longitude = float(number(lon, f"{where} longitude"))
+    if not -90 <= latitude <= 90 or not -180 <= longitude <= 180:
+        raise Rejected(f"{where} ({latitude}, {longitude}) is outside the latitude/longitude ranges")
+    if latitude == 0 and longitude == 0:
+        raise Rejected(f"{where} is (0, 0): the tracker has no position fix")
+    return {"type": "Point", "coordinates": [longitude, latitude]}
+
+
+def sibling_id(device: DeviceConfig, kind: str) -> str:
+    """The id of another entity of this device: the entity name with its type swapped for ``kind``."""
+    prefix = f"urn:ngsi-ld:{device.entity_type}:"
+    if device.entity_name.startswith(prefix):
+        return f"urn:ngsi-ld:{kind}:{device.entity_name[len(prefix) :]}"
+    return f"urn:ngsi-ld:{kind}:{device.device_id}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

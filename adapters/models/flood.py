@@ -1,0 +1,151 @@
+"""Water-level gauges (MLIT low-cost crisis-management gauges and the like) to FloodMonitoring.
+
+Heights are metres above the river bed at the gauge, as the SDM defines them: referenceLevel is
+the sensor tip above the bed, measuredDistance the sensor tip down to the water,
+currentLevel = referenceLevel - measuredDistance. Gauges report one of three readings, chosen by
+the model parameter levelMode:
+  "distance"      an ultrasonic/radar distance from the sensor tip to the water (the SDM's case);
+  "level"         the water level above the river bed directly (pressure gauges);
+  "bankRelative"  the level relative to the top of the bank, negative below it (the Sigfox and TTS
+                  samples: -1230 mm), so currentLevel = bankHeight + reading.
+levelScale converts the reading to metres (0.001 for millimetres). In the last two modes
+measuredDistance = referenceLevel - currentLevel when referenceLevel is known.
+floodLevelStatus is "Danger" from dangerLevel up, "Alert" from alertLevel up, else "Normal".
+A flood-mode flag (floodModeMeasure) gives observationMode "flood" (the gauge reports every 5
+minutes) or "normal" (every 10 minutes); it is not an SDM attribute and expands in the default vocab.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.device import DeviceConfig, EntityUpdate
+from adapters.message import Measures, Rejected
+from adapters.models import common, generic, health
+
+_MODES = ("distance", "level", "bankRelative")
+_THRESHOLDS = ("referenceLevel", "alertLevel", "dangerLevel")
+
+
+def entities(device: DeviceConfig, measures: Measures, observed: str) -> list[EntityUpdate]:
+    """FloodMonitoring (model FloodMonitoring); WaterObserved (model WaterObserved or waterObserved: true)."""
+    current, distance, used = levels(device, measures)
+    out: list[EntityUpdate] = []
+    if device.model != "WaterObserved":
+        out.append(_flood_monitoring(device, measures, observed, current, distance, used))
+    if device.model == "WaterObserved" or device.model_params.get("waterObserved"):
+        out.append(_water_observed(device, measures, observed, current, used))
+    return out
+
+
+def levels(device: DeviceConfig, measures: Measures) -> tuple[float, float | None, set[str]]:
+    """(currentLevel, measuredDistance or None, the measures used), in metres, rounded to the millimetre."""
+    params = device.model_params
+    mode = params.get("levelMode", "distance")
+    if mode not in _MODES:
+        raise Rejected(f"device {device.device_id}: levelMode {mode!r} is not one of {', '.join(_MODES)}")
+    name = str(params.get("levelMeasure", "distance" if mode == "distance" else "level"))
+    if name not in measures:
+        raise Rejected(f"the message of gauge {device.device_id} has no water level measure {name!r}")
+    scale = common.param_number(device, "levelScale") or 1.0
+    reading = float(common.number(measures[name], f"measure {name}")) * scale
+    reference = common.param_number(device, "referenceLevel", required=mode == "distance")
+    distance: float | None
+    if mode == "distance":
+        assert reference is not None
+        distance = reading
+        current = reference - reading
+    else:
+        bank = common.param_number(device, "bankHeight", required=True) if mode == "bankRelative" else 0.0
+        assert bank is not None
+        current = bank + reading
+        distance = None if reference is None else reference - current
+    return round(current, 3), None if distance is None else round(distance, 3), {name}
+
+
+def status(device: DeviceConfig, current: float) -> str | None:
+    """floodLevelStatus from the thresholds; None when the gauge has neither threshold."""
+    danger = common.param_number(device, "dangerLevel")
+    alert = common.param_number(device, "alertLevel")
+    if danger is None and alert is None:
+        return None
+    if danger is not None and current >= danger:
+        return "Danger"
+    if alert is not None and current >= alert:
+        return "Alert"
+    return "Normal"
+
+
+def _flood_monitoring(
+    device: DeviceConfig,
+    measures: Measures,
+    observed: str,
+    current: float,
+    distance: float | None,
+    used: set[str],
+) -> EntityUpdate:
+    params = device.model_params
+    body: dict[str, Any] = {"id": device.entity_name, "type": "FloodMonitoring"}
+    body["stationID"] = common.prop(str(params.get("stationID", device.device_id)))
+    if distance is not None:
+        body["measuredDistance"] = common.prop(distance, unit="MTR", observed=observed)
+    for name in _THRESHOLDS:
+        value = common.param_number(device, name)
+        if value is not None:
+            body[name] = common.prop(value, unit="MTR")
+    body["currentLevel"] = common.prop(current, unit="MTR", observed=observed)
+    flood_status = status(device, current)
+    if flood_status is not None:
+        body["floodLevelStatus"] = common.prop(flood_status, observed=observed)
+    flag = str(params.get("floodModeMeasure", "flood_mode"))
+    if flag in measures:
+        mode = "flood" if common.number(measures[flag], f"measure {flag}") else "normal"
+        body["observationMode"] = common.prop(mode, observed=observed)
+        used = used | {flag}
+    body["observationDateTime"] = common.date_time(observed)
+    _add_location(device, body)
+    _add_mapped(device, measures, observed, used, body)
+    return EntityUpdate(body, common.ENVIRONMENT)
+
+
+def _water_observed(
+    device: DeviceConfig, measures: Measures, observed: str, current: float, used: set[str]
+) -> EntityUpdate:
+    entity_id = device.model_params.get("waterObservedId")
+    if entity_id is None:
+        entity_id = (
+            device.entity_name
+            if device.model == "WaterObserved"
+            else common.sibling_id(device, "WaterObserved")
+        )
+    body: dict[str, Any] = {
+        "id": str(entity_id),
+        "type": "WaterObserved",
+        "dateObserved": common.date_time(observed),
+        "waterLevel": common.prop(current, unit="MTR", observed=observed),
+        "refDevice": common.relationship(health.device_entity_id(device)),
+    }
+    if not _add_location(device, body):
+        # The SDM requires a location for WaterObserved: a gauge without one is misprovisioned.
+        raise Rejected(f"gauge {device.device_id} has no model parameter 'location' for its WaterObserved")
+    if device.model == "WaterObserved":
+        _add_mapped(device, measures, observed, used, body)
+    return EntityUpdate(body, common.ENVIRONMENT)
+
+
+def _add_location(device: DeviceConfig, body: dict[str, Any]) -> bool:
+    location = device.model_params.get("location")
+    if location is None:
+        return False
+    body["location"] = common.geo(common.point(location, "model parameter location"))
+    return True
+
+
+def _add_mapped(
+    device: DeviceConfig, measures: Measures, observed: str, used: set[str], body: dict[str, Any]
+) -> None:
+    """Measures the provisioning maps explicitly, and static attributes, ride along (SDM attributes win)."""
+    extra = generic.attributes(device, measures, observed, explicit=True, consumed=used)
+    extra.update(generic.static_attributes(device.static_attributes))
+    for name, attr in extra.items():
+        body.setdefault(name, attr)

@@ -1,0 +1,317 @@
+"""Gauges, plows and generic IoT Agent devices to Smart Data Model entities, against the reference entities."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from adapters.device import AttributeMapping, DeviceConfig, EntityUpdate, StaticAttribute
+from adapters.message import Rejected
+from adapters.models import flood, normalise
+from adapters.models.common import point
+from adapters.pseudonym import Pseudonymiser
+from broker.jsonld.context import (
+    DEFAULT_VOCAB,
+    bundled_document,
+    compile_contexts,
+    context_objects,
+    core_document,
+    is_core_url,
+)
+from broker.model.parse import parse_entity
+from tests.conftest import fixture_json
+
+PSEUDONYMS = Pseudonymiser(b"unit-test-secret-0123456789abcdef")
+GAUGE_TIME = datetime(2025, 9, 1, 1, 0, tzinfo=UTC)  # the Sigfox sample's time 1756688400
+PLOW_TIME = datetime(2025, 1, 15, 21, 40, 20, tzinfo=UTC)
+
+# The Takamatsu gauge of the TTS and Sigfox samples: level relative to the bank top, a 3.6 V cell.
+GAUGE = DeviceConfig(
+    tenant="takamatsu",
+    service_path="/",
+    device_id="wl-kasuga-001",
+    entity_name="urn:ngsi-ld:FloodMonitoring:kagawa-kasugagawa-001",
+    entity_type="FloodMonitoring",
+    protocol="tts",
+    model="FloodMonitoring",
+    model_params={
+        "levelMode": "bankRelative",
+        "levelMeasure": "analog_in_1",
+        "bankHeight": 2.0,
+        "referenceLevel": 4.2,
+        "alertLevel": 1.4,
+        "dangerLevel": 2.0,
+        "stationID": "kasugagawa-001",
+        "location": [134.0631, 34.3335],
+        "waterObserved": True,
+        "batteryMeasure": "analog_in_2",
+        "batteryUnit": "V",
+    },
+)
+PLOW = DeviceConfig(
+    tenant="aizuwakamatsu",
+    service_path="/",
+    device_id="plow-017",
+    entity_name="urn:ngsi-ld:Vehicle:aizuwakamatsu-plow-017",
+    entity_type="Vehicle",
+    protocol="chirpstack",
+    model="Vehicle",
+    model_params={
+        "speedMeasure": "analog_in_2",
+        "serviceProvided": ["maintenance"],
+        "serviceStatus": "onRoute",
+    },
+    health=False,
+)
+
+
+def by_type(updates: list[EntityUpdate]) -> dict[str, EntityUpdate]:
+    return {u.entity["type"]: u for u in updates}
+
+
+def same_as_reference(update: EntityUpdate, name: str) -> None:
+    reference = fixture_json(name)
+    assert update.context == tuple(reference.pop("@context"))
+    assert update.entity == reference
+
+
+def expanded(update: EntityUpdate) -> dict[str, Any]:
+    """The entity as the broker parses it with the update's own @context (bundled documents only)."""
+    documents = [
+        doc
+        for url in update.context
+        if not is_core_url(url)
+        for doc in context_objects(bundled_document(url))
+    ]
+    return parse_entity(update.entity, compile_contexts(documents, core_document())).attrs
+
+
+def test_a_gauge_reading_relative_to_the_bank_gives_the_reference_flood_monitoring_entity() -> None:
+    measures = {"analog_in_1": -1.23, "analog_in_2": 3.61}
+    updates = by_type(normalise(GAUGE, measures, GAUGE_TIME, {"rssi": -108}, PSEUDONYMS))
+    same_as_reference(updates["FloodMonitoring"], "FloodMonitoring_kasuga-001.jsonld")
+    same_as_reference(updates["WaterObserved"], "WaterObserved_kasuga-001.jsonld")
+
+
+def test_an_ultrasonic_distance_gives_the_same_entity_as_the_bank_relative_reading() -> None:
+    params = {k: v for k, v in GAUGE.model_params.items() if k not in ("levelMode", "levelMeasure")}
+    sonar = DeviceConfig(**{**_fields(GAUGE), "model_params": params, "health": False})
+    updates = by_type(normalise(sonar, {"distance": 3.43}, GAUGE_TIME, {}, PSEUDONYMS))
+    same_as_reference(updates["FloodMonitoring"], "FloodMonitoring_kasuga-001.jsonld")
+
+
+def test_a_level_in_millimetres_is_scaled_to_metres() -> None:
+    params = {**GAUGE.model_params, "levelMode": "level", "levelMeasure": "level", "levelScale": 0.001}
+    gauge = DeviceConfig(**{**_fields(GAUGE), "model_params": params})
+    current, distance, _ = flood.levels(gauge, {"level": 1530})
+    assert (current, distance) == (1.53, 2.67)
+
+
+@pytest.mark.parametrize(
+    ("reading", "status"),
+    [
+        (-1.23, "Normal"),
+        (-0.61, "Normal"),
+        (-0.6, "Alert"),
+        (-0.01, "Alert"),
+        (0.0, "Danger"),
+        (0.5, "Danger"),
+    ],
+)
+def test_flood_level_status_turns_alert_at_the_alert_level_and_danger_at_the_danger_level(
+    reading: float, status: str
+) -> None:
+    # bank 2.0 m: alert 1.4 m is a reading of -0.6 m, danger 2.0 m a reading of 0.
+    updates = by_type(normalise(GAUGE, {"analog_in_1": reading}, GAUGE_TIME, {}, PSEUDONYMS))
+    assert updates["FloodMonitoring"].entity["floodLevelStatus"]["value"] == status
+
+
+def test_the_flood_mode_flag_sets_the_observation_mode() -> None:
+    gauge = DeviceConfig(
+        **{**_fields(GAUGE), "model_params": {**GAUGE.model_params, "floodModeMeasure": "digital_in_3"}}
+    )
+    flag_on = by_type(normalise(gauge, {"analog_in_1": -1.0, "digital_in_3": 1}, GAUGE_TIME, {}, PSEUDONYMS))
+    flag_off = by_type(normalise(gauge, {"analog_in_1": -1.0, "digital_in_3": 0}, GAUGE_TIME, {}, PSEUDONYMS))
+    assert flag_on["FloodMonitoring"].entity["observationMode"]["value"] == "flood"
+    assert flag_off["FloodMonitoring"].entity["observationMode"]["value"] == "normal"
+
+
+def test_a_gauge_message_without_its_level_or_with_text_is_rejected_with_the_measure_named() -> None:
+    with pytest.raises(Rejected, match="no water level measure 'analog_in_1'"):
+        normalise(GAUGE, {"analog_in_2": 3.6}, GAUGE_TIME, {}, PSEUDONYMS)
+    with pytest.raises(Rejected, match="measure analog_in_1 is 'high', not a number"):
+        normalise(GAUGE, {"analog_in_1": "high"}, GAUGE_TIME, {}, PSEUDONYMS)
+
+
+def test_the_gauge_health_has_battery_as_a_fraction_rssi_and_last_report() -> None:
+    updates = by_type(
+        normalise(GAUGE, {"analog_in_1": -1.2, "analog_in_2": 3.3}, GAUGE_TIME, {"rssi": -108}, PSEUDONYMS)
+    )
+    device = updates["Device"].entity
+    assert device["id"] == "urn:ngsi-ld:Device:wl-kasuga-001"
+    assert device["batteryLevel"]["value"] == 0.5  # 3.3 V between 3.0 and 3.6 V
+    assert device["rssi"]["value"] == -108
+    assert device["deviceState"]["value"] == "ok"
+    assert device["dateLastValueReported"]["value"] == {"@type": "DateTime", "@value": "2025-09-01T01:00:00Z"}
+    assert device["supportedProtocol"]["value"] == ["lora"]
+    low = by_type(normalise(GAUGE, {"analog_in_1": -1.2, "analog_in_2": 3.05}, GAUGE_TIME, {}, PSEUDONYMS))
+    assert low["Device"].entity["deviceState"]["value"] == "batteryLow"
+
+
+def test_a_plow_position_and_speed_give_the_reference_vehicle() -> None:
+    measures = {
+        "gps_1": {"latitude": 37.4947, "longitude": 139.9298, "altitude": 215.0},
+        "analog_in_2": 12.5,
+        "heading": 84,
+    }
+    (update,) = normalise(PLOW, measures, PLOW_TIME, {}, PSEUDONYMS)
+    same_as_reference(update, "Vehicle_plow-017.jsonld")
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        [None, None],
+        {"latitude": None, "longitude": None},
+        {"latitude": 91, "longitude": 139.9},
+        {"latitude": 37.4, "longitude": 181},
+        {"latitude": 0, "longitude": 0},
+        "37.4",
+        {"latitude": "n/a", "longitude": 1},
+    ],
+)
+def test_a_plow_without_a_usable_position_is_rejected(position: Any) -> None:
+    with pytest.raises(Rejected, match="measure gps_1"):
+        normalise(PLOW, {"gps_1": position, "analog_in_2": 3}, PLOW_TIME, {}, PSEUDONYMS)
+
+
+def test_a_plow_message_with_no_position_at_all_is_rejected() -> None:
+    with pytest.raises(Rejected, match="has no position"):
+        normalise(PLOW, {"analog_in_2": 3}, PLOW_TIME, {}, PSEUDONYMS)
+
+
+def test_plow_speed_in_metres_per_second_is_converted_and_a_negative_speed_rejected() -> None:
+    plow = DeviceConfig(**{**_fields(PLOW), "model_params": {**PLOW.model_params, "speedUnit": "MTS"}})
+    (update,) = normalise(plow, {"location": "37.49, 139.93", "analog_in_2": 5}, PLOW_TIME, {}, PSEUDONYMS)
+    assert update.entity["speed"] == {
+        "type": "Property",
+        "value": 18.0,
+        "unitCode": "KMH",
+        "observedAt": "2025-01-15T21:40:20Z",
+    }
+    assert update.entity["location"]["value"]["coordinates"] == [139.93, 37.49]
+    with pytest.raises(Rejected, match="negative speed"):
+        normalise(plow, {"location": "37.49, 139.93", "analog_in_2": -1}, PLOW_TIME, {}, PSEUDONYMS)
+
+
+def test_every_model_attribute_expands_to_its_smart_data_model_iri() -> None:
+    updates = normalise(
+        GAUGE, {"analog_in_1": -1.23, "analog_in_2": 3.61}, GAUGE_TIME, {"rssi": -9}, PSEUDONYMS
+    )
+    updates += normalise(
+        PLOW,
+        {"gps_1": {"latitude": 37.5, "longitude": 139.9}, "analog_in_2": 1, "heading": 3},
+        PLOW_TIME,
+        {},
+        PSEUDONYMS,
+    )
+    for update in updates:
+        for iri in expanded(update):
+            assert not iri.startswith(DEFAULT_VOCAB), f"{update.entity['type']}: {iri} is not a SDM term"
+
+
+# --- generic IoT Agent mapping -------------------------------------------------------------
+
+THERMO = DeviceConfig(
+    tenant="toyama",
+    service_path="/trial",
+    device_id="thermo-1",
+    entity_name="urn:ngsi-ld:Thermometer:thermo-1",
+    entity_type="Thermometer",
+    protocol="iota-ul",
+    attributes=(
+        AttributeMapping("t", "temperature", "Number", unit_code="CEL"),
+        AttributeMapping("p", "position", "geo:point"),
+        AttributeMapping("on", "active", "Boolean"),
+    ),
+    static_attributes=(StaticAttribute("owner", "Text", "Toyama trial 7"),),
+)
+
+
+def test_generic_mapping_renames_casts_and_stamps_measures_as_the_iot_agent_does() -> None:
+    local = datetime(2025, 9, 1, 10, 0, 5, 250000, tzinfo=timezone(timedelta(hours=9)))
+    (entity, health) = normalise(
+        THERMO, {"t": "21.5", "p": "36.70, 137.21", "on": "true", "h": "45"}, local, {}, PSEUDONYMS
+    )
+    at = "2025-09-01T01:00:05.250Z"
+    assert entity.context == ("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld",)
+    assert entity.entity == {
+        "id": "urn:ngsi-ld:Thermometer:thermo-1",
+        "type": "Thermometer",
+        "temperature": {"type": "Property", "value": 21.5, "unitCode": "CEL", "observedAt": at},
+        "position": {
+            "type": "GeoProperty",
+            "value": {"type": "Point", "coordinates": [137.21, 36.7]},
+            "observedAt": at,
+        },
+        "active": {"type": "Property", "value": True, "observedAt": at},
+        "h": {"type": "Property", "value": "45", "observedAt": at},
+        "owner": {"type": "Property", "value": "Toyama trial 7"},
+    }
+    assert health.entity["type"] == "Device"
+    assert health.entity["supportedProtocol"]["value"] == ["ul20"]
+
+
+def test_explicit_attrs_drop_unmapped_measures_and_time_instant_sets_observed_at() -> None:
+    device = DeviceConfig(
+        **{**_fields(THERMO), "explicit_attrs": True, "health": False, "static_attributes": ()}
+    )
+    (update,) = normalise(
+        device,
+        {"t": 20, "junk": 1, "TimeInstant": "2025-09-01T10:00:00+09:00"},
+        GAUGE_TIME + timedelta(hours=1),
+        {},
+        PSEUDONYMS,
+    )
+    assert set(update.entity) == {"id", "type", "temperature"}
+    assert update.entity["temperature"]["observedAt"] == "2025-09-01T01:00:00Z"
+
+
+def test_without_timestamp_the_time_instant_measure_is_an_ordinary_attribute() -> None:
+    device = DeviceConfig(**{**_fields(THERMO), "timestamp": False, "health": False, "static_attributes": ()})
+    (update,) = normalise(
+        device, {"t": 20, "TimeInstant": "2025-09-01T10:00:00+09:00"}, GAUGE_TIME, {}, PSEUDONYMS
+    )
+    assert update.entity["temperature"]["observedAt"] == "2025-09-01T01:00:00Z"
+    assert update.entity["TimeInstant"]["value"] == "2025-09-01T10:00:00+09:00"
+
+
+def test_generic_mapping_rejects_a_non_number_for_a_number_and_a_measure_named_type() -> None:
+    with pytest.raises(Rejected, match="measure t is 'warm', not a number"):
+        normalise(THERMO, {"t": "warm"}, GAUGE_TIME, {}, PSEUDONYMS)
+    with pytest.raises(Rejected, match="entity member 'type'"):
+        normalise(THERMO, {"type": "x"}, GAUGE_TIME, {}, PSEUDONYMS)
+
+
+def test_an_unknown_model_is_rejected_by_name() -> None:
+    device = DeviceConfig(**{**_fields(THERMO), "model": "Submarine"})
+    with pytest.raises(Rejected, match="'Submarine'"):
+        normalise(device, {"t": 1}, GAUGE_TIME, {}, PSEUDONYMS)
+
+
+def test_points_accept_the_shapes_gateways_send_in_geojson_order() -> None:
+    expected = {"type": "Point", "coordinates": [139.9, 37.5]}
+    for shape in (
+        {"latitude": 37.5, "longitude": 139.9},
+        {"lat": "37.5", "lon": "139.9"},
+        "37.5,139.9",
+        [139.9, 37.5],
+        {"type": "Point", "coordinates": [139.9, 37.5]},
+    ):
+        assert point(shape, "p") == expected
+
+
+def _fields(device: DeviceConfig) -> dict[str, Any]:
+    return {name: getattr(device, name) for name in DeviceConfig.__slots__}
