@@ -31,6 +31,9 @@ class AttributeMapping:
     unit_code: str | None = None
     # Extra sub-properties to attach, e.g. {"description": ...}.
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The IoT Agent type as provisioned ('Number', 'geo:point', ...), so a mapping can coerce the
+    # measured value (a 'geo:point' measure is "lat, lon" text); None: provisioned in NGSI-LD terms.
+    source_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,257 @@
+"""Which device a message comes from: every service group and device in memory, kept coherent.
+
+The pipeline looks devices up on its hot path, synchronously, so each process holds all
+provisioning in memory (a few thousand devices for a town): loaded at start, and reloaded one
+tenant at a time when a change anywhere notifies ``ngsi_devices`` (LISTEN/NOTIFY, like the
+subscription registry), with a full reload now and then in case a notification was missed
+while the listening connection was down.
+
+Autoprovision (IoT Agent): an unknown device id sending with the apikey of a group that allows it
+gets a DeviceConfig made from the group at once (provisioned=False), cached, and queued; a
+background task stores the queued devices every ``flush_interval`` seconds (INSERT .. ON CONFLICT
+DO NOTHING, so two processes making the same device store it once) and the NOTIFY of that
+commit turns them into stored devices everywhere. ``persist_pending`` does the same on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from adapters.device import DeviceConfig
+from adapters.message import CHIRPSTACK, SIGFOX, TTS, DeviceMessage, Rejected
+from adapters.provisioning_model import (
+    Device,
+    ServiceGroup,
+    autoprovisioned,
+    group_of,
+    parse_device,
+    parse_group,
+    resolve,
+)
+from adapters.provisioning_store import CHANNEL, ProvisioningStore
+from broker.errors import BadRequestData
+from broker.store.pool import Connection
+
+__all__ = [
+    "CHANNEL",
+    "Device",
+    "ProvisioningStore",
+    "Registry",
+    "ServiceGroup",
+    "parse_device",
+    "parse_group",
+]
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# (tenant, service path, apikey, device id): one autoprovisioned device.
+_AutoKey = tuple[str, str, str, str]
+
+
+class _Index:
+    """The lookups of one snapshot of all provisioning (rebuilt whole, then swapped in)."""
+
+    def __init__(self, groups: dict[str, list[ServiceGroup]], devices: dict[str, list[Device]]) -> None:
+        self.groups_by_apikey: dict[str, list[ServiceGroup]] = defaultdict(list)
+        self.by_apikey_device: dict[tuple[str, str], list[DeviceConfig]] = defaultdict(list)
+        self.by_protocol_id: dict[tuple[str, str], list[DeviceConfig]] = defaultdict(list)
+        self.by_dev_eui: dict[str, DeviceConfig] = {}
+        self.by_sigfox: dict[str, DeviceConfig] = {}
+        for tenant_groups in groups.values():
+            for group in tenant_groups:
+                self.groups_by_apikey[group.apikey].append(group)
+        for tenant, tenant_devices in devices.items():
+            for device in tenant_devices:
+                config = resolve(device, group_of(device, groups.get(tenant, [])))
+                if config.apikey is not None:
+                    self.by_apikey_device[(config.apikey, config.device_id)].append(config)
+                if config.protocol is not None:
+                    self.by_protocol_id[(config.protocol, config.device_id)].append(config)
+                if config.dev_eui is not None:
+                    self.by_dev_eui[config.dev_eui] = config
+                if config.protocol == SIGFOX:
+                    self.by_sigfox[config.device_id.upper()] = config
+
+
+def _prefer(configs: list[DeviceConfig], tenant: str | None) -> DeviceConfig | None:
+    """The first config, of ``tenant`` when the message names one and one matches."""
+    if not configs:
+        return None
+    if tenant is not None:
+        return next((c for c in configs if c.tenant == tenant), configs[0])
+    return configs[0]
+
+
+class Registry:
+    """All service groups and devices, with the synchronous lookups the pipeline makes."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, *, flush_interval: float = 0.5, resync_interval: float = 300.0
+    ) -> None:
+        self.store = ProvisioningStore(pool)
+        self._pool = pool
+        self._flush_interval = flush_interval
+        self._resync_interval = resync_interval
+        self._groups: dict[str, list[ServiceGroup]] = {}
+        self._devices: dict[str, list[Device]] = {}
+        self._index = _Index({}, {})
+        self._auto: dict[_AutoKey, DeviceConfig] = {}
+        self._pending: dict[_AutoKey, Device] = {}
+        self._dirty: set[str] = set()
+        self._refresher: asyncio.Task[None] | None = None
+        self._background: asyncio.Task[None] | None = None
+        self._listener: PoolConnectionProxy[Any] | None = None
+
+    # --- lookups (hot path, no I/O) -------------------------------------------------------------
+
+    def find(self, message: DeviceMessage) -> DeviceConfig | None:
+        """The device ``message`` comes from, by DevEUI, Sigfox id or apikey; None when unknown.
+
+        Raises Rejected when autoprovision would make a device whose id cannot name an entity.
+        """
+        if message.dev_eui is not None:
+            return self.by_dev_eui(message.dev_eui)
+        if message.family == SIGFOX:
+            return self.by_sigfox(message.device_id)
+        if message.apikey is not None:
+            return self.by_apikey_device(message.apikey, message.device_id, tenant=message.tenant)
+        if message.family in (TTS, CHIRPSTACK):
+            return _prefer(self._index.by_protocol_id.get((message.family, message.device_id), []), None)
+        return None
+
+    def by_apikey_device(
+        self, apikey: str, device_id: str, *, tenant: str | None = None
+    ) -> DeviceConfig | None:
+        """An IoT Agent JSON/UL device; autoprovisioned from its group when the group allows it."""
+        found = _prefer(self._index.by_apikey_device.get((apikey, device_id), []), tenant)
+        if found is not None:
+            return found
+        groups = [g for g in self._index.groups_by_apikey.get(apikey, []) if g.autoprovision]
+        if tenant is not None and any(g.tenant == tenant for g in groups):
+            groups = [g for g in groups if g.tenant == tenant]
+        if not groups:
+            return None
+        return self._autoprovision(groups[0], device_id)
+
+    def by_dev_eui(self, dev_eui: str) -> DeviceConfig | None:
+        """A LoRaWAN device by DevEUI (any case in, lower-case hex stored)."""
+        return self._index.by_dev_eui.get(dev_eui.lower())
+
+    def by_sigfox(self, device_id: str) -> DeviceConfig | None:
+        """A Sigfox device by its hex id (any case in, upper-case stored)."""
+        return self._index.by_sigfox.get(device_id.upper())
+
+    def groups(self, tenant: str) -> list[ServiceGroup]:
+        """The groups of ``tenant`` (provisioning uses them to name a new device's entity)."""
+        return list(self._groups.get(tenant, []))
+
+    def _autoprovision(self, group: ServiceGroup, device_id: str) -> DeviceConfig:
+        key = (group.tenant, group.service_path, group.apikey, device_id)
+        cached = self._auto.get(key)
+        if cached is not None:
+            return cached
+        try:
+            device = autoprovisioned(group, device_id)
+        except BadRequestData as error:
+            raise Rejected(f"device id {device_id!r} cannot name an entity: {error.detail}") from None
+        config = resolve(device, group, provisioned=False)
+        self._auto[key] = config
+        self._pending[key] = device
+        return config
+
+    # --- loading --------------------------------------------------------------------------------
+
+    async def reload(self, tenant: str) -> None:
+        """Read ``tenant``'s groups and devices again and swap the lookups."""
+        groups, devices = await self.store.load(tenant)
+        self._groups[tenant] = groups
+        self._devices[tenant] = devices
+        self._rebuild()
+
+    async def load_all(self) -> None:
+        groups: dict[str, list[ServiceGroup]] = {}
+        devices: dict[str, list[Device]] = {}
+        for tenant in await self.store.tenants():
+            groups[tenant], devices[tenant] = await self.store.load(tenant)
+        self._groups, self._devices = groups, devices
+        self._rebuild()
+        log.info(
+            "loaded %d service groups and %d devices",
+            sum(map(len, groups.values())),
+            sum(map(len, devices.values())),
+        )
+
+    def _rebuild(self) -> None:
+        self._index = _Index(self._groups, self._devices)
+        # Made-on-the-fly devices that are stored now are found as stored devices.
+        self._auto = {key: config for key, config in self._auto.items() if key in self._pending}
+
+    async def persist_pending(self) -> int:
+        """Store the autoprovisioned devices queued so far; return how many were new."""
+        if not self._pending:
+            return 0
+        batch = dict(self._pending)
+        stored = await self.store.add_devices(list(batch.values()), autoprovisioned=True)
+        for key in batch:
+            self._pending.pop(key, None)
+        return stored
+
+    # --- coherence across processes ---------------------------------------------------------
+
+    def _on_notify(self, _conn: Connection, _pid: int, _channel: str, payload: object) -> None:
+        self._dirty.add(str(payload))
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_dirty())
+
+    async def _refresh_dirty(self) -> None:
+        """Reload the tenants notified, each once however many changes arrived meanwhile."""
+        while self._dirty:
+            tenant = self._dirty.pop()
+            try:
+                await self.reload(tenant)
+            except _TRANSIENT as exc:
+                log.warning("provisioning of tenant %r not reloaded (%s); the next resync will", tenant, exc)
+
+    async def _maintain(self) -> None:
+        """Store autoprovisioned devices often; reload everything now and then."""
+        waited = 0.0
+        while True:
+            await asyncio.sleep(self._flush_interval)
+            waited += self._flush_interval
+            try:
+                await self.persist_pending()
+                if waited >= self._resync_interval:
+                    waited = 0.0
+                    await self.load_all()
+            except _TRANSIENT as exc:
+                log.warning("provisioning upkeep failed (%s); retrying", exc)
+
+    async def start(self) -> None:
+        """Listen first, then load, so no change between the two is missed."""
+        listener = await self._pool.acquire()
+        await listener.add_listener(CHANNEL, self._on_notify)
+        self._listener = listener
+        await self.load_all()
+        self._background = asyncio.get_running_loop().create_task(self._maintain())
+
+    async def stop(self) -> None:
+        """Stop listening and the upkeep task; store what autoprovision still holds."""
+        for task in (self._background, self._refresher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        with contextlib.suppress(*_TRANSIENT):
+            await self.persist_pending()
+        if self._listener is not None:
+            await self._listener.remove_listener(CHANNEL, self._on_notify)
+            await self._pool.release(self._listener)
+            self._listener = None
