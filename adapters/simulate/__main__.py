@@ -1,0 +1,5 @@
+"""`python -m adapters.simulate`: run a simulator scenario."""
+
+from adapters.simulate.cli import main
+
+raise SystemExit(main())

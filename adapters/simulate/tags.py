@@ -1,0 +1,140 @@
+"""BLE watch-tags carried by people walking between fixed detectors in Kakogawa (IoT Agent JSON over MQTT).
+
+Detectors stand at the crossings of a street grid; people walk along the streets, sometimes
+stopping a while (school, home, a shop). Every scan interval each detector publishes the tags it
+heard, as an IoT Agent JSON multimeasure array on /json/<apikey>/<detector>/attrs. A tag is heard
+only within the detection radius of a detector, with an RSSI that falls with distance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from adapters.simulate.core import LocalGrid, Outgoing, Scenario, SimDevice, device_rng, hex_id, iso_z
+
+SCAN_INTERVAL_S = 10
+DETECTION_RADIUS_M = 30.0
+_SPACING_M = 200.0
+_CENTRE = (34.7566, 134.8406)  # Kakogawa, lat/lon
+
+
+def detector_grid(count: int) -> LocalGrid:
+    """The smallest near-square grid with ``count`` crossings; detectors fill it row by row."""
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    return LocalGrid(_CENTRE[0], _CENTRE[1], columns, rows, _SPACING_M)
+
+
+def detector_id(index: int) -> str:
+    return f"det-cam-{index + 1:04d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """A walker going from one crossing to the next (or staying at one) between two times."""
+
+    start: tuple[int, int]
+    end: tuple[int, int]
+    t0: float
+    t1: float
+
+
+class Walker:
+    """One person carrying a tag; positions are asked for at increasing times."""
+
+    def __init__(self, index: int, seed: int, grid: LocalGrid) -> None:
+        self.grid = grid
+        self.rng = device_rng(seed, "tag", index)
+        self.tag = hex_id(self.rng, 12)
+        self.speed_ms = self.rng.uniform(0.9, 1.6)
+        node = (self.rng.randrange(grid.columns), self.rng.randrange(grid.rows))
+        self.leg = Leg(node, node, 0.0, self.rng.uniform(0, 600))
+
+    def _next_leg(self) -> Leg:
+        here = self.leg.end
+        if self.leg.start != here and self.rng.random() < 0.25:
+            return Leg(here, here, self.leg.t1, self.leg.t1 + self.rng.uniform(60, 900))
+        around = self.grid.neighbours(*here)
+        target = self.rng.choice([n for n in around if n != self.leg.start] or around)
+        return Leg(here, target, self.leg.t1, self.leg.t1 + self.grid.spacing_m / self.speed_ms)
+
+    def position(self, t: float) -> tuple[float, float]:
+        """Metres on the grid at ``t`` seconds after the start; ``t`` must not go back in time."""
+        while t >= self.leg.t1:
+            self.leg = self._next_leg()
+        (c0, r0), (c1, r1) = self.leg.start, self.leg.end
+        f = (t - self.leg.t0) / (self.leg.t1 - self.leg.t0)
+        x0, y0 = self.grid.node_xy(c0, r0)
+        x1, y1 = self.grid.node_xy(c1, r1)
+        return x0 + (x1 - x0) * f, y0 + (y1 - y0) * f
+
+
+def heard_by(grid: LocalGrid, count: int, x: float, y: float) -> tuple[int, float] | None:
+    """The detector (index, distance in m) that hears a tag at (x, y), if one is in range."""
+    column, row = round(x / grid.spacing_m), round(y / grid.spacing_m)
+    index = row * grid.columns + column
+    if index >= count:
+        return None
+    nx, ny = grid.node_xy(column, row)
+    distance = math.hypot(x - nx, y - ny)
+    return (index, distance) if distance <= DETECTION_RADIUS_M else None
+
+
+def sightings(detectors: int, tags: int, seed: int, start: datetime, apikey: str) -> Iterator[Outgoing]:
+    """Each scan interval, one multimeasure message per detector that heard a tag, forever."""
+    grid = detector_grid(detectors)
+    walkers = [Walker(i, seed, grid) for i in range(tags)]
+    rng = device_rng(seed, "scan", 0)
+    step = 0
+    while True:
+        t0 = step * SCAN_INTERVAL_S
+        heard: dict[int, list[tuple[int, str, int]]] = {}
+        for walker in walkers:
+            ts = t0 + rng.randrange(SCAN_INTERVAL_S)
+            hit = heard_by(grid, detectors, *walker.position(ts))
+            if hit is None:
+                continue
+            index, distance = hit
+            rssi = -59 - 20 * math.log10(max(distance, 1.0)) + rng.gauss(0, 2)
+            heard.setdefault(index, []).append((ts, walker.tag, max(-100, min(-40, round(rssi)))))
+        for index in sorted(heard):
+            batch: list[dict[str, Any]] = [
+                {"tag": tag, "rssi": rssi, "ts": iso_z(start + timedelta(seconds=ts))}
+                for ts, tag, rssi in sorted(heard[index])
+            ]
+            # Detectors publish their batch after the scan, spread over the next interval.
+            at = start + timedelta(seconds=t0 + SCAN_INTERVAL_S * (1 + index / detectors))
+            yield Outgoing("iota-json", at, batch, f"/json/{apikey}/{detector_id(index)}/attrs")
+        step += 1
+
+
+def _device(index: int, grid: LocalGrid) -> SimDevice:
+    lon, lat = grid.to_lonlat(*grid.node_xy(index % grid.columns, index // grid.columns))
+    name = detector_id(index)
+    return SimDevice(
+        name,
+        entity_name=f"urn:ngsi-ld:Device:{name}",
+        entity_type="Device",
+        protocol="iota-json",
+        codec="json",
+        model="BeaconDetector",
+        model_params={
+            "kind": "fixed",
+            "location": {"type": "Point", "coordinates": [round(lon, 6), round(lat, 6)]},
+        },
+    )
+
+
+def scenario(detectors: int, tags: int, seed: int, start: datetime, apikey: str) -> Scenario:
+    grid = detector_grid(detectors)
+    return Scenario(
+        name="tags",
+        devices=[_device(i, grid) for i in range(detectors)],
+        messages=sightings(detectors, tags, seed, start, apikey),
+        apikey=apikey,
+        entity_type="Device",
+    )

@@ -1,0 +1,238 @@
+"""Where simulated messages go: an MQTT broker (QoS 1, acknowledged), an HTTP endpoint, or stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from adapters.simulate.core import Outgoing, iso_z
+
+
+class Unreachable(Exception):
+    """The MQTT broker could not be reached or refused the connection."""
+
+
+@dataclass(slots=True)
+class Tally:
+    """Per family: messages handed over, confirmed (PUBACK or HTTP 2xx), failed, and why."""
+
+    sent: int = 0
+    confirmed: int = 0
+    failed: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def fail(self, reason: str) -> None:
+        self.failed += 1
+        self.reasons[reason] += 1
+
+
+class MqttPublisher:
+    """Publishes with paho driven by the asyncio loop; at most ``window`` QoS 1 messages await their PUBACK.
+
+    Waiting for PUBACKs (rather than for paho's send queue) makes the reported rate the rate
+    the MQTT broker accepted.
+    """
+
+    def __init__(self, url: str, client_id: str, *, qos: int = 1, window: int = 200) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"MQTT URL {url!r} must start with mqtt:// or mqtts://")
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        self._qos = qos
+        self._loop = asyncio.get_running_loop()
+        self._window = asyncio.Semaphore(window)
+        self._pending: dict[int, str] = {}  # mid -> family
+        self._early: set[int] = set()  # QoS 0: paho reports the write before publish() returns
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._connected = asyncio.Event()
+        self._lost: str | None = None
+        self._misc: asyncio.Task[None] | None = None
+        self.tally: dict[str, Tally] = {}
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        if parts.username:
+            client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
+        if parts.scheme == "mqtts":
+            client.tls_set()
+        client.max_inflight_messages_set(window)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_socket_open = lambda c, _u, sock: self._loop.add_reader(sock, c.loop_read)
+        client.on_socket_close = lambda _c, _u, sock: self._forget(sock)
+        client.on_socket_register_write = lambda c, _u, sock: self._loop.add_writer(sock, c.loop_write)
+        client.on_socket_unregister_write = self._on_unregister_write
+        self._client = client
+
+    async def connect(self, wait_s: float = 10.0) -> None:
+        """Connect and wait for the CONNACK; raises Unreachable when the broker refuses or is absent."""
+        try:
+            # paho's connect is a blocking socket call: probe the port first so an absent broker fails fast.
+            _, writer = await asyncio.wait_for(asyncio.open_connection(self._host, self._port), wait_s)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            self._client.connect(self._host, self._port, keepalive=30)
+            await asyncio.wait_for(self._connected.wait(), wait_s)
+        except (OSError, TimeoutError) as exc:
+            raise Unreachable(f"MQTT broker {self._host}:{self._port} unreachable: {exc}") from exc
+        if self._lost:
+            raise Unreachable(f"MQTT broker {self._host}:{self._port} refused: {self._lost}")
+        self._misc = asyncio.create_task(self._keepalive())
+
+    async def send(self, message: Outgoing) -> None:
+        """Publish once a slot in the window is free; the slot is freed by the PUBACK."""
+        tally = self.tally.setdefault(message.family, Tally())
+        if self._lost:
+            tally.fail(f"connection lost: {self._lost}")
+            return
+        assert message.topic is not None
+        await self._window.acquire()
+        info = self._client.publish(message.topic, orjson.dumps(message.body), qos=self._qos)
+        tally.sent += 1
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self._window.release()
+            tally.fail(mqtt.error_string(info.rc))
+            return
+        if info.mid in self._early:
+            self._early.discard(info.mid)
+            self._window.release()
+            tally.confirmed += 1
+            return
+        self._pending[info.mid] = message.family
+        self._idle.clear()
+
+    async def drain(self, wait_s: float = 30.0) -> None:
+        """Wait for the outstanding PUBACKs; what does not come in time counts as failed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), wait_s)
+        for family in self._pending.values():
+            self.tally[family].fail("no PUBACK")
+        self._pending.clear()
+
+    async def close(self) -> None:
+        if self._misc is not None:
+            self._misc.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._misc
+        if self._connected.is_set():
+            self._client.disconnect()
+        sock = self._client.socket()
+        if sock is not None:
+            self._forget(sock)
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self._client.socket() is not None:
+                self._client.loop_misc()
+
+    def _forget(self, sock: Any) -> None:
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+
+    def _on_unregister_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        self._loop.remove_writer(sock)
+
+    def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            self._lost = str(reason)
+        self._connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self._connected.clear()
+        self._lost = self._lost or f"disconnected ({reason})"
+        # Nothing more will be acknowledged on this connection: free the senders.
+        for family in self._pending.values():
+            self.tally[family].fail("connection lost before PUBACK")
+            self._window.release()
+        self._pending.clear()
+        self._idle.set()
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _reason: Any, _p: Any) -> None:
+        family = self._pending.pop(mid, None)
+        if family is None:
+            self._early.add(mid)
+            return
+        self._window.release()
+        self.tally[family].confirmed += 1
+        if not self._pending:
+            self._idle.set()
+
+
+class HttpPoster:
+    """POSTs JSON bodies to one URL with at most ``window`` requests open."""
+
+    def __init__(self, url: str, *, window: int = 16) -> None:
+        self._url = url
+        self._window = asyncio.Semaphore(window)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self.tally: dict[str, Tally] = {}
+
+    async def connect(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+
+    async def send(self, message: Outgoing) -> None:
+        tally = self.tally.setdefault(message.family, Tally())
+        await self._window.acquire()
+        tally.sent += 1
+        task = asyncio.create_task(self._post(message.body, tally))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post(self, body: Any, tally: Tally) -> None:
+        assert self._session is not None
+        try:
+            headers = {"Content-Type": "application/json"}
+            async with self._session.post(self._url, data=orjson.dumps(body), headers=headers) as response:
+                await response.read()
+                if response.status < 300:
+                    tally.confirmed += 1
+                else:
+                    tally.fail(f"HTTP {response.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            tally.fail(type(exc).__name__)
+        finally:
+            self._window.release()
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class DryRun:
+    """Prints each message as one JSON line instead of sending it."""
+
+    def __init__(self, out: TextIO | None = None, http_url: str = "") -> None:
+        self._out = out or sys.stdout
+        self._http_url = http_url
+        self.tally: dict[str, Tally] = {}
+
+    async def send(self, message: Outgoing) -> None:
+        tally = self.tally.setdefault(message.family, Tally())
+        line: dict[str, Any] = {"family": message.family, "at": iso_z(message.at, digits=3)}
+        if message.topic is None:
+            line["url"] = self._http_url
+        else:
+            line["topic"] = message.topic
+        line["body"] = message.body
+        self._out.write(orjson.dumps(line).decode() + "\n")
+        tally.sent += 1
+        tally.confirmed += 1
