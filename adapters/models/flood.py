@@ -99,7 +99,9 @@ def _flood_monitoring(
         body["floodLevelStatus"] = common.prop(flood_status, observed=observed)
     flag = str(params.get("floodModeMeasure", "flood_mode"))
     if flag in measures:
-        mode = "flood" if common.number(measures[flag], f"measure {flag}") else "normal"
+        raw = measures[flag]
+        on = raw if isinstance(raw, bool) else common.number(raw, f"measure {flag}") != 0
+        mode = "flood" if on else "normal"
         body["observationMode"] = common.prop(mode, observed=observed)
         used = used | {flag}
     body["observationDateTime"] = common.date_time(observed)

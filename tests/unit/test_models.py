@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from adapters.device import AttributeMapping, DeviceConfig, EntityUpdate, StaticAttribute
-from adapters.message import Rejected
+from adapters.codecs.cayenne import decode as cayenne_decode
+from adapters.codecs.layout import decode as layout_decode
+from adapters.device import AttributeMapping, DeviceConfig, EntityUpdate, LayoutField, StaticAttribute
+from adapters.message import Rejected, to_utc
 from adapters.models import flood, normalise
 from adapters.models.common import point
 from adapters.pseudonym import Pseudonymiser
+from adapters.validate import Validator
 from broker.jsonld.context import (
     DEFAULT_VOCAB,
     bundled_document,
@@ -136,6 +140,53 @@ def test_the_flood_mode_flag_sets_the_observation_mode() -> None:
     flag_off = by_type(normalise(gauge, {"analog_in_1": -1.0, "digital_in_3": 0}, GAUGE_TIME, {}, PSEUDONYMS))
     assert flag_on["FloodMonitoring"].entity["observationMode"]["value"] == "flood"
     assert flag_off["FloodMonitoring"].entity["observationMode"]["value"] == "normal"
+
+
+def test_the_sigfox_sample_frame_decoded_by_its_layout_gives_the_reference_entity() -> None:
+    # uplinks/sigfox_uplink_callback_waterlevel.json: i16 level mm to bank top, u16 battery mV, flags.
+    layout = (
+        LayoutField("level", 0, 2, signed=True, scale=0.001),
+        LayoutField("battery", 2, 2),
+        LayoutField("flood_mode", 4, 1, bits=(0, 1), kind="bool"),
+    )
+    params = {**GAUGE.model_params, "levelMeasure": "level", "batteryMeasure": "battery", "batteryUnit": "mV"}
+    gauge = DeviceConfig(
+        **{**_fields(GAUGE), "protocol": "sigfox", "device_id": "3F2A91", "model_params": params}
+    )
+    measures = layout_decode(bytes.fromhex("fb320e1a01"), layout)
+    updates = by_type(normalise(gauge, measures, to_utc(1756688400), {"rssi": "-128.0"}, PSEUDONYMS))
+    flood = updates["FloodMonitoring"]
+    assert flood.entity.pop("observationMode") == {
+        "type": "Property",
+        "value": "flood",
+        "observedAt": "2025-09-01T01:00:00Z",
+    }
+    same_as_reference(flood, "FloodMonitoring_kasuga-001.jsonld")
+    assert updates["Device"].entity["rssi"]["value"] == -128.0
+    assert updates["Device"].entity["batteryLevel"]["value"] == 1.0
+
+
+def test_the_tts_sample_cayenne_payload_gives_the_reference_entity() -> None:
+    measures = cayenne_decode(base64.b64decode("AQL/hQICAWkDAAE="))
+    updates = by_type(normalise(GAUGE, measures, GAUGE_TIME, {}, PSEUDONYMS))
+    same_as_reference(updates["FloodMonitoring"], "FloodMonitoring_kasuga-001.jsonld")
+
+
+def test_every_entity_the_models_make_passes_its_schema() -> None:
+    validator = Validator(accept_unknown=False)
+    updates = normalise(
+        GAUGE, {"analog_in_1": 0.4, "analog_in_2": 3.4}, GAUGE_TIME, {"rssi": -100}, PSEUDONYMS
+    )
+    plow = DeviceConfig(**{**_fields(PLOW), "health": True})
+    updates += normalise(
+        plow,
+        {"gps_1": {"latitude": 37.5, "longitude": 139.9}, "analog_in_2": 0, "heading": 0},
+        PLOW_TIME,
+        {},
+        PSEUDONYMS,
+    )
+    for update in updates:
+        validator.check(update)
 
 
 def test_a_gauge_message_without_its_level_or_with_text_is_rejected_with_the_measure_named() -> None:

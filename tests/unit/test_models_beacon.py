@@ -17,7 +17,9 @@ from adapters.models.beacon import tag_entity_id
 from adapters.pseudonym import Pseudonymiser
 from adapters.pseudonym import normalise as normalise_tag
 from adapters.validate import Validator
+from broker.jsonld.context import DEFAULT_VOCAB
 from tests.conftest import fixture_json
+from tests.unit.test_models import expanded
 
 PSEUDONYMS = Pseudonymiser(b"unit-test-secret-0123456789abcdef")
 RECEIVED = datetime(2025, 10, 3, 6, 41, 20, tzinfo=UTC)
@@ -161,3 +163,9 @@ def fixture_batch() -> list[dict[str, Any]]:
 
 def _fields(device: DeviceConfig) -> dict[str, Any]:
     return {name: getattr(device, name) for name in DeviceConfig.__slots__}
+
+
+def test_every_tag_and_sighting_attribute_expands_to_its_smart_data_model_iri() -> None:
+    for update in normalise(DETECTOR, sighting(battery=0.5), RECEIVED, {"rssi": -90}, PSEUDONYMS):
+        for iri in expanded(update):
+            assert not iri.startswith(DEFAULT_VOCAB), f"{update.entity['type']}: {iri} is not a SDM term"
