@@ -142,6 +142,11 @@ def point(value: Any, where: str) -> dict[str, Any]:
     return {"type": "Point", "coordinates": [longitude, latitude]}
 
 
+def text_list(value: Any) -> list[str]:
+    """A model parameter that is a list of words, given as a list or as one word."""
+    return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+
+
 def sibling_id(device: DeviceConfig, kind: str) -> str:
     """The id of another entity of this device: the entity name with its type swapped for ``kind``."""
     prefix = f"urn:ngsi-ld:{device.entity_type}:"

@@ -50,6 +50,8 @@ def attributes(
             if explicit:
                 continue
             mapping = AttributeMapping(object_id=object_id, name=object_id)
+        if value is None:
+            raise Rejected(f"measure {object_id!r} is null")
         if mapping.name in common.RESERVED:
             raise Rejected(f"measure {object_id!r} would overwrite the entity member {mapping.name!r}")
         out[mapping.name] = attribute(mapping, value, observed)

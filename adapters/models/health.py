@@ -39,7 +39,7 @@ def entity(device: DeviceConfig, measures: Measures, observed: str, radio: dict[
     body: dict[str, Any] = {
         "id": device_entity_id(device),
         "type": "Device",
-        "category": common.prop(list(device.model_params.get("deviceCategory", ["sensor"]))),
+        "category": common.prop(common.text_list(device.model_params.get("deviceCategory", ["sensor"]))),
         "controlledProperty": common.prop(_controlled(device)),
         "dateLastValueReported": common.date_time(observed),
     }
@@ -87,7 +87,7 @@ def _controlled(device: DeviceConfig) -> list[str]:
     """What the device measures: the model parameter, else the model's usual set (none for generic)."""
     explicit = device.model_params.get("controlledProperty")
     if explicit is not None:
-        return [str(p) for p in explicit] if isinstance(explicit, list) else [str(explicit)]
+        return common.text_list(explicit)
     return list(_CONTROLLED.get(device.model or "", []))
 
 

@@ -25,10 +25,12 @@ def entities(device: DeviceConfig, measures: Measures, observed: str) -> list[En
         "id": device.entity_name,
         "type": "Vehicle",
         "vehicleType": common.prop(str(params.get("vehicleType", "constructionOrMaintenanceVehicle"))),
-        "category": common.prop(list(params.get("category", ["municipalServices"]))),
+        "category": common.prop(common.text_list(params.get("category", ["municipalServices"]))),
         "fleetVehicleId": common.prop(str(params.get("fleetVehicleId", device.device_id))),
     }
-    for name in ("serviceProvided", "serviceStatus", "vehiclePlateIdentifier", "wardName"):
+    if "serviceProvided" in params:
+        body["serviceProvided"] = common.prop(common.text_list(params["serviceProvided"]))
+    for name in ("serviceStatus", "vehiclePlateIdentifier", "wardName"):
         if name in params:
             body[name] = common.prop(params[name])
     used = set()

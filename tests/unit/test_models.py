@@ -346,6 +346,19 @@ def test_generic_mapping_rejects_a_non_number_for_a_number_and_a_measure_named_t
         normalise(THERMO, {"type": "x"}, GAUGE_TIME, {}, PSEUDONYMS)
 
 
+def test_a_null_measure_is_rejected_by_name() -> None:
+    with pytest.raises(Rejected, match="measure 'h' is null"):
+        normalise(THERMO, {"t": 1, "h": None}, GAUGE_TIME, {}, PSEUDONYMS)
+
+
+def test_word_list_parameters_may_be_given_as_one_word() -> None:
+    params = {**PLOW.model_params, "category": "municipalServices", "serviceProvided": "streetCleaning"}
+    plow = DeviceConfig(**{**_fields(PLOW), "model_params": params})
+    (update,) = normalise(plow, {"location": "37.49, 139.93"}, PLOW_TIME, {}, PSEUDONYMS)
+    assert update.entity["category"]["value"] == ["municipalServices"]
+    assert update.entity["serviceProvided"]["value"] == ["streetCleaning"]
+
+
 def test_an_unknown_model_is_rejected_by_name() -> None:
     device = DeviceConfig(**{**_fields(THERMO), "model": "Submarine"})
     with pytest.raises(Rejected, match="'Submarine'"):
