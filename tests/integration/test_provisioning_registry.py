@@ -1,0 +1,178 @@
+"""The provisioning registry on the real store: coherence across processes, autoprovision, lookups."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from adapters.message import IOTA_JSON, SIGFOX, TTS, DeviceMessage, Rejected
+from adapters.provisioning import Registry, parse_device, parse_group
+from broker.store import create_pool, migrate
+from tests.conftest import database_url
+
+
+@pytest.fixture(scope="module")
+async def pool() -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url(), min_size=1, max_size=6, connect_timeout=10)
+    await migrate(pool)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def registries(pool: asyncpg.Pool) -> AsyncIterator[tuple[Registry, Registry]]:
+    """Two registries on one database, as two broker processes hold them."""
+    first, second = Registry(pool, flush_interval=0.05), Registry(pool, flush_interval=0.05)
+    await first.start()
+    await second.start()
+    yield first, second
+    await first.stop()
+    await second.stop()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+async def eventually(check: Callable[[], Any], seconds: float = 5.0) -> Any:
+    """Wait until ``check()`` is truthy (a NOTIFY travels asynchronously); fail after ``seconds``."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not (result := check()):
+        assert asyncio.get_running_loop().time() < deadline, "the registry never saw the change"
+        await asyncio.sleep(0.02)
+    return result
+
+
+def message(family: str, device_id: str, **fields: Any) -> DeviceMessage:
+    return DeviceMessage(
+        family=family, origin="test", device_id=device_id, received_at=datetime.now(UTC), **fields
+    )
+
+
+async def test_a_device_stored_through_one_registry_reaches_the_other_by_notify(
+    registries: tuple[Registry, Registry],
+) -> None:
+    first, second = registries
+    tenant, apikey = unique("town"), unique("key")
+    group = parse_group({"apikey": apikey, "entity_type": "Vehicle", "autoprovision": False}, tenant, "/")
+    await first.store.add_groups([group])
+    device = parse_device({"device_id": "plow-1", "apikey": apikey}, tenant, "/", [group])
+    await first.store.add_devices([device])
+
+    found = await eventually(lambda: second.by_apikey_device(apikey, "plow-1"))
+
+    assert (found.tenant, found.entity_type, found.entity_name) == (
+        tenant,
+        "Vehicle",
+        "urn:ngsi-ld:Vehicle:plow-1",
+    )
+    await first.store.delete_device(device)
+    await eventually(lambda: second.by_apikey_device(apikey, "plow-1") is None)
+
+
+async def test_an_unknown_device_of_an_autoprovision_group_is_made_then_stored_once(
+    registries: tuple[Registry, Registry], pool: asyncpg.Pool
+) -> None:
+    first, second = registries
+    tenant, apikey = unique("town"), unique("key")
+    spec = {
+        "apikey": apikey,
+        "entity_type": "Device",
+        "entityNameExp": "'urn:ngsi-ld:Device:' + subservice + id",
+    }
+    await first.store.add_groups([parse_group(spec, tenant, "/north")])
+    await eventually(lambda: second.groups(tenant))
+
+    made_here = await eventually(lambda: first.by_apikey_device(apikey, "tag-9"))
+    made_there = second.by_apikey_device(apikey, "tag-9")
+
+    assert made_there is not None
+    assert made_here.provisioned is False
+    assert made_here.entity_name == made_there.entity_name == "urn:ngsi-ld:Device:/northtag-9"
+    stored = await eventually(lambda: (c := first.by_apikey_device(apikey, "tag-9")) and c.provisioned)
+    assert stored
+    rows = await pool.fetch(
+        "SELECT autoprovisioned FROM devices WHERE tenant = $1 AND device_id = 'tag-9'", tenant
+    )
+    assert [row["autoprovisioned"] for row in rows] == [True]
+
+
+async def test_a_group_without_autoprovision_knows_only_its_provisioned_devices(
+    registries: tuple[Registry, Registry],
+) -> None:
+    first, _ = registries
+    tenant, apikey = unique("town"), unique("key")
+    await first.store.add_groups([parse_group({"apikey": apikey, "autoprovision": False}, tenant, "/")])
+    await first.reload(tenant)
+
+    assert first.by_apikey_device(apikey, "stranger") is None
+    assert first.by_apikey_device(unique("unknown-key"), "stranger") is None
+
+
+async def test_an_autoprovisioned_id_that_cannot_name_an_entity_is_rejected(
+    registries: tuple[Registry, Registry],
+) -> None:
+    first, _ = registries
+    tenant, apikey = unique("town"), unique("key")
+    await first.store.add_groups([parse_group({"apikey": apikey}, tenant, "/")])
+    await first.reload(tenant)
+
+    with pytest.raises(Rejected, match="cannot name an entity"):
+        first.by_apikey_device(apikey, "two words")
+
+
+async def test_find_looks_devices_up_by_dev_eui_sigfox_id_and_apikey(
+    registries: tuple[Registry, Registry],
+) -> None:
+    first, _ = registries
+    tenant, apikey, dev_eui = unique("town"), unique("key"), uuid.uuid4().hex[:16]
+    sigfox_id = uuid.uuid4().hex[:8].upper()
+    group = parse_group({"apikey": apikey, "autoprovision": False}, tenant, "/")
+    devices = [
+        parse_device({"device_id": "gauge-a", "dev_eui": dev_eui, "protocol": "tts"}, tenant, "/", []),
+        parse_device({"device_id": sigfox_id.lower(), "protocol": "sigfox"}, tenant, "/", []),
+        parse_device({"device_id": "sensor-1", "apikey": apikey}, tenant, "/", [group]),
+    ]
+    await first.store.add_groups([group])
+    await first.store.add_devices(devices)
+    await first.reload(tenant)
+
+    by_eui = first.find(message(TTS, "whatever", dev_eui=dev_eui.upper()))
+    by_tts_id = first.find(message(TTS, "gauge-a"))
+    by_sigfox = first.find(message(SIGFOX, sigfox_id.lower()))
+    by_apikey = first.find(message(IOTA_JSON, "sensor-1", apikey=apikey))
+
+    assert by_eui is not None
+    assert by_eui.device_id == "gauge-a"
+    assert by_tts_id == by_eui
+    assert by_sigfox is not None
+    assert by_sigfox.device_id == sigfox_id
+    assert by_apikey is not None
+    assert by_apikey.apikey == apikey
+    assert first.find(message(SIGFOX, "0")) is None
+
+
+async def test_the_tenant_a_message_names_chooses_among_groups_sharing_an_apikey(
+    registries: tuple[Registry, Registry],
+) -> None:
+    first, _ = registries
+    apikey, east, west = unique("key"), unique("east"), unique("west")
+    await first.store.add_groups(
+        [
+            parse_group({"apikey": apikey, "resource": "/iot/json"}, east, "/"),
+            parse_group({"apikey": apikey, "resource": "/iot/d"}, west, "/"),
+        ]
+    )
+    await first.reload(east)
+    await first.reload(west)
+
+    chosen = first.by_apikey_device(apikey, "dev-1", tenant=west)
+
+    assert chosen is not None
+    assert chosen.tenant == west
