@@ -11,8 +11,9 @@ the model parameter levelMode:
 levelScale converts the reading to metres (0.001 for millimetres). In the last two modes
 measuredDistance = referenceLevel - currentLevel when referenceLevel is known.
 floodLevelStatus is "Danger" from dangerLevel up, "Alert" from alertLevel up, else "Normal".
-A flood-mode flag (floodModeMeasure) gives observationMode "flood" (the gauge reports every 5
-minutes) or "normal" (every 10 minutes); it is not an SDM attribute and expands in the default vocab.
+A flood-mode flag (floodModeMeasure, default "flood_mode") gives observationMode "flood" (the gauge
+reports every 5 minutes) or "normal" (every 10); without a flag, observationStartLevel decides.
+observationMode is not an SDM attribute: it expands in the NGSI-LD default vocabulary.
 """
 
 from __future__ import annotations
@@ -69,11 +70,35 @@ def status(device: DeviceConfig, current: float) -> str | None:
     alert = common.param_number(device, "alertLevel")
     if danger is None and alert is None:
         return None
+    if danger is not None and alert is not None and danger < alert:
+        # Heights above the bed: danger is the higher one. Reversed, every status would be wrong.
+        raise Rejected(
+            f"gauge {device.device_id}: dangerLevel {danger} is below alertLevel {alert} "
+            "(both are heights above the river bed)"
+        )
     if danger is not None and current >= danger:
         return "Danger"
     if alert is not None and current >= alert:
         return "Alert"
     return "Normal"
+
+
+def observation_mode(device: DeviceConfig, measures: Measures, current: float) -> tuple[str | None, set[str]]:
+    """("flood" | "normal" | None, the measure used): the gauge's own flag, else the observation-start level.
+
+    Crisis-management gauges report every 10 minutes and every 5 once the water passes their
+    observation-start level; the flag says which the gauge is doing, observationStartLevel
+    (metres above the bed) what it should be doing when it sends no flag.
+    """
+    flag = str(device.model_params.get("floodModeMeasure", "flood_mode"))
+    if flag in measures:
+        raw = measures[flag]
+        on = raw if isinstance(raw, bool) else common.number(raw, f"measure {flag}") != 0
+        return ("flood" if on else "normal"), {flag}
+    start = common.param_number(device, "observationStartLevel")
+    if start is None:
+        return None, set()
+    return ("flood" if current >= start else "normal"), set()
 
 
 def _flood_monitoring(
@@ -97,13 +122,10 @@ def _flood_monitoring(
     flood_status = status(device, current)
     if flood_status is not None:
         body["floodLevelStatus"] = common.prop(flood_status, observed=observed)
-    flag = str(params.get("floodModeMeasure", "flood_mode"))
-    if flag in measures:
-        raw = measures[flag]
-        on = raw if isinstance(raw, bool) else common.number(raw, f"measure {flag}") != 0
-        mode = "flood" if on else "normal"
+    mode, flag = observation_mode(device, measures, current)
+    if mode is not None:
         body["observationMode"] = common.prop(mode, observed=observed)
-        used = used | {flag}
+        used = used | flag
     body["observationDateTime"] = common.date_time(observed)
     _add_location(device, body)
     _add_mapped(device, measures, observed, used, body)

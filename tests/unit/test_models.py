@@ -189,6 +189,25 @@ def test_every_entity_the_models_make_passes_its_schema() -> None:
         validator.check(update)
 
 
+def test_without_a_flag_the_observation_start_level_decides_the_mode() -> None:
+    params = {**GAUGE.model_params, "observationStartLevel": 1.0}
+    gauge = DeviceConfig(**{**_fields(GAUGE), "model_params": params, "health": False})
+    modes = [
+        by_type(normalise(gauge, {"analog_in_1": reading}, GAUGE_TIME, {}, PSEUDONYMS))[
+            "FloodMonitoring"
+        ].entity["observationMode"]["value"]
+        for reading in (-1.01, -1.0, 0.2)
+    ]
+    assert modes == ["normal", "flood", "flood"]
+
+
+def test_a_gauge_with_danger_below_alert_is_rejected_as_misprovisioned() -> None:
+    params = {**GAUGE.model_params, "alertLevel": 2.0, "dangerLevel": 1.2}
+    gauge = DeviceConfig(**{**_fields(GAUGE), "model_params": params})
+    with pytest.raises(Rejected, match=r"dangerLevel 1\.2 is below alertLevel 2\.0"):
+        normalise(gauge, {"analog_in_1": -1.0}, GAUGE_TIME, {}, PSEUDONYMS)
+
+
 def test_a_gauge_message_without_its_level_or_with_text_is_rejected_with_the_measure_named() -> None:
     with pytest.raises(Rejected, match="no water level measure 'analog_in_1'"):
         normalise(GAUGE, {"analog_in_2": 3.6}, GAUGE_TIME, {}, PSEUDONYMS)
