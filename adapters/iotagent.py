@@ -87,6 +87,18 @@ def _route(family: str | None, parts: list[str]) -> Route | None:
     return None
 
 
+HTTP_PATHS = ("/iot/json", "/iot/json/commands", "/iot/d")
+
+
+def parse(origin: str, body: bytes, received_at: datetime, headers: Mapping[str, str]) -> DeviceMessage:
+    """A message from either transport, told apart by its origin (as a dead letter's replay needs):
+    an HTTP southbound path with a query string (?k=&i=), else an MQTT topic."""
+    path, query = origin.partition("?")[::2]
+    if query and path.rstrip("/") in HTTP_PATHS:
+        return parse_http(origin, body, received_at, headers)
+    return parse_mqtt(origin, body, received_at)
+
+
 def parse_mqtt(topic: str, body: bytes, received_at: datetime) -> DeviceMessage:
     """An IoT Agent MQTT message as a DeviceMessage; Rejected naming what is wrong."""
     route = classify(topic)
@@ -115,11 +127,11 @@ def parse_http(origin: str, body: bytes, received_at: datetime, headers: Mapping
     path = url.path.rstrip("/")
     query = parse_qs(url.query, keep_blank_values=True)
     apikey, device = _param(query, "k", "apikey"), _param(query, "i", "device id")
-    if path == "/iot/json":
+    if path == HTTP_PATHS[0]:
         family, measures = IOTA_JSON, _measures(IOTA_JSON, body)
-    elif path == "/iot/json/commands":
+    elif path == HTTP_PATHS[1]:
         family, measures = IOTA_JSON, _command_result(IOTA_JSON, body, device)
-    elif path == "/iot/d":
+    elif path == HTTP_PATHS[2]:
         family = IOTA_UL
         text = _text(body)
         is_reply = text.strip().startswith(f"{device}@")

@@ -202,3 +202,22 @@ def test_any_topic_and_payload_parse_or_are_rejected_never_anything_else(topic: 
     if not isinstance(outcome, Rejected):
         assert outcome.measures
         assert all(isinstance(measure, dict) for measure in outcome.measures)
+
+
+def test_parse_tells_an_http_request_from_an_mqtt_topic_by_its_origin() -> None:
+    by_http = iotagent.parse("/iot/d?k=key1&i=gauge-1", b"l|-1.23", NOW, {"fiware-service": "takamatsu"})
+    assert (by_http.origin, by_http.apikey, by_http.device_id, by_http.tenant) == (
+        "/iot/d?k=key1&i=gauge-1",
+        "key1",
+        "gauge-1",
+        "takamatsu",
+    )
+    # A legacy topic whose apikey happens to be 'iot' is still a topic.
+    by_mqtt = iotagent.parse("/iot/d/attrs", b"l|-1.23", NOW, {})
+    assert (by_mqtt.apikey, by_mqtt.device_id, by_mqtt.measures) == ("iot", "d", [{"l": -1.23}])
+
+
+def test_null_coordinates_pass_through_for_the_model_to_judge() -> None:
+    body = b'{"location": {"type": "Point", "coordinates": [null, null]}, "speed": 0}'
+    message = iotagent.parse_mqtt("/json/k/plow-1/attrs", body, NOW)
+    assert message.measures == [{"location": {"type": "Point", "coordinates": [None, None]}, "speed": 0}]
