@@ -99,6 +99,19 @@ def number(value: Any, where: str) -> float | int:
     return result
 
 
+def measure_name(device: DeviceConfig, param: str, default: str) -> str:
+    """Which measure a model reads for a quantity: the model parameter ``param`` names it; else the
+    measure the provisioning maps to the attribute ``default`` (IoT Agent style: object_id
+    "analog_in_2" -> name "speed"); else the measure called ``default``."""
+    explicit = device.model_params.get(param)
+    if explicit is not None:
+        return str(explicit)
+    for mapping in device.attributes:
+        if mapping.name == default:
+            return mapping.object_id
+    return default
+
+
 def param_number(device: DeviceConfig, name: str, *, required: bool = False) -> float | None:
     """A numeric model parameter (thresholds, heights), None when absent and not required."""
     value = device.model_params.get(name)

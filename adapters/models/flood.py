@@ -45,7 +45,7 @@ def levels(device: DeviceConfig, measures: Measures) -> tuple[float, float | Non
     mode = params.get("levelMode", "distance")
     if mode not in _MODES:
         raise Rejected(f"device {device.device_id}: levelMode {mode!r} is not one of {', '.join(_MODES)}")
-    name = str(params.get("levelMeasure", "distance" if mode == "distance" else "level"))
+    name = common.measure_name(device, "levelMeasure", "distance" if mode == "distance" else "level")
     if name not in measures:
         raise Rejected(f"the message of gauge {device.device_id} has no water level measure {name!r}")
     scale = common.param_number(device, "levelScale") or 1.0
@@ -90,7 +90,7 @@ def observation_mode(device: DeviceConfig, measures: Measures, current: float) -
     observation-start level; the flag says which the gauge is doing, observationStartLevel
     (metres above the bed) what it should be doing when it sends no flag.
     """
-    flag = str(device.model_params.get("floodModeMeasure", "flood_mode"))
+    flag = common.measure_name(device, "floodModeMeasure", "flood_mode")
     if flag in measures:
         raw = measures[flag]
         on = raw if isinstance(raw, bool) else common.number(raw, f"measure {flag}") != 0

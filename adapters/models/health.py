@@ -64,13 +64,15 @@ def entity(device: DeviceConfig, measures: Measures, observed: str, radio: dict[
 def battery_level(device: DeviceConfig, measures: Measures) -> float | None:
     """The battery as a fraction 0..1 from the measure named by batteryMeasure, None without one.
 
-    batteryUnit says what the measure is: "mV" (default), "V", "percent" or "fraction".
+    batteryUnit says what the measure is: "mV", "V", "percent" or "fraction"; without it the
+    magnitude tells (up to 5: volts, from 1000: millivolts, else percent), which only confuses
+    values that all mean "empty".
     """
-    name = device.model_params.get("batteryMeasure")
-    if name is None or name not in measures:
+    name = common.measure_name(device, "batteryMeasure", "battery")
+    if name not in measures:
         return None
     raw = float(common.number(measures[name], f"battery measure {name}"))
-    unit = device.model_params.get("batteryUnit", "mV")
+    unit = device.model_params.get("batteryUnit") or ("V" if raw <= 5 else "mV" if raw >= 1000 else "percent")
     if unit == "percent":
         fraction = raw / 100
     elif unit == "fraction":

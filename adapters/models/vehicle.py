@@ -37,12 +37,12 @@ def entities(device: DeviceConfig, measures: Measures, observed: str) -> list[En
     where, position = _position(device, measures)
     used.update(where)
     body["location"] = common.geo(position, observed=observed)
-    speed_name = str(params.get("speedMeasure", "speed"))
+    speed_name = common.measure_name(device, "speedMeasure", "speed")
     if speed_name in measures:
         speed = _speed(device, measures[speed_name], speed_name)
         body["speed"] = common.prop(speed, unit="KMH", observed=observed)
         used.add(speed_name)
-    heading_name = str(params.get("headingMeasure", "heading"))
+    heading_name = common.measure_name(device, "headingMeasure", "heading")
     if heading_name in measures:
         heading = common.number(measures[heading_name], f"measure {heading_name}")
         if not 0 <= heading <= 360:
@@ -59,6 +59,8 @@ def entities(device: DeviceConfig, measures: Measures, observed: str) -> list[En
 def _position(device: DeviceConfig, measures: Measures) -> tuple[list[str], dict[str, Any]]:
     """(measures used, GeoJSON Point) of the tracker; raises Rejected when there is none."""
     name = device.model_params.get("gpsMeasure")
+    if name is None:
+        name = next((m.object_id for m in device.attributes if m.name == "location"), None)
     if name is None:
         name = next((k for k in measures if k.startswith("gps_")), None)
     if name is None and "location" in measures:

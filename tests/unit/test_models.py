@@ -276,6 +276,34 @@ def test_plow_speed_in_metres_per_second_is_converted_and_a_negative_speed_rejec
         normalise(plow, {"location": "37.49, 139.93", "analog_in_2": -1}, PLOW_TIME, {}, PSEUDONYMS)
 
 
+def test_a_plow_reads_the_measures_its_provisioned_attributes_name_speed_and_location() -> None:
+    mappings = (
+        AttributeMapping("analog_in_2", "speed", "Number"),
+        AttributeMapping("gps_1", "location", "geo:point"),
+    )
+    plow = DeviceConfig(**{**_fields(PLOW), "model_params": {}, "attributes": mappings})
+    measures = {"gps_1": {"latitude": 37.49, "longitude": 139.93}, "analog_in_2": 22.0, "digital_in_3": 1}
+    (update,) = normalise(plow, measures, PLOW_TIME, {}, PSEUDONYMS)
+    assert update.entity["speed"]["value"] == 22.0
+    assert update.entity["location"]["value"]["coordinates"] == [139.93, 37.49]
+    assert "analog_in_2" not in update.entity
+    assert "digital_in_3" not in update.entity  # not mapped: an SDM entity stays clean
+
+
+@pytest.mark.parametrize(
+    ("battery", "unit"), [(3.3, None), (3300, None), (50, None), (0.5, "fraction"), (3300, "mV")]
+)
+def test_battery_is_read_as_volts_millivolts_or_percent_by_unit_or_magnitude(
+    battery: float, unit: str | None
+) -> None:
+    params = {k: v for k, v in GAUGE.model_params.items() if k not in ("batteryMeasure", "batteryUnit")}
+    if unit is not None:
+        params["batteryUnit"] = unit
+    gauge = DeviceConfig(**{**_fields(GAUGE), "model_params": params})
+    updates = by_type(normalise(gauge, {"analog_in_1": -1.0, "battery": battery}, GAUGE_TIME, {}, PSEUDONYMS))
+    assert updates["Device"].entity["batteryLevel"]["value"] == 0.5
+
+
 def test_every_model_attribute_expands_to_its_smart_data_model_iri() -> None:
     updates = normalise(
         GAUGE, {"analog_in_1": -1.23, "analog_in_2": 3.61}, GAUGE_TIME, {"rssi": -9}, PSEUDONYMS
