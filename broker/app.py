@@ -16,7 +16,10 @@ from broker.api import (
     entities,
     health,
     query,
+    retention,
     subscriptions,
+    temporal,
+    temporal_provision,
     unsupported,
 )
 from broker.api.keys import CONTEXTS, NOTIFIER, POOL, REGISTRY, RESOLVER, SETTINGS, TENANTS, WRITER
@@ -29,6 +32,7 @@ from broker.notify.worker import Notifier
 from broker.store import create_pool, migrate
 from broker.store.contexts import ContextStore
 from broker.store.tenants import Tenants
+from broker.temporal.maintenance import HistoryMaintenance
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,7 @@ async def _subscriptions(app: web.Application) -> AsyncIterator[None]:
     registry = SubscriptionRegistry(app[POOL], app[RESOLVER])
     await registry.start()
     app[REGISTRY] = registry
-    app[WRITER] = Writer(app[POOL], app[TENANTS], registry.for_tenant)
+    app[WRITER] = Writer(app[POOL], app[TENANTS], registry.for_tenant, record_history=app[SETTINGS].history)
     yield
     await registry.stop()
 
@@ -88,13 +92,21 @@ async def _notifier(app: web.Application) -> AsyncIterator[None]:
     await notifier.stop()
 
 
+async def _history(app: web.Application) -> AsyncIterator[None]:
+    """History partitions created ahead, and the retention purge, on a timer."""
+    maintenance = HistoryMaintenance(app[POOL], app[SETTINGS])
+    await maintenance.start()
+    yield
+    await maintenance.stop()
+
+
 def create_app(settings: Settings) -> web.Application:
     """The broker application for ``settings`` (resources open when it starts)."""
     app = web.Application(
         middlewares=[error_middleware, common.refuse_nul], client_max_size=settings.max_body_bytes
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([_database, _context_resolver, _subscriptions, _notifier])
+    app.cleanup_ctx.extend([_database, _history, _context_resolver, _subscriptions, _notifier])
     app.router.add_routes(health.routes)
     app.router.add_routes(query.routes)
     app.router.add_routes(entities.routes)
@@ -102,5 +114,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(contexts.routes)
     app.router.add_routes(discovery.routes)
     app.router.add_routes(subscriptions.routes)
+    app.router.add_routes(temporal.routes)
+    app.router.add_routes(temporal_provision.routes)
+    app.router.add_routes(retention.routes)
     unsupported.add_routes(app)
     return app

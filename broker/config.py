@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from broker.temporal.duration import check_keep
+
 
 class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
@@ -184,6 +186,42 @@ SETTINGS: tuple[Setting, ...] = (
         "secret keying the pseudonyms of personal device ids (watch-tags); default: one generated "
         "at first start and kept in the database",
     ),
+    Setting(
+        "NGSI_HISTORY",
+        "history",
+        "true",
+        "append every attribute change to the history the temporal API serves (false only to measure)",
+        _bool,
+    ),
+    Setting(
+        "NGSI_HISTORY_KEEP",
+        "history_keep",
+        "",
+        "how long history is kept when no retention policy names the entity type, as an ISO 8601 "
+        "duration such as P30D (empty: forever)",
+        check_keep,
+    ),
+    Setting(
+        "NGSI_HISTORY_DAYS_AHEAD",
+        "history_days_ahead",
+        "3",
+        "daily history partitions created ahead of time",
+        _positive_int,
+    ),
+    Setting(
+        "NGSI_RETENTION_INTERVAL",
+        "retention_interval",
+        "3600",
+        "seconds between runs of the history maintenance job (partitions ahead, retention purge)",
+        _positive_float,
+    ),
+    Setting(
+        "NGSI_TEMPORAL_MAX_INSTANCES",
+        "temporal_max_instances",
+        "1000",
+        "most instances of one attribute in a temporal response; more gives 206 and Content-Range",
+        _positive_int,
+    ),
 )
 
 
@@ -213,6 +251,11 @@ class Settings:
     device_max_bytes: int
     device_batch: int
     pseudonym_secret: str
+    history: bool
+    history_keep: str
+    history_days_ahead: int
+    retention_interval: float
+    temporal_max_instances: int
 
     @property
     def base_url(self) -> str:

@@ -22,7 +22,7 @@ from broker.model.ops import Outcome
 from broker.notify.matcher import Change, match
 from broker.notify.model import Subscription
 from broker.store import entities as entity_rows
-from broker.store import frames, outbox
+from broker.store import frames, history, outbox
 from broker.store.pool import Connection
 from broker.store.tenants import Tenants
 
@@ -75,11 +75,15 @@ class Writer:
         pool: asyncpg.Pool,
         tenants: Tenants,
         subscriptions: Callable[[str], list[Subscription]] | None = None,
+        *,
+        record_history: bool = True,
     ) -> None:
         self._pool = pool
         self._tenants = tenants
         # The subscriptions of a tenant, to match each change inside its own transaction.
         self._subscriptions = subscriptions
+        # Off only to measure what history costs the write path (NGSI_HISTORY=false).
+        self._record_history = record_history
         self._hooks: list[ChangeHook] = []
 
     def add_hook(self, hook: ChangeHook) -> None:
@@ -138,6 +142,9 @@ class Writer:
             await self._queue_notifications(conn, tenant, results)
             for hook in self._hooks:
                 await hook(conn, tenant, results)
+            if self._record_history:
+                changed = [(r.before, r.outcome.entity) for r in results if r.outcome is not None]
+                await history.record(conn, tenant, changed, now)
             return results, ensured
 
     async def _queue_notifications(self, conn: Connection, tenant: str, results: list[Result]) -> None:

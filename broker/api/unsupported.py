@@ -12,7 +12,6 @@ from broker.errors import NotImplementedYet
 PREFIXES = (
     "/ngsi-ld/v1/csourceRegistrations",
     "/ngsi-ld/v1/csourceSubscriptions",
-    "/ngsi-ld/v1/temporal",
     "/ngsi-ld/v1/entityOperations/purge",
     "/ngsi-ld/v1/snapshots",
     "/ngsi-ld/v1/entityMaps",

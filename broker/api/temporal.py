@@ -1,0 +1,220 @@
+"""Temporal evolution of entities: GET /temporal/entities[/{id}], POST /temporal/entityOperations/query.
+
+Clauses 5.7.3 and 5.7.4 (HTTP bindings 6.18.3.2, 6.19.3.1, 6.24.3.1): the same entity
+selection as GET /entities, a temporal query (4.11), and one of the representations of
+4.5.7-4.5.9 / 4.5.19. With Accept: application/geo+json, one entity's temporal evolution
+is answered as a GeoJSON Feature whose geometry is the LineString of its positions (a
+snowplow's track of the day in one request).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from aiohttp import web
+
+from broker.api import common
+from broker.api.keys import POOL, SETTINGS, TENANTS
+from broker.api.query import query_from_body, query_from_params
+from broker.errors import BadRequestData, ResourceNotFound
+from broker.jsonld.context import TermMap
+from broker.jsonld.resolver import ContextRef
+from broker.model.entity import format_time
+from broker.model.parse import check_name
+from broker.model.render import Form
+from broker.query.entity_query import EntityQuery, Selector
+from broker.temporal import read, render
+from broker.temporal.params import Aggregation, TemporalQuery, parse_aggregation, parse_temporal
+
+routes = web.RouteTableDef()
+TEMPORAL = "/ngsi-ld/v1/temporal/entities"
+
+
+class Shape(Enum):
+    NORMALIZED = "normalized"
+    CONCISE = "concise"
+    TEMPORAL_VALUES = "temporalValues"
+    AGGREGATED = "aggregatedValues"
+
+
+_SHAPES = {
+    "normalized": Shape.NORMALIZED,
+    "concise": Shape.CONCISE,
+    "temporalValues": Shape.TEMPORAL_VALUES,
+    # Clause 6.3.7: for temporal representations, keyValues/simplified mean temporalValues.
+    "keyValues": Shape.TEMPORAL_VALUES,
+    "simplified": Shape.TEMPORAL_VALUES,
+    "aggregatedValues": Shape.AGGREGATED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """What a temporal request wants back: the representation, the instances, the attributes."""
+
+    shape: Shape
+    sys_attrs: bool
+    lang: str | None
+    temporal: TemporalQuery
+    aggregation: Aggregation | None
+    attrs: tuple[str, ...] | None
+
+
+def _shape(request: web.Request) -> tuple[Shape, bool]:
+    opts = set(common.csv_param(request, "options") or [])
+    unknown = opts - set(_SHAPES) - {"sysAttrs"}
+    if unknown:
+        raise BadRequestData(f"unknown options: {', '.join(sorted(unknown))}")
+    shapes = {_SHAPES[o] for o in opts if o in _SHAPES}
+    fmt = request.query.get("format")
+    if fmt is not None:
+        if fmt not in _SHAPES:
+            raise BadRequestData(f"format {fmt!r} is not one of {', '.join(_SHAPES)}")
+        shapes = {_SHAPES[fmt]}
+    if len(shapes) > 1:
+        raise BadRequestData("options asks for more than one representation")
+    return (shapes.pop() if shapes else Shape.NORMALIZED), "sysAttrs" in opts
+
+
+def _ask(request: web.Request, tm: TermMap, temporal: dict[str, Any], attrs: list[str] | None) -> Ask:
+    shape, sys_attrs = _shape(request)
+    aggregation = None
+    if shape is Shape.AGGREGATED:
+        aggregation = parse_aggregation(
+            temporal.get("aggrMethods", request.query.get("aggrMethods")),
+            temporal.get("aggrPeriodDuration", request.query.get("aggrPeriodDuration")),
+        )
+    names = tuple(tm.expand(check_name(a, "attribute name")) for a in attrs) if attrs else None
+    return Ask(shape, sys_attrs, request.query.get("lang"), parse_temporal(temporal), aggregation, names)
+
+
+async def _render(
+    request: web.Request, ask: Ask, tm: TermMap, entities: list[tuple[str, list[str]]]
+) -> tuple[list[dict[str, Any]], render.Streams, render.Cut | None]:
+    """The page's entities in the asked representation, the instances read, where they were cut."""
+    pool = request.app[POOL]
+    tenant = common.tenant_of(request)
+    ids = [entity_id for entity_id, _ in entities]
+    if ask.aggregation is not None:
+        buckets = await read.aggregates(pool, tenant, ids, ask.attrs, ask.temporal, ask.aggregation)
+        return render.aggregated(entities, buckets, ask.aggregation.methods, tm), {}, None
+    cap = request.app[SETTINGS].temporal_max_instances
+    wanted = ask.temporal.last_n
+    per_stream = wanted if wanted is not None and wanted <= cap else cap + 1
+    rows = await read.instances(pool, tenant, ids, ask.attrs, ask.temporal, per_stream)
+    streams = render.group(rows)
+    cut = render.trim(streams, cap, newest_first=wanted is not None)
+    if ask.shape is Shape.TEMPORAL_VALUES:
+        return render.temporal_values(entities, streams, tm), streams, cut
+    form = Form.CONCISE if ask.shape is Shape.CONCISE else Form.NORMALIZED
+    view = render.view_for(form, ask.sys_attrs, ask.lang)
+    return render.normalized(entities, streams, tm, view), streams, cut
+
+
+def _range_headers(ask: Ask, cut: render.Cut | None) -> tuple[int, dict[str, str]]:
+    """206 and Content-Range when instances were cut (clause 6.3.10), else 200."""
+    if cut is None:
+        return 200, {}
+    if ask.temporal.last_n is not None:
+        # Paging backwards: from the most recent instance returned to the least recent.
+        span = f"{format_time(cut.last)}-{format_time(cut.first)}/{ask.temporal.last_n}"
+    else:
+        start = ask.temporal.time_at if ask.temporal.time_at is not None else cut.first
+        span = f"{format_time(start)}-{format_time(cut.last)}/*"
+    return 206, {"Content-Range": f"date-time {span}"}
+
+
+async def _query(
+    request: web.Request, query: EntityQuery, ask: Ask, tm: TermMap, context: ContextRef, media_type: str
+) -> web.Response:
+    if query.is_empty and not ask.attrs:
+        raise BadRequestData(
+            "give at least one of type, id, idPattern, attrs, q, geoQ or scopeQ (clause 5.7.4)"
+        )
+    page = common.paging(request, request.app[SETTINGS].max_page)
+    tenant = common.tenant_of(request)
+    pool = request.app[POOL]
+    await request.app[TENANTS].require(pool, tenant)
+    entities, more, total = await read.page_entities(
+        pool,
+        tenant,
+        query,
+        ask.attrs,
+        ask.temporal,
+        tm,
+        limit=page.limit,
+        offset=page.offset,
+        count=page.count,
+    )
+    body, _, cut = await _render(request, ask, tm, entities)
+    status, headers = _range_headers(ask, cut)
+    if total is not None:
+        headers["NGSILD-Results-Count"] = str(total)
+    links = common.page_links(request, page, more)
+    return common.json_response(
+        request, body, context=context, media_type=media_type, status=status, headers=headers, links=links
+    )
+
+
+@routes.get(TEMPORAL)
+@routes.get(TEMPORAL + "/")
+async def query_temporal(request: web.Request) -> web.Response:
+    """5.7.4 Query Temporal Evolution of Entities (HTTP binding 6.18.3.2)."""
+    media_type = common.accepted(request)
+    context = common.link_context(request)
+    tm = await common.term_map(request, context)
+    query = query_from_params(request, tm)
+    ask = _ask(request, tm, dict(request.query), common.csv_param(request, "attrs"))
+    return await _query(request, query, ask, tm, context, media_type)
+
+
+@routes.post("/ngsi-ld/v1/temporal/entityOperations/query")
+@routes.post("/ngsi-ld/v1/temporal/entityOperations/query/")
+async def query_temporal_by_post(request: web.Request) -> web.Response:
+    """5.7.4 Query Temporal Evolution of Entities via POST (HTTP binding 6.24.3.1): a Query with temporalQ."""
+    media_type = common.accepted(request)
+    body = await common.read_body(request)
+    tm = await common.term_map(request, body.context)
+    query = query_from_body(body.data, tm)
+    temporal = body.data.get("temporalQ", {})
+    if not isinstance(temporal, dict):
+        raise BadRequestData("temporalQ must be a TemporalQuery object")
+    attrs = body.data.get("attrs")
+    ask = _ask(request, tm, temporal, attrs if isinstance(attrs, list) else None)
+    return await _query(request, query, ask, tm, body.context, media_type)
+
+
+@routes.get(TEMPORAL + "/{entity_id}")
+async def retrieve_temporal(request: web.Request) -> web.Response:
+    """5.7.3 Retrieve Temporal Evolution of an Entity (HTTP binding 6.19.3.1); geo+json gives its track."""
+    media_type = common.accepted(request, geo=True)
+    entity_id = common.path_entity_id(request)
+    context = common.link_context(request)
+    tm = await common.term_map(request, context)
+    ask = _ask(request, tm, dict(request.query), common.csv_param(request, "attrs"))
+    tenant = common.tenant_of(request)
+    pool = request.app[POOL]
+    await request.app[TENANTS].require(pool, tenant)
+    entities, _, _ = await read.page_entities(
+        pool,
+        tenant,
+        EntityQuery(selectors=(Selector(ids=(entity_id,)),)),
+        None,
+        TemporalQuery(),
+        tm,
+        limit=1,
+        offset=0,
+        count=False,
+    )
+    if not entities:
+        raise ResourceNotFound(f"entity {entity_id} has no temporal evolution here")
+    body, streams, cut = await _render(request, ask, tm, entities)
+    status, headers = _range_headers(ask, cut)
+    answer: dict[str, Any] = body[0]
+    if media_type == common.GEO_JSON:
+        answer = render.track(answer, streams, entity_id, common.geometry_property(request, tm))
+    return common.json_response(
+        request, answer, context=context, media_type=media_type, status=status, headers=headers
+    )

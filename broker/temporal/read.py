@@ -1,0 +1,264 @@
+"""Reading history for the temporal API: a page of entities, then each stream's instances or aggregates.
+
+Entities are selected on ``history_streams`` (id, idPattern, type, attrs; a stream per
+entity, attribute and datasetId) and, for q, geoQ and scopeQ, on the entity's current
+state in ``entities``. Each selected stream is then read through the stream index
+(tenant, entity, attribute, datasetId, ts): ``lastN`` walks the daily partitions newest
+first and stops at the first that holds enough rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from broker.errors import BadRequestData, TooComplexQuery
+from broker.jsonld.context import TermMap
+from broker.query.entity_query import EntityQuery, where_sql
+from broker.query.params import Params
+from broker.temporal.params import Aggregation, TemporalQuery, TimeRel
+
+STATEMENT_TIMEOUT_MS = 10_000
+# Where aggregation periods start when no timeAt says: midnight UTC, so PT10M or PT1H line up.
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_TIME_COLUMN = {"observedAt": "h.ts", "createdAt": "h.created_at", "modifiedAt": "h.modified_at"}
+_VALUE = (
+    "coalesce(h.instance->'value', h.instance->'object', h.instance->'languageMap', h.instance->'vocab',"
+    " h.instance->'json', h.instance->'valueList', h.instance->'objectList')"
+)
+_STREAM_JOIN = (
+    "h.tenant = s.tenant AND h.entity_id = s.id AND h.attr = s.attr AND h.dataset_id = s.dataset_id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRow:
+    """One history row of a stream (an instance, or a deletion marker)."""
+
+    entity_id: str
+    attr: str
+    dataset_id: str
+    row_id: int
+    instance: dict[str, Any] | None
+    time: datetime
+    created_at: datetime | None
+    modified_at: datetime
+    deleted_at: datetime | None
+
+
+def time_column(tq: TemporalQuery) -> str:
+    return "h.deleted_at" if tq.timeproperty == "deletedAt" else _TIME_COLUMN[tq.timeproperty]
+
+
+def window_sql(tq: TemporalQuery, params: Params) -> str:
+    """The conditions on a history row ``h`` of the temporal query's window (and kind of row)."""
+    column = time_column(tq)
+    parts = ["h.deleted_at IS NOT NULL" if tq.timeproperty == "deletedAt" else "h.deleted_at IS NULL"]
+    if tq.timerel is TimeRel.BEFORE:
+        parts.append(f"{column} < {params.add(tq.time_at, 'timestamptz')}")
+    elif tq.timerel is TimeRel.AFTER:
+        parts.append(f"{column} > {params.add(tq.time_at, 'timestamptz')}")
+    elif tq.timerel is TimeRel.BETWEEN:
+        parts.append(f"{column} >= {params.add(tq.time_at, 'timestamptz')}")
+        parts.append(f"{column} < {params.add(tq.end_time_at, 'timestamptz')}")
+    return " AND ".join(parts)
+
+
+def _selection_sql(
+    query: EntityQuery, attrs: tuple[str, ...] | None, tq: TemporalQuery, tm: TermMap, params: Params
+) -> str:
+    """Conditions on a stream ``s`` for the entity query, the attributes and the time window."""
+    parts = [where_sql(EntityQuery(selectors=query.selectors), tm, params, alias="s")]
+    if attrs:
+        parts.append(f"s.attr = ANY({params.add(list(attrs), 'text[]')})")
+    current = replace(query, selectors=(), attrs=None)
+    if not current.is_empty:
+        parts.append(
+            "EXISTS (SELECT 1 FROM entities e WHERE e.tenant = s.tenant AND e.id = s.id"
+            f" AND {where_sql(current, tm, params, alias='e')})"
+        )
+    if tq.timerel is not None or tq.timeproperty == "deletedAt":
+        parts.append(
+            f"EXISTS (SELECT 1 FROM attribute_history h WHERE {_STREAM_JOIN} AND {window_sql(tq, params)})"
+        )
+    return " AND ".join(parts)
+
+
+async def _run(pool: asyncpg.Pool, sql: str, values: list[Any]) -> list[asyncpg.Record]:
+    try:
+        async with pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            return list(await conn.fetch(sql, *values))
+    except asyncpg.InvalidRegularExpressionError as exc:
+        raise BadRequestData(f"invalid regular expression: {exc}") from None
+    except asyncpg.DataError as exc:
+        raise BadRequestData(f"a value in the query cannot be used: {exc}") from None
+    except asyncpg.QueryCanceledError:
+        raise TooComplexQuery(
+            f"the query did not finish within {STATEMENT_TIMEOUT_MS // 1000} s; narrow it down"
+        ) from None
+
+
+async def page_entities(
+    pool: asyncpg.Pool,
+    tenant: str,
+    query: EntityQuery,
+    attrs: tuple[str, ...] | None,
+    tq: TemporalQuery,
+    tm: TermMap,
+    *,
+    limit: int,
+    offset: int,
+    count: bool,
+) -> tuple[list[tuple[str, list[str]]], bool, int | None]:
+    """One page of temporal entities (id, types) in id order, whether more follow, the total if asked."""
+    params = Params(tenant)
+    where = _selection_sql(query, attrs, tq, tm, params)
+    found: list[tuple[str, list[str]]] = []
+    if limit > 0:
+        page = Params(*params.values)
+        rows = await _run(
+            pool,
+            "SELECT s.id, min(s.types) AS types FROM history_streams s"
+            f" WHERE s.tenant = $1 AND {where} GROUP BY s.id ORDER BY s.id"
+            f" LIMIT {page.add(limit + 1)} OFFSET {page.add(offset)}",
+            page.values,
+        )
+        found = [(row["id"], list(row["types"])) for row in rows]
+    total = None
+    if count:
+        rows = await _run(
+            pool,
+            f"SELECT count(DISTINCT s.id) AS n FROM history_streams s WHERE s.tenant = $1 AND {where}",
+            params.values,
+        )
+        total = int(rows[0]["n"])
+    return found[:limit], len(found) > limit, total
+
+
+def _streams_sql(ids: list[str], attrs: tuple[str, ...] | None, params: Params) -> str:
+    sql = f"s.tenant = $1 AND s.id = ANY({params.add(ids, 'text[]')})"
+    if attrs:
+        sql += f" AND s.attr = ANY({params.add(list(attrs), 'text[]')})"
+    return sql
+
+
+async def instances(
+    pool: asyncpg.Pool,
+    tenant: str,
+    ids: list[str],
+    attrs: tuple[str, ...] | None,
+    tq: TemporalQuery,
+    per_stream: int,
+) -> list[StreamRow]:
+    """Up to ``per_stream`` rows of each stream of ``ids``: the newest with lastN, else the oldest.
+
+    Rows come ordered by entity, attribute, datasetId and then in the order they were picked.
+    """
+    params = Params(tenant)
+    column = time_column(tq)
+    direction = "DESC" if tq.last_n is not None else "ASC"
+    window = window_sql(tq, params)
+    streams = _streams_sql(ids, attrs, params)
+    rows = await _run(
+        pool,
+        "SELECT s.id AS entity_id, s.attr, s.dataset_id, h.id AS row_id, h.instance, h.t,"
+        " h.created_at, h.modified_at, h.deleted_at"
+        " FROM history_streams s CROSS JOIN LATERAL ("
+        f"  SELECT h.id, h.instance, {column} AS t, h.created_at, h.modified_at, h.deleted_at"
+        f"  FROM attribute_history h WHERE {_STREAM_JOIN} AND {window}"
+        f"  ORDER BY {column} {direction}, h.id {direction} LIMIT {params.add(per_stream)}"
+        f" ) h WHERE {streams} ORDER BY s.id, s.attr, s.dataset_id, h.t {direction}, h.id {direction}",
+        params.values,
+    )
+    return [
+        StreamRow(
+            r["entity_id"],
+            r["attr"],
+            r["dataset_id"],
+            r["row_id"],
+            r["instance"],
+            r["t"],
+            r["created_at"],
+            r["modified_at"],
+            r["deleted_at"],
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """The aggregates of one stream over one period."""
+
+    entity_id: str
+    attr: str
+    dataset_id: str
+    kind: str
+    start: datetime
+    end: datetime
+    values: dict[str, Any]
+
+
+_AGGREGATES = {
+    "totalCount": "count(*)",
+    "distinctCount": "count(DISTINCT v)",
+    "sum": "sum(n)",
+    "avg": "avg(n)",
+    "min": "min(n)",
+    "max": "max(n)",
+    "stddev": "stddev_pop(n)",
+    "sumsq": "sum(n * n)",
+}
+
+
+async def aggregates(
+    pool: asyncpg.Pool,
+    tenant: str,
+    ids: list[str],
+    attrs: tuple[str, ...] | None,
+    tq: TemporalQuery,
+    aggregation: Aggregation,
+) -> list[Bucket]:
+    """Each stream's aggregates per period (clause 4.5.19), periods in time order."""
+    params = Params(tenant)
+    column = time_column(tq)
+    origin = tq.time_at if tq.time_at is not None and tq.timerel is not TimeRel.BEFORE else EPOCH
+    if aggregation.period is not None:
+        period = params.add(aggregation.period, "interval")
+        bucket = f"date_bin({period}, t, {params.add(origin, 'timestamptz')})"
+    else:
+        bucket = "NULL::timestamptz"
+    window = window_sql(tq, params)
+    streams = _streams_sql(ids, attrs, params)
+    selected = ", ".join(f'{_AGGREGATES[m]} AS "{m}"' for m in aggregation.methods)
+    rows = await _run(
+        pool,
+        "SELECT s.id AS entity_id, s.attr, s.dataset_id, a.* FROM history_streams s CROSS JOIN LATERAL ("
+        f"  SELECT {bucket} AS start, min(t) AS first, max(t) AS last, min(kind) AS kind, {selected}"
+        f"  FROM (SELECT {column} AS t, h.instance->>'type' AS kind, {_VALUE} AS v,"
+        f"   CASE WHEN jsonb_typeof({_VALUE}) = 'number' THEN ({_VALUE} #>> '{{}}')::float8 END AS n"
+        f"   FROM attribute_history h WHERE {_STREAM_JOIN} AND {window}) x"
+        "  GROUP BY 1"
+        f" ) a WHERE {streams} ORDER BY s.id, s.attr, s.dataset_id, a.first",
+        params.values,
+    )
+    return [_bucket(row, tq, aggregation) for row in rows]
+
+
+def _bucket(row: asyncpg.Record, tq: TemporalQuery, aggregation: Aggregation) -> Bucket:
+    if aggregation.period is not None:
+        start: datetime = row["start"]
+        end = start + aggregation.period
+    else:
+        start = tq.time_at if tq.timerel in (TimeRel.AFTER, TimeRel.BETWEEN) and tq.time_at else row["first"]
+        end = row["last"] + timedelta(microseconds=1)
+        if tq.timerel is TimeRel.BETWEEN and tq.end_time_at is not None:
+            end = tq.end_time_at
+        elif tq.timerel is TimeRel.BEFORE and tq.time_at is not None:
+            end = tq.time_at
+    values = {m: row[m] for m in aggregation.methods}
+    return Bucket(row["entity_id"], row["attr"], row["dataset_id"], row["kind"] or "", start, end, values)
