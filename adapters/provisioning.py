@@ -65,6 +65,7 @@ class _Index:
         self.by_protocol_id: dict[tuple[str, str], list[DeviceConfig]] = defaultdict(list)
         self.by_dev_eui: dict[str, DeviceConfig] = {}
         self.by_sigfox: dict[str, DeviceConfig] = {}
+        self.by_entity: dict[tuple[str, str], DeviceConfig] = {}
         for tenant_groups in groups.values():
             for group in tenant_groups:
                 self.groups_by_apikey[group.apikey].append(group)
@@ -79,6 +80,7 @@ class _Index:
                     self.by_dev_eui[config.dev_eui] = config
                 if config.protocol == SIGFOX:
                     self.by_sigfox[config.device_id.upper()] = config
+                self.by_entity[(tenant, config.entity_name)] = config
 
 
 def _prefer(configs: list[DeviceConfig], tenant: str | None) -> DeviceConfig | None:
@@ -124,7 +126,11 @@ class Registry:
         if message.apikey is not None:
             return self.by_apikey_device(message.apikey, message.device_id, tenant=message.tenant)
         if message.family in (TTS, CHIRPSTACK):
-            return _prefer(self._index.by_protocol_id.get((message.family, message.device_id), []), None)
+            # Without a DevEUI, a network's device id names a device only where it is unambiguous.
+            found = self._index.by_protocol_id.get((message.family, message.device_id), [])
+            if message.tenant is not None:
+                found = [c for c in found if c.tenant == message.tenant] or found
+            return found[0] if len(found) == 1 else None
         return None
 
     def by_apikey_device(
@@ -148,6 +154,10 @@ class Registry:
     def by_sigfox(self, device_id: str) -> DeviceConfig | None:
         """A Sigfox device by its hex id (any case in, upper-case stored)."""
         return self._index.by_sigfox.get(device_id.upper())
+
+    def by_entity(self, tenant: str, entity_id: str) -> DeviceConfig | None:
+        """The stored device whose entity is ``entity_id`` (commands are addressed through it)."""
+        return self._index.by_entity.get((tenant, entity_id))
 
     def groups(self, tenant: str) -> list[ServiceGroup]:
         """The groups of ``tenant`` (provisioning uses them to name a new device's entity)."""

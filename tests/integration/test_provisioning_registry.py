@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from adapters.message import IOTA_JSON, SIGFOX, TTS, DeviceMessage, Rejected
+from adapters.message import CHIRPSTACK, IOTA_JSON, SIGFOX, TTS, DeviceMessage, Rejected
 from adapters.provisioning import Registry, parse_device, parse_group
 from broker.store import create_pool, migrate
 from tests.conftest import database_url
@@ -131,11 +131,11 @@ async def test_find_looks_devices_up_by_dev_eui_sigfox_id_and_apikey(
     registries: tuple[Registry, Registry],
 ) -> None:
     first, _ = registries
-    tenant, apikey, dev_eui = unique("town"), unique("key"), uuid.uuid4().hex[:16]
+    tenant, apikey, dev_eui, gauge = unique("town"), unique("key"), uuid.uuid4().hex[:16], unique("gauge")
     sigfox_id = uuid.uuid4().hex[:8].upper()
     group = parse_group({"apikey": apikey, "autoprovision": False}, tenant, "/")
     devices = [
-        parse_device({"device_id": "gauge-a", "dev_eui": dev_eui, "protocol": "tts"}, tenant, "/", []),
+        parse_device({"device_id": gauge, "dev_eui": dev_eui, "protocol": "tts"}, tenant, "/", []),
         parse_device({"device_id": sigfox_id.lower(), "protocol": "sigfox"}, tenant, "/", []),
         parse_device({"device_id": "sensor-1", "apikey": apikey}, tenant, "/", [group]),
     ]
@@ -144,12 +144,12 @@ async def test_find_looks_devices_up_by_dev_eui_sigfox_id_and_apikey(
     await first.reload(tenant)
 
     by_eui = first.find(message(TTS, "whatever", dev_eui=dev_eui.upper()))
-    by_tts_id = first.find(message(TTS, "gauge-a"))
+    by_tts_id = first.find(message(TTS, gauge))
     by_sigfox = first.find(message(SIGFOX, sigfox_id.lower()))
     by_apikey = first.find(message(IOTA_JSON, "sensor-1", apikey=apikey))
 
     assert by_eui is not None
-    assert by_eui.device_id == "gauge-a"
+    assert by_eui.device_id == gauge
     assert by_tts_id == by_eui
     assert by_sigfox is not None
     assert by_sigfox.device_id == sigfox_id
@@ -176,3 +176,20 @@ async def test_the_tenant_a_message_names_chooses_among_groups_sharing_an_apikey
 
     assert chosen is not None
     assert chosen.tenant == west
+
+
+async def test_a_network_device_id_shared_by_two_tenants_finds_nothing_without_a_dev_eui(
+    registries: tuple[Registry, Registry],
+) -> None:
+    first, _ = registries
+    shared, east, west = unique("gauge"), unique("east"), unique("west")
+    for tenant in (east, west):
+        await first.store.add_devices(
+            [parse_device({"device_id": shared, "protocol": "chirpstack"}, tenant, "/", [])]
+        )
+        await first.reload(tenant)
+
+    assert first.find(message(CHIRPSTACK, shared)) is None
+    named = first.find(message(CHIRPSTACK, shared, tenant=west))
+    assert named is not None
+    assert named.tenant == west
