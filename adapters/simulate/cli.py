@@ -165,6 +165,15 @@ class Destinations:
         self._mqtt: MqttPublisher | None = None
         self._http: HttpPoster | None = None
 
+    async def open(self) -> None:
+        """Connect to the MQTT broker now (every scenario publishes there), so a wrong URL fails at once."""
+        if self._dry is None:
+            client_id = f"simulate-{self._args.scenario}-{os.getpid()}"
+            self._mqtt = MqttPublisher(
+                self._args.mqtt_url, client_id, qos=self._args.qos, window=self._args.window
+            )
+            await self._mqtt.connect()
+
     async def send(self, message: Outgoing) -> None:
         if self._dry is not None:
             await self._dry.send(message)
@@ -174,12 +183,7 @@ class Destinations:
                 await self._http.connect()
             await self._http.send(message)
         else:
-            if self._mqtt is None:
-                client_id = f"simulate-{self._args.scenario}-{os.getpid()}"
-                self._mqtt = MqttPublisher(
-                    self._args.mqtt_url, client_id, qos=self._args.qos, window=self._args.window
-                )
-                await self._mqtt.connect()
+            assert self._mqtt is not None, "open() first"
             await self._mqtt.send(message)
 
     async def drain(self) -> None:
@@ -205,8 +209,12 @@ class Destinations:
         return out
 
 
-async def simulate(args: argparse.Namespace, out: TextIO = sys.stdout) -> Summary:
-    """Run one bounded scenario: provision if asked, then send its messages paced in simulated time."""
+async def simulate(args: argparse.Namespace, out: TextIO | None = None) -> Summary:
+    """Run one bounded scenario: provision if asked, then send its messages paced in simulated time.
+
+    ``out`` receives the dry run's JSON lines (default: stdout).
+    """
+    out = out or sys.stdout
     tenant, _, _, default_duration, default_speed = _DEFAULTS[args.scenario]
     start = args.start or datetime.now(UTC).replace(microsecond=0)
     scenario = make_scenario(args, start)
@@ -221,30 +229,39 @@ async def simulate(args: argparse.Namespace, out: TextIO = sys.stdout) -> Summar
         if summary.problems:
             return summary
     destinations = Destinations(args, out)
-    pace = Pace(start, speed, args.rate)
-    count = 0
     try:
-        for message in scenario.messages:
-            if _finished(message, count, end, args.messages):
-                break
-            await pace.wait(message.at, count)
-            await destinations.send(message)
-            count += 1
-            summary.end = message.at
+        await destinations.open()
+        pace = Pace(start, speed, args.rate)
+        count = await _send_all(scenario, destinations, pace, end, args.messages, summary)
         await destinations.drain()
+        summary.elapsed_s = pace.elapsed()
+        if end is not None and (args.messages is None or count < args.messages):
+            summary.end = end  # the whole span was covered
     except Unreachable as exc:
         summary.problems.append(str(exc))
     finally:
         await destinations.close()
-    if end is not None and (args.messages is None or count < args.messages):
-        summary.end = end
-    summary.elapsed_s = pace.elapsed()
     summary.tallies = destinations.tallies()
     return summary
 
 
-def _finished(message: Outgoing, count: int, end: datetime | None, limit: int | None) -> bool:
-    return (end is not None and message.at >= end) or (limit is not None and count >= limit)
+async def _send_all(
+    scenario: Scenario,
+    destinations: Destinations,
+    pace: Pace,
+    end: datetime | None,
+    limit: int | None,
+    summary: Summary,
+) -> int:
+    count = 0
+    for message in scenario.messages:
+        if (end is not None and message.at >= end) or (limit is not None and count >= limit):
+            break
+        await pace.wait(message.at, count)
+        await destinations.send(message)
+        count += 1
+        summary.end = message.at
+    return count
 
 
 async def _provision(args: argparse.Namespace, tenant: str, scenario: Scenario, out: TextIO) -> list[str]:

@@ -93,11 +93,13 @@ class MqttPublisher:
         self._misc = asyncio.create_task(self._keepalive())
 
     async def send(self, message: Outgoing) -> None:
-        """Publish once a slot in the window is free; the slot is freed by the PUBACK."""
+        """Publish once a slot in the window is free; the slot is freed by the PUBACK.
+
+        Raises Unreachable once the connection is lost: the run stops rather than fail every message.
+        """
         tally = self.tally.setdefault(message.family, Tally())
         if self._lost:
-            tally.fail(f"connection lost: {self._lost}")
-            return
+            raise Unreachable(f"MQTT connection lost: {self._lost}")
         assert message.topic is not None
         await self._window.acquire()
         info = self._client.publish(message.topic, orjson.dumps(message.body), qos=self._qos)
