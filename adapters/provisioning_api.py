@@ -160,10 +160,10 @@ async def update_group(request: web.Request) -> web.Response:
 
 
 async def delete_group(request: web.Request) -> web.Response:
-    """DELETE /iot/services?resource=&apikey=: 204 (its devices stay, as with the IoT Agents)."""
+    """DELETE /iot/services?resource=&apikey=[&device=true]: 204; its devices go too with device=true."""
     group = await _existing_group(request)
     registry = request.app[DEVICES]
-    await registry.store.delete_group(group)
+    await registry.store.delete_group(group, with_devices=common.flag(request, "device"))
     await registry.reload(group.tenant)
     return web.Response(status=204)
 
@@ -203,7 +203,15 @@ async def _existing_device(request: web.Request) -> Device:
     tenant, path = _scope(request)
     device_id = request.match_info["device_id"]
     apikey = request.query.get("apikey") or None
-    found = await request.app[DEVICES].store.device(tenant, path, device_id, apikey)
+    store = request.app[DEVICES].store
+    found = await store.device(tenant, path, device_id, apikey)
+    if not found and device_id != device_id.upper():
+        # Sigfox ids are stored upper-case; the Sigfox backend and operators may write them lower.
+        found = [
+            d
+            for d in await store.device(tenant, path, device_id.upper(), apikey)
+            if d.profile.protocol == "sigfox"
+        ]
     if not found:
         raise ResourceNotFound(
             f"device {device_id!r} does not exist in this service and path", name="DEVICE_NOT_FOUND"

@@ -178,9 +178,17 @@ class ProvisioningStore:
         )
         return bool(status != "DELETE 0")
 
-    async def delete_group(self, group: ServiceGroup) -> bool:
+    async def delete_group(self, group: ServiceGroup, *, with_devices: bool = False) -> bool:
+        """Delete ``group``, and with ``with_devices`` the devices of its path that use its apikey."""
         async with self._pool.acquire() as conn, conn.transaction():
             deleted = await self._delete_group(conn, group)
+            if with_devices:
+                await conn.execute(
+                    "DELETE FROM devices WHERE tenant = $1 AND service_path = $2 AND apikey = $3",
+                    group.tenant,
+                    group.service_path,
+                    group.apikey,
+                )
             await _notify(conn, [group.tenant])
         return deleted
 

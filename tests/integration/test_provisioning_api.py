@@ -334,3 +334,31 @@ async def test_a_provisioned_device_is_found_at_once_with_its_group_defaults(
         "MTR",
         "Number",
     )
+
+
+async def test_deleting_a_group_with_device_true_deletes_its_devices_too(iota: Iota) -> None:
+    kept_key, gone_key = unique("key"), unique("key")
+    await iota.json(
+        "POST", "/iot/services", {"services": [gauge_group(kept_key), gauge_group(gone_key)]}, status=201
+    )
+    devices = [{"device_id": "a", "apikey": gone_key}, {"device_id": "b", "apikey": kept_key}]
+    await iota.json("POST", "/iot/devices", {"devices": devices}, status=201)
+
+    response = await iota.call(
+        "DELETE", "/iot/services", resource="/iot/json", apikey=gone_key, device="true"
+    )
+
+    assert response.status == 204
+    assert [d["device_id"] for d in (await iota.json("GET", "/iot/devices"))["devices"]] == ["b"]
+
+
+async def test_a_sigfox_device_is_read_by_its_id_in_either_case(iota: Iota) -> None:
+    await iota.json(
+        "POST", "/iot/devices", {"devices": [{"device_id": "1a2b3c", "protocol": "sigfox"}]}, status=201
+    )
+
+    upper = await iota.json("GET", "/iot/devices/1A2B3C")
+    lower = await iota.json("GET", "/iot/devices/1a2b3c")
+
+    assert upper == lower
+    assert upper["device_id"] == "1A2B3C"
