@@ -84,18 +84,18 @@ def observed_time(device: DeviceConfig, measures: Measures, observed_at: datetim
 def number(value: Any, where: str) -> float | int:
     """A finite number from a measure (gateways send numbers, UltraLight sends text)."""
     if isinstance(value, bool):
-        raise Rejected(f"{where} is {value!r}, not a number")
+        raise Rejected(f"{where} is {short(value)}, not a number")
     if isinstance(value, int | float):
         result: float | int = value
     elif isinstance(value, str):
         try:
             result = int(value) if value.strip().lstrip("+-").isdigit() else float(value)
         except ValueError:
-            raise Rejected(f"{where} is {value!r}, not a number") from None
+            raise Rejected(f"{where} is {short(value)}, not a number") from None
     else:
-        raise Rejected(f"{where} is {_short(value)}, not a number")
+        raise Rejected(f"{where} is {short(value)}, not a number")
     if not math.isfinite(result):
-        raise Rejected(f"{where} is {value!r}, not a finite number")
+        raise Rejected(f"{where} is {short(value)}, not a finite number")
     return result
 
 
@@ -138,12 +138,12 @@ def point(value: Any, where: str) -> dict[str, Any]:
     elif isinstance(value, str):
         parts = value.split(",")
         if len(parts) != 2:
-            raise Rejected(f"{where} {value!r} is not 'latitude, longitude'")
+            raise Rejected(f"{where} {short(value)} is not 'latitude, longitude'")
         lat, lon = parts
     elif isinstance(value, list | tuple) and len(value) in (2, 3):
         lon, lat = value[0], value[1]
     else:
-        raise Rejected(f"{where} is {_short(value)}, not a position")
+        raise Rejected(f"{where} is {short(value)}, not a position")
     if lat is None or lon is None:
         raise Rejected(f"{where} has no coordinates (null latitude or longitude)")
     latitude = float(number(lat, f"{where} latitude"))
@@ -168,6 +168,7 @@ def sibling_id(device: DeviceConfig, kind: str) -> str:
     return f"urn:ngsi-ld:{kind}:{device.device_id}"
 
 
-def _short(value: Any) -> str:
+def short(value: Any) -> str:
+    """A value as quoted in a rejection reason: its repr, cut to 60 characters."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -71,7 +71,9 @@ def attribute(mapping: AttributeMapping, value: Any, observed: str | None) -> di
             attr = common.geo(common.point(value, where))
     elif kind == "Relationship":
         if not isinstance(value, str) or ":" not in value:
-            raise Rejected(f"{where} is {value!r}, not an entity id for relationship {mapping.name}")
+            raise Rejected(
+                f"{where} is {common.short(value)}, not an entity id ({mapping.name} is a Relationship)"
+            )
         attr = common.relationship(value)
     else:
         attr = common.prop(_typed(kind, value, where))
@@ -110,7 +112,7 @@ def _typed(kind: str, value: Any, where: str) -> Any:
         text = str(value).strip().lower()
         if text in _TRUE or text in _FALSE:
             return text in _TRUE
-        raise Rejected(f"{where} is {value!r}, not a boolean")
+        raise Rejected(f"{where} is {common.short(value)}, not a boolean")
     if kind in ("Text", "String"):
         return value if isinstance(value, str) else str(value)
     if kind in ("DateTime", "ISO8601"):

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.codecs.cayenne import decode as cayenne_decode
 from adapters.codecs.layout import decode as layout_decode
@@ -16,6 +18,7 @@ from adapters.models import flood, normalise
 from adapters.models.common import point
 from adapters.pseudonym import Pseudonymiser
 from adapters.validate import Validator
+from broker.errors import BadRequestData
 from broker.jsonld.context import (
     DEFAULT_VOCAB,
     bundled_document,
@@ -426,3 +429,73 @@ def test_points_accept_the_shapes_gateways_send_in_geojson_order() -> None:
 
 def _fields(device: DeviceConfig) -> dict[str, Any]:
     return {name: getattr(device, name) for name in DeviceConfig.__slots__}
+
+
+# --- robustness: any measures give entities the broker accepts, or a Rejected ----------------
+
+JSON_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=True), st.text(max_size=12)
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+MEASURE_NAMES = st.sampled_from(
+    [
+        "analog_in_1",
+        "analog_in_2",
+        "gps_1",
+        "speed",
+        "heading",
+        "t",
+        "p",
+        "on",
+        "TimeInstant",
+        "location",
+        "x_y",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    device=st.sampled_from([GAUGE, PLOW, THERMO]),
+    measures=st.dictionaries(MEASURE_NAMES, JSON_VALUES, max_size=5),
+)
+def test_any_measures_give_entities_the_broker_parses_or_a_rejection(
+    device: DeviceConfig, measures: dict[str, Any]
+) -> None:
+    try:
+        updates = normalise(device, measures, GAUGE_TIME, {"rssi": -90}, PSEUDONYMS)
+    except Rejected:
+        return
+    for update in updates:
+        problem = broker_refusal(update)
+        # The generic mapping passes unmapped values through; only the broker's rules judge those.
+        assert problem is None or device is THERMO, f"{update.entity['type']}: {problem}"
+
+
+def broker_refusal(update: EntityUpdate) -> str | None:
+    try:
+        expanded(update)
+    except BadRequestData as error:
+        return error.detail
+    return None
+
+
+@given(lat=st.floats(-90, 90), lon=st.floats(-180, 180))
+def test_every_position_in_range_becomes_a_geojson_point_in_longitude_latitude_order(
+    lat: float, lon: float
+) -> None:
+    if lat == 0 and lon == 0:
+        return
+    assert point({"latitude": lat, "longitude": lon}, "p") == {"type": "Point", "coordinates": [lon, lat]}
+
+
+@given(lat=st.floats(allow_nan=True), lon=st.floats(allow_nan=True))
+def test_a_position_out_of_range_or_not_finite_is_rejected(lat: float, lon: float) -> None:
+    if -90 <= lat <= 90 and -180 <= lon <= 180:
+        return
+    with pytest.raises(Rejected):
+        point({"latitude": lat, "longitude": lon}, "p")
