@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from adapters.codecs import measures_of, ultralight
+from adapters.codecs.fields import about_device
 from adapters.message import IOTA_JSON, IOTA_UL, DeviceMessage, Measures, Rejected, to_utc
 
 ATTRS = "attrs"
@@ -102,6 +103,11 @@ def parse(origin: str, body: bytes, received_at: datetime, headers: Mapping[str,
 def parse_mqtt(topic: str, body: bytes, received_at: datetime) -> DeviceMessage:
     """An IoT Agent MQTT message as a DeviceMessage; Rejected naming what is wrong."""
     route = classify(topic)
+    with about_device(route.device):
+        return _mqtt_message(topic, route, body, received_at)
+
+
+def _mqtt_message(topic: str, route: Route, body: bytes, received_at: datetime) -> DeviceMessage:
     family = route.family or (IOTA_JSON if _looks_like_json(body) else IOTA_UL)
     if route.kind == CMDEXE:
         measures = _command_result(family, body, route.device)
@@ -127,6 +133,20 @@ def parse_http(origin: str, body: bytes, received_at: datetime, headers: Mapping
     path = url.path.rstrip("/")
     query = parse_qs(url.query, keep_blank_values=True)
     apikey, device = _param(query, "k", "apikey"), _param(query, "i", "device id")
+    with about_device(device):
+        return _http_message(origin, path, query, apikey, device, body, received_at, headers)
+
+
+def _http_message(
+    origin: str,
+    path: str,
+    query: dict[str, list[str]],
+    apikey: str,
+    device: str,
+    body: bytes,
+    received_at: datetime,
+    headers: Mapping[str, str],
+) -> DeviceMessage:
     if path == HTTP_PATHS[0]:
         family, measures = IOTA_JSON, _measures(IOTA_JSON, body)
     elif path == HTTP_PATHS[1]:
@@ -137,7 +157,7 @@ def parse_http(origin: str, body: bytes, received_at: datetime, headers: Mapping
         is_reply = text.strip().startswith(f"{device}@")
         measures = _command_result(IOTA_UL, body, device) if is_reply else ultralight.parse(text)
     else:
-        raise Rejected(f"path {url.path!r} is not an IoT Agent southbound path (/iot/json, /iot/d)")
+        raise Rejected(f"path {path!r} is not an IoT Agent southbound path (/iot/json, /iot/d)")
     stamp = query.get("t", [None])[0]
     observed_at, measures = _times(measures, to_utc(stamp, where="query parameter t") if stamp else None)
     lower = {name.lower(): value for name, value in headers.items()}

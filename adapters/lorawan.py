@@ -54,6 +54,18 @@ def parse_tts(origin: str, body: bytes, received_at: datetime) -> DeviceMessage 
     device = str(f.text(ids, "device_id", "end_device_ids.", required=True))
     if "uplink_message" not in message and topic is None:
         return None  # a webhook's join_accept, downlink_ack...: nothing to store
+    with f.about_device(device):
+        return _tts_uplink(origin, topic, message, device, received_at)
+
+
+def _tts_uplink(
+    origin: str,
+    topic: tuple[str, str | None, str, str] | None,
+    message: dict[str, Any],
+    device: str,
+    received_at: datetime,
+) -> DeviceMessage:
+    ids = message["end_device_ids"]
     uplink = f.obj(message, "uplink_message", "", required=True)
     application = f.text(f.obj(ids, "application_ids", "end_device_ids."), "application_id", "")
     tenant = f.text(
@@ -65,6 +77,7 @@ def parse_tts(origin: str, body: bytes, received_at: datetime) -> DeviceMessage 
         application, tenant = topic[0], topic[1] or tenant
     dev_eui = f.text(ids, "dev_eui", "end_device_ids.")
     counter = f.integer(uplink, "f_cnt", "uplink_message.") or 0
+    time_field = "uplink_message.received_at" if uplink.get("received_at") else "received_at"
     time = f.text(uplink, "received_at", "uplink_message.") or f.text(message, "received_at", "")
     radio = _best_gateway(uplink.get("rx_metadata"), "uplink_message.rx_metadata", _tts_gateway)
     if application:
@@ -77,7 +90,7 @@ def parse_tts(origin: str, body: bytes, received_at: datetime) -> DeviceMessage 
         dev_eui=f.eui(dev_eui, "end_device_ids.dev_eui") if dev_eui else None,
         tenant=tenant,
         frame=_frame(counter, _tts_uplink_id(message.get("correlation_ids"))),
-        observed_at=to_utc(time, where="uplink_message.received_at") if time else None,
+        observed_at=to_utc(time, where=time_field) if time else None,
         measures=_decoded(uplink.get("decoded_payload"), "uplink_message.decoded_payload"),
         payload=f.b64(uplink, "frm_payload", "uplink_message."),
         port=f.integer(uplink, "f_port", "uplink_message."),
@@ -124,6 +137,19 @@ def parse_chirpstack(origin: str, body: bytes, received_at: datetime) -> DeviceM
     message = f.json_object(body, "ChirpStack event")
     info = f.obj(message, "deviceInfo", "", required=True)
     dev_eui = f.eui(str(f.text(info, "devEui", "deviceInfo.", required=True)), "deviceInfo.devEui")
+    with f.about_device(dev_eui):
+        return _chirpstack_event(origin, topic, event, message, dev_eui, received_at)
+
+
+def _chirpstack_event(
+    origin: str,
+    topic: tuple[str, str, str] | None,
+    event: str,
+    message: dict[str, Any],
+    dev_eui: str,
+    received_at: datetime,
+) -> DeviceMessage | None:
+    info = message["deviceInfo"]
     application = f.text(info, "applicationId", "deviceInfo.")
     if topic is not None:
         if topic[1].lower() != dev_eui:

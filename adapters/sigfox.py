@@ -33,6 +33,11 @@ def parse(origin: str, body: bytes, received_at: datetime) -> DeviceMessage:
     device = f.text(params, "device", "", required=True)
     if device is None or len(device) > 8 or not set(device) <= _HEX:
         raise Rejected(f"device {device!r} is not a Sigfox device id (up to 8 hex digits)")
+    with f.about_device(device.upper()):
+        return _message(origin, params, device.upper(), received_at)
+
+
+def _message(origin: str, params: dict[str, Any], device: str, received_at: datetime) -> DeviceMessage:
     data = params.get("data")
     if not isinstance(data, str):
         raise Rejected("data is missing" if data is None else f"data {data!r} is not a hex string")
@@ -51,7 +56,7 @@ def parse(origin: str, body: bytes, received_at: datetime) -> DeviceMessage:
     return DeviceMessage(
         family=SIGFOX,
         origin=origin,
-        device_id=device.upper(),
+        device_id=device,
         received_at=received_at,
         frame=frame,
         observed_at=observed_at,

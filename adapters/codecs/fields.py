@@ -10,7 +10,8 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -118,3 +119,14 @@ def location(value: Any, where: str) -> dict[str, float] | None:
         if found is not None:
             out[key] = found
     return out or None
+
+
+@contextmanager
+def about_device(device: str) -> Iterator[None]:
+    """Rejections inside name ``device``, so the dead letter is listed under it."""
+    try:
+        yield
+    except Rejected as rejected:
+        if rejected.device is not None:
+            raise
+        raise Rejected(rejected.reason, device=device) from None

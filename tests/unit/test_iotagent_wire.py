@@ -221,3 +221,15 @@ def test_null_coordinates_pass_through_for_the_model_to_judge() -> None:
     body = b'{"location": {"type": "Point", "coordinates": [null, null]}, "speed": 0}'
     message = iotagent.parse_mqtt("/json/k/plow-1/attrs", body, NOW)
     assert message.measures == [{"location": {"type": "Point", "coordinates": [None, None]}, "speed": 0}]
+
+
+def test_a_rejection_after_the_device_is_known_names_it_for_the_dead_letter() -> None:
+    with pytest.raises(Rejected) as caught:
+        iotagent.parse_mqtt("/json/k/gauge-1/attrs", b"{", NOW)
+    assert caught.value.device == "gauge-1"
+    with pytest.raises(Rejected) as caught:
+        iotagent.parse_http("/iot/d?k=k&i=gauge-2", b"t|1|h", NOW, {})
+    assert caught.value.device == "gauge-2"
+    with pytest.raises(Rejected) as caught:
+        iotagent.parse_mqtt("/json/k/gauge-1/other", b"{}", NOW)
+    assert caught.value.device is None

@@ -373,3 +373,15 @@ def _parses_or_is_rejected(parse: Callable[[], DeviceMessage | None]) -> None:
         assert outcome.reason
     else:
         assert outcome is None or (outcome.device_id and isinstance(outcome.measures, list))
+
+
+def test_a_rejection_after_the_device_is_known_names_it_for_the_dead_letter() -> None:
+    with pytest.raises(Rejected) as caught:
+        tts(edited(TTS_SAMPLE["message"], "uplink_message.f_cnt", "many"))
+    assert caught.value.device == "wl-kasuga-001"
+    with pytest.raises(Rejected) as caught:
+        chirpstack(edited(CS_SAMPLE["message"], "fCnt", "many"))
+    assert caught.value.device == "0004a30b001c0530"
+    with pytest.raises(Rejected) as caught:
+        tts(edited(TTS_SAMPLE["message"], "end_device_ids.device_id", ...))
+    assert caught.value.device is None

@@ -163,3 +163,9 @@ def test_any_bytes_parse_or_are_rejected(body: bytes) -> None:
     except Rejected as rejected:
         outcome = rejected
     assert isinstance(outcome, Rejected | DeviceMessage)
+
+
+def test_a_rejection_after_the_device_is_known_names_it_for_the_dead_letter() -> None:
+    with pytest.raises(Rejected) as caught:
+        parse_json(BODY | {"device": "3f2a91", "data": "zz"})
+    assert caught.value.device == "3F2A91"
