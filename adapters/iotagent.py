@@ -103,19 +103,15 @@ def parse(origin: str, body: bytes, received_at: datetime, headers: Mapping[str,
 def parse_mqtt(topic: str, body: bytes, received_at: datetime) -> DeviceMessage:
     """An IoT Agent MQTT message as a DeviceMessage; Rejected naming what is wrong."""
     route = classify(topic)
-    with about_device(route.device):
-        return _mqtt_message(topic, route, body, received_at)
-
-
-def _mqtt_message(topic: str, route: Route, body: bytes, received_at: datetime) -> DeviceMessage:
     family = route.family or (IOTA_JSON if _looks_like_json(body) else IOTA_UL)
-    if route.kind == CMDEXE:
-        measures = _command_result(family, body, route.device)
-    elif route.attr is not None:
-        measures = [{route.attr: _single_value(family, body)}]
-    else:
-        measures = _measures(family, body)
-    observed_at, measures = _times(measures, None)
+    with about_device(route.device):
+        if route.kind == CMDEXE:
+            measures = _command_result(family, body, route.device)
+        elif route.attr is not None:
+            measures = [{route.attr: _single_value(family, body)}]
+        else:
+            measures = _measures(family, body)
+        observed_at, measures = _times(measures, None)
     return DeviceMessage(
         family=family,
         origin=topic,
@@ -130,36 +126,12 @@ def _mqtt_message(topic: str, route: Route, body: bytes, received_at: datetime) 
 def parse_http(origin: str, body: bytes, received_at: datetime, headers: Mapping[str, str]) -> DeviceMessage:
     """An IoT Agent HTTP southbound request (path with its query string) as a DeviceMessage."""
     url = urlsplit(origin)
-    path = url.path.rstrip("/")
     query = parse_qs(url.query, keep_blank_values=True)
     apikey, device = _param(query, "k", "apikey"), _param(query, "i", "device id")
     with about_device(device):
-        return _http_message(origin, path, query, apikey, device, body, received_at, headers)
-
-
-def _http_message(
-    origin: str,
-    path: str,
-    query: dict[str, list[str]],
-    apikey: str,
-    device: str,
-    body: bytes,
-    received_at: datetime,
-    headers: Mapping[str, str],
-) -> DeviceMessage:
-    if path == HTTP_PATHS[0]:
-        family, measures = IOTA_JSON, _measures(IOTA_JSON, body)
-    elif path == HTTP_PATHS[1]:
-        family, measures = IOTA_JSON, _command_result(IOTA_JSON, body, device)
-    elif path == HTTP_PATHS[2]:
-        family = IOTA_UL
-        text = _text(body)
-        is_reply = text.strip().startswith(f"{device}@")
-        measures = _command_result(IOTA_UL, body, device) if is_reply else ultralight.parse(text)
-    else:
-        raise Rejected(f"path {path!r} is not an IoT Agent southbound path (/iot/json, /iot/d)")
-    stamp = query.get("t", [None])[0]
-    observed_at, measures = _times(measures, to_utc(stamp, where="query parameter t") if stamp else None)
+        family, measures = _http_measures(url.path.rstrip("/"), device, body)
+        stamp = query.get("t", [None])[0]
+        observed_at, measures = _times(measures, to_utc(stamp, where="query parameter t") if stamp else None)
     lower = {name.lower(): value for name, value in headers.items()}
     return DeviceMessage(
         family=family,
@@ -172,6 +144,20 @@ def _http_message(
         observed_at=observed_at,
         measures=measures,
     )
+
+
+def _http_measures(path: str, device: str, body: bytes) -> tuple[str, list[Measures]]:
+    """The family and measures of a request to one of the HTTP_PATHS."""
+    if path == HTTP_PATHS[0]:
+        return IOTA_JSON, _measures(IOTA_JSON, body)
+    if path == HTTP_PATHS[1]:
+        return IOTA_JSON, _command_result(IOTA_JSON, body, device)
+    if path == HTTP_PATHS[2]:
+        text = _text(body)
+        if text.strip().startswith(f"{device}@"):
+            return IOTA_UL, _command_result(IOTA_UL, body, device)
+        return IOTA_UL, ultralight.parse(text)
+    raise Rejected(f"path {path!r} is not an IoT Agent southbound path (/iot/json, /iot/d)")
 
 
 def _param(query: dict[str, list[str]], name: str, what: str) -> str:
