@@ -243,12 +243,14 @@ async def record_status(
     await writer.apply(tenant, [Operation(entity_id, apply)], may_create_tenant=False)
 
 
-async def take_sigfox_downlink(pool: asyncpg.Pool, tenant: str, device_id: str) -> tuple[int, bytes] | None:
+async def take_sigfox_downlink(
+    pool: asyncpg.Pool, writer: Writer, tenant: str, device_id: str
+) -> bytes | None:
     """The oldest queued command of a Sigfox device, claimed for a BIDIR reply (8 bytes)."""
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
-            "SELECT id, value FROM device_commands WHERE tenant = $1 AND device_id = $2"
-            " AND status = 'PENDING' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            "SELECT id, entity_id, command, value FROM device_commands WHERE tenant = $1"
+            " AND device_id = $2 AND status = 'PENDING' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
             tenant,
             device_id,
         )
@@ -257,15 +259,17 @@ async def take_sigfox_downlink(pool: asyncpg.Pool, tenant: str, device_id: str) 
         value = orjson.loads(row["value"]) if row["value"] else None
         try:
             payload = _downlink_bytes(value).ljust(8, b"\0")[:8]
+            status, info = SENT, None
         except ValueError as exc:
-            await conn.execute(
-                "UPDATE device_commands SET status = 'ERROR', info = $2 WHERE id = $1", row["id"], str(exc)
-            )
-            return None
+            payload, status, info = None, ERROR, str(exc)
         await conn.execute(
-            "UPDATE device_commands SET status = 'SENT', sent_at = now() WHERE id = $1", row["id"]
+            "UPDATE device_commands SET status = $2, sent_at = now(), info = $3 WHERE id = $1",
+            row["id"],
+            status,
+            info,
         )
-        return row["id"], payload
+    await record_status(writer, tenant, row["entity_id"], row["command"], status, info)
+    return payload
 
 
 async def answer(

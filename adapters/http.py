@@ -19,13 +19,13 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import web
 
+from adapters import commands, sigfox
 from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS
 from adapters.pipeline import ACCEPTED, REJECTED, Inbound, Pipeline, Verdict
+from broker.api.keys import POOL, WRITER
 from broker.errors import BadRequestData, InternalError
 
 PIPELINE = web.AppKey("device_pipeline", Pipeline)
-# A reply to a Sigfox BIDIR callback, if any: the 8 downlink bytes for a device (None: no downlink).
-DOWNLINKS = web.AppKey("sigfox_downlinks", dict)
 
 # How long a webhook waits for its message to be committed before answering 503 (the network
 # server retries; the frame counter makes the retry harmless).
@@ -91,11 +91,11 @@ async def sigfox_callback(request: web.Request) -> web.Response:
     message = verdict.message
     if verdict.status != ACCEPTED or message is None or not message.wants_reply:
         return _ok(verdict)
-    downlink = request.app[DOWNLINKS].pop(message.device_id, None)
-    if downlink is None:
-        return web.Response(status=204)
-    body = {message.device_id: {"downlinkData": bytes(downlink).hex()}}
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
+    assert verdict.tenant is not None
+    app = request.app
+    downlink = await commands.take_sigfox_downlink(app[POOL], app[WRITER], verdict.tenant, message.device_id)
+    status, body = sigfox.bidir_reply(message.device_id, downlink)
+    return web.Response(status=status, body=body, content_type="application/json" if body else None)
 
 
 def add_routes(app: web.Application) -> None:

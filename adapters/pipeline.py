@@ -53,6 +53,8 @@ class Inbound:
     body: bytes
     received_at: datetime
     headers: Mapping[str, str] = field(default_factory=dict)
+    # A dead letter run again: refused again, it is not stored a second time (the letter records it).
+    replay: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,7 @@ class Pipeline:
         mapper: Mapper,
         check: Check,
         dead_letters: DeadLetterSink,
-        term_map: Callable[[tuple[str, ...]], Awaitable[TermMap]],
+        term_map: Callable[[list[str]], Awaitable[TermMap]],
         *,
         redact: Redact | None = None,
         max_batch: int = 500,
@@ -280,7 +282,7 @@ class Pipeline:
     async def _operation(
         self, update: EntityUpdate, device: DeviceConfig, message: DeviceMessage
     ) -> Operation:
-        tm = await self._term_map(update.context)
+        tm = await self._term_map(list(update.context))
         body = {k: v for k, v in update.entity.items() if k != "@context"}
         fragment = parse_entity(body, tm)
         once = (device.device_id, message.frame) if message.frame is not None else None
@@ -312,11 +314,12 @@ class Pipeline:
     ) -> Verdict:
         inbound = job.inbound
         tenant = device.tenant if device else _tenant_hint(inbound)
-        raw = self._redact(device, inbound) if self._redact is not None else inbound.body
-        await self._dead_letters.add(
-            tenant, inbound.family, inbound.origin, dict(inbound.headers), device_id, raw, reason
-        )
-        log.info("device message on %s dead-lettered: %s", inbound.origin, reason)
+        if not inbound.replay:
+            raw = self._redact(device, inbound) if self._redact is not None else inbound.body
+            await self._dead_letters.add(
+                tenant, inbound.family, inbound.origin, dict(inbound.headers), device_id, raw, reason
+            )
+            log.info("device message on %s dead-lettered: %s", inbound.origin, reason)
         return Verdict(REJECTED, reason=reason, tenant=tenant, device=device_id)
 
 

@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from adapters import http as device_http
+from adapters import provisioning_api
+from adapters.southbound import device_adapters
 from broker.api import (
     batch,
     common,
@@ -107,6 +110,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.extend([_database, _history, _context_resolver, _subscriptions, _notifier])
+    # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
+    app.cleanup_ctx.extend([provisioning_api.provisioning_context, device_adapters])
     app.router.add_routes(health.routes)
     app.router.add_routes(query.routes)
     app.router.add_routes(entities.routes)
@@ -117,5 +122,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(temporal.routes)
     app.router.add_routes(temporal_provision.routes)
     app.router.add_routes(retention.routes)
+    provisioning_api.add_routes(app)
+    device_http.add_routes(app)
     unsupported.add_routes(app)
     return app

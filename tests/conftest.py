@@ -7,22 +7,27 @@ default that deploy/test.sh provisions. Tests isolate themselves by tenant
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
+import paho.mqtt.client as mqtt
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
+from paho.mqtt.enums import CallbackAPIVersion
 
 from broker.app import create_app
 from broker.config import Settings, load
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEFAULT_TEST_DB = "postgresql://ngsi:ngsi@127.0.0.1:5432/ngsi_test"
+MQTT_CLIENT_ID = f"ngsi-test-{uuid.uuid4().hex[:12]}"
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 
 
@@ -47,6 +52,9 @@ def settings() -> Settings:
             "NGSI_MAX_BODY_BYTES": "262144",
             # Tests serve @contexts from a local server on 127.0.0.1.
             "NGSI_CONTEXT_ALLOW_PRIVATE": "true",
+            # A session of its own (not shared with a broker running on this machine), forgotten at the end.
+            "NGSI_MQTT_CLIENT_ID": MQTT_CLIENT_ID,
+            "NGSI_MQTT_SHARE_GROUP": "",
         }
     )
 
@@ -57,6 +65,16 @@ async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
     server = TestServer(create_app(settings), host="127.0.0.1")
     async with TestClient(server) as test_client:
         yield test_client
+    await asyncio.to_thread(forget_mqtt_session, settings.mqtt_url, MQTT_CLIENT_ID)
+
+
+def forget_mqtt_session(url: str, client_id: str) -> None:
+    """End a persistent MQTT session, so Mosquitto stops queueing messages for a finished test run."""
+    parts = urlsplit(url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+    client.loop(timeout=1.0)
+    client.disconnect()
 
 
 class Api:

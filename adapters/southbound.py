@@ -1,0 +1,189 @@
+"""The device side assembled: which parser reads which message, and the pipeline's start and stop.
+
+broker/app.py registers ``device_adapters`` as a cleanup context after the provisioning one; it
+builds the pipeline from the parts (family parsers, codecs, models, schemas, provisioning, dead
+letters), subscribes to the uplink topics of every family on MQTT, and starts the command
+dispatcher. Nothing here decides anything about a message: it only connects the parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import asyncpg
+from aiohttp import web
+
+from adapters import commands, iotagent, lorawan, sigfox
+from adapters.codecs import decode
+from adapters.deadletters import DeadLetter
+from adapters.device import DeviceConfig, EntityUpdate
+from adapters.http import PIPELINE
+from adapters.keys import DEAD_LETTERS, DEVICES, REPLAYER
+from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS, DeviceMessage, Rejected
+from adapters.models import normalise_message
+from adapters.mqtt import MqttIngest
+from adapters.pipeline import ACCEPTED, Inbound, Pipeline
+from adapters.provisioning import Registry
+from adapters.pseudonym import Pseudonymiser
+from adapters.validate import Validator
+from broker.api.keys import POOL, RESOLVER, SETTINGS, WRITER
+
+log = logging.getLogger(__name__)
+
+TTS_TOPIC = "v3/+/devices/+/up"
+CHIRPSTACK_TOPIC = "application/+/device/+/event/up"
+TOPICS = (TTS_TOPIC, CHIRPSTACK_TOPIC, *iotagent.TOPICS)
+MQTT = web.AppKey("device_mqtt", MqttIngest)
+
+
+def family_of_topic(topic: str) -> str:
+    """The family an MQTT topic belongs to (IoT Agent legacy topics: the parser looks at the body)."""
+    if topic.startswith("v3/"):
+        return TTS
+    if topic.startswith("application/"):
+        return CHIRPSTACK
+    return IOTA_UL if topic.startswith("/ul/") else IOTA_JSON
+
+
+def parse(inbound: Inbound) -> DeviceMessage | None:
+    """The DeviceMessage in ``inbound``, read by its family's parser (None: nothing to store)."""
+    family, origin, body, at = inbound.family, inbound.origin, inbound.body, inbound.received_at
+    if family == TTS:
+        return lorawan.parse_tts(origin, body, at)
+    if family == CHIRPSTACK:
+        return lorawan.parse_chirpstack(origin, body, at)
+    if family == SIGFOX:
+        return sigfox.parse(origin, body, at)
+    if origin.startswith("/iot/"):
+        return iotagent.parse_http(origin, body, at, inbound.headers)
+    return iotagent.parse_mqtt(origin, body, at)
+
+
+def with_measures(device: DeviceConfig, message: DeviceMessage) -> DeviceMessage:
+    """Decode the raw payload with the device's codec when the network decoded nothing (or is overridden)."""
+    if message.payload is None or (message.measures and device.codec is None):
+        if not message.measures:
+            raise Rejected("the message carries no measures")
+        return message
+    if device.codec is None:
+        raise Rejected(
+            "the network sent no decoded payload and the device has no codec "
+            "(provision one: cayennelpp, layout, json, ultralight)"
+        )
+    return replace(message, measures=decode(device.codec, message.payload, device.layout))
+
+
+class _Mapper:
+    """Measures to entities: decode when needed, then the device's Smart Data Model."""
+
+    def __init__(self, pseudonyms: Pseudonymiser) -> None:
+        self._pseudonyms = pseudonyms
+
+    def __call__(self, device: DeviceConfig, message: DeviceMessage) -> list[EntityUpdate]:
+        return normalise_message(device, with_measures(device, message), self._pseudonyms)
+
+
+class _Redactor:
+    """Keeps raw watch-tag ids out of dead letters: bodies that may carry them are pseudonymised."""
+
+    def __init__(self, pseudonyms: Pseudonymiser) -> None:
+        self._pseudonyms = pseudonyms
+
+    def __call__(self, device: DeviceConfig | None, inbound: Inbound) -> bytes:
+        if device is not None and device.model != "BeaconDetector":
+            return inbound.body
+        if device is None and inbound.family not in (IOTA_JSON, IOTA_UL):
+            return inbound.body
+        tenant = device.tenant if device is not None else ""
+        return self._pseudonyms.redact_body(tenant, inbound.body)
+
+
+class _Replayer:
+    """Runs a dead letter through the pipeline again; its outcome goes back on the letter."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    async def replay(self, letter: DeadLetter) -> str:
+        inbound = Inbound(
+            family=letter.family,
+            origin=letter.origin,
+            body=letter.raw,
+            received_at=letter.received_at,
+            headers=letter.headers,
+            replay=True,
+        )
+        verdict = await self._pipeline.replay(inbound)
+        return ACCEPTED if verdict.status != "rejected" else (verdict.reason or "rejected")
+
+
+async def pseudonym_secret(pool: asyncpg.Pool, configured: str) -> bytes:
+    """The configured secret, else the one generated at first start and kept in the database."""
+    if configured:
+        return configured.encode()
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO hub_secrets (name, value) VALUES ('pseudonym', $1) ON CONFLICT DO NOTHING",
+            secrets.token_bytes(32),
+        )
+        value: bytes = await conn.fetchval("SELECT value FROM hub_secrets WHERE name = 'pseudonym'")
+    return value
+
+
+def default_client_id() -> str:
+    return f"ngsi-hub-{socket.gethostname()}"
+
+
+async def device_adapters(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: the device pipeline, its MQTT subscriptions and the command dispatcher."""
+    settings, pool, writer = app[SETTINGS], app[POOL], app[WRITER]
+    registry: Registry = app[DEVICES]
+    pseudonyms = Pseudonymiser(await pseudonym_secret(pool, settings.pseudonym_secret))
+    pipeline = Pipeline(
+        writer,
+        registry,
+        parse,
+        _Mapper(pseudonyms),
+        Validator().check,
+        app[DEAD_LETTERS],
+        app[RESOLVER].term_map,
+        redact=_Redactor(pseudonyms),
+        max_batch=settings.device_batch,
+        max_bytes=settings.device_max_bytes,
+    )
+    pipeline.start()
+    app[PIPELINE] = pipeline
+    app[REPLAYER] = _Replayer(pipeline)
+    writer.add_hook(commands.command_hook(registry))
+    ingest = None
+    if settings.mqtt_ingest:
+        ingest = MqttIngest(
+            settings.mqtt_url,
+            settings.mqtt_client_id or default_client_id(),
+            TOPICS,
+            lambda topic, body: pipeline.submit(Inbound(family_of_topic(topic), topic, body, _now())),
+            share_group=settings.mqtt_share_group or None,
+        )
+        await ingest.start()
+        app[MQTT] = ingest
+    dispatcher = commands.Dispatcher(pool, writer, registry, ingest.publish if ingest else None)
+    dispatch = asyncio.get_running_loop().create_task(dispatcher.run())
+    log.info("device adapters ready (MQTT ingest %s)", "on" if ingest else "off")
+    yield
+    dispatch.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await dispatch
+    if ingest is not None:
+        await ingest.close()
+    await pipeline.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

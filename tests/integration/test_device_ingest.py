@@ -1,0 +1,396 @@
+"""Device messages end to end: real Mosquitto publishes and HTTP webhooks in, NGSI-LD entities out.
+
+Each test provisions its devices through the IoT Agent API in a fresh tenant, sends the
+reference samples (tests/fixtures/uplinks) with ids of its own, and reads the result through the
+NGSI-LD API, the dead-letter API and the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import secrets
+import time
+from typing import Any
+
+import asyncpg
+import orjson
+import paho.mqtt.publish as publish
+import pytest
+
+from adapters.codecs import cayenne
+from tests.conftest import Api, database_url, fixture_json
+from tests.integration.test_delivery import MQTT_HOST, MQTT_PORT, Receiver, serving
+
+pytestmark = pytest.mark.asyncio
+
+ENTITY = "/ngsi-ld/v1/entities/"
+SDM_ENVIRONMENT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/context.jsonld"
+SDM_TRANSPORTATION = (
+    "https://raw.githubusercontent.com/smart-data-models/dataModel.Transportation/master/context.jsonld"
+)
+SDM_DEVICE = "https://raw.githubusercontent.com/smart-data-models/dataModel.Device/master/context.jsonld"
+
+
+def link(url: str) -> dict[str, str]:
+    return {"Link": f'<{url}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'}
+
+
+def uplink(name: str) -> dict[str, Any]:
+    return copy.deepcopy(fixture_json(f"uplinks/{name}"))
+
+
+async def mqtt_send(topic: str, payload: bytes | str) -> None:
+    """Publish with QoS 1 and wait for Mosquitto's PUBACK."""
+    await asyncio.to_thread(publish.single, topic, payload, qos=1, hostname=MQTT_HOST, port=MQTT_PORT)
+
+
+async def provision(api: Api, *devices: dict[str, Any], groups: list[dict[str, Any]] | None = None) -> None:
+    headers = {"fiware-service": api.tenant, "fiware-servicepath": "/"}
+    if groups:
+        response = await api.request("POST", "/iot/services", {"services": groups}, headers=headers)
+        assert response.status == 201, await response.text()
+    if devices:
+        response = await api.request("POST", "/iot/devices", {"devices": list(devices)}, headers=headers)
+        assert response.status == 201, await response.text()
+
+
+async def entity_when(
+    api: Api, entity_id: str, ready: Any = None, *, context: str | None = None, within: float = 10.0
+) -> dict[str, Any]:
+    """GET the entity until it exists and ``ready(entity)`` holds."""
+    deadline = time.monotonic() + within
+    headers = link(context) if context else None
+    last: Any = None
+    while time.monotonic() < deadline:
+        response = await api.get(entity_id, headers=headers)
+        if response.status == 200:
+            last = await response.json(content_type=None)
+            if ready is None or ready(last):
+                return last  # type: ignore[no-any-return]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"entity {entity_id} not as expected within {within} s; last seen: {last}")
+
+
+async def dead_letters(api: Api, *, at_least: int = 1, within: float = 10.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + within
+    letters: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        response = await api.request("GET", "/admin/deadletters", headers={"fiware-service": api.tenant})
+        if response.status == 200:
+            letters = await response.json(content_type=None)
+            if len(letters) >= at_least:
+                return letters
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{len(letters)} dead letters, expected {at_least}")
+
+
+def dev_eui() -> str:
+    return secrets.token_hex(8)
+
+
+def gauge(eui: str, entity_id: str, **params: Any) -> dict[str, Any]:
+    """A TTS water-level gauge reporting its level in mm relative to the bank top on analog_in_1."""
+    model_params = {
+        "levelMode": "bankRelative",
+        "levelMeasure": "analog_in_1",
+        "bankHeight": 2.0,
+        "referenceLevel": 4.2,
+        "alertLevel": 1.4,
+        "dangerLevel": 2.0,
+        "floodModeMeasure": "digital_in_3",
+        "location": {"type": "Point", "coordinates": [134.0631, 34.3335]},
+    }
+    model_params.update(params)
+    return {
+        "device_id": f"wl-{eui[:6]}",
+        "dev_eui": eui,
+        "entity_name": entity_id,
+        "entity_type": "FloodMonitoring",
+        "protocol": "tts",
+        "codec": None,
+        "model": "FloodMonitoring",
+        "model_params": model_params,
+    }
+
+
+def tts_message(eui: str, device_id: str, level: float, *, f_cnt: int, flood: int = 0) -> dict[str, Any]:
+    sample = uplink("tts_v3_uplink_waterlevel.json")["message"]
+    sample["end_device_ids"]["dev_eui"] = eui.upper()
+    sample["end_device_ids"]["device_id"] = device_id
+    measures = {"analog_in_1": level, "analog_in_2": 3.61, "digital_in_3": flood}
+    sample["uplink_message"]["decoded_payload"] = measures
+    sample["uplink_message"]["frm_payload"] = base64.b64encode(cayenne.encode(measures)).decode()
+    sample["uplink_message"]["f_cnt"] = f_cnt
+    return sample  # type: ignore[no-any-return]
+
+
+def tts_topic(device_id: str) -> str:
+    return f"v3/takamatsu-flood@ttn/devices/{device_id}/up"
+
+
+def flood_id() -> str:
+    return f"urn:ngsi-ld:FloodMonitoring:{secrets.token_hex(5)}"
+
+
+# ---------------------------------------------------------------------------- The Things Stack
+
+
+async def test_a_tts_uplink_over_mqtt_becomes_a_flood_monitoring_entity_with_units_and_observed_at(
+    api: Api,
+) -> None:
+    eui, entity_id = dev_eui(), flood_id()
+    await provision(api, gauge(eui, entity_id))
+    await mqtt_send(tts_topic(f"wl-{eui[:6]}"), orjson.dumps(tts_message(eui, f"wl-{eui[:6]}", -1.23, f_cnt=7)))
+
+    entity = await entity_when(api, entity_id, context=SDM_ENVIRONMENT)
+
+    assert entity["type"] == "FloodMonitoring"
+    assert entity["currentLevel"]["value"] == pytest.approx(0.77)  # bank 2.0 m + (-1.23 m)
+    assert entity["currentLevel"]["unitCode"] == "MTR"
+    assert entity["currentLevel"]["observedAt"] == "2025-09-01T01:00:03.205Z"
+    assert entity["measuredDistance"]["value"] == pytest.approx(3.43)  # reference 4.2 - 0.77
+    assert entity["floodLevelStatus"]["value"] == "Normal"
+    assert entity["location"]["value"]["coordinates"] == [134.0631, 34.3335]
+
+
+async def test_a_tts_webhook_post_is_stored_like_the_mqtt_uplink_and_answers_after_the_commit(api: Api) -> None:
+    eui, entity_id = dev_eui(), flood_id()
+    device_id = f"wl-{eui[:6]}"
+    await provision(api, gauge(eui, entity_id))
+
+    response = await api.request("POST", "/adapters/tts", tts_message(eui, device_id, 0.1, f_cnt=1, flood=1))
+
+    assert response.status == 200, await response.text()
+    entity = await entity_when(api, entity_id, context=SDM_ENVIRONMENT, within=0.5)
+    assert entity["currentLevel"]["value"] == pytest.approx(2.1)
+    assert entity["floodLevelStatus"]["value"] == "Danger"
+
+
+async def test_a_subscription_on_the_danger_level_fires_for_a_device_message(api: Api) -> None:
+    eui, entity_id = dev_eui(), flood_id()
+    device_id = f"wl-{eui[:6]}"
+    await provision(api, gauge(eui, entity_id))
+    async with serving() as receiver:
+        await subscribe_danger(api, receiver)
+        await mqtt_send(tts_topic(device_id), orjson.dumps(tts_message(eui, device_id, -1.5, f_cnt=1)))
+        await mqtt_send(tts_topic(device_id), orjson.dumps(tts_message(eui, device_id, 0.25, f_cnt=2)))
+        notes = await receiver.wait("flood", 1, within=10)
+
+    data = notes[0].body["data"][0]
+    assert data["id"] == entity_id
+    assert data["currentLevel"]["value"] == pytest.approx(2.25)
+    assert len(receiver.at("flood")) == 1  # the first reading (0.5 m) is below the danger level
+
+
+async def subscribe_danger(api: Api, receiver: Receiver) -> None:
+    subscription = {
+        "type": "Subscription",
+        "entities": [{"type": "FloodMonitoring"}],
+        "watchedAttributes": ["currentLevel"],
+        "q": "currentLevel>2.0",
+        "notification": {"attributes": ["currentLevel"], "endpoint": {"uri": receiver.url("flood")}},
+    }
+    response = await api.request("POST", "/ngsi-ld/v1/subscriptions", subscription, headers=link(SDM_ENVIRONMENT))
+    assert response.status == 201, await response.text()
+
+
+async def test_a_redelivered_frame_changes_nothing_the_second_time(api: Api) -> None:
+    eui, entity_id = dev_eui(), flood_id()
+    device_id = f"wl-{eui[:6]}"
+    await provision(api, gauge(eui, entity_id))
+    first = orjson.dumps(tts_message(eui, device_id, -1.0, f_cnt=41))
+    response = await api.request("POST", "/adapters/tts", raw=first)
+    assert response.status == 200
+    stored = await api.get_json(entity_id, params={"options": "sysAttrs"})
+
+    again = await api.request("POST", "/adapters/tts", raw=first)
+
+    assert again.status == 200
+    assert (await again.json())["status"] == "duplicate"
+    after = await api.get_json(entity_id, params={"options": "sysAttrs"})
+    assert after["modifiedAt"] == stored["modifiedAt"]
+
+
+# ---------------------------------------------------------------------------------- ChirpStack
+
+
+async def test_a_chirpstack_uplink_over_mqtt_becomes_a_vehicle_with_speed_in_kmh(api: Api) -> None:
+    eui = dev_eui()
+    entity_id = f"urn:ngsi-ld:Vehicle:plow-{eui[:6]}"
+    await provision(
+        api,
+        {
+            "device_id": f"plow-{eui[:6]}",
+            "dev_eui": eui,
+            "entity_name": entity_id,
+            "entity_type": "Vehicle",
+            "protocol": "chirpstack",
+            "model": "Vehicle",
+            "model_params": {"speedMeasure": "analog_in_2"},
+        },
+    )
+    message = uplink("chirpstack_v4_uplink_snowplow.json")["message"]
+    message["deviceInfo"]["devEui"] = eui
+    topic = f"application/{message['deviceInfo']['applicationId']}/device/{eui}/event/up"
+
+    await mqtt_send(topic, orjson.dumps(message))
+
+    vehicle = await entity_when(api, entity_id, context=SDM_TRANSPORTATION)
+    assert vehicle["location"]["value"]["coordinates"][:2] == [139.9298, 37.4947]
+    assert vehicle["speed"]["value"] == pytest.approx(12.5)
+    assert vehicle["speed"]["unitCode"] == "KMH"
+    assert vehicle["vehicleType"]["value"] == "constructionOrMaintenanceVehicle"
+    assert vehicle["location"]["observedAt"] == "2025-01-15T21:40:20.512345Z"
+
+
+# ------------------------------------------------------------------------------------- Sigfox
+
+
+async def test_a_sigfox_callback_decodes_its_declared_layout_into_a_gauge_reading(api: Api) -> None:
+    sigfox_id = secrets.token_hex(3).upper()
+    entity_id = flood_id()
+    device = gauge("0" * 16, entity_id, levelMeasure="level", levelScale=0.001, floodModeMeasure="flood")
+    device.pop("dev_eui")
+    device.update(
+        device_id=sigfox_id,
+        protocol="sigfox",
+        codec="layout",
+        layout=[
+            {"name": "level", "offset": 0, "length": 2, "signed": True},
+            {"name": "battery_mv", "offset": 2, "length": 2},
+            {"name": "flood", "offset": 4, "length": 1, "bits": [0, 1]},
+        ],
+    )
+    await provision(api, device)
+    body = uplink("sigfox_uplink_callback_waterlevel.json")["example_body"]
+    body["device"] = sigfox_id
+
+    response = await api.request("POST", "/adapters/sigfox/uplink", body)
+
+    assert response.status == 200, await response.text()
+    entity = await entity_when(api, entity_id, context=SDM_ENVIRONMENT)
+    assert entity["currentLevel"]["value"] == pytest.approx(2.0 - 1.23)  # fb32 = -1230 mm
+    assert entity["currentLevel"]["observedAt"] == "2025-09-01T01:00:00.000Z"
+    assert entity["observationMode"]["value"] == "flood"
+
+
+# --------------------------------------------------------------------------- IoT Agent JSON / UL
+
+
+async def test_iot_agent_json_over_mqtt_and_http_maps_object_ids_to_attributes(api: Api) -> None:
+    apikey = f"key{secrets.token_hex(4)}"
+    entity_id = f"urn:ngsi-ld:Thermometer:{secrets.token_hex(4)}"
+    await provision(
+        api,
+        {
+            "device_id": "th01",
+            "entity_name": entity_id,
+            "entity_type": "Thermometer",
+            "attributes": [{"object_id": "t", "name": "temperature", "type": "Number", "unitCode": "CEL"}],
+        },
+        groups=[{"apikey": apikey, "entity_type": "Thermometer", "resource": "/iot/json"}],
+    )
+
+    await mqtt_send(f"/json/{apikey}/th01/attrs", b'{"t": 21.5, "TimeInstant": "2025-10-03T15:41:12+09:00"}')
+    entity = await entity_when(api, entity_id)
+    assert entity["temperature"]["value"] == 21.5
+    assert entity["temperature"]["unitCode"] == "CEL"
+    assert entity["temperature"]["observedAt"] == "2025-10-03T06:41:12.000Z"
+
+    response = await api.request("POST", f"/iot/json?k={apikey}&i=th01", {"t": 22.0})
+    assert response.status == 200, await response.text()
+    entity = await entity_when(api, entity_id, lambda e: e["temperature"]["value"] == 22.0, within=0.5)
+
+
+async def test_ultralight_over_mqtt_and_http_reaches_the_entity(api: Api) -> None:
+    apikey = f"ul{secrets.token_hex(4)}"
+    entity_id = f"urn:ngsi-ld:Room:{secrets.token_hex(4)}"
+    await provision(
+        api,
+        {"device_id": "r1", "entity_name": entity_id, "entity_type": "Room", "protocol": "iota-ul"},
+        groups=[{"apikey": apikey, "entity_type": "Room", "resource": "/iot/d"}],
+    )
+
+    await mqtt_send(f"/ul/{apikey}/r1/attrs", "t|15|h|45")
+    entity = await entity_when(api, entity_id)
+    assert (entity["t"]["value"], entity["h"]["value"]) == (15, 45)
+
+    response = await api.request("POST", f"/iot/d?k={apikey}&i=r1", raw=b"t|16", content_type="text/plain")
+    assert response.status == 200, await response.text()
+    await entity_when(api, entity_id, lambda e: e["t"]["value"] == 16, within=0.5)
+
+
+async def test_an_autoprovisioning_group_creates_the_device_on_its_first_message(api: Api) -> None:
+    apikey = f"auto{secrets.token_hex(4)}"
+    await provision(api, groups=[{"apikey": apikey, "entity_type": "Sensor", "resource": "/iot/json"}])
+
+    response = await api.request("POST", f"/iot/json?k={apikey}&i=s77", {"x": 1})
+
+    assert response.status == 200, await response.text()
+    entity = await entity_when(api, "urn:ngsi-ld:Sensor:s77", within=0.5)
+    assert entity["x"]["value"] == 1
+
+
+# ---------------------------------------------------------------------------------- watch-tags
+
+
+async def test_ble_sightings_become_tag_devices_by_pseudonym_and_no_raw_tag_id_is_stored(api: Api) -> None:
+    apikey = f"tags{secrets.token_hex(4)}"
+    sample = uplink("ble_detection_mqtt.json")
+    detector = sample["detector_static"]
+    await provision(
+        api,
+        {
+            "device_id": detector["detectorId"],
+            "entity_type": "Device",
+            "model": "BeaconDetector",
+            "model_params": {"location": detector["location"]},
+        },
+        groups=[{"apikey": apikey, "entity_type": "Device", "resource": "/iot/json"}],
+    )
+    raw_tags = [s["tag"] for s in sample["message"]]
+
+    await mqtt_send(f"/json/{apikey}/{detector['detectorId']}/attrs", orjson.dumps(sample["message"]))
+
+    tags = await query_until(api, "Device", lambda found: len([e for e in found if "tag-" in e["id"]]) == 2)
+    for entity in tags:
+        assert entity["location"]["value"] == detector["location"]
+    for raw in raw_tags:
+        assert await rows_mentioning(api.tenant, raw) == 0
+
+
+async def rows_mentioning(tenant: str, text: str) -> int:
+    """Rows of the tenant's entities and dead letters that contain ``text`` anywhere."""
+    conn = await asyncpg.connect(database_url())
+    try:
+        pattern = f"%{text}%"
+        entities = await conn.fetchval(
+            "SELECT count(*) FROM entities WHERE tenant = $1 AND (id LIKE $2 OR attrs::text LIKE $2)",
+            tenant,
+            pattern,
+        )
+        letters = await conn.fetchval(
+            "SELECT count(*) FROM dead_letters WHERE tenant = $1 AND position($2::bytea IN raw) > 0",
+            tenant,
+            text.encode(),
+        )
+    finally:
+        await conn.close()
+    return int(entities) + int(letters)
+
+
+async def query_until(api: Api, kind: str, ready: Any, within: float = 10.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + within
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        response = await api.request(
+            "GET", "/ngsi-ld/v1/entities", params={"type": kind, "limit": "100"}, headers=link(SDM_DEVICE)
+        )
+        if response.status == 200:
+            found = await response.json(content_type=None)
+            if ready(found):
+                return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"entities of type {kind} not as expected; last: {found}")
