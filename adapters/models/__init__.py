@@ -39,8 +39,10 @@ def normalise(
         observed = common.observed_time(device, measures, observed_at, None)
     elif model == "BeaconDetector":
         updates = beacon.entities(device, measures, observed_at, pseudonyms)
-        # The detector's own report time, not a sighting's: health is about the detector.
+        # Health is about the detector: its report time, and no battery read from a tag's sighting.
         observed = common.iso(observed_at)
+        if "batteryMeasure" not in device.model_params:
+            measures = {}
     elif model in ("FloodMonitoring", "WaterObserved", "Vehicle"):
         observed = common.observed_time(device, measures, observed_at, None)
         family = vehicle if model == "Vehicle" else flood

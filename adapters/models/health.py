@@ -65,14 +65,14 @@ def battery_level(device: DeviceConfig, measures: Measures) -> float | None:
     """The battery as a fraction 0..1 from the measure named by batteryMeasure, None without one.
 
     batteryUnit says what the measure is: "mV", "V", "percent" or "fraction"; without it the
-    magnitude tells (up to 5: volts, from 1000: millivolts, else percent), which only confuses
-    values that all mean "empty".
+    magnitude tells (up to 1: fraction, up to 5: volts, from 1000: millivolts, else percent),
+    which misreads only values that mean "empty" (1 % would read as full: give the unit).
     """
     name = common.measure_name(device, "batteryMeasure", "battery")
     if name not in measures:
         return None
     raw = float(common.number(measures[name], f"battery measure {name}"))
-    unit = device.model_params.get("batteryUnit") or ("V" if raw <= 5 else "mV" if raw >= 1000 else "percent")
+    unit = device.model_params.get("batteryUnit") or _unit_by_magnitude(raw)
     if unit == "percent":
         fraction = raw / 100
     elif unit == "fraction":
@@ -83,6 +83,14 @@ def battery_level(device: DeviceConfig, measures: Measures) -> float | None:
         high = common.param_number(device, "batteryMaxMv") or _MAX_MV
         fraction = (millivolts - low) / (high - low) if high > low else 0.0
     return round(min(1.0, max(0.0, fraction)), 3)
+
+
+def _unit_by_magnitude(raw: float) -> str:
+    if raw <= 1:
+        return "fraction"
+    if raw <= 5:
+        return "V"
+    return "mV" if raw >= 1000 else "percent"
 
 
 def _controlled(device: DeviceConfig) -> list[str]:

@@ -294,7 +294,8 @@ def test_a_plow_reads_the_measures_its_provisioned_attributes_name_speed_and_loc
 
 
 @pytest.mark.parametrize(
-    ("battery", "unit"), [(3.3, None), (3300, None), (50, None), (0.5, "fraction"), (3300, "mV")]
+    ("battery", "unit"),
+    [(3.3, None), (3300, None), (50, None), (0.5, None), (0.5, "fraction"), (3300, "mV"), (50, "percent")],
 )
 def test_battery_is_read_as_volts_millivolts_or_percent_by_unit_or_magnitude(
     battery: float, unit: str | None

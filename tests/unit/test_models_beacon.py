@@ -108,6 +108,13 @@ def test_a_phone_sighting_takes_the_phone_position_and_a_fixed_one_needs_a_provi
         normalise(PHONE, sighting(), RECEIVED, {}, PSEUDONYMS)
 
 
+def test_a_tag_battery_in_a_sighting_is_not_taken_for_the_detector_battery() -> None:
+    updates = normalise(DETECTOR, sighting(battery=0.82), RECEIVED, {}, PSEUDONYMS)
+    (detector,) = [u.entity for u in updates if u.entity["id"] == "urn:ngsi-ld:Device:det-cam-0412"]
+    assert "batteryLevel" not in detector
+    assert detector["deviceState"]["value"] == "ok"
+
+
 def test_a_batch_of_sightings_updates_each_tag_and_the_detector_health_once() -> None:
     batch = fixture_batch()
     message = DeviceMessage(
