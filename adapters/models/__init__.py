@@ -9,6 +9,24 @@ and with ``device.health`` every device also updates its own Device entity (heal
 
 Each EntityUpdate is NGSI-LD normalized form with the short terms of its context tuple
 (a bundled SDM context, then the core context); every measured attribute carries observedAt.
+
+DeviceConfig.model_params each model reads (all optional unless marked; heights in metres):
+    *Measure parameters name the measure (object_id) to read; without one, the measure the
+    provisioning maps to the default name is read (object_id "analog_in_2" -> name "speed").
+    any      location ([lon, lat] or GeoJSON Point), batteryMeasure ("battery"), batteryUnit
+             (mV | V | percent | fraction; else by magnitude), batteryMinMv/batteryMaxMv (3000/3600),
+             lowBattery (0.2), deviceCategory (["sensor"]), controlledProperty, deviceEntity
+             (urn:ngsi-ld:Device:<device_id>), context (generic: extra @context URLs)
+    flood    levelMode (distance | level | bankRelative), levelMeasure ("distance" | "level"),
+             levelScale (1), referenceLevel (required for distance), bankHeight (required for
+             bankRelative), alertLevel, dangerLevel, observationStartLevel, floodModeMeasure
+             ("flood_mode"), stationID (device_id), waterObserved (false), waterObservedId
+    vehicle  gpsMeasure (first gps_N, else location), speedMeasure ("speed"), speedUnit (KMH | MTS
+             | KNT), headingMeasure ("heading"), vehicleType (constructionOrMaintenanceVehicle),
+             category (["municipalServices"]), fleetVehicleId (device_id), serviceProvided,
+             serviceStatus, vehiclePlateIdentifier, wardName
+    beacon   tagMeasure ("tag"), rssiMeasure ("rssi"), timeMeasure ("ts"), tagBatteryMeasure
+             ("battery"), tagBatteryUnit (fraction | percent), idPrefix (""), sightings (false)
 """
 
 from __future__ import annotations
