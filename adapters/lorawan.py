@@ -10,14 +10,17 @@ object converted to TTS's flat naming), the raw frame as payload for the device'
 the best gateway's rssi/snr/id/location as radio. The redelivery key is the frame counter plus
 the network's id of that uplink (TTS "as:up:" correlation id, ChirpStack deduplicationId): the
 counter alone repeats after a rejoin resets it, and the counter keeps the key readable.
-Other events (join, ack, downlink status...) are ignored (None). A ChirpStack status event
-with a battery level gives the measure ``batteryLevel`` as a fraction 0..1 (ChirpStack sends
-percent); a device on external power, or one that cannot measure, gives nothing.
+TTS's float32 artifacts are tidied (see _tidy). Other events (join, ack, downlink status...) are
+ignored (None). A ChirpStack status event with a battery level gives the measure
+``batteryLevel`` as a fraction 0..1 (ChirpStack sends percent); a device on external power, or
+one that cannot measure, gives nothing.
 """
 
 from __future__ import annotations
 
 import base64
+import math
+import struct
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -91,7 +94,9 @@ def _tts_uplink(
         tenant=tenant,
         frame=_frame(counter, _tts_uplink_id(message.get("correlation_ids"))),
         observed_at=to_utc(time, where=time_field) if time else None,
-        measures=_decoded(uplink.get("decoded_payload"), "uplink_message.decoded_payload"),
+        measures=[
+            _tidy(m) for m in _decoded(uplink.get("decoded_payload"), "uplink_message.decoded_payload")
+        ],
         payload=f.b64(uplink, "frm_payload", "uplink_message."),
         port=f.integer(uplink, "f_port", "uplink_message."),
         radio=radio,
@@ -216,6 +221,28 @@ def _chirpstack_gateway(item: dict[str, Any], where: str) -> dict[str, Any]:
         "gateway_id": f.text(item, "gatewayId", where),
         "gateway_location": f.location(item.get("location"), f"{where}location"),
     }
+
+
+def _tidy(value: Any) -> Any:
+    """TTS's CayenneLPP formatter widens float32 to double (27.2 arrives as 27.200000762939453):
+    a number that is exactly a float32 becomes the shortest decimal of that float32. A double
+    that is not a float32 (from a JavaScript formatter) is left as it is."""
+    if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
+        try:
+            packed = struct.pack(">f", value)
+        except OverflowError:
+            return value
+        if struct.unpack(">f", packed)[0] == value:
+            for digits in range(1, 10):
+                shorter = float(f"{value:.{digits}g}")
+                if struct.pack(">f", shorter) == packed:
+                    return shorter
+        return value
+    if isinstance(value, dict):
+        return {key: _tidy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tidy(item) for item in value]
+    return value
 
 
 # How one gateway's metadata is read: rssi, snr, gateway_id, gateway_location (None when absent).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import struct
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -385,3 +386,43 @@ def test_a_rejection_after_the_device_is_known_names_it_for_the_dead_letter() ->
     with pytest.raises(Rejected) as caught:
         tts(edited(TTS_SAMPLE["message"], "end_device_ids.device_id", ...))
     assert caught.value.device is None
+
+
+@pytest.mark.parametrize(
+    ("sent", "measured"),
+    [
+        (27.200000762939453, 27.2),  # TTS's documented CayenneLPP example
+        (22.200000762939453, 22.2),
+        (-1.2300000190734863, -1.23),
+        (1017.5, 1017.5),
+        (123456.789, 123456.789),  # a double from a JavaScript formatter, not a float32
+        (0.1, 0.1),
+        (42, 42),
+    ],
+)
+def test_tts_float32_artifacts_become_the_decimal_the_device_sent(sent: float, measured: float) -> None:
+    decoded = {
+        "temperature_3": sent,
+        "gps_1": {"latitude": sent},
+        "list": [sent],
+        "text": "27.200000762939453",
+    }
+    message = tts(edited(TTS_SAMPLE["message"], "uplink_message.decoded_payload", decoded))
+    assert message is not None
+    tidy = message.measures[0]
+    assert (tidy["temperature_3"], tidy["gps_1"]["latitude"], tidy["list"][0]) == (
+        measured,
+        measured,
+        measured,
+    )
+    assert type(tidy["temperature_3"]) is type(measured)
+    assert tidy["text"] == "27.200000762939453"
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False, width=32))
+def test_tidying_a_float32_keeps_its_float32_value(value: float) -> None:
+    message = tts(edited(TTS_SAMPLE["message"], "uplink_message.decoded_payload", {"v": value}))
+    assert message is not None
+    tidy = message.measures[0]["v"]
+    assert struct.pack(">f", tidy) == struct.pack(">f", value)
+    assert len(repr(tidy)) <= len(repr(value))
