@@ -43,9 +43,9 @@ def check_keep(text: str) -> str:
 
 
 def format_duration(value: timedelta) -> str:
-    """The ISO 8601 text of a duration (days and seconds), e.g. P7D or PT600S."""
-    days, seconds = value.days, value.seconds + value.microseconds / 1e6
-    out = f"P{days}D" if days else "P"
-    if seconds:
-        out += f"T{seconds:g}S"
+    """The ISO 8601 text of a duration in days and seconds, e.g. P7D, PT600S or PT0.25S."""
+    seconds = f"{value.seconds}.{value.microseconds:06d}".rstrip("0").rstrip(".")
+    out = f"P{value.days}D" if value.days else "P"
+    if seconds != "0":
+        out += f"T{seconds}S"
     return out if out != "P" else "PT0S"
