@@ -426,3 +426,28 @@ def test_tidying_a_float32_keeps_its_float32_value(value: float) -> None:
     tidy = message.measures[0]["v"]
     assert struct.pack(">f", tidy) == struct.pack(">f", value)
     assert len(repr(tidy)) <= len(repr(value))
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"deviceInfo": {"devEui": "0004', "ChirpStack event is not JSON"),
+        (b"null", "ChirpStack event is not a JSON object"),
+    ],
+)
+def test_a_chirpstack_body_that_is_not_a_json_object_is_rejected(body: bytes, reason: str) -> None:
+    with pytest.raises(Rejected, match=reason):
+        lorawan.parse_chirpstack(CS_TOPIC, body, NOW)
+
+
+def test_chirpstack_null_coordinates_pass_through_for_the_model_to_judge() -> None:
+    obj = {"gpsLocation": {"1": {"latitude": None, "longitude": None, "altitude": 0}}}
+    message = chirpstack(edited(CS_SAMPLE["message"], "object", obj))
+    assert message is not None
+    assert message.measures == [{"gps_1": {"latitude": None, "longitude": None, "altitude": 0}}]
+
+
+@given(st.binary(max_size=120))
+def test_any_bytes_as_a_lorawan_body_parse_or_are_rejected(body: bytes) -> None:
+    _parses_or_is_rejected(lambda: lorawan.parse_tts(TTS_TOPIC, body, NOW))
+    _parses_or_is_rejected(lambda: lorawan.parse_chirpstack(CS_TOPIC, body, NOW))
