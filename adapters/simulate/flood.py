@@ -39,7 +39,7 @@ _RIVER_STEP = (-0.0040, 0.0075)
 SIGFOX_LAYOUT: tuple[dict[str, Any], ...] = (
     {"name": "level", "offset": 0, "length": 2, "signed": True, "scale": 0.001},
     {"name": "battery", "offset": 2, "length": 2, "scale": 0.001},
-    {"name": "flood_mode", "offset": 4, "length": 1, "bits": [0, 1], "kind": "bool"},
+    {"name": "flood_mode", "offset": 4, "length": 1, "bits": [0, 1]},
 )
 
 
@@ -72,14 +72,23 @@ class Gauge:
         return self.base_level + (self.peak_level - self.base_level) * shape
 
     def to_device(self) -> SimDevice:
+        """The gauge for provisioning, with the parameters adapters/models/flood.py reads."""
+        tts = self.family == "tts"
         params: dict[str, Any] = {
+            # The gauges send the level relative to the bank top; the bank top is also where a
+            # distance sensor would hang, hence referenceLevel = bankHeight.
+            "levelMode": "bankRelative",
+            "levelMeasure": "analog_in_1" if tts else "level",
+            "bankHeight": self.reference_level,
             "referenceLevel": self.reference_level,
             "alertLevel": self.alert_level,
             "dangerLevel": self.danger_level,
             "observationStartLevel": self.start_level,
+            "floodModeMeasure": "digital_in_3" if tts else "flood_mode",
+            "batteryMeasure": "analog_in_2" if tts else "battery",
+            "batteryUnit": "V",
             "location": {"type": "Point", "coordinates": [self.lon, self.lat]},
         }
-        tts = self.family == "tts"
         return SimDevice(
             self.device_id if tts else self.sigfox_id,
             entity_name=f"urn:ngsi-ld:FloodMonitoring:{self.device_id}",

@@ -207,7 +207,12 @@ def _device(index: int, seed: int) -> SimDevice:
         codec="cayennelpp",
         model="Vehicle",
         dev_eui=ids.dev_eui,
-        model_params={"vehicleType": "constructionOrMaintenanceVehicle", "fleetVehicleId": ids.device_name},
+        model_params={
+            "vehicleType": "constructionOrMaintenanceVehicle",
+            "fleetVehicleId": ids.device_name,
+            "gpsMeasure": "gps_1",
+            "speedMeasure": "analog_in_2",
+        },
     )
 
 

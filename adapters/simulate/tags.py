@@ -122,10 +122,7 @@ def _device(index: int, grid: LocalGrid) -> SimDevice:
         protocol="iota-json",
         codec="json",
         model="BeaconDetector",
-        model_params={
-            "kind": "fixed",
-            "location": {"type": "Point", "coordinates": [round(lon, 6), round(lat, 6)]},
-        },
+        model_params={"location": {"type": "Point", "coordinates": [round(lon, 6), round(lat, 6)]}},
     )
 
 
