@@ -235,6 +235,9 @@ class Pipeline:
         for index, job in enumerate(jobs):
             try:
                 prepared = await self._prepare(job)
+            except _Refused as refused:
+                verdicts[index] = await self._reject(job, refused.config, refused.reason, refused.device)
+                continue
             except Rejected as rejected:
                 verdicts[index] = await self._reject(job, None, rejected.reason, rejected.device)
                 continue
@@ -272,11 +275,9 @@ class Pipeline:
                 self._check(update)
             operations = [await self._operation(update, device, message) for update in updates]
         except Rejected as rejected:
-            raise Rejected(rejected.reason, device=device.device_id) from None
+            raise _Refused(rejected.reason, device) from None
         except NgsiLdError as error:
-            raise Rejected(
-                f"the mapped entity is not valid NGSI-LD: {error.detail}", device=device.device_id
-            ) from None
+            raise _Refused(f"the mapped entity is not valid NGSI-LD: {error.detail}", device) from None
         return _Prepared(job, message, device, operations)
 
     async def _operation(
@@ -321,6 +322,14 @@ class Pipeline:
             )
             log.info("device message on %s dead-lettered: %s", inbound.origin, reason)
         return Verdict(REJECTED, reason=reason, tenant=tenant, device=device_id)
+
+
+class _Refused(Rejected):
+    """A message of a known device refused: its dead letter belongs to the device's tenant."""
+
+    def __init__(self, reason: str, config: DeviceConfig) -> None:
+        super().__init__(reason, device=config.device_id)
+        self.config = config
 
 
 def _append_or_create(fragment: Entity) -> Callable[[Entity | None, str], Outcome]:

@@ -67,11 +67,11 @@ def parse(inbound: Inbound) -> DeviceMessage | None:
 
 
 def with_measures(device: DeviceConfig, message: DeviceMessage) -> DeviceMessage:
-    """Decode the raw payload with the device's codec when the network decoded nothing (or is overridden)."""
-    if message.payload is None or (message.measures and device.codec is None):
-        if not message.measures:
-            raise Rejected("the message carries no measures")
+    """The network's decoded payload when present, else the raw payload decoded with the device's codec."""
+    if message.measures:
         return message
+    if message.payload is None:
+        raise Rejected("the message carries no measures")
     if device.codec is None:
         raise Rejected(
             "the network sent no decoded payload and the device has no codec "

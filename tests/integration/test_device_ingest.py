@@ -394,3 +394,142 @@ async def query_until(api: Api, kind: str, ready: Any, within: float = 10.0) -> 
                 return found
         await asyncio.sleep(0.05)
     raise AssertionError(f"entities of type {kind} not as expected; last: {found}")
+
+
+# ----------------------------------------------------------------------------------- bad input
+
+
+async def assert_dead_lettered(api: Api, reason_part: str, *, origin_part: str = "") -> dict[str, Any]:
+    letters = await dead_letters(api)
+    match = [x for x in letters if reason_part in x["reason"] and origin_part in x["origin"]]
+    assert match, [x["reason"] for x in letters]
+    return match[0]
+
+
+async def send_bad_tts(api: Api, change: Any) -> tuple[str, str]:
+    """Provision a gauge (CayenneLPP codec), publish its uplink altered by ``change``; (device, entity)."""
+    eui, entity_id = dev_eui(), flood_id()
+    device_id = f"wl-{eui[:6]}"
+    await provision(api, {**gauge(eui, entity_id), "codec": "cayennelpp"})
+    message = tts_message(eui, device_id, -1.0, f_cnt=3)
+    change(message["uplink_message"])
+    await mqtt_send(tts_topic(device_id), orjson.dumps(message))
+    return device_id, entity_id
+
+
+async def test_a_truncated_cayenne_frame_is_a_dead_letter_of_its_device_and_changes_nothing(api: Api) -> None:
+    def truncate(uplink: dict[str, Any]) -> None:
+        uplink.pop("decoded_payload")
+        uplink["frm_payload"] = "AQL/"
+
+    device_id, entity_id = await send_bad_tts(api, truncate)
+
+    letter = await assert_dead_lettered(api, "truncated")
+    assert letter["device"] == device_id
+    assert (await api.get(entity_id)).status == 404
+
+
+async def test_a_level_that_is_not_a_number_is_a_dead_letter_and_changes_nothing(api: Api) -> None:
+    device_id, entity_id = await send_bad_tts(api, lambda u: u.update(decoded_payload={"analog_in_1": "high"}))
+
+    letter = await assert_dead_lettered(api, "analog_in_1")
+    assert letter["device"] == device_id
+    assert (await api.get(entity_id)).status == 404
+
+
+async def test_a_non_json_uplink_is_a_dead_letter_with_the_parser_reason(api: Api) -> None:
+    topic = tts_topic(f"wl-{secrets.token_hex(3)}")
+
+    await mqtt_send(topic, b"{not json")
+
+    letters = await wait_letters_anywhere(topic)
+    assert "not JSON" in letters[0]["reason"]
+
+
+async def wait_letters_anywhere(origin: str, within: float = 10.0) -> list[dict[str, Any]]:
+    """Dead letters of an unknown tenant ('' : the message could not be read far enough to say)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        conn = await asyncpg.connect(database_url())
+        try:
+            rows = await conn.fetch("SELECT reason, tenant FROM dead_letters WHERE origin = $1", origin)
+        finally:
+            await conn.close()
+        if rows:
+            return [dict(r) for r in rows]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no dead letter for {origin}")
+
+
+async def test_an_unknown_apikey_is_refused_over_http_with_the_reason_and_kept_as_a_dead_letter(api: Api) -> None:
+    response = await api.request(
+        "POST", "/iot/json?k=nosuchkey&i=d1", {"t": 1}, headers={"fiware-service": api.tenant}
+    )
+
+    body = await response.json(content_type=None)
+    assert response.status == 400
+    assert "unknown device" in body["detail"]
+    letter = await assert_dead_lettered(api, "unknown device")
+    assert letter["origin"] == "/iot/json?k=nosuchkey&i=d1"
+
+
+async def test_null_coordinates_from_a_tracker_are_refused_and_the_vehicle_keeps_its_position(api: Api) -> None:
+    apikey = f"gps{secrets.token_hex(4)}"
+    entity_id = f"urn:ngsi-ld:Vehicle:{secrets.token_hex(4)}"
+    await provision(
+        api,
+        {"device_id": "p1", "entity_name": entity_id, "entity_type": "Vehicle", "model": "Vehicle"},
+        groups=[{"apikey": apikey, "entity_type": "Vehicle", "resource": "/iot/json"}],
+    )
+    good = {"location": {"type": "Point", "coordinates": [139.93, 37.49]}, "speed": 20}
+    assert (await api.request("POST", f"/iot/json?k={apikey}&i=p1", good)).status == 200
+
+    bad = {"location": {"type": "Point", "coordinates": [None, None]}, "speed": 25}
+    response = await api.request("POST", f"/iot/json?k={apikey}&i=p1", bad)
+
+    assert response.status == 400
+    await assert_dead_lettered(api, "coordinates")
+    vehicle = await api.get_json(entity_id, headers=link(SDM_TRANSPORTATION))
+    assert vehicle["location"]["value"]["coordinates"] == [139.93, 37.49]
+    assert vehicle["speed"]["value"] == 20
+
+
+async def test_an_oversized_message_is_a_dead_letter_and_the_adapter_keeps_running(api: Api) -> None:
+    apikey = f"big{secrets.token_hex(4)}"
+    entity_id = f"urn:ngsi-ld:Sensor:{secrets.token_hex(4)}"
+    await provision(
+        api,
+        {"device_id": "b1", "entity_name": entity_id, "entity_type": "Sensor"},
+        groups=[{"apikey": apikey, "entity_type": "Sensor", "resource": "/iot/json"}],
+    )
+    huge = orjson.dumps({"blob": "x" * 70_000})
+
+    await mqtt_send(f"/json/{apikey}/b1/attrs", huge)
+    await mqtt_send(f"/json/{apikey}/b1/attrs", b'{"n": 1}')
+
+    entity = await entity_when(api, entity_id)
+    assert entity["n"]["value"] == 1
+    assert "blob" not in entity
+    letters = await wait_letters_anywhere(f"/json/{apikey}/b1/attrs")
+    assert "bytes" in letters[0]["reason"]
+
+
+async def test_a_dead_letter_replayed_after_the_device_is_provisioned_is_stored(api: Api) -> None:
+    apikey = f"late{secrets.token_hex(4)}"
+    entity_id = f"urn:ngsi-ld:Sensor:{secrets.token_hex(4)}"
+    headers = {"fiware-service": api.tenant}
+    response = await api.request("POST", f"/iot/json?k={apikey}&i=late1", {"v": 5}, headers=headers)
+    assert response.status == 400
+    letter = await assert_dead_lettered(api, "unknown device")
+
+    await provision(
+        api,
+        {"device_id": "late1", "entity_name": entity_id, "entity_type": "Sensor"},
+        groups=[{"apikey": apikey, "entity_type": "Sensor", "resource": "/iot/json", "autoprovision": False}],
+    )
+    replay = await api.request("POST", f"/admin/deadletters/{letter['id']}/replay", headers=headers)
+
+    assert replay.status == 200, await replay.text()
+    assert (await replay.json())["result"] == "accepted"
+    entity = await entity_when(api, entity_id, within=1.0)
+    assert entity["v"]["value"] == 5
