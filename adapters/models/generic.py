@@ -62,7 +62,7 @@ def attribute(mapping: AttributeMapping, value: Any, observed: str | None) -> di
     """One measure as an NGSI-LD attribute of the mapping's type."""
     where = f"measure {mapping.object_id}"
     # The IoT Agent type as provisioned says how to read the value ("Number" from UltraLight text).
-    kind = getattr(mapping, "source_type", None) or mapping.type
+    kind = mapping.source_type or mapping.type
     attr: dict[str, Any]
     if kind in _GEO_TYPES:
         if kind != "geo:point" and isinstance(value, dict) and "coordinates" in value:
