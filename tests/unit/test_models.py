@@ -366,6 +366,19 @@ def test_generic_mapping_renames_casts_and_stamps_measures_as_the_iot_agent_does
     assert health.entity["supportedProtocol"]["value"] == ["ul20"]
 
 
+def test_a_mapping_converted_at_provisioning_still_casts_by_its_iot_agent_type() -> None:
+    mappings = (
+        AttributeMapping("t", "temperature", "Property", unit_code="CEL", source_type="Number"),
+        AttributeMapping("p", "position", "GeoProperty", source_type="geo:point"),
+    )
+    device = DeviceConfig(
+        **{**_fields(THERMO), "attributes": mappings, "health": False, "static_attributes": ()}
+    )
+    (update,) = normalise(device, {"t": "21.5", "p": "36.70, 137.21"}, GAUGE_TIME, {}, PSEUDONYMS)
+    assert update.entity["temperature"]["value"] == 21.5
+    assert update.entity["position"]["value"] == {"type": "Point", "coordinates": [137.21, 36.7]}
+
+
 def test_explicit_attrs_drop_unmapped_measures_and_time_instant_sets_observed_at() -> None:
     device = DeviceConfig(
         **{**_fields(THERMO), "explicit_attrs": True, "health": False, "static_attributes": ()}
