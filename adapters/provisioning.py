@@ -19,6 +19,8 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -35,7 +37,14 @@ from adapters.provisioning_model import (
     parse_group,
     resolve,
 )
-from adapters.provisioning_store import CHANNEL, ProvisioningStore
+from adapters.provisioning_store import (
+    CHANNEL,
+    GROUP,
+    Key,
+    ProvisioningStore,
+    device_of_row,
+    group_of_row,
+)
 from broker.errors import BadRequestData
 from broker.store.pool import Connection
 
@@ -56,22 +65,67 @@ _TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _AutoKey = tuple[str, str, str, str]
 
 
+@dataclass(slots=True)
+class _Tenant:
+    """One tenant's provisioning as loaded, with its parsed rows and resolved devices for reuse."""
+
+    groups: list[ServiceGroup] = field(default_factory=list)
+    configs: list[DeviceConfig] = field(default_factory=list)
+    # row key -> (modified_at, parsed group or device): an unchanged row is not read or parsed again.
+    rows: dict[Key, tuple[datetime, Any]] = field(default_factory=dict)
+    # id(device) -> (device, its group, config): an unchanged pair is not resolved again.
+    resolved: dict[int, tuple[Device, ServiceGroup | None, DeviceConfig]] = field(default_factory=dict)
+
+
+def _load_tenant(
+    versions: list[tuple[Key, datetime]], fresh: dict[Key, asyncpg.Record], prev: _Tenant
+) -> _Tenant:
+    """The tenant at ``versions``: what ``prev`` holds of a version is reused, the rest parsed."""
+    loaded = _Tenant()
+    devices: list[Device] = []
+    for key, modified_at in versions:
+        hit = prev.rows.get(key)
+        if hit is not None and hit[0] == modified_at:
+            loaded.rows[key] = hit
+        elif (row := fresh.get(key)) is not None:
+            try:
+                loaded.rows[key] = (
+                    row["modified_at"],
+                    group_of_row(row) if key[0] == GROUP else device_of_row(row),
+                )
+            except BadRequestData as error:
+                log.error(
+                    "provisioning %s of tenant %r cannot be loaded: %s", key, row["tenant"], error.detail
+                )
+                continue
+        else:
+            continue  # deleted since its version was read
+        value = loaded.rows[key][1]
+        (loaded.groups if key[0] == GROUP else devices).append(value)
+    for device in devices:
+        group = group_of(device, loaded.groups)
+        cached = prev.resolved.get(id(device))
+        reuse = cached is not None and cached[0] is device and cached[1] is group
+        config = cached[2] if cached is not None and reuse else resolve(device, group)
+        loaded.resolved[id(device)] = (device, group, config)
+        loaded.configs.append(config)
+    return loaded
+
+
 class _Index:
     """The lookups of one snapshot of all provisioning (rebuilt whole, then swapped in)."""
 
-    def __init__(self, groups: dict[str, list[ServiceGroup]], devices: dict[str, list[Device]]) -> None:
+    def __init__(self, tenants: dict[str, _Tenant]) -> None:
         self.groups_by_apikey: dict[str, list[ServiceGroup]] = defaultdict(list)
         self.by_apikey_device: dict[tuple[str, str], list[DeviceConfig]] = defaultdict(list)
         self.by_protocol_id: dict[tuple[str, str], list[DeviceConfig]] = defaultdict(list)
         self.by_dev_eui: dict[str, DeviceConfig] = {}
         self.by_sigfox: dict[str, DeviceConfig] = {}
         self.by_entity: dict[tuple[str, str], DeviceConfig] = {}
-        for tenant_groups in groups.values():
-            for group in tenant_groups:
+        for tenant, loaded in tenants.items():
+            for group in loaded.groups:
                 self.groups_by_apikey[group.apikey].append(group)
-        for tenant, tenant_devices in devices.items():
-            for device in tenant_devices:
-                config = resolve(device, group_of(device, groups.get(tenant, [])))
+            for config in loaded.configs:
                 if config.apikey is not None:
                     self.by_apikey_device[(config.apikey, config.device_id)].append(config)
                 if config.protocol is not None:
@@ -102,9 +156,8 @@ class Registry:
         self._pool = pool
         self._flush_interval = flush_interval
         self._resync_interval = resync_interval
-        self._groups: dict[str, list[ServiceGroup]] = {}
-        self._devices: dict[str, list[Device]] = {}
-        self._index = _Index({}, {})
+        self._tenants: dict[str, _Tenant] = {}
+        self._index = _Index({})
         self._auto: dict[_AutoKey, DeviceConfig] = {}
         self._pending: dict[_AutoKey, Device] = {}
         self._dirty: set[str] = set()
@@ -161,7 +214,8 @@ class Registry:
 
     def groups(self, tenant: str) -> list[ServiceGroup]:
         """The groups of ``tenant`` (provisioning uses them to name a new device's entity)."""
-        return list(self._groups.get(tenant, []))
+        loaded = self._tenants.get(tenant)
+        return [] if loaded is None else list(loaded.groups)
 
     def _autoprovision(self, group: ServiceGroup, device_id: str) -> DeviceConfig:
         key = (group.tenant, group.service_path, group.apikey, device_id)
@@ -181,26 +235,32 @@ class Registry:
 
     async def reload(self, tenant: str) -> None:
         """Read ``tenant``'s groups and devices again and swap the lookups."""
-        groups, devices = await self.store.load(tenant)
-        self._groups[tenant] = groups
-        self._devices[tenant] = devices
+        await self._load(tenant)
         self._rebuild()
 
+    async def _load(self, tenant: str) -> None:
+        """Read the row versions of ``tenant``, then only the rows that changed since the last load."""
+        prev = self._tenants.get(tenant) or _Tenant()
+        versions = await self.store.versions(tenant)
+        changed = [key for key, modified_at in versions if prev.rows.get(key, (None,))[0] != modified_at]
+        fresh = await self.store.rows(tenant, changed) if changed else {}
+        self._tenants[tenant] = _load_tenant(versions, fresh, prev)
+
     async def load_all(self) -> None:
-        groups: dict[str, list[ServiceGroup]] = {}
-        devices: dict[str, list[Device]] = {}
-        for tenant in await self.store.tenants():
-            groups[tenant], devices[tenant] = await self.store.load(tenant)
-        self._groups, self._devices = groups, devices
+        tenants = set(await self.store.tenants())
+        for tenant in tenants:
+            await self._load(tenant)
+        for gone in set(self._tenants) - tenants:
+            del self._tenants[gone]
         self._rebuild()
         log.info(
             "loaded %d service groups and %d devices",
-            sum(map(len, groups.values())),
-            sum(map(len, devices.values())),
+            sum(len(t.groups) for t in self._tenants.values()),
+            sum(len(t.configs) for t in self._tenants.values()),
         )
 
     def _rebuild(self) -> None:
-        self._index = _Index(self._groups, self._devices)
+        self._index = _Index(self._tenants)
         # Made-on-the-fly devices that are stored now are found as stored devices.
         self._auto = {key: config for key, config in self._auto.items() if key in self._pending}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -21,7 +22,7 @@ from adapters.provisioning_model import (
     parse_device,
     parse_group,
 )
-from broker.errors import AlreadyExists, BadRequestData
+from broker.errors import AlreadyExists
 from broker.store.pool import Connection
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,9 @@ CHANNEL = "ngsi_devices"
 ALL_PATHS = "/*"
 DUPLICATE_GROUP = "DUPLICATE_GROUP"
 DUPLICATE_DEVICE_ID = "DUPLICATE_DEVICE_ID"
+# Row keys: (GROUP, resource, apikey) and (DEVICE, service path, device id, apikey or '').
+GROUP, DEVICE = "group", "device"
+Key = tuple[str, ...]
 
 # JSON field -> column; both tables also have tenant, service_path and extra.
 _SHARED = {
@@ -251,25 +255,48 @@ class ProvisioningStore:
             await _notify(conn, [device.tenant])
         return deleted
 
-    async def load(self, tenant: str) -> tuple[list[ServiceGroup], list[Device]]:
-        """Every group and device of ``tenant``; a row that no longer parses is logged and skipped."""
-        group_rows = await self._pool.fetch("SELECT * FROM service_groups WHERE tenant = $1", tenant)
-        device_rows = await self._pool.fetch("SELECT * FROM devices WHERE tenant = $1", tenant)
-        return _parsed(group_rows, group_of_row), _parsed(device_rows, device_of_row)
+    async def versions(self, tenant: str) -> list[tuple[Key, datetime]]:
+        """The key and modified_at of every group, then every device, of ``tenant``."""
+        groups = await self._pool.fetch(
+            "SELECT resource, apikey, modified_at FROM service_groups WHERE tenant = $1", tenant
+        )
+        devices = await self._pool.fetch(
+            "SELECT service_path, device_id, apikey, modified_at FROM devices WHERE tenant = $1", tenant
+        )
+        return [((GROUP, r["resource"], r["apikey"]), r["modified_at"]) for r in groups] + [
+            ((DEVICE, r["service_path"], r["device_id"], r["apikey"]), r["modified_at"]) for r in devices
+        ]
+
+    async def rows(self, tenant: str, keys: list[Key]) -> dict[Key, asyncpg.Record]:
+        """The rows of ``keys`` (from ``versions``) that still exist, by key."""
+        groups = [k for k in keys if k[0] == GROUP]
+        devices = [k for k in keys if k[0] == DEVICE]
+        out: dict[Key, asyncpg.Record] = {}
+        if groups:
+            for row in await self._pool.fetch(
+                "SELECT g.* FROM service_groups g JOIN unnest($2::text[], $3::text[]) AS k (resource, apikey)"
+                " USING (resource, apikey) WHERE g.tenant = $1",
+                tenant,
+                [k[1] for k in groups],
+                [k[2] for k in groups],
+            ):
+                out[(GROUP, row["resource"], row["apikey"])] = row
+        if devices:
+            for row in await self._pool.fetch(
+                "SELECT d.* FROM devices d JOIN unnest($2::text[], $3::text[], $4::text[])"
+                " AS k (service_path, device_id, apikey) USING (service_path, device_id, apikey)"
+                " WHERE d.tenant = $1",
+                tenant,
+                [k[1] for k in devices],
+                [k[2] for k in devices],
+                [k[3] for k in devices],
+            ):
+                out[(DEVICE, row["service_path"], row["device_id"], row["apikey"])] = row
+        return out
 
     async def tenants(self) -> list[str]:
         rows = await self._pool.fetch("SELECT tenant FROM service_groups UNION SELECT tenant FROM devices")
         return [row["tenant"] for row in rows]
-
-
-def _parsed(rows: list[asyncpg.Record], parse: Any) -> list[Any]:
-    out = []
-    for row in rows:
-        try:
-            out.append(parse(row))
-        except BadRequestData as error:
-            log.error("provisioning row of tenant %r cannot be loaded: %s", row["tenant"], error.detail)
-    return out
 
 
 def _duplicate(device: Device, exc: asyncpg.UniqueViolationError) -> AlreadyExists:

@@ -353,12 +353,11 @@ async def test_deleting_a_group_with_device_true_deletes_its_devices_too(iota: I
 
 
 async def test_a_sigfox_device_is_read_by_its_id_in_either_case(iota: Iota) -> None:
-    await iota.json(
-        "POST", "/iot/devices", {"devices": [{"device_id": "1a2b3c", "protocol": "sigfox"}]}, status=201
-    )
+    sigfox_id = uuid.uuid4().hex[:8]
+    await iota.json("POST", "/iot/devices", {"devices": [{"device_id": sigfox_id, "protocol": "sigfox"}]}, status=201)
 
-    upper = await iota.json("GET", "/iot/devices/1A2B3C")
-    lower = await iota.json("GET", "/iot/devices/1a2b3c")
+    upper = await iota.json("GET", f"/iot/devices/{sigfox_id.upper()}")
+    lower = await iota.json("GET", f"/iot/devices/{sigfox_id.lower()}")
 
     assert upper == lower
-    assert upper["device_id"] == "1A2B3C"
+    assert upper["device_id"] == sigfox_id.upper()

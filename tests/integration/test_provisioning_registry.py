@@ -193,3 +193,29 @@ async def test_a_network_device_id_shared_by_two_tenants_finds_nothing_without_a
     named = first.find(message(CHIRPSTACK, shared, tenant=west))
     assert named is not None
     assert named.tenant == west
+
+
+async def test_a_changed_device_replaces_the_old_one_in_the_other_registry(
+    registries: tuple[Registry, Registry],
+) -> None:
+    first, second = registries
+    tenant, apikey = unique("town"), unique("key")
+    group = parse_group(
+        {"apikey": apikey, "autoprovision": False, "model_params": {"alertLevel": 2}}, tenant, "/"
+    )
+    await first.store.add_groups([group])
+    old = parse_device({"device_id": "g1", "apikey": apikey}, tenant, "/", [group])
+    unchanged = parse_device({"device_id": "g2", "apikey": apikey}, tenant, "/", [group])
+    await first.store.add_devices([old, unchanged])
+    kept = await eventually(lambda: second.by_apikey_device(apikey, "g2"))
+    new = parse_device(
+        {"device_id": "g1", "apikey": apikey, "model_params": {"dangerLevel": 3}}, tenant, "/", [group]
+    )
+
+    await first.store.replace_device(old, new)
+
+    await eventually(lambda: (c := second.by_apikey_device(apikey, "g1")) and "dangerLevel" in c.model_params)
+    changed = second.by_apikey_device(apikey, "g1")
+    assert changed is not None
+    assert changed.model_params == {"alertLevel": 2, "dangerLevel": 3}
+    assert second.by_apikey_device(apikey, "g2") is kept
