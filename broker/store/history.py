@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from broker.model.entity import Entity, Instance
+from broker.model.entity import Entity, Instance, parse_time
 from broker.store.pool import Connection, Executor
 from broker.temporal.changes import Row, instance_row, rows_for_all
 
@@ -142,7 +142,7 @@ async def replace_instance(
 
     Delete and insert with the same id: an amended observedAt may move the row to another day.
     """
-    status = await conn.execute(_REPLACE, tenant, entity_id, attr, row_id, instance, now)
+    status = await conn.execute(_REPLACE, tenant, entity_id, attr, row_id, instance, parse_time(now))
     return status != "INSERT 0 0"
 
 

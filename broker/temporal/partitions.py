@@ -81,10 +81,14 @@ async def drop_before(conn: Connection, cutoff: datetime) -> list[str]:
     Runs in the caller's transaction, which holds PARTITION_LOCK. "past" is replaced by an
     empty partition reaching up to the first day kept, so no time is left without a partition.
     """
-    days = [day for day in await daily_partitions(conn) if day + timedelta(days=1) <= cutoff.date()]
-    if not days:
+    existing = await daily_partitions(conn)
+    if not existing or existing[0] > cutoff.date():
         return []
-    keep_from = days[-1] + timedelta(days=1)
+    cutoff_day = cutoff.date()
+    days = [day for day in existing if day + timedelta(days=1) <= cutoff_day]
+    keep_from = days[-1] + timedelta(days=1) if days else existing[0]
+    if not days and not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM attribute_history_past)"):
+        return []
     await conn.execute("ALTER TABLE attribute_history DETACH PARTITION attribute_history_past")
     await conn.execute("DROP TABLE attribute_history_past")
     dropped = ["attribute_history_past"]

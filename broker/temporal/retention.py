@@ -148,10 +148,15 @@ async def _purge(conn: Connection, default_keep: timedelta | None, now: datetime
     return dropped, deleted
 
 
-async def purge(pool: asyncpg.Pool, default_keep: timedelta | None) -> Run | None:
-    """One purge run (None when another process is running one), recorded in retention_runs."""
+async def purge(
+    pool: asyncpg.Pool, default_keep: timedelta | None, *, now: datetime | None = None
+) -> Run | None:
+    """One purge run (None when another process is running one), recorded in retention_runs.
+
+    ``now`` is the moment ages are measured from (default: the database's clock).
+    """
     async with pool.acquire() as conn:
-        started = await conn.fetchval("SELECT now()")
+        started = now or await conn.fetchval("SELECT now()")
         try:
             async with conn.transaction():
                 if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", PARTITION_LOCK):
