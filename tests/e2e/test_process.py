@@ -34,8 +34,18 @@ def with_search_path(dsn: str, schema: str) -> str:
 
 
 @contextmanager
-def broker_process(port: int, dsn: str) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "NGSI_PORT": str(port), "NGSI_HOST": "127.0.0.1", "DATABASE_URL": dsn}
+def broker_process(
+    port: int, dsn: str, extra_env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A broker process; its MQTT ingest is off unless ``extra_env`` turns it on with a session of its own."""
+    env = {
+        **os.environ,
+        "NGSI_PORT": str(port),
+        "NGSI_HOST": "127.0.0.1",
+        "DATABASE_URL": dsn,
+        "NGSI_MQTT_INGEST": "false",
+        **(extra_env or {}),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "broker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
