@@ -101,6 +101,7 @@ class Summary:
     elapsed_s: float
     tallies: dict[str, tuple[str, Tally]] = field(default_factory=dict)  # family -> (destination, tally)
     problems: list[str] = field(default_factory=list)
+    interrupted: bool = False  # stopped by Ctrl-C
 
     @property
     def sent(self) -> int:
@@ -115,7 +116,9 @@ class Summary:
         pace = f"{speed:g}x" if speed else "unpaced"
         head = f"{self.scenario}: {self.sent} messages in {self.elapsed_s:.2f} s ({rate:.1f} msg/s)"
         span = f"{iso_z(self.start)} .. {iso_z(self.end)} ({self.end - self.start})"
-        print(f"{head}; simulated {span} at {pace}", file=out)
+        print(
+            f"{head}; simulated {span} at {pace}" + (" (interrupted)" if self.interrupted else ""), file=out
+        )
         for family, (where, t) in sorted(self.tallies.items()):
             why = ", ".join(f"{r} x{n}" for r, n in t.reasons.most_common(3))
             counts = f"sent {t.sent:>7}  confirmed {t.confirmed:>7}  failed {t.failed}"
@@ -229,18 +232,19 @@ async def simulate(args: argparse.Namespace, out: TextIO | None = None) -> Summa
         if summary.problems:
             return summary
     destinations = Destinations(args, out)
+    pace: Pace | None = None
     try:
         await destinations.open()
         pace = Pace(start, speed, args.rate)
         count = await _send_all(scenario, destinations, pace, end, args.messages, summary)
         await destinations.drain()
-        summary.elapsed_s = pace.elapsed()
-        if end is not None and (args.messages is None or count < args.messages):
+        if not summary.interrupted and end is not None and (args.messages is None or count < args.messages):
             summary.end = end  # the whole span was covered
     except Unreachable as exc:
         summary.problems.append(str(exc))
     finally:
         await destinations.close()
+    summary.elapsed_s = pace.elapsed() if pace is not None else 0.0
     summary.tallies = destinations.tallies()
     return summary
 
@@ -254,13 +258,21 @@ async def _send_all(
     summary: Summary,
 ) -> int:
     count = 0
-    for message in scenario.messages:
-        if (end is not None and message.at >= end) or (limit is not None and count >= limit):
-            break
-        await pace.wait(message.at, count)
-        await destinations.send(message)
-        count += 1
-        summary.end = message.at
+    try:
+        for message in scenario.messages:
+            if (end is not None and message.at >= end) or (limit is not None and count >= limit):
+                break
+            await pace.wait(message.at, count)
+            await destinations.send(message)
+            count += 1
+            summary.end = message.at
+    except asyncio.CancelledError:
+        # Ctrl-C: stop sending, still collect the PUBACKs and report what was sent (a second
+        # Ctrl-C cancels that too).
+        summary.interrupted = True
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
     return count
 
 
@@ -284,4 +296,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     speed = _DEFAULTS[args.scenario][4] if args.speed is None else args.speed
     summary.write(sys.stderr if args.dry_run else sys.stdout, speed)
+    if summary.interrupted:
+        return 130
     return 1 if summary.failed else 0

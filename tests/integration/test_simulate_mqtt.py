@@ -9,16 +9,23 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import paho.mqtt.client as mqtt
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from paho.mqtt.enums import CallbackAPIVersion
@@ -173,3 +180,56 @@ async def test_rate_caps_the_messages_per_real_second() -> None:
     assert summary.sent == 40
     assert summary.failed == 0
     assert 0.75 <= summary.elapsed_s <= 1.5  # the 40th message waits until 39/50 s
+
+
+@asynccontextmanager
+async def private_mosquitto(tmp_path: Path) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """A Mosquitto of our own on a free loopback port, so a test can stop it without harming others."""
+    if shutil.which("mosquitto") is None:
+        pytest.skip("mosquitto is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n")
+    process = await asyncio.create_subprocess_exec("mosquitto", "-c", str(config))
+    try:
+        for _ in range(100):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            break
+        yield f"mqtt://127.0.0.1:{port}", process
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await asyncio.wait_for(process.wait(), 10)
+
+
+async def test_an_mqtt_broker_going_away_stops_the_run_and_reports_it(tmp_path: Path) -> None:
+    async with private_mosquitto(tmp_path) as (url, process):
+        argv = ["plows", "--count", "100", "--duration", "10m", "--speed", "30", "--mqtt-url", url]
+        run = asyncio.create_task(simulate(build_parser().parse_args(argv)))
+        await asyncio.sleep(1.0)
+        process.terminate()
+        summary = await asyncio.wait_for(run, 10)
+    # 10 simulated minutes at 30x would take 20 s: the run stopped when the broker went.
+    assert 0.5 < summary.elapsed_s < 5
+    assert any("connection lost" in problem for problem in summary.problems)
+    ((_, tally),) = summary.tallies.values()
+    assert 50 < tally.sent < 3000
+    assert tally.confirmed + tally.failed == tally.sent
+
+
+def test_ctrl_c_stops_a_run_and_still_prints_what_was_sent() -> None:
+    argv = [sys.executable, "-m", "adapters.simulate", "plows", "--count", "50", "--duration", "10m"]
+    process = subprocess.Popen([*argv, "--mqtt-url", MQTT_URL], stdout=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=10)
+    assert process.returncode == 130
+    assert "(interrupted)" in out
+    assert "chirpstack" in out
