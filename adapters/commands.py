@@ -17,7 +17,6 @@ as IoT Agents do: <command>_status (PENDING, SENT, OK, ERROR) and <command>_info
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from typing import Any, Protocol
 import asyncpg
 import orjson
 
+from adapters import iotagent, lorawan
 from adapters.device import Command, DeviceConfig
 from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS
 from broker.ingest import Operation, Result, Writer
@@ -68,10 +68,12 @@ def local_name(iri: str) -> str:
 
 
 def command_hook(devices: Devices) -> Callable[[Connection, str, list[Result]], Any]:
-    """The write-transaction hook queueing a row for each command attribute an update changed."""
+    """The write-transaction hook: queue each command attribute an update changed, and complete
+    the sent command a device's reply (<command>_status "OK") answers."""
 
     async def hook(conn: Connection, tenant: str, results: list[Result]) -> None:
-        rows: list[tuple[str, str, str, bytes]] = []
+        queued: list[tuple[str, str, str, str]] = []
+        answered: list[tuple[str, str, str]] = []
         for result in results:
             outcome = result.outcome
             if outcome is None or outcome.created or outcome.entity is None:
@@ -82,24 +84,41 @@ def command_hook(devices: Devices) -> Callable[[Connection, str, list[Result]], 
             names = {c.name for c in device.commands}
             for iri in outcome.updated:
                 name = local_name(iri)
+                value = _command_value(outcome.entity, iri)
                 if name in names:
-                    value = _command_value(outcome.entity, iri)
-                    rows.append((device.device_id, result.entity_id, name, orjson.dumps(value)))
-        if not rows:
-            return
-        await conn.execute(
-            "INSERT INTO device_commands (tenant, device_id, entity_id, command, value)"
-            " SELECT $1, d, e, c, v::jsonb FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])"
-            " AS r (d, e, c, v)",
-            tenant,
-            [r[0] for r in rows],
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-            [r[3].decode() for r in rows],
-        )
-        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, tenant)
+                    queued.append((device.device_id, result.entity_id, name, orjson.dumps(value).decode()))
+                elif name.endswith("_status") and name[: -len("_status")] in names and value == OK:
+                    command = name[: -len("_status")]
+                    info = _command_value(outcome.entity, iri[: -len("_status")] + "_info")
+                    answered.append((device.device_id, command, "" if info is None else str(info)))
+        if queued:
+            await _queue(conn, tenant, queued)
+        for device_id, command, info in answered:
+            await conn.execute(
+                "UPDATE device_commands SET status = 'OK', answered_at = now(), info = $4"
+                " WHERE id = (SELECT id FROM device_commands WHERE tenant = $1 AND device_id = $2"
+                " AND command = $3 AND status IN ('SENT', 'PENDING') ORDER BY id LIMIT 1)",
+                tenant,
+                device_id,
+                command,
+                info,
+            )
 
     return hook
+
+
+async def _queue(conn: Connection, tenant: str, rows: list[tuple[str, str, str, str]]) -> None:
+    await conn.execute(
+        "INSERT INTO device_commands (tenant, device_id, entity_id, command, value)"
+        " SELECT $1, d, e, c, v::jsonb FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])"
+        " AS r (d, e, c, v)",
+        tenant,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, tenant)
 
 
 def _command_value(entity: Entity, iri: str) -> Any:
@@ -109,32 +128,28 @@ def _command_value(entity: Entity, iri: str) -> Any:
 
 
 def mqtt_command(device: DeviceConfig, command: Command, value: Any) -> tuple[str, bytes] | None:
-    """Topic and payload of an IoT Agent command, or a LoRaWAN downlink; None for Sigfox (BIDIR)."""
+    """Topic and payload of an IoT Agent command, or a LoRaWAN downlink; None for Sigfox (BIDIR).
+
+    LoRaWAN downlinks need the network's application id: the model parameter application_id
+    (and tts_tenant for The Things Stack), as the network shows it on the device's uplinks.
+    Raises ValueError for a value or address the device cannot be sent.
+    """
     protocol = device.protocol
-    if protocol == IOTA_UL:
-        text = value if isinstance(value, str) else orjson.dumps(value).decode()
-        return (
-            f"/{device.apikey}/{device.device_id}/cmd",
-            f"{device.device_id}@{command.name}|{text}".encode(),
-        )
-    if protocol in (IOTA_JSON, None):
-        return f"/json/{device.apikey}/{device.device_id}/cmd", orjson.dumps({command.name: value})
-    if protocol == TTS:
-        app = device.model_params.get("application_id")
-        tts_tenant = device.model_params.get("tts_tenant", "ttn")
-        frm = base64.b64encode(_downlink_bytes(value)).decode()
-        body = {"downlinks": [{"f_port": command.port or 1, "frm_payload": frm, "priority": "NORMAL"}]}
-        return f"v3/{app}@{tts_tenant}/devices/{device.device_id}/down/push", orjson.dumps(body)
-    if protocol == CHIRPSTACK:
-        app = device.model_params.get("application_id")
-        data = base64.b64encode(_downlink_bytes(value)).decode()
-        down: dict[str, Any] = {
-            "devEui": device.dev_eui,
-            "confirmed": False,
-            "fPort": command.port or 1,
-            "data": data,
-        }
-        return f"application/{app}/device/{device.dev_eui}/command/down", orjson.dumps(down)
+    if protocol in (IOTA_JSON, IOTA_UL, None):
+        family = protocol or IOTA_JSON
+        topic = iotagent.cmd_topic(family, device.apikey or "", device.device_id)
+        return topic, iotagent.cmd_payload(family, device.device_id, command.name, value)
+    if protocol in (TTS, CHIRPSTACK):
+        application = device.model_params.get("application_id")
+        if not application:
+            raise ValueError("provision model_params.application_id to send LoRaWAN downlinks")
+        port = command.port or 1
+        if protocol == TTS:
+            tts_tenant = device.model_params.get("tts_tenant")
+            return lorawan.tts_downlink(
+                application, tts_tenant, device.device_id, port, _downlink_bytes(value)
+            )
+        return lorawan.chirpstack_downlink(application, device.dev_eui or "", port, _downlink_bytes(value))
     return None
 
 
@@ -190,7 +205,7 @@ class Dispatcher:
                     row["device_id"],
                     row["entity_id"],
                     row["command"],
-                    orjson.loads(row["value"]) if row["value"] else None,
+                    row["value"],
                 )
                 status, info = self._send(queued)
                 if status is None:
@@ -256,7 +271,7 @@ async def take_sigfox_downlink(
         )
         if row is None:
             return None
-        value = orjson.loads(row["value"]) if row["value"] else None
+        value = row["value"]
         try:
             payload = _downlink_bytes(value).ljust(8, b"\0")[:8]
             status, info = SENT, None
@@ -270,20 +285,3 @@ async def take_sigfox_downlink(
         )
     await record_status(writer, tenant, row["entity_id"], row["command"], status, info)
     return payload
-
-
-async def answer(
-    pool: asyncpg.Pool, writer: Writer, tenant: str, device: DeviceConfig, command: str, result: str
-) -> None:
-    """A device's reply (IoT Agent cmdexe): the oldest sent command of that name completes."""
-    async with pool.acquire() as conn:
-        await conn.execute(
-            "UPDATE device_commands SET status = 'OK', answered_at = now(), info = $4"
-            " WHERE id = (SELECT id FROM device_commands WHERE tenant = $1 AND device_id = $2"
-            " AND command = $3 AND status IN ('SENT', 'PENDING') ORDER BY id LIMIT 1)",
-            tenant,
-            device.device_id,
-            command,
-            result,
-        )
-    await record_status(writer, tenant, device.entity_name, command, OK, result)

@@ -5,6 +5,7 @@ message is committed (200), or dead-lettered (400 with the reason, so a gateway'
 is wrong). Gateways keep their payloads; only the URL changes:
 
     FIWARE IoT Agent JSON   POST /iot/json?k=<apikey>&i=<device>[&t=<time>]
+                            POST /iot/json/commands?k=&i=  (a command's result)
     FIWARE IoT Agent UL 2.0 POST /iot/d?k=<apikey>&i=<device>[&t=<time>]
     The Things Stack v3     POST /adapters/tts            (webhook, "Uplink message" enabled)
     ChirpStack v4           POST /adapters/chirpstack     (HTTP integration; ?event=up, JSON marshaler)
@@ -100,6 +101,7 @@ async def sigfox_callback(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/iot/json", iota_json)
+    app.router.add_post("/iot/json/commands", iota_json)
     app.router.add_post("/iot/d", iota_ultralight)
     app.router.add_post("/adapters/tts", tts_webhook)
     app.router.add_post("/adapters/chirpstack", chirpstack_integration)

@@ -30,7 +30,7 @@ from broker.errors import NgsiLdError
 from broker.ingest import Operation, Result, Writer
 from broker.jsonld.context import TermMap
 from broker.model import ops
-from broker.model.entity import Entity
+from broker.model.entity import Entity, Instance
 from broker.model.ops import Outcome
 from broker.model.parse import parse_entity
 
@@ -287,7 +287,13 @@ class Pipeline:
         body = {k: v for k, v in update.entity.items() if k != "@context"}
         fragment = parse_entity(body, tm)
         once = (device.device_id, message.frame) if message.frame is not None else None
-        return Operation(fragment.id, _append_or_create(fragment), once=once)
+        commands = None
+        if device.commands and fragment.id == device.entity_name:
+            # As the IoT Agents do: the device's entity is born with its command attributes, so
+            # apps can PATCH them (adapters/commands.py sends a changed one to the device).
+            stub = {c.name: {"type": "Property", "value": ""} for c in device.commands}
+            commands = parse_entity({"id": fragment.id, "type": body["type"], **stub}, tm).attrs
+        return Operation(fragment.id, _append_or_create(fragment, commands), once=once)
 
     async def _write(self, tenant: str, items: list[tuple[int, _Prepared]]) -> dict[int, Verdict]:
         operations = [op for _, prepared in items for op in prepared.operations]
@@ -332,11 +338,18 @@ class _Refused(Rejected):
         self.config = config
 
 
-def _append_or_create(fragment: Entity) -> Callable[[Entity | None, str], Outcome]:
-    """Append the measured attributes, creating the entity on its first message."""
+def _append_or_create(
+    fragment: Entity, commands: dict[str, list[Instance]] | None
+) -> Callable[[Entity | None, str], Outcome]:
+    """Append the measured attributes; the first message creates the entity with its command attributes."""
 
     def apply(current: Entity | None, now: str) -> Outcome:
         if current is None:
+            if commands:
+                born = fragment.copy()
+                for name, instances in commands.items():
+                    born.attrs.setdefault(name, instances)
+                return ops.create(None, born, now)
             return ops.create(None, fragment, now)
         return ops.append(current, fragment, now, no_overwrite=False)
 

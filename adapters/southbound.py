@@ -37,9 +37,7 @@ from broker.api.keys import POOL, RESOLVER, SETTINGS, WRITER
 
 log = logging.getLogger(__name__)
 
-TTS_TOPIC = "v3/+/devices/+/up"
-CHIRPSTACK_TOPIC = "application/+/device/+/event/up"
-TOPICS = (TTS_TOPIC, CHIRPSTACK_TOPIC, *iotagent.TOPICS)
+TOPICS = (*lorawan.TTS_TOPICS, *lorawan.CHIRPSTACK_TOPICS, *iotagent.TOPICS)
 MQTT = web.AppKey("device_mqtt", MqttIngest)
 
 
@@ -61,9 +59,7 @@ def parse(inbound: Inbound) -> DeviceMessage | None:
         return lorawan.parse_chirpstack(origin, body, at)
     if family == SIGFOX:
         return sigfox.parse(origin, body, at)
-    if origin.startswith("/iot/"):
-        return iotagent.parse_http(origin, body, at, inbound.headers)
-    return iotagent.parse_mqtt(origin, body, at)
+    return iotagent.parse(origin, body, at, inbound.headers)
 
 
 def with_measures(device: DeviceConfig, message: DeviceMessage) -> DeviceMessage:

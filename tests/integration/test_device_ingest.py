@@ -21,7 +21,7 @@ import pytest
 
 from adapters.codecs import cayenne
 from tests.conftest import Api, database_url, fixture_json
-from tests.integration.test_delivery import MQTT_HOST, MQTT_PORT, Receiver, serving
+from tests.integration.test_delivery import MQTT_HOST, MQTT_PORT, MqttListener, Receiver, serving
 
 pytestmark = pytest.mark.asyncio
 
@@ -533,3 +533,81 @@ async def test_a_dead_letter_replayed_after_the_device_is_provisioned_is_stored(
     assert (await replay.json())["result"] == "accepted"
     entity = await entity_when(api, entity_id, within=1.0)
     assert entity["v"]["value"] == 5
+
+
+# ------------------------------------------------------------------------------------ commands
+
+
+async def test_a_patched_command_reaches_the_device_and_its_reply_completes_it(api: Api) -> None:
+    apikey = f"cmd{secrets.token_hex(4)}"
+    entity_id = f"urn:ngsi-ld:Gauge:{secrets.token_hex(4)}"
+    await provision(
+        api,
+        {
+            "device_id": "g1",
+            "entity_name": entity_id,
+            "entity_type": "Gauge",
+            "commands": [{"name": "switchMode", "type": "command"}],
+        },
+        groups=[{"apikey": apikey, "entity_type": "Gauge", "resource": "/iot/json"}],
+    )
+    assert (await api.request("POST", f"/iot/json?k={apikey}&i=g1", {"level": 0.4})).status == 200
+    born = await api.get_json(entity_id)
+    assert born["switchMode"]["value"] == ""
+
+    async with MqttListener(f"/{apikey}/g1/cmd") as device:
+        response = await api.request(
+            "PATCH", f"{ENTITY}{entity_id}/attrs/switchMode", {"type": "Property", "value": "flood"}
+        )
+        assert response.status == 204, await response.text()
+        received = await device.wait(1, within=10)
+
+    assert orjson.loads(received[0].payload) == {"switchMode": "flood"}
+    await entity_when(api, entity_id, lambda e: e.get("switchMode_status", {}).get("value") == "SENT")
+
+    await mqtt_send(f"/json/{apikey}/g1/cmdexe", b'{"switchMode": "flood mode on"}')
+
+    done = await entity_when(api, entity_id, lambda e: e.get("switchMode_status", {}).get("value") == "OK")
+    assert done["switchMode_info"]["value"] == "flood mode on"
+    assert await command_states(api.tenant, "g1") == ["OK"]
+
+
+async def test_a_sigfox_command_waits_for_the_next_bidir_callback_and_rides_its_reply(api: Api) -> None:
+    sigfox_id = secrets.token_hex(3).upper()
+    entity_id = f"urn:ngsi-ld:Gauge:{secrets.token_hex(4)}"
+    await provision(
+        api,
+        {
+            "device_id": sigfox_id,
+            "entity_name": entity_id,
+            "entity_type": "Gauge",
+            "protocol": "sigfox",
+            "codec": "layout",
+            "layout": [{"name": "level", "offset": 0, "length": 2, "signed": True}],
+            "commands": [{"name": "interval", "type": "command"}],
+        },
+    )
+    body = {**uplink("sigfox_uplink_callback_waterlevel.json")["example_body"], "device": sigfox_id}
+    first = await api.request("POST", "/adapters/sigfox/uplink", {**body, "ack": True})
+    assert first.status == 204  # BIDIR, nothing queued
+    response = await api.request(
+        "PATCH", f"{ENTITY}{entity_id}/attrs/interval", {"type": "Property", "value": "0102025800000000"}
+    )
+    assert response.status == 204
+
+    reply = await api.request("POST", "/adapters/sigfox/uplink", {**body, "seqNumber": 2212, "ack": True})
+
+    assert reply.status == 200
+    assert await reply.json() == {sigfox_id: {"downlinkData": "0102025800000000"}}
+    assert await command_states(api.tenant, sigfox_id) == ["SENT"]
+
+
+async def command_states(tenant: str, device_id: str) -> list[str]:
+    conn = await asyncpg.connect(database_url())
+    try:
+        rows = await conn.fetch(
+            "SELECT status FROM device_commands WHERE tenant = $1 AND device_id = $2 ORDER BY id", tenant, device_id
+        )
+    finally:
+        await conn.close()
+    return [row["status"] for row in rows]
