@@ -75,6 +75,7 @@ _PROTOCOLS = {
     "chirpstack": "chirpstack", "loraserver.io": "chirpstack",
     "sigfox": "sigfox", "iota-sigfox": "sigfox",
 }  # fmt: skip
+_LORAWAN_NAMES = ("lorawan", "iota-lorawan", "pdi-iota-lorawan")
 _DEV_EUI = re.compile(r"^[0-9a-fA-F]{16}$")
 _SIGFOX_ID = re.compile(r"^[0-9a-fA-F]{1,8}$")
 _MODEL = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
@@ -152,13 +153,35 @@ def parse_protocol(value: Any, where: str) -> str | None:
     if value is None:
         return None
     name = as_text(value, where).lower()
+    if name in _LORAWAN_NAMES:
+        return None  # which network server: internal_attributes.lorawan says (see _lorawan)
     if name not in _PROTOCOLS:
         raise BadRequestData(f"{where} {value!r} is not one of {', '.join(FAMILIES)}", name=WRONG_SYNTAX)
     return _PROTOCOLS[name]
 
 
+def _lorawan(data: dict[str, Any], what: str) -> tuple[str | None, str | None]:
+    """(protocol, codec) as IoTA-LoRaWAN says them: internal_attributes.lorawan's
+    application_server.provider ("TTN", "loraserver.io", "chirpstack") and data_model."""
+    internal = data.get("internal_attributes")
+    lorawan = internal.get("lorawan") if isinstance(internal, dict) else None
+    if not isinstance(lorawan, dict):
+        return None, None
+    server = lorawan.get("application_server")
+    provider = server.get("provider") if isinstance(server, dict) else None
+    protocol = parse_protocol(provider, f"{what}: internal_attributes.lorawan.application_server.provider")
+    model = lorawan.get("data_model")
+    if model not in (None, "cayennelpp", "application_server"):
+        raise BadRequestData(
+            f"{what}: data_model {model!r} is not supported (cayennelpp or application_server)",
+            name=WRONG_SYNTAX,
+        )
+    return protocol, "cayennelpp" if model == "cayennelpp" else None
+
+
 def _parse_profile(data: dict[str, Any], what: str) -> Profile:
-    codec = data.get("codec")
+    lorawan_protocol, lorawan_codec = _lorawan(data, what)
+    codec = data.get("codec", lorawan_codec)
     if codec is not None and codec not in CODECS:
         raise BadRequestData(f"{what}: codec {codec!r} is not one of {', '.join(CODECS)}", name=WRONG_SYNTAX)
     layout = parse_layout(data.get("layout"), f"{what}: layout")
@@ -175,7 +198,7 @@ def _parse_profile(data: dict[str, Any], what: str) -> Profile:
         commands=parse_commands(data.get("commands"), f"{what}: commands"),
         explicit_attrs=as_bool(data.get("explicitAttrs"), f"{what}: explicitAttrs"),
         timestamp=as_bool(data.get("timestamp"), f"{what}: timestamp"),
-        protocol=parse_protocol(data.get("protocol"), f"{what}: protocol"),
+        protocol=parse_protocol(data.get("protocol"), f"{what}: protocol") or lorawan_protocol,
         codec=codec,
         layout=layout,
         model=model,

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from adapters.deadletters import ACCEPTED, DeadLetter, DeadLetters
 from adapters.keys import DEAD_LETTERS, REPLAYER
 from adapters.provisioning_api import add_routes, provisioning_context
+from broker.api.keys import POOL
 from broker.app import create_app
 from broker.config import Settings
 from tests.conftest import problem
@@ -254,3 +255,28 @@ async def test_concurrent_adds_each_get_their_own_id(client: Client, tenant: str
     assert len(set(ids)) == 20
     listed = await (await call(client, "GET", LETTERS, tenant, limit="50")).json()
     assert sorted(x["id"] for x in listed) == sorted(ids)
+
+
+async def test_a_letter_cut_at_the_size_limit_is_not_replayed(
+    client: Client, tenant: str, replayer: FakeReplayer
+) -> None:
+    limit = client.app[DEAD_LETTERS]._max_raw
+    letter_id = await add(client, tenant, "gauge-1", b"fixed" + b" " * limit, "the message is too large")
+    replayer.seen.clear()
+
+    body = await (await call(client, "POST", f"{LETTERS}/{letter_id}/replay", tenant)).json()
+
+    assert body["result"] == f"not replayed: only {limit} of its {limit + 5} bytes were kept"
+    assert replayer.seen == []
+
+
+async def test_letters_older_than_the_retention_are_forgotten(client: Client, tenant: str) -> None:
+    old, recent = await add(client, tenant, "gauge-1"), await add(client, tenant, "gauge-1")
+    pool = client.app[POOL]
+    await pool.execute("UPDATE dead_letters SET received_at = now() - interval '31 days' WHERE id = $1", old)
+
+    forgotten = await store(client).forget_before(30)
+
+    assert forgotten >= 1
+    assert await store(client).get(tenant, old) is None
+    assert await store(client).get(tenant, recent) is not None

@@ -295,3 +295,35 @@ def _refusal(parse: Callable[[], object]) -> str | None:
 def test_any_json_in_known_fields_is_parsed_or_refused_with_a_reason(data: dict[str, Any]) -> None:
     for parse in (lambda: parse_group(data, "t", "/"), lambda: parse_device(data, "t", "/", [])):
         assert _refusal(parse) != ""
+
+
+def test_an_iota_lorawan_device_takes_network_server_codec_and_dev_eui_from_internal_attributes() -> None:
+    lorawan = {
+        "application_server": {"host": "eu1.cloud.thethings.network", "provider": "TTN"},
+        "dev_eui": "70B3D57ED0000001",
+        "app_eui": "70B3D57ED00006EC",
+        "application_id": "kasuga-gauges",
+        "data_model": "cayennelpp",
+    }
+    data = {"device_id": "gauge-1", "protocol": "IoTA-LoRaWAN", "internal_attributes": {"lorawan": lorawan}}
+
+    device = parse_device(data, "town", "/", [])
+
+    assert (device.profile.protocol, device.profile.codec, device.dev_eui) == (
+        "tts",
+        "cayennelpp",
+        "70b3d57ed0000001",
+    )
+    assert device.extra["internal_attributes"]["lorawan"]["application_id"] == "kasuga-gauges"
+    assert parse_device(device_json(device), "town", "/", []) == device
+
+
+def test_an_iota_lorawan_data_model_this_broker_cannot_decode_is_refused() -> None:
+    lorawan = {
+        "application_server": {"provider": "loraserver.io"},
+        "dev_eui": "70B3D57ED0000001",
+        "data_model": "cbor",
+    }
+
+    with pytest.raises(BadRequestData, match="data_model"):
+        parse_device({"device_id": "g", "internal_attributes": {"lorawan": lorawan}}, "town", "/", [])
