@@ -247,11 +247,16 @@ class Registry:
         self._tenants[tenant] = _load_tenant(versions, fresh, prev)
 
     async def load_all(self) -> None:
-        tenants = set(await self.store.tenants())
-        for tenant in tenants:
-            await self._load(tenant)
-        for gone in set(self._tenants) - tenants:
-            del self._tenants[gone]
+        """Read every tenant's groups and devices in one go (at start, and now and then)."""
+        versions: dict[str, list[tuple[Key, datetime]]] = defaultdict(list)
+        fresh: dict[str, dict[Key, asyncpg.Record]] = defaultdict(dict)
+        for key, row in await self.store.all_rows():
+            versions[row["tenant"]].append((key, row["modified_at"]))
+            fresh[row["tenant"]][key] = row
+        self._tenants = {
+            tenant: _load_tenant(versions[tenant], fresh[tenant], self._tenants.get(tenant) or _Tenant())
+            for tenant in versions
+        }
         self._rebuild()
         log.info(
             "loaded %d service groups and %d devices",
@@ -291,12 +296,13 @@ class Registry:
                 log.warning("provisioning of tenant %r not reloaded (%s); the next resync will", tenant, exc)
 
     async def _maintain(self) -> None:
-        """Store autoprovisioned devices often; reload everything now and then."""
+        """Store autoprovisioned devices often, keep listening; reload everything now and then."""
         waited = 0.0
         while True:
             await asyncio.sleep(self._flush_interval)
             waited += self._flush_interval
             try:
+                await self._ensure_listening()
                 await self.persist_pending()
                 if waited >= self._resync_interval:
                     waited = 0.0
@@ -304,11 +310,35 @@ class Registry:
             except _TRANSIENT as exc:
                 log.warning("provisioning upkeep failed (%s); retrying", exc)
 
-    async def start(self) -> None:
-        """Listen first, then load, so no change between the two is missed."""
+    async def _listen(self) -> None:
         listener = await self._pool.acquire()
         await listener.add_listener(CHANNEL, self._on_notify)
         self._listener = listener
+
+    def _listening(self) -> bool:
+        if self._listener is None:
+            return False
+        try:
+            return not self._listener.is_closed()
+        except asyncpg.InterfaceError:
+            return False  # the pool has taken the dead connection back
+
+    async def _ensure_listening(self) -> None:
+        """Listen again after the connection was lost (a database restart), and reload everything:
+        the notifications sent meanwhile are gone."""
+        if self._listening():
+            return
+        if self._listener is not None:
+            with contextlib.suppress(*_TRANSIENT):
+                await self._pool.release(self._listener)
+            self._listener = None
+        await self._listen()
+        await self.load_all()
+        log.info("listening to %s again", CHANNEL)
+
+    async def start(self) -> None:
+        """Listen first, then load, so no change between the two is missed."""
+        await self._listen()
         await self.load_all()
         self._background = asyncio.get_running_loop().create_task(self._maintain())
 
@@ -322,6 +352,7 @@ class Registry:
         with contextlib.suppress(*_TRANSIENT):
             await self.persist_pending()
         if self._listener is not None:
-            await self._listener.remove_listener(CHANNEL, self._on_notify)
-            await self._pool.release(self._listener)
+            with contextlib.suppress(*_TRANSIENT):
+                await self._listener.remove_listener(CHANNEL, self._on_notify)
+                await self._pool.release(self._listener)
             self._listener = None

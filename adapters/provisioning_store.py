@@ -294,9 +294,13 @@ class ProvisioningStore:
                 out[(DEVICE, row["service_path"], row["device_id"], row["apikey"])] = row
         return out
 
-    async def tenants(self) -> list[str]:
-        rows = await self._pool.fetch("SELECT tenant FROM service_groups UNION SELECT tenant FROM devices")
-        return [row["tenant"] for row in rows]
+    async def all_rows(self) -> list[tuple[Key, asyncpg.Record]]:
+        """Every group row, then every device row, of every tenant, with its key."""
+        groups = await self._pool.fetch("SELECT * FROM service_groups")
+        devices = await self._pool.fetch("SELECT * FROM devices")
+        return [((GROUP, r["resource"], r["apikey"]), r) for r in groups] + [
+            ((DEVICE, r["service_path"], r["device_id"], r["apikey"]), r) for r in devices
+        ]
 
 
 def _duplicate(device: Device, exc: asyncpg.UniqueViolationError) -> AlreadyExists:

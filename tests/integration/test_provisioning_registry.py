@@ -219,3 +219,21 @@ async def test_a_changed_device_replaces_the_old_one_in_the_other_registry(
     assert changed is not None
     assert changed.model_params == {"alertLevel": 2, "dangerLevel": 3}
     assert second.by_apikey_device(apikey, "g2") is kept
+
+
+async def test_a_registry_whose_listening_connection_dies_listens_again_and_catches_up(
+    registries: tuple[Registry, Registry], pool: asyncpg.Pool
+) -> None:
+    first, second = registries
+    listener = second._listener  # the connection a database restart would cut
+    assert listener is not None
+    await pool.execute("SELECT pg_terminate_backend($1)", listener.get_server_pid())
+    tenant, apikey = unique("town"), unique("key")
+    group = parse_group({"apikey": apikey, "autoprovision": False}, tenant, "/")
+    await first.store.add_groups([group])
+    await first.store.add_devices([parse_device({"device_id": "d1", "apikey": apikey}, tenant, "/", [group])])
+
+    found = await eventually(lambda: second.by_apikey_device(apikey, "d1"))
+
+    assert found.tenant == tenant
+    assert second._listener is not listener
