@@ -11,6 +11,7 @@ adapters.provisioning_model), JEXL expressions are refused rather than evaluated
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -40,6 +41,7 @@ routes = web.RouteTableDef()
 SERVICES = ("/iot/services", "/iot/groups")
 DEVICES_PATH = "/iot/devices"
 DEVICE_PATH = DEVICES_PATH + "/{device_id}"
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 async def provisioning_context(app: web.Application) -> AsyncIterator[None]:
@@ -68,6 +70,9 @@ def _scope(request: web.Request, *, listing: bool = False) -> tuple[str, str]:
 
 async def _body(request: web.Request) -> Any:
     raw = await request.read()
+    if _ESCAPED_NUL.search(raw):
+        # PostgreSQL cannot store U+0000 in text or jsonb: refuse it here rather than fail at the insert.
+        raise BadRequestData("the body contains a NUL character (\\u0000)", name=WRONG_SYNTAX)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as error:

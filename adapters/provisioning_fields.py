@@ -36,9 +36,12 @@ def _bad(detail: str) -> BadRequestData:
     return BadRequestData(detail, name=WRONG_SYNTAX)
 
 
-def as_text(value: Any, where: str) -> str:
+def as_text(value: Any, where: str, limit: int = 256) -> str:
+    """A non-empty string of at most ``limit`` characters (keys must fit in a btree index entry)."""
     if not isinstance(value, str) or not value.strip() or "\x00" in value:
         raise _bad(f"{where} must be a non-empty string")
+    if len(value) > limit:
+        raise _bad(f"{where} is longer than {limit} characters")
     return value
 
 

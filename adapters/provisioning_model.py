@@ -43,7 +43,7 @@ from adapters.provisioning_fields import (
     static_json,
 )
 from broker.errors import BadRequestData
-from broker.model.parse import check_uri
+from broker.model.parse import MAX_ID_LENGTH, check_uri
 
 DEFAULT_TYPE = "Thing"  # the IoT Agents' default entity type
 DEFAULT_PATH = "/"
@@ -233,11 +233,11 @@ def parse_group(data: Any, tenant: str, service_path: str) -> ServiceGroup:
     apikey = as_text(data.get("apikey"), "service group: apikey")
     what = f"service group {apikey!r}"
     resource = data.get("resource", "")
-    if not isinstance(resource, str):
-        raise BadRequestData(f"{what}: resource must be a string", name=WRONG_SYNTAX)
+    if not isinstance(resource, str) or len(resource) > 256 or "\x00" in resource:
+        raise BadRequestData(f"{what}: resource must be a string of up to 256 characters", name=WRONG_SYNTAX)
     name_exp = data.get("entityNameExp")
     if name_exp is not None:
-        name_template(as_text(name_exp, f"{what}: entityNameExp"))
+        name_template(as_text(name_exp, f"{what}: entityNameExp", MAX_ID_LENGTH))
     autoprovision = as_bool(data.get("autoprovision"), f"{what}: autoprovision")
     return ServiceGroup(
         tenant=tenant,
@@ -293,7 +293,7 @@ def parse_device(data: Any, tenant: str, service_path: str, groups: list[Service
     entity_type = _entity_type(device, group)
     given = data.get("entity_name")
     if given is not None:
-        name = entity_uri(as_text(given, f"{what}: entity_name"), entity_type)
+        name = entity_uri(as_text(given, f"{what}: entity_name", MAX_ID_LENGTH), entity_type)
     else:
         name = default_entity_name(group, device_id, entity_type)
     return replace(device, entity_name=name)

@@ -146,6 +146,8 @@ async def test_a_taken_apikey_answers_409_duplicate_group_and_stores_none_of_the
         ({"attributes": [{"name": "t", "expression": "t * 2"}]}, "expression is not supported"),
         ({"static_attributes": [{"name": "location", "type": "geo:point", "value": "north"}]}, "geo:point"),
         ({"apikey": ""}, "apikey"),
+        ({"apikey": "k" * 3000}, "longer than 256"),
+        ({"resource": "/r" * 200}, "resource"),
     ],
 )
 async def test_a_group_with_a_wrong_field_answers_400_and_stores_nothing(
@@ -354,10 +356,27 @@ async def test_deleting_a_group_with_device_true_deletes_its_devices_too(iota: I
 
 async def test_a_sigfox_device_is_read_by_its_id_in_either_case(iota: Iota) -> None:
     sigfox_id = uuid.uuid4().hex[:8]
-    await iota.json("POST", "/iot/devices", {"devices": [{"device_id": sigfox_id, "protocol": "sigfox"}]}, status=201)
+    await iota.json(
+        "POST", "/iot/devices", {"devices": [{"device_id": sigfox_id, "protocol": "sigfox"}]}, status=201
+    )
 
     upper = await iota.json("GET", f"/iot/devices/{sigfox_id.upper()}")
     lower = await iota.json("GET", f"/iot/devices/{sigfox_id.lower()}")
 
     assert upper == lower
     assert upper["device_id"] == sigfox_id.upper()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"services": [{"apikey": "k-nul", "description": "a\u0000b"}]},
+        {"services": [{"apikey": "k-nul", "model_params": {"alertLevel": "\u0000"}}]},
+        {"services": [{"apikey": "k-\u0000"}]},
+    ],
+)
+async def test_a_nul_character_anywhere_in_the_body_answers_400(iota: Iota, body: dict[str, Any]) -> None:
+    response = await iota.call("POST", "/iot/services", body)
+
+    await problem(response, 400, "BadRequestData")
+    assert (await iota.json("GET", "/iot/services"))["count"] == 0
