@@ -83,7 +83,8 @@ def tenant() -> str:
 
 
 def store(client: Client) -> DeadLetters:
-    return client.app[DEAD_LETTERS]
+    letters: DeadLetters = client.app[DEAD_LETTERS]
+    return letters
 
 
 async def call(client: Client, method: str, url: str, tenant: str, **params: str) -> ClientResponse:
@@ -141,7 +142,7 @@ async def test_odd_input_is_stored_rather_than_refused(client: Client, tenant: s
         tenant, "tts", "v3/app@tts/devices/x/up", odd_headers, None, odd_raw, "bad\x00reason"
     )
     second = await letters.add(tenant, "sigfox", "/sigfox", {"k": 1}, "x" * 5000, b"y" * (limit + 10), "")  # type: ignore[dict-item]
-    unknown = await letters.add(None, "iota-ul", "/ul/k/d/attrs", {}, "d", b"", "unknown apikey")  # type: ignore[arg-type]
+    unknown = await letters.add(None, "iota-ul", "/ul/k/d/attrs", {}, "d", b"", "unknown apikey")
 
     one, two = await letters.get(tenant, first), await letters.get(tenant, second)
     assert one is not None
