@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=positive(int), help="gauges (flood, default 3) or plows (default 270)")
     p.add_argument("--detectors", type=positive(int), default=1475, help="tags: fixed detectors (1475)")
     p.add_argument("--tags", type=positive(int), default=3000, help="tags: BLE tags carried around (3000)")
+    p.add_argument("--phones", type=positive(int), default=100, help="tags: volunteers' phones (100)")
     p.add_argument("--mqtt-url", default=os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"))
     p.add_argument(
         "--http-url",
@@ -135,7 +136,7 @@ def make_scenario(args: argparse.Namespace, start: datetime) -> Scenario:
         return flood.scenario(args.count or 3, args.seed, start, app, args.ns_tenant, apikey)
     if args.scenario == "plows":
         return plows.scenario(args.count or 270, args.seed, start, app, apikey)
-    return tags.scenario(args.detectors, args.tags, args.seed, start, apikey)
+    return tags.scenario(args.detectors, args.tags, args.seed, start, apikey, args.phones)
 
 
 class Pace:

@@ -3,12 +3,15 @@
 Detectors stand at the crossings of a street grid; people walk along the streets, sometimes
 stopping a while (school, home, a shop). Every scan interval each detector publishes the tags it
 heard, as an IoT Agent JSON multimeasure array on /json/<apikey>/<detector>/attrs. A tag is heard
-only within the detection radius of a detector, with an RSSI that falls with distance.
+only within the detection radius of a detector, with an RSSI that falls with distance. Volunteers'
+phones walk the same streets and publish what they hear nearby the same way, with their own
+latitude/longitude in each sighting (a phone has no fixed place).
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +21,7 @@ from adapters.simulate.core import LocalGrid, Outgoing, Scenario, SimDevice, dev
 
 SCAN_INTERVAL_S = 10
 DETECTION_RADIUS_M = 30.0
+PHONE_RANGE_M = 20.0
 _SPACING_M = 200.0
 _CENTRE = (34.7566, 134.8406)  # Kakogawa, lat/lon
 
@@ -33,6 +37,10 @@ def detector_id(index: int) -> str:
     return f"det-cam-{index + 1:04d}"
 
 
+def phone_id(index: int) -> str:
+    return f"phone-{index + 1:04d}"
+
+
 @dataclass(frozen=True, slots=True)
 class Leg:
     """A walker going from one crossing to the next (or staying at one) between two times."""
@@ -44,11 +52,11 @@ class Leg:
 
 
 class Walker:
-    """One person carrying a tag; positions are asked for at increasing times."""
+    """One person carrying a tag (or a volunteer's phone); positions are asked for at increasing times."""
 
-    def __init__(self, index: int, seed: int, grid: LocalGrid) -> None:
+    def __init__(self, index: int, seed: int, grid: LocalGrid, kind: str = "tag") -> None:
         self.grid = grid
-        self.rng = device_rng(seed, "tag", index)
+        self.rng = device_rng(seed, kind, index)
         self.tag = hex_id(self.rng, 12)
         self.speed_ms = self.rng.uniform(0.9, 1.6)
         node = (self.rng.randrange(grid.columns), self.rng.randrange(grid.rows))
@@ -84,32 +92,89 @@ def heard_by(grid: LocalGrid, count: int, x: float, y: float) -> tuple[int, floa
     return (index, distance) if distance <= DETECTION_RADIUS_M else None
 
 
-def sightings(detectors: int, tags: int, seed: int, start: datetime, apikey: str) -> Iterator[Outgoing]:
-    """Each scan interval, one multimeasure message per detector that heard a tag, forever."""
+def _rssi(rng: random.Random, distance: float, at_1m: float) -> int:
+    """A BLE signal strength (dBm) falling with distance, with some fading."""
+    rssi = at_1m - 20 * math.log10(max(distance, 1.0)) + rng.gauss(0, 2)
+    return max(-100, min(-40, round(rssi)))
+
+
+def sightings(
+    detectors: int, tags: int, seed: int, start: datetime, apikey: str, phones: int = 0
+) -> Iterator[Outgoing]:
+    """Each scan interval, one multimeasure message per detector or phone that heard a tag, forever."""
     grid = detector_grid(detectors)
     walkers = [Walker(i, seed, grid) for i in range(tags)]
+    volunteers = [Walker(i, seed, grid, "phone") for i in range(phones)]
     rng = device_rng(seed, "scan", 0)
     step = 0
     while True:
         t0 = step * SCAN_INTERVAL_S
-        heard: dict[int, list[tuple[int, str, int]]] = {}
-        for walker in walkers:
-            ts = t0 + rng.randrange(SCAN_INTERVAL_S)
-            hit = heard_by(grid, detectors, *walker.position(ts))
-            if hit is None:
-                continue
-            index, distance = hit
-            rssi = -59 - 20 * math.log10(max(distance, 1.0)) + rng.gauss(0, 2)
-            heard.setdefault(index, []).append((ts, walker.tag, max(-100, min(-40, round(rssi)))))
-        for index in sorted(heard):
-            batch: list[dict[str, Any]] = [
-                {"tag": tag, "rssi": rssi, "ts": iso_z(start + timedelta(seconds=ts))}
-                for ts, tag, rssi in sorted(heard[index])
-            ]
-            # Detectors publish their batch after the scan, spread over the next interval.
-            at = start + timedelta(seconds=t0 + SCAN_INTERVAL_S * (1 + index / detectors))
-            yield Outgoing("iota-json", at, batch, f"/json/{apikey}/{detector_id(index)}/attrs")
+        # Phones scan at the start of the interval, detectors at a moment within it: positions
+        # are asked for in time order.
+        batch = _phone_batches(volunteers, walkers, t0, start, apikey, rng) if volunteers else []
+        batch += _detector_batches(walkers, grid, detectors, t0, start, apikey, rng)
+        yield from sorted(batch, key=lambda m: m.at)
         step += 1
+
+
+def _detector_batches(
+    walkers: list[Walker],
+    grid: LocalGrid,
+    detectors: int,
+    t0: int,
+    start: datetime,
+    apikey: str,
+    rng: random.Random,
+) -> list[Outgoing]:
+    heard: dict[int, list[tuple[int, str, int]]] = {}
+    for walker in walkers:
+        ts = t0 + rng.randrange(SCAN_INTERVAL_S)
+        hit = heard_by(grid, detectors, *walker.position(ts))
+        if hit is not None:
+            index, distance = hit
+            heard.setdefault(index, []).append((ts, walker.tag, _rssi(rng, distance, -59)))
+    out = []
+    for index in sorted(heard):
+        body: list[dict[str, Any]] = [
+            {"tag": tag, "rssi": rssi, "ts": iso_z(start + timedelta(seconds=ts))}
+            for ts, tag, rssi in sorted(heard[index])
+        ]
+        # Detectors publish their batch after the scan, spread over the next interval.
+        at = start + timedelta(seconds=t0 + SCAN_INTERVAL_S * (1 + index / detectors))
+        out.append(Outgoing("iota-json", at, body, f"/json/{apikey}/{detector_id(index)}/attrs"))
+    return out
+
+
+def _phone_batches(
+    phones: list[Walker], walkers: list[Walker], t0: int, start: datetime, apikey: str, rng: random.Random
+) -> list[Outgoing]:
+    """What each phone hears at ``t0``: tags within PHONE_RANGE_M of it, found through a coarse grid."""
+    cells: dict[tuple[int, int], list[tuple[str, float, float]]] = {}
+    for walker in walkers:
+        x, y = walker.position(t0)
+        cells.setdefault((int(x // PHONE_RANGE_M), int(y // PHONE_RANGE_M)), []).append((walker.tag, x, y))
+    ts = iso_z(start + timedelta(seconds=t0))
+    out = []
+    for index, phone in enumerate(phones):
+        px, py = phone.position(t0)
+        cx, cy = int(px // PHONE_RANGE_M), int(py // PHONE_RANGE_M)
+        near = [t for dx in (-1, 0, 1) for dy in (-1, 0, 1) for t in cells.get((cx + dx, cy + dy), ())]
+        lon, lat = phone.grid.to_lonlat(px, py)
+        body = [
+            {
+                "tag": tag,
+                "rssi": _rssi(rng, d, -65),
+                "ts": ts,
+                "latitude": round(lat, 6),
+                "longitude": round(lon, 6),
+            }
+            for tag, x, y in sorted(near)
+            if (d := math.hypot(x - px, y - py)) <= PHONE_RANGE_M
+        ]
+        if body:
+            at = start + timedelta(seconds=t0 + SCAN_INTERVAL_S * (1 + index / len(phones)))
+            out.append(Outgoing("iota-json", at, body, f"/json/{apikey}/{phone_id(index)}/attrs"))
+    return out
 
 
 def _device(index: int, grid: LocalGrid) -> SimDevice:
@@ -126,12 +191,24 @@ def _device(index: int, grid: LocalGrid) -> SimDevice:
     )
 
 
-def scenario(detectors: int, tags: int, seed: int, start: datetime, apikey: str) -> Scenario:
+def _phone(index: int) -> SimDevice:
+    name = phone_id(index)
+    return SimDevice(
+        name,
+        entity_name=f"urn:ngsi-ld:Device:{name}",
+        entity_type="Device",
+        protocol="iota-json",
+        codec="json",
+        model="BeaconDetector",
+    )
+
+
+def scenario(detectors: int, tags: int, seed: int, start: datetime, apikey: str, phones: int = 0) -> Scenario:
     grid = detector_grid(detectors)
     return Scenario(
         name="tags",
-        devices=[_device(i, grid) for i in range(detectors)],
-        messages=sightings(detectors, tags, seed, start, apikey),
+        devices=[_device(i, grid) for i in range(detectors)] + [_phone(i) for i in range(phones)],
+        messages=sightings(detectors, tags, seed, start, apikey, phones),
         apikey=apikey,
         entity_type="Device",
     )

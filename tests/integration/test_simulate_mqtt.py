@@ -127,7 +127,7 @@ async def test_a_flood_run_publishes_tts_uplinks_and_posts_sigfox_callbacks() ->
     assert {int(b["data"][-2:], 16) & 1 for _, b in posted} == {0, 1}
 
 
-async def test_a_tags_run_publishes_iot_agent_json_multimeasures_per_detector() -> None:
+async def test_a_tags_run_publishes_iot_agent_json_multimeasures_per_detector_and_phone() -> None:
     apikey = f"mimamori-{uuid.uuid4().hex[:8]}"
     argv = ["tags", "--detectors", "1475", "--tags", "2000", "--messages", "300", "--speed", "0"]
     argv += ["--apikey", apikey, "--seed", "5", "--start", START, "--mqtt-url", MQTT_URL]
@@ -138,7 +138,8 @@ async def test_a_tags_run_publishes_iot_agent_json_multimeasures_per_detector() 
     assert [(line["topic"], line["body"]) for line in expected] == received
     assert summary.sent == 300
     assert summary.failed == 0
-    assert all(isinstance(body, list) and {"tag", "rssi", "ts"} == set(body[0]) for _, body in received)
+    keys = {topic.split("/")[3].split("-")[0]: set(body[0]) for topic, body in received}
+    assert keys == {"det": {"tag", "rssi", "ts"}, "phone": {"tag", "rssi", "ts", "latitude", "longitude"}}
 
 
 async def test_speed_paces_the_run_in_real_time() -> None:

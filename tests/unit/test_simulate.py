@@ -208,6 +208,24 @@ def test_tags_are_sighted_only_within_range_of_the_detector_that_reports_them() 
     assert seen > 500
 
 
+def test_volunteers_phones_report_tags_within_their_range_at_their_own_position() -> None:
+    detectors, count, phones = 100, 1500, 40
+    grid = tags.detector_grid(detectors)
+    walkers = {w.tag: w for w in (tags.Walker(i, 9, grid) for i in range(count))}
+    messages = until(tags.sightings(detectors, count, 9, START, "kakogawa", phones), 1800)
+    from_phones = [m for m in messages if "/phone-" in (m.topic or "")]
+    seen = 0
+    for message in from_phones:
+        (place,) = {(s["longitude"], s["latitude"]) for s in message.body}
+        for sighting in message.body:
+            x, y = walkers[sighting["tag"]].position((to_utc(sighting["ts"]) - START).total_seconds())
+            lon, lat = grid.to_lonlat(x, y)
+            assert distance_m(lon, lat, *place) <= tags.PHONE_RANGE_M + 0.2  # 6 decimals: 0.1 m
+            seen += 1
+    assert seen > 50
+    assert len(from_phones) < len(messages)
+
+
 def test_1475_detectors_stand_at_distinct_places_and_are_provisioned_as_beacon_detectors() -> None:
     scenario = tags.scenario(1475, 10, 1, START, "kakogawa")
     assert len({d.device_id for d in scenario.devices}) == 1475

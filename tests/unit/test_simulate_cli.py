@@ -51,16 +51,17 @@ def test_the_duration_bounds_a_run_in_simulated_time(capsys: pytest.CaptureFixtu
 def test_provisioning_in_a_dry_run_prints_the_service_group_then_the_devices_in_batches(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    argv = ["tags", "--dry-run", "--messages", "0", "--detectors", "250", "--provision", "http://hub:1026/"]
+    argv = ["tags", "--dry-run", "--messages", "0", "--detectors", "250", "--phones", "60"]
+    argv += ["--provision", "http://hub:1026/"]
     assert main([*argv, "--tenant", "kakogawa-test"]) == 0
     lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["provision"] for line in lines] == ["http://hub:1026/iot/services"] + 3 * [
+    assert [line["provision"] for line in lines] == ["http://hub:1026/iot/services"] + 4 * [
         "http://hub:1026/iot/devices"
     ]
     assert {line["fiware-service"] for line in lines} == {"kakogawa-test"}
     assert lines[0]["body"]["services"][0]["apikey"] == "kakogawa-mimamori"
     devices = [d for line in lines[1:] for d in line["body"]["devices"]]
-    assert len(devices) == 250
+    assert len(devices) == 310
     assert devices[0] == {
         "device_id": "det-cam-0001",
         "entity_name": "urn:ngsi-ld:Device:det-cam-0001",
@@ -72,6 +73,9 @@ def test_provisioning_in_a_dry_run_prints_the_service_group_then_the_devices_in_
         "model_params": devices[0]["model_params"],
     }
     assert devices[0]["model_params"]["location"]["type"] == "Point"
+    # A volunteer's phone has no fixed place: it sends its position with each sighting.
+    assert devices[-1]["device_id"] == "phone-0060"
+    assert devices[-1]["model_params"] == {}
 
 
 @pytest.mark.parametrize(

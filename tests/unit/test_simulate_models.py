@@ -124,17 +124,23 @@ def test_plows_become_vehicles_at_the_reported_position_and_speed() -> None:
 
 
 def test_tag_sightings_become_beacons_at_their_detector_under_a_pseudonym() -> None:
-    scenario = tags.scenario(200, 600, 4, START, "kakogawa-mimamori")
+    scenario = tags.scenario(200, 1000, 4, START, "kakogawa-mimamori", phones=30)
     configs = provisioned(scenario)
-    beacons = 0
-    for message in itertools.islice(scenario.messages, 300):
+    beacons = {"det": 0, "phone": 0}
+    for message in itertools.islice(scenario.messages, 400):
         config, updates = entities(configs, message)
         text = orjson.dumps([u.entity for u in updates]).decode()
         for sighting in message.body:
             assert sighting["tag"] not in text
-        for update in updates:
-            if update.entity["id"].startswith("urn:ngsi-ld:Device:tag-"):
-                assert update.entity["location"]["value"] == config.model_params["location"]
-                beacons += 1
-        assert beacons
-    assert beacons > 300
+        places = [[s["longitude"], s["latitude"]] for s in message.body if "latitude" in s]
+        tagged = [u.entity for u in updates if u.entity["id"].startswith("urn:ngsi-ld:Device:tag-")]
+        assert len(tagged) == len(message.body)
+        for entity in tagged:
+            where = entity["location"]["value"]
+            if places:  # a phone: where it was
+                assert where["coordinates"] in places
+            else:
+                assert where == config.model_params["location"]
+        beacons["phone" if places else "det"] += len(tagged)
+    assert beacons["det"] > 300
+    assert beacons["phone"] > 20
