@@ -114,3 +114,16 @@ async def test_device_writes_through_the_writer_are_historised_once_even_when_re
     results = await writer.apply(api.tenant, [measure(2.0), measure(3.0)], may_create_tenant=True)
     assert [r.duplicate for r in results] == [True, False]
     assert values(await history_of(api, gauge)) == [1.0, 2.0, 3.0]
+
+
+async def test_a_type_added_to_an_entity_reaches_its_history_streams(api: Api) -> None:
+    gauge = new_id("FloodMonitoring")
+    assert (await api.create(reading(gauge, 1.0, 0))).status == 201
+    extra = {"type": "WaterObserved", "currentLevel": reading(gauge, 2.0, 10)["currentLevel"]}
+    response = await api.request("POST", f"/ngsi-ld/v1/entities/{gauge}/attrs", extra)
+    assert response.status == 204, await response.text()
+    found = await api.request("GET", TEMPORAL, params={"type": "WaterObserved"})
+    body = await body_of(found)
+    assert [e["id"] for e in body] == [gauge]
+    assert sorted(body[0]["type"]) == ["FloodMonitoring", "WaterObserved"]
+    assert values(body[0]) == [1.0, 2.0]
