@@ -7,6 +7,7 @@ import asyncio
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
@@ -35,6 +36,7 @@ EPILOG = """examples:
 
 
 def duration(text: str) -> timedelta:
+    """An argparse type: '90', '90s', '30m', '1.5h' or '2d' as a timedelta."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 30m, 24h or 2d")
@@ -42,6 +44,7 @@ def duration(text: str) -> timedelta:
 
 
 def start_time(text: str) -> datetime:
+    """An argparse type: an ISO 8601 date-time (UTC when it names no offset)."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -49,7 +52,9 @@ def start_time(text: str) -> datetime:
     return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
 
 
-def positive(kind: type[int] | type[float]) -> argparse._ActionType:
+def positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` that is not negative."""
+
     def parse(text: str) -> float:
         value = kind(text)
         if value < 0:
@@ -96,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 @dataclass(slots=True)
 class Summary:
+    """What a run did: per family what was sent, confirmed and failed, and what stopped it."""
+
     scenario: str
     start: datetime
     end: datetime  # simulated time the run covered up to
@@ -129,13 +136,15 @@ class Summary:
 
 
 def make_scenario(args: argparse.Namespace, start: datetime) -> Scenario:
+    """The scenario the arguments name, with the defaults of its town."""
     _, apikey, app, _, _ = _DEFAULTS[args.scenario]
     apikey = args.apikey or apikey
     app = args.app or app
     if args.scenario == "flood":
-        return flood.scenario(args.count or 3, args.seed, start, app, args.ns_tenant, apikey)
+        count = 3 if args.count is None else args.count
+        return flood.scenario(count, args.seed, start, app, args.ns_tenant, apikey)
     if args.scenario == "plows":
-        return plows.scenario(args.count or 270, args.seed, start, app, apikey)
+        return plows.scenario(270 if args.count is None else args.count, args.seed, start, app, apikey)
     return tags.scenario(args.detectors, args.tags, args.seed, start, apikey, args.phones)
 
 
@@ -161,7 +170,7 @@ class Pace:
 
 
 class Destinations:
-    """Routes each message to MQTT (it has a topic) or HTTP (Sigfox callbacks), opened on first use."""
+    """Routes each message to MQTT (it has a topic) or HTTP (Sigfox callbacks), or prints it (dry run)."""
 
     def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
         self._args = args
