@@ -1,0 +1,220 @@
+"""Every benchmark in one command, ending with one table: figure, target, raw limit, ratio, lost.
+
+    .venv/bin/python -m tests.perf.run [--quick] [--only NAME[,NAME]] [--workers N]
+
+NAME is one of: limits, ingest, write, memory, query, notify, temporal. The raw limits are
+measured first, in the same run, so each ratio compares with this machine as it is now. Full
+run: ingest 60 s, writes 20 s each, memory up to 1,000,000 entities, the query, notification and
+temporal programs at their own defaults (about 25 minutes). --quick: ingest 10 s, writes
+10 s, memory at 10k and 100k, smaller query/notify/temporal runs (about 6 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from tests.perf import bench_ingest, bench_memory, bench_write, harness, limits
+
+ALL = ("limits", "ingest", "write", "memory", "query", "notify", "temporal")
+
+
+@dataclass
+class Row:
+    figure: str
+    measured: str
+    target: str
+    raw: str = ""
+    ratio: str = ""
+    lost: str = ""
+    verdict: str = ""
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.raw: dict[str, float] = {}
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        print(f"  -> {row.figure}: {row.measured} ({row.verdict or 'no target'})", flush=True)
+
+    def render(self) -> str:
+        head = ("figure", "measured", "target", "raw limit (same run)", "ratio", "dropped / lost", "")
+        lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        for r in self.rows:
+            cells = (r.figure, r.measured, r.target, r.raw, r.ratio, r.lost, r.verdict)
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def ratio(value: float, raw: float | None) -> str:
+    return f"{value / raw:.0%}" if raw else ""
+
+
+async def run_limits(table: Table, seconds: float) -> None:
+    table.raw["pg"] = await limits.postgres_upsert_rate(seconds)
+    hello = await limits.aiohttp_hello_rate(seconds, concurrency=64)
+    table.raw["http"] = hello.rate
+    with harness.mosquitto() as mqtt:
+        table.raw["mqtt"] = await asyncio.to_thread(limits.mqtt_qos1_rate, mqtt.port, seconds)
+    for key, text in (("pg", "rows/s"), ("http", "req/s"), ("mqtt", "msg/s")):
+        print(f"  raw {key}: {table.raw[key]:,.0f} {text}")
+
+
+async def run_ingest(table: Table, seconds: float, workers: int) -> None:
+    raw = table.raw.get("mqtt")
+    offered = 12_000.0
+    f = await bench_ingest.measure(seconds, offered, workers)
+    bench_ingest.report(f)
+    met = f.rate >= bench_ingest.TARGET and (raw is None or f.rate >= bench_ingest.TARGET_RATIO * raw)
+    table.add(
+        Row(
+            f"MQTT ingest, TTS gauges QoS 1, {seconds:.0f} s, offered {offered:,.0f}/s",
+            f"{f.rate:,.0f} msg/s",
+            ">= 10,000 msg/s and >= 65% of raw",
+            f"{raw:,.0f} msg/s paho/Mosquitto" if raw else "",
+            ratio(f.rate, raw),
+            f"{f.not_stored:,} of {f.published:,} not stored after {f.drained_seconds:.0f} s drain; "
+            f"Mosquitto drop lines {f.mosquitto_drop_lines}; dead letters {f.dead_letters}",
+            "met" if met else "MISSED",
+        )
+    )
+
+
+async def run_write(table: Table, seconds: float, workers: int) -> None:
+    f = await bench_write.measure(seconds, workers)
+    bench_write.report(f)
+    up, patch = f.upsert, f.patch
+    table.add(
+        Row(
+            "HTTP batch upsert, 100 entities a request, 16 connections",
+            f"{up.item_rate:,.0f} entities/s (p99 {up.p99_ms:.0f} ms)",
+            ">= 20,000 entities/s",
+            f"{table.raw['pg']:,.0f} rows/s asyncpg upsert" if "pg" in table.raw else "",
+            ratio(up.item_rate, table.raw.get("pg")),
+            f"{up.errors} failed requests",
+            "met" if up.item_rate >= bench_write.UPSERT_TARGET else "MISSED",
+        )
+    )
+    ok = patch.rate >= bench_write.PATCH_TARGET and patch.p99_ms < bench_write.PATCH_P99_TARGET_MS
+    table.add(
+        Row(
+            "PATCH attrs, one entity, 64 connections",
+            f"{patch.rate:,.0f} req/s, p99 {patch.p99_ms:.1f} ms",
+            ">= 3,000 req/s, p99 < 50 ms",
+            f"{table.raw['http']:,.0f} req/s aiohttp hello" if "http" in table.raw else "",
+            ratio(patch.rate, table.raw.get("http")),
+            f"{patch.errors} failed requests",
+            "met" if ok else "MISSED",
+        )
+    )
+
+
+async def run_memory(table: Table, sizes: list[int], seconds: float, workers: int) -> None:
+    results = await bench_memory.measure(sizes, seconds, workers=workers, report=bench_memory.print_size)
+    for f in results:
+        rss = max(f.rss_mb) if f.rss_mb else 0.0
+        gets = f.queries
+        table.add(
+            Row(
+                f"at {f.size:,} entities: RSS per process; upsert; get / near / count p95",
+                f"{rss:.0f} MB; {f.upsert.item_rate:,.0f} ent/s; {gets['get by id'][1]:.1f} / "
+                f"{gets['near 500 m'][1]:.1f} / {gets['count=true whole type'][1]:.1f} ms",
+                "RSS < 300 MB (at 1M)",
+                f"{table.raw['pg']:,.0f} rows/s" if "pg" in table.raw else "",
+                ratio(f.upsert.item_rate, table.raw.get("pg")),
+                f"{f.upsert.errors} failed requests",
+                "met" if rss < bench_memory.RSS_TARGET_MB else "MISSED",
+            )
+        )
+
+
+def run_program(table: Table, name: str, args: list[str]) -> None:
+    """Run one of the query/notify/temporal programs and copy its verdict lines into the table."""
+    path = harness.ROOT / "tests" / "perf" / f"bench_{name}.py"
+    if not path.exists():
+        table.add(Row(f"{name} (bench_{name}.py)", "not run: program missing", ""))
+        return
+    env = {**os.environ, "DATABASE_URL": harness.bench_dsn()}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(path), *args], env=env, capture_output=True, text=True, cwd=harness.ROOT
+    )
+    print(done.stdout[-6000:], done.stderr[-2000:] if done.returncode else "", sep="")
+    found = False
+    for line in done.stdout.splitlines():
+        verdict = re.search(r"\b(met|MISSED)\s*$", line) or re.search(r": (met|MISSED)\b", line)
+        if verdict:
+            found = True
+            table.add(
+                Row(
+                    f"{name}: {line.split('  ')[0].strip()[:60]}",
+                    _figures(line),
+                    "see program",
+                    verdict=verdict[1],
+                )
+            )
+    if not found:
+        status = f"exit {done.returncode}" if done.returncode else "no verdict lines"
+        table.add(
+            Row(f"{name} (bench_{name}.py)", status, "", verdict=f"{time.perf_counter() - started:.0f} s")
+        )
+
+
+def _figures(line: str) -> str:
+    numbers = re.findall(r"\d[\d,]*\.?\d*", line)
+    return " / ".join(numbers[:4]) + " ms" if numbers else line[:60]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default=",".join(ALL))
+    parser.add_argument("--workers", type=int, default=1, help="broker processes (NGSI_WORKERS)")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    quick = args.quick
+    table = Table()
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, {platform.platform()}"
+    )
+    print(
+        f"database {harness.bench_dsn()}, broker workers {args.workers}, {'quick' if quick else 'full'} run\n"
+    )
+    if "limits" in only:
+        print("== raw limits", flush=True)
+        await run_limits(table, 5 if quick else 10)
+    if "ingest" in only:
+        print("== MQTT ingest", flush=True)
+        await run_ingest(table, 10 if quick else 60, args.workers)
+    if "write" in only:
+        print("== HTTP writes", flush=True)
+        await run_write(table, 10 if quick else 20, args.workers)
+    if "memory" in only:
+        print("== memory and cost growth", flush=True)
+        sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
+        await run_memory(table, sizes, 5 if quick else 10, args.workers)
+    programs = {
+        "query": ["--entities", "20000", "--other-tenants", "2", "--requests", "100"] if quick else [],
+        "notify": ["--rate", "500", "--seconds", "10"] if quick else [],
+        "temporal": ["--gauges", "200", "--readings", "2000", "--requests", "50"] if quick else [],
+    }
+    for name, extra in programs.items():
+        if name in only:
+            print(f"== {name} (bench_{name}.py {' '.join(extra)})", flush=True)
+            await asyncio.to_thread(run_program, table, name, extra)
+    print("\n" + table.render())
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
