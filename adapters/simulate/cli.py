@@ -79,8 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt-url", default=os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"))
     p.add_argument(
         "--http-url",
-        default="http://127.0.0.1:1026/adapters/sigfox/uplink",
-        help="where Sigfox callbacks are POSTed",
+        default="http://127.0.0.1:1026",
+        help="the broker's HTTP bindings: Sigfox callbacks, and every family with --via http",
+    )
+    p.add_argument(
+        "--via",
+        choices=("mqtt", "http"),
+        default="mqtt",
+        help="TTS, ChirpStack and IoT Agent JSON over MQTT (default) or their HTTP bindings",
     )
     p.add_argument("--tenant", help="broker tenant (fiware-service) for --provision")
     p.add_argument("--apikey", help="IoT Agent apikey (tags topics, service group)")
@@ -174,13 +180,13 @@ class Destinations:
 
     def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
         self._args = args
-        self._dry = DryRun(out, args.http_url) if args.dry_run else None
+        self._dry = DryRun(out, args.http_url, via_http=args.via == "http") if args.dry_run else None
         self._mqtt: MqttPublisher | None = None
         self._http: HttpPoster | None = None
 
     async def open(self) -> None:
         """Connect to the MQTT broker now (every scenario publishes there), so a wrong URL fails at once."""
-        if self._dry is None:
+        if self._dry is None and self._args.via == "mqtt":
             client_id = f"simulate-{self._args.scenario}-{os.getpid()}"
             self._mqtt = MqttPublisher(
                 self._args.mqtt_url, client_id, qos=self._args.qos, window=self._args.window
@@ -190,9 +196,10 @@ class Destinations:
     async def send(self, message: Outgoing) -> None:
         if self._dry is not None:
             await self._dry.send(message)
-        elif message.topic is None:
+        elif message.topic is None or self._args.via == "http":
             if self._http is None:
-                self._http = HttpPoster(self._args.http_url)
+                # aiohttp opens at most 100 connections per session.
+                self._http = HttpPoster(self._args.http_url, window=min(self._args.window, 100))
                 await self._http.connect()
             await self._http.send(message)
         else:

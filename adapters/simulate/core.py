@@ -19,14 +19,15 @@ _M_PER_DEG_LAT = 111_320.0
 class Outgoing:
     """One message a simulated device sends, at a simulated time.
 
-    ``topic`` names the MQTT topic; None means an HTTP POST of ``body`` to the family's URL
-    (a Sigfox backend callback).
+    ``topic`` names its MQTT topic (None: the family has no MQTT binding, as Sigfox); ``path``
+    where the family's HTTP binding POSTs it on the broker (webhook, callback, IoT Agent HTTP).
     """
 
     family: str  # adapters.message family: "tts", "chirpstack", "sigfox", "iota-json"
     at: datetime
     body: Any
-    topic: str | None = None
+    topic: str | None
+    path: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,9 @@ from adapters.simulate.core import (
     iso_z,
 )
 
+# Where the broker serves the network servers' HTTP bindings (adapters/http.py).
+TTS_WEBHOOK = "/adapters/tts"
+SIGFOX_CALLBACK = "/adapters/sigfox/uplink"
 NORMAL_INTERVAL_S = 600
 FLOOD_INTERVAL_S = 300
 # Leave flood mode a little below the start level, so noise at the threshold does not flap the mode.
@@ -172,9 +175,10 @@ def gauge_messages(gauge: Gauge, seed: int, start: datetime, app: str, ns_tenant
         at = start + timedelta(seconds=reading.t + rng.uniform(0.2, 1.5))
         if gauge.family == "tts":
             topic = f"v3/{app}@{ns_tenant}/devices/{gauge.device_id}/up"
-            yield Outgoing("tts", at, tts_uplink(gauge, reading, at, app, ns_tenant, rng), topic)
+            body = tts_uplink(gauge, reading, at, app, ns_tenant, rng)
+            yield Outgoing("tts", at, body, topic, TTS_WEBHOOK)
         else:
-            yield Outgoing("sigfox", at, sigfox_callback(gauge, reading, at, rng))
+            yield Outgoing("sigfox", at, sigfox_callback(gauge, reading, at, rng), None, SIGFOX_CALLBACK)
 
 
 def tts_measures(gauge: Gauge, reading: Reading) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from adapters.simulate.core import (
 )
 
 REPORT_INTERVAL_S = 20.0
+# ChirpStack's HTTP integration POSTs each event to the configured URL with ?event=<type>.
+CHIRPSTACK_HTTP = "/adapters/chirpstack?event=up"
 # Around Tsuruga Castle; 25 x 25 crossings 250 m apart (6 km square).
 CITY = LocalGrid(centre_lat=37.4947, centre_lon=139.9298, columns=25, rows=25, spacing_m=250.0)
 _BLADE_DOWN_KMH = (8.0, 25.0)
@@ -194,7 +196,7 @@ def _plow_messages(index: int, seed: int, start: datetime, app: str) -> Iterator
     topic = f"application/{app}/device/{ids.dev_eui}/event/up"
     for report in plow_reports(index, seed):
         at = start + timedelta(seconds=report.t + rng.uniform(0.05, 0.5))
-        yield Outgoing("chirpstack", at, chirpstack_uplink(ids, report, at, app, rng), topic)
+        yield Outgoing("chirpstack", at, chirpstack_uplink(ids, report, at, app, rng), topic, CHIRPSTACK_HTTP)
 
 
 def _device(index: int, seed: int) -> SimDevice:

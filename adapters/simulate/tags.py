@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from adapters.simulate.core import LocalGrid, Outgoing, Scenario, SimDevice, device_rng, hex_id, iso_z
 
@@ -141,7 +142,7 @@ def _detector_batches(
         ]
         # Detectors publish their batch after the scan, spread over the next interval.
         at = start + timedelta(seconds=t0 + SCAN_INTERVAL_S * (1 + index / detectors))
-        out.append(Outgoing("iota-json", at, body, f"/json/{apikey}/{detector_id(index)}/attrs"))
+        out.append(_iota(at, body, apikey, detector_id(index)))
     return out
 
 
@@ -173,8 +174,14 @@ def _phone_batches(
         ]
         if body:
             at = start + timedelta(seconds=t0 + SCAN_INTERVAL_S * (1 + index / len(phones)))
-            out.append(Outgoing("iota-json", at, body, f"/json/{apikey}/{phone_id(index)}/attrs"))
+            out.append(_iota(at, body, apikey, phone_id(index)))
     return out
+
+
+def _iota(at: datetime, body: list[dict[str, Any]], apikey: str, device: str) -> Outgoing:
+    """A multimeasure on the IoT Agent JSON MQTT topic, or its HTTP binding."""
+    path = f"/iot/json?{urlencode({'k': apikey, 'i': device})}"
+    return Outgoing("iota-json", at, body, f"/json/{apikey}/{device}/attrs", path)
 
 
 def _device(index: int, grid: LocalGrid) -> SimDevice:

@@ -175,10 +175,10 @@ class MqttPublisher:
 
 
 class HttpPoster:
-    """POSTs JSON bodies to one URL with at most ``window`` requests open."""
+    """POSTs JSON bodies to the broker's HTTP bindings with at most ``window`` requests open."""
 
-    def __init__(self, url: str, *, window: int = 16) -> None:
-        self._url = url
+    def __init__(self, base_url: str, *, window: int = 16) -> None:
+        self._base = base_url.rstrip("/")
         self._window = asyncio.Semaphore(window)
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -191,15 +191,15 @@ class HttpPoster:
         tally = self.tally.setdefault(message.family, Tally())
         await self._window.acquire()
         tally.sent += 1
-        task = asyncio.create_task(self._post(message.body, tally))
+        task = asyncio.create_task(self._post(self._base + message.path, message.body, tally))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _post(self, body: Any, tally: Tally) -> None:
+    async def _post(self, url: str, body: Any, tally: Tally) -> None:
         assert self._session is not None
         try:
             headers = {"Content-Type": "application/json"}
-            async with self._session.post(self._url, data=orjson.dumps(body), headers=headers) as response:
+            async with self._session.post(url, data=orjson.dumps(body), headers=headers) as response:
                 await response.read()
                 if response.status < 300:
                     tally.confirmed += 1
@@ -222,16 +222,17 @@ class HttpPoster:
 class DryRun:
     """Prints each message as one JSON line instead of sending it."""
 
-    def __init__(self, out: TextIO | None = None, http_url: str = "") -> None:
+    def __init__(self, out: TextIO | None = None, http_url: str = "", *, via_http: bool = False) -> None:
         self._out = out or sys.stdout
-        self._http_url = http_url
+        self._base = http_url.rstrip("/")
+        self._via_http = via_http
         self.tally: dict[str, Tally] = {}
 
     async def send(self, message: Outgoing) -> None:
         tally = self.tally.setdefault(message.family, Tally())
         line: dict[str, Any] = {"family": message.family, "at": iso_z(message.at, digits=3)}
-        if message.topic is None:
-            line["url"] = self._http_url
+        if message.topic is None or self._via_http:
+            line["url"] = self._base + message.path
         else:
             line["topic"] = message.topic
         line["body"] = message.body

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import pytest
 
 from adapters.simulate import simulate
 from adapters.simulate.cli import build_parser
@@ -83,7 +84,7 @@ async def test_a_simulated_flood_ends_as_flood_monitoring_entities_with_every_re
     base = base_url(api)
     app = f"sim-{uuid.uuid4().hex[:8]}"
     argv = [*common(api, "flood"), "--count", "2", "--duration", "12h", "--app", app]
-    messages = await run([*argv, "--http-url", base + "/adapters/sigfox/uplink"])
+    messages = await run([*argv, "--http-url", base])
     tts = [m["body"] for m in messages if m["family"] == "tts"]
     sigfox = [m["body"] for m in messages if m["family"] == "sigfox"]
     provisioned = await api.request("GET", "/iot/devices", headers={"fiware-service": api.tenant})
@@ -106,8 +107,10 @@ async def test_a_simulated_flood_ends_as_flood_monitoring_entities_with_every_re
         assert {"Normal", "Alert", "Danger"} <= set(statuses)
 
 
-async def test_simulated_plows_end_as_vehicles_at_their_last_reported_position(api: Api) -> None:
+@pytest.mark.parametrize("via", ["mqtt", "http"])
+async def test_simulated_plows_end_as_vehicles_at_their_last_reported_position(api: Api, via: str) -> None:
     argv = [*common(api, "plows"), "--count", "6", "--messages", "60", "--app", str(uuid.uuid4())]
+    argv += ["--via", via, "--http-url", base_url(api)]
     messages = await run(argv)
     last: dict[str, dict[str, Any]] = {}
     for message in messages:
@@ -128,8 +131,10 @@ async def test_simulated_plows_end_as_vehicles_at_their_last_reported_position(a
         assert entity["speed"]["unitCode"] == "KMH"
 
 
-async def test_simulated_tag_sightings_end_as_beacons_named_by_pseudonym_only(api: Api) -> None:
+@pytest.mark.parametrize("via", ["mqtt", "http"])
+async def test_simulated_tag_sightings_end_as_beacons_named_by_pseudonym_only(api: Api, via: str) -> None:
     argv = [*common(api, "tags"), "--detectors", "60", "--tags", "400", "--phones", "10", "--messages", "80"]
+    argv += ["--via", via, "--http-url", base_url(api)]
     messages = await run([*argv, "--apikey", f"mimamori-{uuid.uuid4().hex[:8]}"])
     raw_tags = {s["tag"] for m in messages for s in m["body"]}
     path = "/ngsi-ld/v1/entities?type=Device&q=category==%22beacon%22&limit=1000&count=true"

@@ -112,7 +112,7 @@ async def test_a_flood_run_publishes_tts_uplinks_and_posts_sigfox_callbacks() ->
     app = f"flood-{uuid.uuid4().hex[:8]}"
     async with http_recorder() as (base, posted), Subscriber(f"v3/{app}@ttn/devices/+/up") as subscriber:
         argv = ["flood", "--count", "4", "--duration", "12h", "--speed", "0", "--seed", "4", "--start", START]
-        argv += ["--app", app, "--mqtt-url", MQTT_URL, "--http-url", base + "adapters/sigfox/uplink"]
+        argv += ["--app", app, "--mqtt-url", MQTT_URL, "--http-url", base]
         expected = await dry_run(argv)
         summary = await simulate(build_parser().parse_args(argv))
         tts = [(line["topic"], line["body"]) for line in expected if line["family"] == "tts"]

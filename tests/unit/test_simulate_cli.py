@@ -28,14 +28,36 @@ def test_a_dry_run_prints_each_message_as_a_json_line_and_the_summary_on_stderr(
 
 
 def test_a_flood_dry_run_sends_sigfox_callbacks_to_the_http_url(capsys: pytest.CaptureFixture[str]) -> None:
-    url = "http://127.0.0.1:1026/adapters/sigfox/uplink"
-    assert main(["flood", "--dry-run", "--duration", "1h", "--speed", "0", "--http-url", url]) == 0
+    base = "http://hub.example:1026"
+    assert main(["flood", "--dry-run", "--duration", "1h", "--speed", "0", "--http-url", base]) == 0
     lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
     sigfox = [line for line in lines if line["family"] == "sigfox"]
     assert sigfox
-    assert all(line["url"] == url and "topic" not in line for line in sigfox)
+    assert all(line["url"] == base + "/adapters/sigfox/uplink" and "topic" not in line for line in sigfox)
+    assert all("url" not in line for line in lines if line["family"] == "tts")
     # One hour before the flood wave: every gauge reports every 10 minutes.
     assert len(lines) == 3 * 6
+
+
+@pytest.mark.parametrize(
+    ("scenario", "path"),
+    [
+        ("flood", "/adapters/tts"),
+        ("plows", "/adapters/chirpstack?event=up"),
+        ("tags", "/iot/json?k=kakogawa-mimamori&i="),
+    ],
+)
+def test_via_http_sends_every_family_to_its_http_binding_on_the_broker(
+    scenario: str, path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [scenario, "--dry-run", "--via", "http", "--messages", "40", "--speed", "0", "--count", "5"]
+    assert main(argv) == 0
+    lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 40
+    assert all("topic" not in line for line in lines)
+    urls = {line["url"] for line in lines if line["family"] != "sigfox"}
+    assert urls
+    assert all(url.startswith("http://127.0.0.1:1026" + path) for url in urls)
 
 
 def test_the_duration_bounds_a_run_in_simulated_time(capsys: pytest.CaptureFixture[str]) -> None:
