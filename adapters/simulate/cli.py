@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detectors", type=positive(int), default=1475, help="tags: fixed detectors (1475)")
     p.add_argument("--tags", type=positive(int), default=3000, help="tags: BLE tags carried around (3000)")
     p.add_argument("--phones", type=positive(int), default=100, help="tags: volunteers' phones (100)")
-    p.add_argument("--mqtt-url", default=os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"))
+    p.add_argument(
+        "--mqtt-url",
+        default=os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"),
+        help="MQTT broker (default $MQTT_URL or mqtt://127.0.0.1:1883)",
+    )
     p.add_argument(
         "--http-url",
         default="http://127.0.0.1:1026",
@@ -92,13 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--apikey", help="IoT Agent apikey (tags topics, service group)")
     p.add_argument("--app", help="TTS application id (flood) or ChirpStack application UUID (plows)")
     p.add_argument("--ns-tenant", default="ttn", help="The Things Stack tenant in the topic (ttn)")
-    p.add_argument("--duration", type=duration, help="simulated time to cover, e.g. 90s, 30m, 24h")
+    p.add_argument(
+        "--duration",
+        type=duration,
+        help="simulated time to cover, e.g. 90s, 30m, 24h (default: flood 24h, plows 10m, tags 5m)",
+    )
     p.add_argument("--messages", type=positive(int), help="stop after this many messages")
-    p.add_argument("--speed", type=positive(float), help="simulated seconds per real second; 0: unpaced")
+    p.add_argument(
+        "--speed",
+        type=positive(float),
+        help="simulated seconds per real second; 0: unpaced (default: flood 600, else 1)",
+    )
     p.add_argument("--rate", type=positive(float), help="at most this many messages per real second")
-    p.add_argument("--qos", type=int, choices=(0, 1), default=1)
+    p.add_argument("--qos", type=int, choices=(0, 1), default=1, help="MQTT QoS (1: wait for each PUBACK)")
     p.add_argument("--window", type=positive(int), default=200, help="messages awaiting PUBACK at once")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="the same seed and --start give the same messages")
     p.add_argument("--start", type=start_time, help="simulated start, ISO 8601 (default: now)")
     p.add_argument("--provision", metavar="URL", help="POST the devices to this broker's /iot/ API first")
     p.add_argument("--dry-run", action="store_true", help="print messages as JSON lines, send nothing")
