@@ -15,7 +15,7 @@ from typing import TextIO
 import orjson
 
 from adapters.simulate import flood, plows, tags
-from adapters.simulate.core import Outgoing, Scenario, iso_z
+from adapters.simulate.core import Outgoing, Scenario, iso_z, undecoded
 from adapters.simulate.provision import provision, provisioning_requests
 from adapters.simulate.transport import DryRun, HttpPoster, MqttPublisher, Tally, Unreachable
 
@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="the same seed and --start give the same messages")
     p.add_argument("--start", type=start_time, help="simulated start, ISO 8601 (default: now)")
     p.add_argument("--provision", metavar="URL", help="POST the devices to this broker's /iot/ API first")
+    p.add_argument(
+        "--undecoded",
+        action="store_true",
+        help="LoRaWAN uplinks without decoded_payload/object (no payload formatter): the broker decodes",
+    )
     p.add_argument("--dry-run", action="store_true", help="print messages as JSON lines, send nothing")
     return p
 
@@ -160,10 +165,14 @@ def make_scenario(args: argparse.Namespace, start: datetime) -> Scenario:
     app = args.app or app
     if args.scenario == "flood":
         count = 3 if args.count is None else args.count
-        return flood.scenario(count, args.seed, start, app, args.ns_tenant, apikey)
-    if args.scenario == "plows":
-        return plows.scenario(270 if args.count is None else args.count, args.seed, start, app, apikey)
-    return tags.scenario(args.detectors, args.tags, args.seed, start, apikey, args.phones)
+        scenario = flood.scenario(count, args.seed, start, app, args.ns_tenant, apikey)
+    elif args.scenario == "plows":
+        scenario = plows.scenario(270 if args.count is None else args.count, args.seed, start, app, apikey)
+    else:
+        scenario = tags.scenario(args.detectors, args.tags, args.seed, start, apikey, args.phones)
+    if args.undecoded:
+        scenario.messages = map(undecoded, scenario.messages)
+    return scenario
 
 
 class Pace:

@@ -133,6 +133,22 @@ def uuid_from(rng: random.Random) -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) % 4]}{h[17:20]}-{h[20:]}"
 
 
+def undecoded(message: Outgoing) -> Outgoing:
+    """The message as a network server without a payload formatter sends it: raw bytes only.
+
+    TTS then omits ``decoded_payload`` and ChirpStack ``object``; the broker decodes
+    ``frm_payload``/``data`` with the device's codec instead.
+    """
+    if message.family == "tts":
+        uplink = {k: v for k, v in message.body["uplink_message"].items() if k != "decoded_payload"}
+        body = {**message.body, "uplink_message": uplink}
+    elif message.family == "chirpstack":
+        body = {k: v for k, v in message.body.items() if k != "object"}
+    else:
+        return message
+    return Outgoing(message.family, message.at, body, message.topic, message.path)
+
+
 def chirpstack_object(measures: dict[str, Any]) -> dict[str, Any]:
     """TTS-style flat CayenneLPP names nested as ChirpStack v4's codec does: {"analogInput": {"2": 12.5}}."""
     nested: dict[str, Any] = {}

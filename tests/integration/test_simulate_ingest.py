@@ -9,6 +9,7 @@ the history holds every reading once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import os
 import random
@@ -21,6 +22,7 @@ from typing import Any
 import orjson
 import pytest
 
+from adapters.codecs import cayenne
 from adapters.simulate import simulate
 from adapters.simulate.cli import build_parser
 from tests.conftest import Api
@@ -107,17 +109,22 @@ async def test_a_simulated_flood_ends_as_flood_monitoring_entities_with_every_re
         assert {"Normal", "Alert", "Danger"} <= set(statuses)
 
 
-@pytest.mark.parametrize("via", ["mqtt", "http"])
-async def test_simulated_plows_end_as_vehicles_at_their_last_reported_position(api: Api, via: str) -> None:
+@pytest.mark.parametrize(("via", "options"), [("mqtt", []), ("http", []), ("mqtt", ["--undecoded"])])
+async def test_simulated_plows_end_as_vehicles_at_their_last_reported_position(
+    api: Api, via: str, options: list[str]
+) -> None:
     argv = [*common(api, "plows"), "--count", "6", "--messages", "60", "--app", str(uuid.uuid4())]
-    argv += ["--via", via, "--http-url", base_url(api)]
+    argv += ["--via", via, "--http-url", base_url(api), *options]
     messages = await run(argv)
     last: dict[str, dict[str, Any]] = {}
     for message in messages:
         last[message["body"]["deviceInfo"]["deviceName"]] = message["body"]
     assert len(last) == 6
     for name, body in last.items():
-        gps = body["object"]["gpsLocation"]["1"]
+        # Without the network's "object", the broker decodes "data" with the provisioned codec.
+        measures = cayenne.decode(base64.b64decode(body["data"]))
+        assert ("object" in body) != ("--undecoded" in options)
+        gps = measures["gps_1"]
         entity = await until(
             api,
             f"/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:{name}",
@@ -127,7 +134,7 @@ async def test_simulated_plows_end_as_vehicles_at_their_last_reported_position(a
             ),
             TRANSPORTATION,
         )
-        assert entity["speed"]["value"] == body["object"]["analogInput"]["2"]
+        assert entity["speed"]["value"] == measures["analog_in_2"]
         assert entity["speed"]["unitCode"] == "KMH"
 
 

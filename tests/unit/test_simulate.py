@@ -17,7 +17,7 @@ from adapters.codecs.cayenne import decode, from_chirpstack
 from adapters.message import to_utc
 from adapters.simulate import flood, plows, tags
 from adapters.simulate.cli import build_parser, make_scenario
-from adapters.simulate.core import Outgoing, bearing_deg, distance_m
+from adapters.simulate.core import Outgoing, bearing_deg, distance_m, undecoded
 
 START = datetime(2026, 9, 1, 0, 0, tzinfo=UTC)
 DAY_S = 86_400
@@ -232,6 +232,24 @@ def test_1475_detectors_stand_at_distinct_places_and_are_provisioned_as_beacon_d
     places = {tuple(d.model_params["location"]["coordinates"]) for d in scenario.devices}
     assert len(places) == 1475
     assert {d.model for d in scenario.devices} == {"BeaconDetector"}
+
+
+def test_undecoded_uplinks_keep_only_the_raw_payload_and_leave_other_families_alone() -> None:
+    flood_messages = list(itertools.islice(flood.scenario(2, 1, START, "a", "ttn", "k").messages, 10))
+    plow_messages = list(itertools.islice(plows.scenario(2, 1, START, "a", "k").messages, 4))
+    for message in flood_messages + plow_messages:
+        raw = undecoded(message)
+        if message.family == "tts":
+            assert set(message.body["uplink_message"]) - set(raw.body["uplink_message"]) == {
+                "decoded_payload"
+            }
+            assert raw.body["uplink_message"]["frm_payload"] == message.body["uplink_message"]["frm_payload"]
+        elif message.family == "chirpstack":
+            assert set(message.body) - set(raw.body) == {"object"}
+        else:
+            assert raw is message
+        assert (raw.topic, raw.path, raw.at) == (message.topic, message.path, message.at)
+    assert {m.family for m in flood_messages} == {"tts", "sigfox"}
 
 
 # --- determinism ----------------------------------------------------------------------------
