@@ -146,7 +146,7 @@ async def test_speed_paces_the_run_in_real_time() -> None:
     argv = ["plows", "--count", "10", "--duration", "40s", "--speed", "20", "--mqtt-url", MQTT_URL]
     summary = await simulate(build_parser().parse_args([*argv, "--app", str(uuid.uuid4())]))
     # 40 simulated seconds at 20x: two real seconds, the last message a little before the end.
-    assert 1.7 <= summary.elapsed_s <= 3.0
+    assert 1.7 <= summary.elapsed_s <= 4.0  # a busy machine may add a little, never take away
     assert summary.sent == 20
     assert summary.failed == 0
 
@@ -180,7 +180,7 @@ async def test_rate_caps_the_messages_per_real_second() -> None:
     )
     assert summary.sent == 40
     assert summary.failed == 0
-    assert 0.75 <= summary.elapsed_s <= 1.5  # the 40th message waits until 39/50 s
+    assert 0.75 <= summary.elapsed_s <= 2.5  # the 40th message waits until 39/50 s
 
 
 @asynccontextmanager
@@ -228,7 +228,7 @@ async def test_an_mqtt_broker_going_away_stops_the_run_and_reports_it(tmp_path: 
 def test_ctrl_c_stops_a_run_and_still_prints_what_was_sent() -> None:
     argv = [sys.executable, "-m", "adapters.simulate", "plows", "--count", "50", "--duration", "10m"]
     process = subprocess.Popen([*argv, "--mqtt-url", MQTT_URL], stdout=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    time.sleep(4.0)  # started and sending (a plow reports within its first 20 s / 50)
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=10)
     assert process.returncode == 130
