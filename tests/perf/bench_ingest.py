@@ -133,7 +133,8 @@ def report(figures: IngestFigures) -> None:
         f"(target {TARGET:,.0f})"
     )
     print(
-        f"stored in all: {f.stored_total:,} after draining {f.drained_seconds:.1f} s; not stored: {f.not_stored:,}; "
+        f"stored in all: {f.stored_total:,} after draining {f.drained_seconds:.1f} s; not stored yet (still queued "
+        f"in Mosquitto when it stopped): {f.not_stored:,}; "
         f"Mosquitto drop messages in its log: {f.mosquitto_drop_lines}; dead letters: {f.dead_letters}; "
         f"history rows: {f.history_rows:,}; broker RSS MB {[round(r) for r in f.rss_mb]}"
     )
@@ -148,8 +149,9 @@ async def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--drain", type=float, default=60, help="seconds to wait for the backlog at the end")
     args = parser.parse_args()
-    report(await measure(args.seconds, args.rate, args.workers, args.devices, args.publishers))
+    report(await measure(args.seconds, args.rate, args.workers, args.devices, args.publishers, args.drain))
 
 
 if __name__ == "__main__":

@@ -41,8 +41,7 @@ WHERE t.tenant = $1 AND t.id = 'urn:ngsi-ld:Vehicle:template'
 _GEOMETRIES = """
 INSERT INTO entity_geometries (tenant, entity_id, attr, dataset_id, geom)
 SELECT tenant, id, $4, '', location FROM entities
-WHERE tenant = $1 AND id >= 'urn:ngsi-ld:Vehicle:p' || lpad($2::text, 7, '0')
-  AND id < 'urn:ngsi-ld:Vehicle:p' || lpad($3::text, 7, '0')
+WHERE tenant = $1 AND id >= $2 AND id < $3
 """
 
 
@@ -62,7 +61,13 @@ async def generate(admin: asyncpg.Connection, schema: str, first: int, last: int
     for low in range(first, last, 100_000):
         high = min(low + 100_000, last)
         await admin.execute(_GENERATE, TENANT, low, high)
-        await admin.execute(_GEOMETRIES, TENANT, low, high, LOCATION)
+        await admin.execute(
+            _GEOMETRIES,
+            TENANT,
+            f"urn:ngsi-ld:Vehicle:p{low:07d}",
+            f"urn:ngsi-ld:Vehicle:p{high:07d}",
+            LOCATION,
+        )
     await admin.execute("VACUUM (ANALYZE) entities")
     await admin.execute("VACUUM (ANALYZE) entity_geometries")
     return time.perf_counter() - started
