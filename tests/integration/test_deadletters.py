@@ -6,6 +6,7 @@ import asyncio
 import base64
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,7 +51,8 @@ def _with_replayer(replayer: FakeReplayer | None) -> Callable[[web.Application],
 
 
 async def _serve(settings: Settings, replayer: FakeReplayer | None) -> AsyncIterator[Client]:
-    app = create_app(settings)
+    # A small pool: these apps live next to the session's, on a server other test runs share.
+    app = create_app(replace(settings, db_pool_min=1, db_pool_max=6))
     if provisioning_context not in app.cleanup_ctx:  # until broker.app wires the device side
         app.cleanup_ctx.append(provisioning_context)
         add_routes(app)

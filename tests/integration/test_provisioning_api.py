@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -23,7 +24,8 @@ Client = TestClient[Any, Any]
 @pytest.fixture(scope="module")
 async def client(settings: Settings) -> AsyncIterator[Client]:
     """The broker with the provisioning routes, as broker.app would wire them."""
-    app = create_app(settings)
+    # A small pool: these apps live next to the session's, on a server other test runs share.
+    app = create_app(replace(settings, db_pool_min=1, db_pool_max=6))
     if provisioning_context not in app.cleanup_ctx:  # until broker.app wires the device side
         app.cleanup_ctx.append(provisioning_context)
         add_routes(app)
