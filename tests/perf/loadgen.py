@@ -140,8 +140,9 @@ def parse(output: str, seconds: float, items: int) -> Outcome:
     errors = int(bad[1]) if bad else 0
     if socket_errors:
         errors += sum(int(socket_errors[i]) for i in range(1, 5))
-    p50 = _unit_ms(re.search(r"50%\s+(\S+)", output)[1])  # type: ignore[index]
-    p99 = _unit_ms(re.search(r"99%\s+(\S+)", output)[1])  # type: ignore[index]
+    # The distribution's lines start with the percentile ("Req/Sec ... 72.50%" must not match).
+    p50 = _unit_ms(re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE)[1])  # type: ignore[index]
+    p99 = _unit_ms(re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)[1])  # type: ignore[index]
     good = requests - errors
     return Outcome(good, errors, seconds, good / requests * rate if requests else 0.0, p50, p99, items)
 
