@@ -33,7 +33,7 @@ from adapters.pipeline import ACCEPTED, Inbound, Pipeline
 from adapters.provisioning import Registry
 from adapters.pseudonym import Pseudonymiser
 from adapters.validate import Validator
-from broker.api.keys import POOL, RESOLVER, SETTINGS, WRITER
+from broker.api.keys import POOL, RESOLVER, SETTINGS, STATUS, WRITER
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,7 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
         )
         await ingest.start()
         app[MQTT] = ingest
+    app[STATUS]["devices"] = lambda: _report(pipeline, ingest)
     dispatcher = commands.Dispatcher(pool, writer, registry, ingest.publish if ingest else None)
     dispatch = asyncio.get_running_loop().create_task(dispatcher.run())
     log.info("device adapters ready (MQTT ingest %s)", "on" if ingest else "off")
@@ -179,6 +180,29 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
     if ingest is not None:
         await ingest.close()
     await pipeline.close()
+
+
+def _report(pipeline: Pipeline, ingest: MqttIngest | None) -> dict[str, object]:
+    """The device side's counters since this process started, for /health."""
+    stats = pipeline.stats
+    report: dict[str, object] = {
+        "received": stats.received,
+        "accepted": stats.accepted,
+        "duplicates": stats.duplicates,
+        "rejected": stats.rejected,
+        "ignored": stats.ignored,
+        "backlog": pipeline.backlog,
+        "batches": stats.batches,
+        "largestBatch": stats.largest_batch,
+        "databaseRetries": stats.retries,
+    }
+    if ingest is not None:
+        report["mqtt"] = {
+            "connected": ingest.connected,
+            "received": ingest.received,
+            "acknowledged": ingest.acknowledged,
+        }
+    return report
 
 
 def _now() -> datetime:

@@ -1,29 +1,60 @@
-"""Command line: ``python -m broker`` runs the broker; ``--help`` lists the settings."""
+"""Command line: ``python -m broker`` runs the broker; ``--help`` lists the settings.
+
+``python -m broker simulate ...`` runs the device simulators (adapters/simulate).
+
+With NGSI_WORKERS above 1 (default: one per CPU core) this process is worker 0 and starts the
+others as child processes. Every worker serves the same HTTP port (SO_REUSEPORT: the kernel
+spreads connections) and joins the same MQTT shared subscription with a client id of its own,
+so the workers split both entrances and coordinate only through PostgreSQL (row locks, SKIP
+LOCKED claims, advisory locks, LISTEN/NOTIFY). A child that dies is started again; the children
+die with the parent (PR_SET_PDEATHSIG), so a killed broker never leaves a worker behind holding
+the port.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
 import logging
+import os
+import signal
+import socket
+import subprocess
 import sys
+import threading
+import time
 
 import asyncpg
 from aiohttp import web
 
 from broker import __version__
 from broker.app import create_app
-from broker.config import ConfigError, help_text, load
+from broker.config import ConfigError, Settings, help_text, load
+
+log = logging.getLogger("broker")
+
+_WORKER_ENV = "HUB_WORKER_INDEX"
+_PARENT_ENV = "HUB_WORKER_PARENT"
+_PR_SET_PDEATHSIG = 1
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["simulate"]:
+        from adapters.simulate.cli import main as simulate
+
+        return simulate(args[1:])
     parser = argparse.ArgumentParser(
         prog="python -m broker",
-        description="NGSI-LD context broker with built-in device adapters (city data hub).",
+        description="NGSI-LD context broker with built-in device adapters (city data hub). "
+        "'python -m broker simulate --help' runs the device simulators.",
         epilog=help_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=__version__)
-    parser.parse_args(argv)
+    parser.parse_args(args)
     try:
         settings = load()
     except ConfigError as exc:
@@ -33,6 +64,31 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    index = int(os.environ.get(_WORKER_ENV, "0"))
+    count = settings.workers or os.cpu_count() or 1
+    if index > 0:
+        _die_with_parent()
+        return _serve(worker_settings(settings, index, count), reuse_port=True)
+    if count == 1:
+        return _serve(worker_settings(settings, 0, 1), reuse_port=False)
+    supervisor = _Supervisor(count)
+    supervisor.start()
+    try:
+        return _serve(worker_settings(settings, 0, count), reuse_port=True)
+    finally:
+        supervisor.stop()
+
+
+def worker_settings(settings: Settings, index: int, count: int) -> Settings:
+    """The settings of worker ``index`` of ``count``: its own MQTT client id (a session each)."""
+    base = settings.mqtt_client_id or f"ngsi-hub-{socket.gethostname()}"
+    client_id = f"{base}-{index}" if count > 1 or not settings.mqtt_client_id else base
+    # Without a shared subscription every worker would receive every message: only one subscribes.
+    ingest = settings.mqtt_ingest and (bool(settings.mqtt_share_group) or index == 0)
+    return settings.replace(mqtt_client_id=client_id, mqtt_ingest=ingest)
+
+
+def _serve(settings: Settings, *, reuse_port: bool) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is optional off Linux
@@ -40,17 +96,78 @@ def main(argv: list[str] | None = None) -> int:
     else:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        web.run_app(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            access_log=None,
-            print=lambda text: logging.getLogger("broker").info("%s", text.strip()),
-        )
+        asyncio.run(_run(settings, reuse_port))
     except (OSError, asyncpg.PostgresError) as exc:
-        logging.getLogger("broker").error("cannot start: %s", exc)
+        log.error("cannot start: %s", exc)
         return 3
     return 0
+
+
+async def _run(settings: Settings, reuse_port: bool) -> None:
+    """Serve until SIGTERM/SIGINT, then shut down in order (HTTP first, then the resources)."""
+    runner = web.AppRunner(create_app(settings), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        for port in (settings.port, *settings.iota_ports):
+            site = web.TCPSite(runner, settings.host, port, reuse_port=reuse_port)
+            await site.start()
+        log.info("serving on http://%s:%d (pid %d)", settings.host, settings.port, os.getpid())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _die_with_parent() -> None:
+    """Linux: this worker receives SIGKILL when worker 0 dies, however it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    # Worker 0 may have died while this process was still starting, before the line above.
+    if os.getppid() != int(os.environ.get(_PARENT_ENV, "0")):
+        os._exit(0)
+
+
+class _Supervisor:
+    """Starts workers 1..count-1 and starts again any that exits while the broker runs."""
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
+
+    def start(self) -> None:
+        for index in range(1, self._count):
+            self._children[index] = self._spawn(index)
+        self._thread.start()
+
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+        env = {**os.environ, _WORKER_ENV: str(index), _PARENT_ENV: str(os.getpid())}
+        return subprocess.Popen([sys.executable, "-m", "broker"], env=env)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(1.0):
+            for index, child in list(self._children.items()):
+                code = child.poll()
+                if code is not None and not self._stopping.is_set():
+                    log.error("worker %d exited with %s; starting it again", index, code)
+                    time.sleep(1.0)
+                    self._children[index] = self._spawn(index)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for child in self._children.values():
+            if child.poll() is None:
+                child.terminate()
+        for child in self._children.values():
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from broker.api import (
     temporal_provision,
     unsupported,
 )
-from broker.api.keys import CONTEXTS, NOTIFIER, POOL, REGISTRY, RESOLVER, SETTINGS, TENANTS, WRITER
+from broker.api.keys import CONTEXTS, NOTIFIER, POOL, REGISTRY, RESOLVER, SETTINGS, STATUS, TENANTS, WRITER
 from broker.config import Settings
 from broker.errors import error_middleware
 from broker.ingest import Writer
@@ -109,6 +109,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[error_middleware, common.refuse_nul], client_max_size=settings.max_body_bytes
     )
     app[SETTINGS] = settings
+    app[STATUS] = {}
     app.cleanup_ctx.extend([_database, _history, _context_resolver, _subscriptions, _notifier])
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
     app.cleanup_ctx.extend([provisioning_api.provisioning_context, device_adapters])

@@ -35,6 +35,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or a positive integer")
+    return value
+
+
+def _port_list(text: str) -> tuple[int, ...]:
+    ports = tuple(int(part) for part in text.split(",") if part.strip())
+    if any(not 0 < port < 65536 for port in ports):
+        raise ValueError("must be a comma-separated list of TCP ports")
+    return ports
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value) or value <= 0:
@@ -146,6 +160,22 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("NGSI_LOG_LEVEL", "log_level", "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)"),
     Setting(
+        "NGSI_WORKERS",
+        "workers",
+        "0",
+        "broker processes sharing the HTTP port (SO_REUSEPORT) and the MQTT ingest (shared "
+        "subscription); 0: one per CPU core",
+        _non_negative_int,
+    ),
+    Setting(
+        "NGSI_IOTA_PORTS",
+        "iota_ports",
+        "",
+        "extra ports serving the same API, for gateways and tools configured for the IoT Agents "
+        "(e.g. 4041,7896; empty: none)",
+        _port_list,
+    ),
+    Setting(
         "NGSI_MQTT_INGEST",
         "mqtt_ingest",
         "true",
@@ -245,6 +275,8 @@ class Settings:
     notify_concurrency: int
     public_url: str
     log_level: str
+    workers: int
+    iota_ports: tuple[int, ...]
     mqtt_ingest: bool
     mqtt_client_id: str
     mqtt_share_group: str

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from aiohttp import web
 
 from broker import __version__
-from broker.api.keys import POOL
+from broker.api.keys import POOL, STATUS
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
-    """Liveness: the process answers HTTP."""
-    return web.json_response({"status": "ok", "version": __version__})
+    """Liveness: the process answers HTTP; with the counters of the parts that report them.
+
+    Each worker process answers for itself (``pid``), e.g. ``devices``: messages received,
+    accepted, duplicates, rejected (dead letters), the pipeline backlog and the MQTT connection.
+    """
+    body: dict[str, object] = {"status": "ok", "version": __version__, "pid": os.getpid()}
+    for name, report in request.app[STATUS].items():
+        body[name] = report()
+    return web.json_response(body)
 
 
 @routes.get("/ready")

@@ -21,3 +21,5 @@ RESOLVER = web.AppKey("resolver", ContextResolver)
 CONTEXTS = web.AppKey("contexts", ContextStore)
 REGISTRY = web.AppKey("registry", SubscriptionRegistry)
 NOTIFIER = web.AppKey("notifier", Notifier)
+# Parts that report counters on /health register a callable under their name (e.g. "devices").
+STATUS = web.AppKey("status", dict)

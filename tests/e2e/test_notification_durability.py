@@ -28,14 +28,16 @@ DEADLINE_SECONDS = 240.0
 
 
 class Receiver:
-    """An HTTP endpoint that refuses notifications for a while, then records them."""
+    """An HTTP endpoint that refuses notifications for a while from the first one, then records them."""
 
     def __init__(self) -> None:
-        self.started = time.monotonic()
+        self.started: float | None = None
         self.received: list[dict[str, Any]] = []
         self.refused = 0
 
     async def handle(self, request: web.Request) -> web.Response:
+        if self.started is None:
+            self.started = time.monotonic()
         if time.monotonic() - self.started < RECEIVER_DOWN_SECONDS:
             self.refused += 1
             return web.Response(status=503)

@@ -161,3 +161,50 @@ def test_an_unreachable_database_stops_the_broker_with_a_clear_message() -> None
     assert result.returncode == 3
     assert "cannot start" in result.stderr
     assert "database not reachable yet" in result.stderr
+
+
+async def worker_pids(session: aiohttp.ClientSession, port: int, wanted: int, within: float = 30.0) -> set[int]:
+    """The pids answering /health on ``port`` (new connection each time), until ``wanted`` are seen."""
+    seen: set[int] = set()
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline and len(seen) < wanted:
+        try:
+            async with session.get(f"http://127.0.0.1:{port}/health", headers={"Connection": "close"}) as r:
+                seen.add((await r.json())["pid"])
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.02)
+    return seen
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_workers_share_the_port_a_dead_worker_is_restarted_and_all_die_with_worker_zero() -> None:
+    port = free_port()
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        with broker_process(port, database_url(), {"NGSI_WORKERS": "2"}) as parent:
+            await wait_ready(session, port, parent)
+            pids = await worker_pids(session, port, 2)
+            assert parent.pid in pids
+            assert len(pids) == 2, "the second worker never answered on the shared port"
+            (child,) = pids - {parent.pid}
+
+            os.kill(child, signal.SIGKILL)
+            replacement = await worker_pids(session, port, 3, within=30.0)
+            assert len(replacement - {parent.pid, child}) == 1, "the killed worker was not started again"
+            (second_child,) = replacement - {parent.pid, child}
+
+            parent.send_signal(signal.SIGKILL)
+            parent.wait(timeout=10)
+            for _ in range(50):
+                if not alive(second_child):
+                    break
+                await asyncio.sleep(0.1)
+            assert not alive(second_child), "a worker outlived worker 0"
