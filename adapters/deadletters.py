@@ -64,9 +64,15 @@ class Replayer(Protocol):
 
 
 def _text(value: Any, limit: int = _MAX_TEXT) -> str:
-    """Any value as text PostgreSQL can store (no NUL), cut at ``limit`` characters."""
+    """Any value as text PostgreSQL can store (no NUL, no lone surrogate), cut at ``limit`` characters."""
     text = value if isinstance(value, str) else ("" if value is None else str(value))
-    return text.replace("\x00", "\ufffd")[:limit]
+    text = text[:limit].replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (from a lenient decoder upstream) becomes U+FFFD; valid pairs are joined.
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _bytes(value: Any) -> bytes:

@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from adapters.deadletters import ACCEPTED, DeadLetter, DeadLetters
 from adapters.keys import DEAD_LETTERS, REPLAYER
@@ -283,3 +286,38 @@ async def test_letters_older_than_the_retention_are_forgotten(client: Client, te
     assert forgotten >= 1
     assert await store(client).get(tenant, old) is None
     assert await store(client).get(tenant, recent) is not None
+
+
+_odd = st.one_of(
+    st.none(),
+    st.text(),
+    st.text(st.sampled_from(["\x00", "\ud800", "\udfff", "a", "水", "\n"]), max_size=8),
+    st.binary(max_size=64),
+    st.integers(),
+    st.floats(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(
+        st.text(max_size=5), st.text(st.sampled_from(["\x00", "\ud800", "b"]), max_size=5), max_size=3
+    ),
+)
+
+
+@hypothesis_settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(tenant=_odd, family=_odd, origin=_odd, headers=_odd, device=_odd, raw=_odd, reason=_odd)
+async def test_adding_a_letter_never_fails_on_odd_values(
+    client: Client, tenant: Any, family: Any, origin: Any, headers: Any, device: Any, raw: Any, reason: Any
+) -> None:
+    letters = store(client)
+
+    letter_id = await letters.add(tenant, family, origin, headers, device, raw, reason)
+
+    row = await client.app[POOL].fetchrow(
+        "SELECT tenant, origin, family, reason FROM dead_letters WHERE id = $1", letter_id
+    )
+    assert row is not None
+    kept = await letters.get(row["tenant"], letter_id)
+    assert kept is not None
+    assert kept.reason
+    assert "\x00" not in kept.tenant + kept.reason + kept.origin + kept.family
