@@ -153,6 +153,7 @@ class Summary:
         for family, (where, t) in sorted(self.tallies.items()):
             why = ", ".join(f"{r} x{n}" for r, n in t.reasons.most_common(3))
             counts = f"sent {t.sent:>7}  confirmed {t.confirmed:>7}  failed {t.failed}"
+            counts += f"  downlinks {t.downlinks}" if t.downlinks else ""
             print(f"  {family:<10} {where:<40} {counts}" + (f" ({why})" if why else ""), file=out)
         for problem in self.problems:
             print(f"  error: {problem}", file=out)

@@ -43,6 +43,8 @@ class SimDevice:
     dev_eui: str | None = None
     layout: tuple[dict[str, Any], ...] = ()
     model_params: dict[str, Any] = field(default_factory=dict)
+    # IoT Agent 'commands' the device accepts (a PATCH of the attribute is sent down to it).
+    commands: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(slots=True)

@@ -32,6 +32,10 @@ from adapters.simulate.core import (
 # Where the broker serves the network servers' HTTP bindings (adapters/http.py).
 TTS_WEBHOOK = "/adapters/tts"
 SIGFOX_CALLBACK = "/adapters/sigfox/uplink"
+# A Sigfox gauge asks for a downlink (BIDIR) this often: the network allows four a day.
+SIGFOX_DOWNLINK_EVERY_S = 6 * 3600
+# The command a Sigfox gauge takes in a BIDIR reply: 8 bytes, e.g. 0102025800000000 (interval 600 s).
+SIGFOX_COMMANDS: tuple[dict[str, Any], ...] = ({"name": "interval", "type": "command"},)
 NORMAL_INTERVAL_S = 600
 FLOOD_INTERVAL_S = 300
 # Leave flood mode a little below the start level, so noise at the threshold does not flap the mode.
@@ -102,6 +106,7 @@ class Gauge:
             dev_eui=self.dev_eui if tts else None,
             layout=() if tts else SIGFOX_LAYOUT,
             model_params=params,
+            commands=() if tts else SIGFOX_COMMANDS,
         )
 
 
@@ -170,6 +175,7 @@ def readings(gauge: Gauge, seed: int) -> Iterator[Reading]:
 
 def gauge_messages(gauge: Gauge, seed: int, start: datetime, app: str, ns_tenant: str) -> Iterator[Outgoing]:
     rng = device_rng(seed, "gauge-radio", gauge.index)
+    next_downlink = 0.0
     for reading in readings(gauge, seed):
         # The network server receives the uplink a moment after the gauge measured.
         at = start + timedelta(seconds=reading.t + rng.uniform(0.2, 1.5))
@@ -178,7 +184,11 @@ def gauge_messages(gauge: Gauge, seed: int, start: datetime, app: str, ns_tenant
             body = tts_uplink(gauge, reading, at, app, ns_tenant, rng)
             yield Outgoing("tts", at, body, topic, TTS_WEBHOOK)
         else:
-            yield Outgoing("sigfox", at, sigfox_callback(gauge, reading, at, rng), None, SIGFOX_CALLBACK)
+            body = sigfox_callback(gauge, reading, at, rng)
+            if reading.t >= next_downlink:
+                body["ack"] = True
+                next_downlink = reading.t + SIGFOX_DOWNLINK_EVERY_S
+            yield Outgoing("sigfox", at, body, None, SIGFOX_CALLBACK)
 
 
 def tts_measures(gauge: Gauge, reading: Reading) -> dict[str, Any]:
@@ -239,7 +249,10 @@ def sigfox_frame(gauge: Gauge, reading: Reading) -> bytes:
 
 
 def sigfox_callback(gauge: Gauge, reading: Reading, at: datetime, rng: random.Random) -> dict[str, Any]:
-    """A Sigfox backend DATA/UPLINK custom callback body (numbers unquoted in the template)."""
+    """A Sigfox backend DATA/BIDIR custom callback body (numbers unquoted in the template).
+
+    ``ack`` true asks for a downlink in the reply.
+    """
     return {
         "device": gauge.sigfox_id,
         "time": int(at.timestamp()),

@@ -45,6 +45,8 @@ def device_payload(device: SimDevice, apikey: str) -> dict[str, Any]:
         body["dev_eui"] = device.dev_eui
     if device.layout:
         body["layout"] = list(device.layout)
+    if device.commands:
+        body["commands"] = list(device.commands)
     return body
 
 

@@ -29,6 +29,7 @@ class Tally:
     sent: int = 0
     confirmed: int = 0
     failed: int = 0
+    downlinks: int = 0  # Sigfox BIDIR replies that carried a downlink
     reasons: Counter[str] = field(default_factory=Counter)
 
     def fail(self, reason: str) -> None:
@@ -200,9 +201,10 @@ class HttpPoster:
         try:
             headers = {"Content-Type": "application/json"}
             async with self._session.post(url, data=orjson.dumps(body), headers=headers) as response:
-                await response.read()
+                reply = await response.read()
                 if response.status < 300:
                     tally.confirmed += 1
+                    tally.downlinks += _is_downlink(reply)
                 else:
                     tally.fail(f"HTTP {response.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -217,6 +219,17 @@ class HttpPoster:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _is_downlink(reply: bytes) -> bool:
+    """A Sigfox BIDIR reply: {"<device>": {"downlinkData": "<16 hex digits>"}}."""
+    try:
+        document = orjson.loads(reply) if reply else None
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(document, dict) and any(
+        isinstance(v, dict) and "downlinkData" in v for v in document.values()
+    )
 
 
 class DryRun:

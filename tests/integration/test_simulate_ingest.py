@@ -24,7 +24,7 @@ import pytest
 
 from adapters.codecs import cayenne
 from adapters.simulate import simulate
-from adapters.simulate.cli import build_parser
+from adapters.simulate.cli import Summary, build_parser
 from tests.conftest import Api
 
 MQTT_URL = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
@@ -48,6 +48,11 @@ def base_url(api: Api) -> str:
 
 async def run(argv: list[str]) -> list[dict[str, Any]]:
     """Run the scenario for real and return its messages as its dry run prints them."""
+    messages, _ = await run_with_summary(argv)
+    return messages
+
+
+async def run_with_summary(argv: list[str]) -> tuple[list[dict[str, Any]], Summary]:
     out = io.StringIO()
     await simulate(build_parser().parse_args([*argv, "--dry-run"]), out)
     summary = await simulate(build_parser().parse_args(argv))
@@ -56,7 +61,7 @@ async def run(argv: list[str]) -> list[dict[str, Any]]:
     lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
     messages = [line for line in lines if "provision" not in line]
     assert summary.sent == len(messages)
-    return messages
+    return messages, summary
 
 
 async def until(api: Api, path: str, ready: Callable[[Any], bool], context: str, within: float = 20.0) -> Any:
@@ -149,3 +154,23 @@ async def test_simulated_tag_sightings_end_as_beacons_named_by_pseudonym_only(ap
     text = orjson.dumps(beacons).decode()
     assert not any(tag in text for tag in raw_tags)
     assert all(b["id"].startswith("urn:ngsi-ld:Device:tag-") for b in beacons)
+
+
+async def test_a_command_to_a_simulated_sigfox_gauge_rides_the_reply_to_its_next_bidir_callback(
+    api: Api,
+) -> None:
+    base = base_url(api)
+    argv = [*common(api, "flood"), "--count", "2", "--app", f"sim-{uuid.uuid4().hex[:8]}", "--http-url", base]
+    await run([*argv, "--duration", "1h"])  # the gauges exist, each Sigfox gauge asked once already
+    gauge = "urn:ngsi-ld:FloodMonitoring:wl-kasuga-002"
+    interval = {"type": "Property", "value": "0102025800000000"}  # report every 600 s
+    response = await api.request("PATCH", f"/ngsi-ld/v1/entities/{gauge}/attrs/interval", interval)
+    assert response.status == 204, await response.text()
+
+    # The same run again, longer: the first hour repeats (frames already seen), 6 h later it asks again.
+    _, summary = await run_with_summary([*argv, "--duration", "7h"])
+
+    assert summary.tallies["sigfox"][1].downlinks == 1
+    await until(
+        api, f"/ngsi-ld/v1/entities/{gauge}", lambda e: e["interval_status"]["value"] == "SENT", ENVIRONMENT
+    )

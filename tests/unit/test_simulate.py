@@ -114,6 +114,12 @@ def test_sigfox_callbacks_carry_the_level_below_the_bank_top_in_the_declared_lay
         assert flags & 1 == int(reading.flood_mode)
     sequence = [m.body["seqNumber"] for m in callbacks]
     assert all(b == (a + 1) % 4096 for a, b in itertools.pairwise(sequence))
+    # BIDIR: the first report and then one every 6 hours ask for a downlink (4 a day at most).
+    asking = [(m.at - START).total_seconds() for m in callbacks if m.body["ack"]]
+    assert callbacks[0].body["ack"]
+    assert len(asking) == 4
+    # (reception times: the network's latency varies by up to 1.3 s)
+    assert all(b - a > flood.SIGFOX_DOWNLINK_EVERY_S - 2 for a, b in itertools.pairwise(asking))
 
 
 def test_messages_of_all_devices_come_in_simulated_time_order() -> None:
