@@ -274,7 +274,12 @@ class Registry:
         if not self._pending:
             return 0
         batch = dict(self._pending)
-        stored = await self.store.add_devices(list(batch.values()), autoprovisioned=True)
+        try:
+            stored = await self.store.add_devices(list(batch.values()), autoprovisioned=True)
+        except asyncpg.DataError as exc:
+            # Not transient: retrying would block every later autoprovision behind this batch.
+            log.error("autoprovisioned devices %s not stored: %s", [k[3] for k in batch], exc)
+            stored = 0
         for key in batch:
             self._pending.pop(key, None)
         return stored

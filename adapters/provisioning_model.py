@@ -461,6 +461,11 @@ def resolve(device: Device, group: ServiceGroup | None, *, provisioned: bool = T
 def autoprovisioned(group: ServiceGroup, device_id: str) -> Device:
     """The device an unknown id sending with ``group``'s apikey becomes (IoT Agent autoprovision)."""
     entity_type = group.profile.entity_type or DEFAULT_TYPE
+    as_text(device_id, "device id")
+    try:
+        device_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequestData(f"device id {device_id!r} is not valid text", name=WRONG_SYNTAX) from None
     return Device(
         tenant=group.tenant,
         service_path=group.service_path,

@@ -327,3 +327,11 @@ def test_an_iota_lorawan_data_model_this_broker_cannot_decode_is_refused() -> No
 
     with pytest.raises(BadRequestData, match="data_model"):
         parse_device({"device_id": "g", "internal_attributes": {"lorawan": lorawan}}, "town", "/", [])
+
+
+@pytest.mark.parametrize("device_id", ["", "x" * 300, "tag\ud800"])
+def test_an_autoprovisioned_device_id_that_cannot_be_stored_is_refused(device_id: str) -> None:
+    group = parse_group({"apikey": "k", "entityNameExp": "'urn:ngsi-ld:Tag:' + id"}, "t", "/")
+
+    with pytest.raises(BadRequestData):
+        autoprovisioned(group, device_id)
