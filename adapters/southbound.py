@@ -9,7 +9,6 @@ dispatcher. Nothing here decides anything about a message: it only connects the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import socket
@@ -34,6 +33,7 @@ from adapters.provisioning import Registry
 from adapters.pseudonym import Pseudonymiser
 from adapters.validate import Validator
 from broker.api.keys import POOL, RESOLVER, SETTINGS, STATUS, WRITER
+from broker.store import frames
 
 log = logging.getLogger(__name__)
 
@@ -171,15 +171,34 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
         app[MQTT] = ingest
     app[STATUS]["devices"] = lambda: _report(pipeline, ingest)
     dispatcher = commands.Dispatcher(pool, writer, registry, ingest.publish if ingest else None)
-    dispatch = asyncio.get_running_loop().create_task(dispatcher.run())
+    loop = asyncio.get_running_loop()
+    background = [loop.create_task(dispatcher.run()), loop.create_task(_forget_old_frames(pool))]
     log.info("device adapters ready (MQTT ingest %s)", "on" if ingest else "off")
     yield
-    dispatch.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await dispatch
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
     if ingest is not None:
         await ingest.close()
     await pipeline.close()
+
+
+# Redelivery keys must outlive the longest redelivery: a persistent MQTT session waits 7 days
+# (deploy/mosquitto.conf persistent_client_expiration), network servers retry for minutes.
+FRAME_KEEP_DAYS = 8
+
+
+async def _forget_old_frames(pool: asyncpg.Pool) -> None:
+    """Hourly: drop redelivery keys no network would redeliver any more (they grow ~1M a day a town)."""
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                dropped = await frames.forget_before(conn, FRAME_KEEP_DAYS)
+            if dropped:
+                log.info("forgot %d device frame keys older than %d days", dropped, FRAME_KEEP_DAYS)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("frame key purge failed (%s); next try in an hour", exc)
+        await asyncio.sleep(3600)
 
 
 def _report(pipeline: Pipeline, ingest: MqttIngest | None) -> dict[str, object]:
