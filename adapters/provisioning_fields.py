@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from adapters.device import AttributeMapping, Command, LayoutField, StaticAttribute
+from adapters.message import FAMILIES
 from broker.errors import BadRequestData
 from broker.model.parse import check_name, check_uri
 
@@ -28,6 +29,17 @@ _GEOJSON_TYPES = frozenset(
 )
 _LAT_LON = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*$")
 _KINDS = ("int", "float", "bool", "hex")
+# IoT Agent protocol names (and LoRaWAN network servers) -> adapters.message families.
+_PROTOCOLS = {
+    "iota-json": "iota-json", "pdi-iota-json": "iota-json", "json": "iota-json",
+    "iota-ul": "iota-ul", "pdi-iota-ultralight": "iota-ul", "ul": "iota-ul", "ultralight": "iota-ul",
+    "tts": "tts", "ttn": "tts", "the-things-stack": "tts",
+    "chirpstack": "chirpstack", "loraserver.io": "chirpstack",
+    "sigfox": "sigfox", "iota-sigfox": "sigfox",
+}  # fmt: skip
+_LORAWAN_NAMES = ("lorawan", "iota-lorawan", "pdi-iota-lorawan")
+_DEV_EUI = re.compile(r"^[0-9a-fA-F]{16}$")
+
 # NGSI-v2 attribute fields the IoT Agents evaluate with JEXL: refused rather than silently ignored.
 _UNSUPPORTED = ("expression", "skipValue", "entity_name", "entity_type", "reverse")
 
@@ -226,6 +238,53 @@ def commands_json(commands: tuple[Command, ...]) -> list[dict[str, Any]]:
             item["port"] = c.port
         out.append(item)
     return out
+
+
+# --- LPWA: protocol names, IoTA-LoRaWAN settings, DevEUI ---------------------------------------
+
+
+def parse_protocol(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    name = as_text(value, where).lower()
+    if name in _LORAWAN_NAMES:
+        return None  # which network server: internal_attributes.lorawan says (see lorawan_settings)
+    if name not in _PROTOCOLS:
+        raise _bad(f"{where} {value!r} is not one of {', '.join(FAMILIES)}")
+    return _PROTOCOLS[name]
+
+
+def lorawan_settings(data: dict[str, Any], what: str) -> tuple[str | None, str | None]:
+    """(protocol, codec) as IoTA-LoRaWAN says them: internal_attributes.lorawan's
+    application_server.provider ("TTN", "loraserver.io", "chirpstack") and data_model."""
+    internal = data.get("internal_attributes")
+    lorawan = internal.get("lorawan") if isinstance(internal, dict) else None
+    if not isinstance(lorawan, dict):
+        return None, None
+    server = lorawan.get("application_server")
+    provider = server.get("provider") if isinstance(server, dict) else None
+    protocol = parse_protocol(provider, f"{what}: internal_attributes.lorawan.application_server.provider")
+    model = lorawan.get("data_model")
+    if model not in (None, "cayennelpp", "application_server"):
+        raise _bad(f"{what}: data_model {model!r} is not supported (cayennelpp or application_server)")
+    return protocol, "cayennelpp" if model == "cayennelpp" else None
+
+
+def parse_dev_eui(data: dict[str, Any], what: str) -> str | None:
+    """The DevEUI, ours or as IoTA-LoRaWAN gives it (internal_attributes.lorawan.dev_eui)."""
+    found = [data.get("dev_eui")]
+    internal = data.get("internal_attributes")
+    if isinstance(internal, dict) and isinstance(internal.get("lorawan"), dict):
+        found.append(internal["lorawan"].get("dev_eui"))
+    values = {v.lower() if isinstance(v, str) else v for v in found if v is not None}
+    if not values:
+        return None
+    if len(values) > 1:
+        raise _bad(f"{what}: dev_eui and internal_attributes.lorawan.dev_eui differ")
+    value = values.pop()
+    if not isinstance(value, str) or not _DEV_EUI.match(value):
+        raise _bad(f"{what}: dev_eui {value!r} is not 16 hex digits")
+    return value
 
 
 def _number(item: dict[str, Any], key: str, default: float, where: str) -> float:

@@ -7,9 +7,7 @@ and renders them back; ``resolve`` merges a device with its group into the ``Dev
 pipeline uses. The database stores what ``group_json``/``device_json`` render and reads it back
 through the same parsers.
 
-Entity names: NGSI-LD needs a URI. A name that is not one (the IoT Agents' default is
-"<entity_type>:<device_id>") becomes "urn:ngsi-ld:<entity_type>:<device_id>": a leading
-"<entity_type>:" is not repeated. Names starting with "urn:" or "<scheme>://" are kept as given.
+Entity names are settled when a device is provisioned (adapters.provisioning_names), so they never move.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from adapters.device import (
     LayoutField,
     StaticAttribute,
 )
-from adapters.message import FAMILIES
 from adapters.provisioning_fields import (
     WRONG_SYNTAX,
     as_bool,
@@ -36,14 +33,18 @@ from adapters.provisioning_fields import (
     attributes_json,
     commands_json,
     layout_json,
+    lorawan_settings,
     parse_attributes,
     parse_commands,
+    parse_dev_eui,
     parse_layout,
+    parse_protocol,
     parse_static,
     static_json,
 )
+from adapters.provisioning_names import entity_uri, name_template, render_name
 from broker.errors import BadRequestData
-from broker.model.parse import MAX_ID_LENGTH, check_uri
+from broker.model.parse import MAX_ID_LENGTH
 
 DEFAULT_TYPE = "Thing"  # the IoT Agents' default entity type
 DEFAULT_PATH = "/"
@@ -67,22 +68,9 @@ _PROFILE = (
 GROUP_FIELDS = frozenset(("resource", "apikey", "entityNameExp", "autoprovision", *_PROFILE, *_KEPT_GROUP))
 DEVICE_FIELDS = frozenset(("device_id", "apikey", "entity_name", "dev_eui", *_PROFILE, *_KEPT_DEVICE))
 
-# IoT Agent protocol names (and LoRaWAN network servers) -> adapters.message families.
-_PROTOCOLS = {
-    "iota-json": "iota-json", "pdi-iota-json": "iota-json", "json": "iota-json",
-    "iota-ul": "iota-ul", "pdi-iota-ultralight": "iota-ul", "ul": "iota-ul", "ultralight": "iota-ul",
-    "tts": "tts", "ttn": "tts", "the-things-stack": "tts",
-    "chirpstack": "chirpstack", "loraserver.io": "chirpstack",
-    "sigfox": "sigfox", "iota-sigfox": "sigfox",
-}  # fmt: skip
-_LORAWAN_NAMES = ("lorawan", "iota-lorawan", "pdi-iota-lorawan")
-_DEV_EUI = re.compile(r"^[0-9a-fA-F]{16}$")
 _SIGFOX_ID = re.compile(r"^[0-9a-fA-F]{1,8}$")
 _MODEL = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _SERVICE_PATH = re.compile(r"^/([A-Za-z0-9_]{1,50}(/[A-Za-z0-9_]{1,50}){0,9})?$")
-_SCHEME_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-_NAME_TERM = re.compile(r"\s*(?:'([^']*)'|\"([^\"]*)\"|([A-Za-z_]\w*))\s*")
-_NAME_VARIABLES = ("id", "type", "entityType", "service", "subservice")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,38 +137,8 @@ def _check_fields(data: dict[str, Any], allowed: frozenset[str], what: str) -> N
         raise BadRequestData(f"{what}: unknown field(s) {', '.join(unknown)}", name=WRONG_SYNTAX)
 
 
-def parse_protocol(value: Any, where: str) -> str | None:
-    if value is None:
-        return None
-    name = as_text(value, where).lower()
-    if name in _LORAWAN_NAMES:
-        return None  # which network server: internal_attributes.lorawan says (see _lorawan)
-    if name not in _PROTOCOLS:
-        raise BadRequestData(f"{where} {value!r} is not one of {', '.join(FAMILIES)}", name=WRONG_SYNTAX)
-    return _PROTOCOLS[name]
-
-
-def _lorawan(data: dict[str, Any], what: str) -> tuple[str | None, str | None]:
-    """(protocol, codec) as IoTA-LoRaWAN says them: internal_attributes.lorawan's
-    application_server.provider ("TTN", "loraserver.io", "chirpstack") and data_model."""
-    internal = data.get("internal_attributes")
-    lorawan = internal.get("lorawan") if isinstance(internal, dict) else None
-    if not isinstance(lorawan, dict):
-        return None, None
-    server = lorawan.get("application_server")
-    provider = server.get("provider") if isinstance(server, dict) else None
-    protocol = parse_protocol(provider, f"{what}: internal_attributes.lorawan.application_server.provider")
-    model = lorawan.get("data_model")
-    if model not in (None, "cayennelpp", "application_server"):
-        raise BadRequestData(
-            f"{what}: data_model {model!r} is not supported (cayennelpp or application_server)",
-            name=WRONG_SYNTAX,
-        )
-    return protocol, "cayennelpp" if model == "cayennelpp" else None
-
-
 def _parse_profile(data: dict[str, Any], what: str) -> Profile:
-    lorawan_protocol, lorawan_codec = _lorawan(data, what)
+    lorawan_protocol, lorawan_codec = lorawan_settings(data, what)
     codec = data.get("codec", lorawan_codec)
     if codec is not None and codec not in CODECS:
         raise BadRequestData(f"{what}: codec {codec!r} is not one of {', '.join(CODECS)}", name=WRONG_SYNTAX)
@@ -275,7 +233,7 @@ def parse_device(data: Any, tenant: str, service_path: str, groups: list[Service
     profile = _parse_profile(data, what)
     apikey = data.get("apikey")
     apikey = None if apikey in (None, "") else as_text(apikey, f"{what}: apikey")
-    dev_eui = _dev_eui(data, what)
+    dev_eui = parse_dev_eui(data, what)
     if profile.protocol == "sigfox":
         if not _SIGFOX_ID.match(device_id):
             raise BadRequestData(f"{what}: a Sigfox device id is 1-8 hex digits", name=WRONG_SYNTAX)
@@ -299,25 +257,6 @@ def parse_device(data: Any, tenant: str, service_path: str, groups: list[Service
     return replace(device, entity_name=name)
 
 
-def _dev_eui(data: dict[str, Any], what: str) -> str | None:
-    """The DevEUI, ours or as IoTA-LoRaWAN gives it (internal_attributes.lorawan.dev_eui)."""
-    found = [data.get("dev_eui")]
-    internal = data.get("internal_attributes")
-    if isinstance(internal, dict) and isinstance(internal.get("lorawan"), dict):
-        found.append(internal["lorawan"].get("dev_eui"))
-    values = {v.lower() if isinstance(v, str) else v for v in found if v is not None}
-    if not values:
-        return None
-    if len(values) > 1:
-        raise BadRequestData(
-            f"{what}: dev_eui and internal_attributes.lorawan.dev_eui differ", name=WRONG_SYNTAX
-        )
-    value = values.pop()
-    if not isinstance(value, str) or not _DEV_EUI.match(value):
-        raise BadRequestData(f"{what}: dev_eui {value!r} is not 16 hex digits", name=WRONG_SYNTAX)
-    return value
-
-
 def device_json(device: Device) -> dict[str, Any]:
     """A device as GET /iot/devices shows it (and as the store keeps it)."""
     out: dict[str, Any] = {
@@ -335,35 +274,6 @@ def device_json(device: Device) -> dict[str, Any]:
 # --- entity names ---------------------------------------------------------------------------
 
 
-def entity_uri(name: str, entity_type: str) -> str:
-    """``name`` as an NGSI-LD entity id: kept when it is a URN or URL, else urn:ngsi-ld:<type>:<id>."""
-    if name.lower().startswith("urn:") or _SCHEME_URL.match(name):
-        return check_uri(name, "entity_name")
-    rest = name[len(entity_type) + 1 :] if name.startswith(entity_type + ":") else name
-    return check_uri(f"urn:ngsi-ld:{entity_type}:{rest}", "entity_name")
-
-
-def name_template(source: str) -> tuple[tuple[bool, str], ...]:
-    """An entityNameExp as (is_literal, text) parts: quoted strings and variables joined by '+'.
-
-    The IoT Agents evaluate JEXL here; the subset kept covers the usual
-    ``'urn:ngsi-ld:Gauge:' + id``. Measures cannot take part: the entity id must not depend on a
-    message, or one device would scatter over entities.
-    """
-    parts: list[tuple[bool, str]] = []
-    for term in source.split("+"):
-        match = _NAME_TERM.fullmatch(term)
-        if match is None or (match.group(3) is not None and match.group(3) not in _NAME_VARIABLES):
-            raise BadRequestData(
-                f"entityNameExp {source!r}: only quoted strings and"
-                f" {', '.join(_NAME_VARIABLES)} joined by '+' are supported",
-                name=WRONG_SYNTAX,
-            )
-        literal = match.group(1) if match.group(1) is not None else match.group(2)
-        parts.append((True, literal) if literal is not None else (False, match.group(3)))
-    return tuple(parts)
-
-
 def default_entity_name(group: ServiceGroup | None, device_id: str, entity_type: str) -> str:
     """The entity id of a device provisioned without one: the group's entityNameExp, else the default."""
     if group is None or group.entity_name_exp is None:
@@ -375,8 +285,7 @@ def default_entity_name(group: ServiceGroup | None, device_id: str, entity_type:
         "service": group.tenant,
         "subservice": group.service_path,
     }
-    parts = name_template(group.entity_name_exp)
-    return entity_uri("".join(text if literal else values[text] for literal, text in parts), entity_type)
+    return entity_uri(render_name(name_template(group.entity_name_exp), values), entity_type)
 
 
 # --- resolution -----------------------------------------------------------------------------

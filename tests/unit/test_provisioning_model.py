@@ -16,13 +16,12 @@ from adapters.provisioning_model import (
     autoprovisioned,
     check_service_path,
     device_json,
-    entity_uri,
     group_json,
-    name_template,
     parse_device,
     parse_group,
     resolve,
 )
+from adapters.provisioning_names import entity_uri, name_template
 from broker.errors import BadRequestData
 
 
@@ -71,7 +70,11 @@ def test_an_entity_name_expression_joins_quoted_text_and_variables() -> None:
     )
 
 
-@pytest.mark.parametrize("source", ["id + sn", "id ? 'a' : 'b'", "'open", ""])
+def test_a_plus_inside_quotes_is_part_of_the_text() -> None:
+    assert name_template("'a+b:' + id") == ((True, "a+b:"), (False, "id"))
+
+
+@pytest.mark.parametrize("source", ["id + sn", "id +", "+ id", "id ? 'a' : 'b'", "'open", ""])
 def test_an_entity_name_expression_outside_the_subset_is_refused(source: str) -> None:
     with pytest.raises(BadRequestData, match="entityNameExp"):
         name_template(source)
