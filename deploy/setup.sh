@@ -193,6 +193,10 @@ ngsi_pg_start() {
         ngsi_log "postgresql: starting cluster $PG_VER/$NGSI_PG_CLUSTER (port $PG_PORT)"
         # /run is empty after a container restart; the socket directory must exist.
         ngsi_as_root install -d -o postgres -g postgres -m 2775 /var/run/postgresql
+        # Each broker worker keeps a pool of up to NGSI_DB_POOL_MAX (20) connections and the
+        # default is one worker per core: 100 connections run out with a few processes and tests.
+        ngsi_as_root pg_conftool "$PG_VER" "$NGSI_PG_CLUSTER" set max_connections 300 ||
+            ngsi_log "postgresql: could not raise max_connections (keeping the cluster's setting)"
         ngsi_as_root pg_ctlcluster "$PG_VER" "$NGSI_PG_CLUSTER" start >&2 ||
             ngsi_die "pg_ctlcluster $PG_VER $NGSI_PG_CLUSTER start failed (see /var/log/postgresql/)"
     fi
