@@ -33,6 +33,7 @@ from broker.ingest import Operation, Result, Writer
 from broker.model import ops
 from broker.model.entity import Entity
 from broker.model.ops import Outcome
+from broker.store.listener import Listener
 from broker.store.pool import Connection
 
 log = logging.getLogger(__name__)
@@ -175,20 +176,24 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Dispatch on every NOTIFY and at least every few seconds (a NOTIFY may be missed)."""
-        async with self._pool.acquire() as listener:
-            await listener.add_listener(CHANNEL, self.wake)
-            try:
-                while True:
-                    try:
-                        await self.dispatch()
-                    except (OSError, asyncpg.PostgresError) as exc:
-                        log.warning("command dispatch failed (%s); retrying", exc)
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(5.0):
-                            await self._wake.wait()
-                    self._wake.clear()
-            finally:
-                await listener.remove_listener(CHANNEL, self.wake)
+
+        async def catch_up() -> None:
+            self.wake()
+
+        listener = Listener(self._pool, CHANNEL, self.wake, catch_up)
+        await listener.start()
+        try:
+            while True:
+                try:
+                    await self.dispatch()
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning("command dispatch failed (%s); retrying", exc)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5.0):
+                        await self._wake.wait()
+                self._wake.clear()
+        finally:
+            await listener.stop()
 
     async def dispatch(self) -> int:
         """Send what is queued for devices reachable over MQTT; return how many were sent."""

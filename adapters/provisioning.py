@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from adapters.device import DeviceConfig
 from adapters.message import CHIRPSTACK, SIGFOX, TTS, DeviceMessage, Rejected
@@ -46,6 +45,7 @@ from adapters.provisioning_store import (
     group_of_row,
 )
 from broker.errors import BadRequestData
+from broker.store.listener import Listener
 from broker.store.pool import Connection
 
 __all__ = [
@@ -163,7 +163,7 @@ class Registry:
         self._dirty: set[str] = set()
         self._refresher: asyncio.Task[None] | None = None
         self._background: asyncio.Task[None] | None = None
-        self._listener: PoolConnectionProxy[Any] | None = None
+        self._listener = Listener(pool, CHANNEL, self._on_notify, self.load_all)
 
     # --- lookups (hot path, no I/O) -------------------------------------------------------------
 
@@ -301,13 +301,12 @@ class Registry:
                 log.warning("provisioning of tenant %r not reloaded (%s); the next resync will", tenant, exc)
 
     async def _maintain(self) -> None:
-        """Store autoprovisioned devices often, keep listening; reload everything now and then."""
+        """Store autoprovisioned devices often; reload everything now and then."""
         waited = 0.0
         while True:
             await asyncio.sleep(self._flush_interval)
             waited += self._flush_interval
             try:
-                await self._ensure_listening()
                 await self.persist_pending()
                 if waited >= self._resync_interval:
                     waited = 0.0
@@ -315,35 +314,9 @@ class Registry:
             except _TRANSIENT as exc:
                 log.warning("provisioning upkeep failed (%s); retrying", exc)
 
-    async def _listen(self) -> None:
-        listener = await self._pool.acquire()
-        await listener.add_listener(CHANNEL, self._on_notify)
-        self._listener = listener
-
-    def _listening(self) -> bool:
-        if self._listener is None:
-            return False
-        try:
-            return not self._listener.is_closed()
-        except asyncpg.InterfaceError:
-            return False  # the pool has taken the dead connection back
-
-    async def _ensure_listening(self) -> None:
-        """Listen again after the connection was lost (a database restart), and reload everything:
-        the notifications sent meanwhile are gone."""
-        if self._listening():
-            return
-        if self._listener is not None:
-            with contextlib.suppress(*_TRANSIENT):
-                await self._pool.release(self._listener)
-            self._listener = None
-        await self._listen()
-        await self.load_all()
-        log.info("listening to %s again", CHANNEL)
-
     async def start(self) -> None:
         """Listen first, then load, so no change between the two is missed."""
-        await self._listen()
+        await self._listener.start()
         await self.load_all()
         self._background = asyncio.get_running_loop().create_task(self._maintain())
 
@@ -356,8 +329,4 @@ class Registry:
                     await task
         with contextlib.suppress(*_TRANSIENT):
             await self.persist_pending()
-        if self._listener is not None:
-            with contextlib.suppress(*_TRANSIENT):
-                await self._listener.remove_listener(CHANNEL, self._on_notify)
-                await self._pool.release(self._listener)
-            self._listener = None
+        await self._listener.stop()

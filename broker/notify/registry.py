@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from broker.errors import NgsiLdError
 from broker.jsonld.resolver import ContextResolver
 from broker.notify.model import Subscription
 from broker.notify.parse import compile_subscription
+from broker.store.listener import Listener
 from broker.store.pool import Connection
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ class SubscriptionRegistry:
         self._pool = pool
         self._resolver = resolver
         self._by_tenant: dict[str, dict[str, Subscription]] = {}
-        self._listener: PoolConnectionProxy[Any] | None = None
+        self._listener = Listener(pool, SUBSCRIPTIONS_CHANNEL, self._on_notify, self.load_all)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def for_tenant(self, tenant: str) -> list[Subscription]:
@@ -62,11 +61,14 @@ class SubscriptionRegistry:
             return None
 
     async def load_all(self) -> None:
+        """Read every subscription again and swap them in whole (deletions missed are dropped)."""
         rows = await self._pool.fetch("SELECT tenant, id, body, context FROM subscriptions")
+        loaded: dict[str, dict[str, Subscription]] = {}
         for row in rows:
             subscription = await self._compile(row)
             if subscription is not None:
-                self.put(subscription)
+                loaded.setdefault(subscription.tenant, {})[subscription.id] = subscription
+        self._by_tenant = loaded
         log.info("loaded %d subscriptions", sum(len(s) for s in self._by_tenant.values()))
 
     async def refresh(self, tenant: str, subscription_id: str) -> None:
@@ -89,17 +91,13 @@ class SubscriptionRegistry:
         task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
-        """Listen first, then load, so no change between the two is missed."""
-        listener = await self._pool.acquire()
-        await listener.add_listener(SUBSCRIPTIONS_CHANNEL, self._on_notify)
-        self._listener = listener
+        """Listen first, then load, so no change between the two is missed; after a lost
+        connection the listener listens again and everything is reloaded."""
+        await self._listener.start()
         await self.load_all()
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            await self._listener.remove_listener(SUBSCRIPTIONS_CHANNEL, self._on_notify)
-            await self._pool.release(self._listener)
-            self._listener = None
+        await self._listener.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,99 @@
+"""LISTEN on a channel for as long as the process runs, through database restarts.
+
+A LISTEN lives on one connection; when PostgreSQL restarts or the connection is cut, the
+notifications sent meanwhile are gone and no new ones arrive. Listener checks its connection
+every ``check_interval`` seconds, listens again on a fresh one when it was lost, and then calls
+``on_reconnect`` so the owner reloads what it caches (the changes it missed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+Callback = Callable[[Any, int, str, object], None]
+
+
+class Listener:
+    """One channel's LISTEN, re-established after a lost connection."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        channel: str,
+        on_notify: Callback,
+        on_reconnect: Callable[[], Awaitable[None]],
+        *,
+        check_interval: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._channel = channel
+        self._on_notify = on_notify
+        self._on_reconnect = on_reconnect
+        self._check_interval = check_interval
+        self._connection: Any = None
+        self._watch: asyncio.Task[None] | None = None
+        self.reconnects = 0
+
+    async def start(self) -> None:
+        """Listen now (raises if the database is unreachable), then keep listening."""
+        await self._listen()
+        self._watch = asyncio.get_running_loop().create_task(self._keep_listening())
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        await self._release()
+
+    @property
+    def listening(self) -> bool:
+        if self._connection is None:
+            return False
+        try:
+            return not self._connection.is_closed()
+        except asyncpg.InterfaceError:
+            return False  # the pool has taken the dead connection back
+
+    async def _listen(self) -> None:
+        connection = await self._pool.acquire()
+        try:
+            await connection.add_listener(self._channel, self._on_notify)
+        except BaseException:
+            await self._pool.release(connection)
+            raise
+        self._connection = connection
+
+    async def _release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        with contextlib.suppress(*_TRANSIENT):
+            await connection.remove_listener(self._channel, self._on_notify)
+        with contextlib.suppress(*_TRANSIENT):
+            await self._pool.release(connection)
+
+    async def _keep_listening(self) -> None:
+        while True:
+            await asyncio.sleep(self._check_interval)
+            if self.listening:
+                continue
+            try:
+                await self._release()
+                await self._listen()
+                await self._on_reconnect()
+            except _TRANSIENT as exc:
+                log.warning("LISTEN %s not re-established (%s); retrying", self._channel, exc)
+                continue
+            self.reconnects += 1
+            log.info("listening to %s again after a lost connection; caches reloaded", self._channel)
