@@ -21,7 +21,7 @@ from aiohttp import web
 
 from adapters import commands, iotagent, lorawan, sigfox
 from adapters.codecs import decode
-from adapters.deadletters import DeadLetter
+from adapters.deadletters import DeadLetter, DeadLetters
 from adapters.device import DeviceConfig, EntityUpdate
 from adapters.http import PIPELINE
 from adapters.keys import DEAD_LETTERS, DEVICES, REPLAYER
@@ -172,7 +172,10 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
     app[STATUS]["devices"] = lambda: _report(pipeline, ingest)
     dispatcher = commands.Dispatcher(pool, writer, registry, ingest.publish if ingest else None)
     loop = asyncio.get_running_loop()
-    background = [loop.create_task(dispatcher.run()), loop.create_task(_forget_old_frames(pool))]
+    background = [
+        loop.create_task(dispatcher.run()),
+        loop.create_task(_housekeeping(pool, app[DEAD_LETTERS])),
+    ]
     log.info("device adapters ready (MQTT ingest %s)", "on" if ingest else "off")
     yield
     for task in background:
@@ -186,18 +189,28 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
 # Redelivery keys must outlive the longest redelivery: a persistent MQTT session waits 7 days
 # (deploy/mosquitto.conf persistent_client_expiration), network servers retry for minutes.
 FRAME_KEEP_DAYS = 8
+# Dead letters are for fixing a mapping and replaying; a month covers a holiday, not an archive.
+DEAD_LETTER_KEEP_DAYS = 30
 
 
-async def _forget_old_frames(pool: asyncpg.Pool) -> None:
-    """Hourly: drop redelivery keys no network would redeliver any more (they grow ~1M a day a town)."""
+async def _housekeeping(pool: asyncpg.Pool, letters: DeadLetters) -> None:
+    """Hourly: drop redelivery keys no network would redeliver any more (about a million a day
+    for one town's plows) and dead letters past their month."""
     while True:
         try:
             async with pool.acquire() as conn:
-                dropped = await frames.forget_before(conn, FRAME_KEEP_DAYS)
-            if dropped:
-                log.info("forgot %d device frame keys older than %d days", dropped, FRAME_KEEP_DAYS)
+                keys = await frames.forget_before(conn, FRAME_KEEP_DAYS)
+            old = await letters.forget_before(DEAD_LETTER_KEEP_DAYS)
+            if keys or old:
+                log.info(
+                    "forgot %d device frame keys (> %d days) and %d dead letters (> %d days)",
+                    keys,
+                    FRAME_KEEP_DAYS,
+                    old,
+                    DEAD_LETTER_KEEP_DAYS,
+                )
         except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("frame key purge failed (%s); next try in an hour", exc)
+            log.warning("device housekeeping failed (%s); next try in an hour", exc)
         await asyncio.sleep(3600)
 
 
