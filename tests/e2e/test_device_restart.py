@@ -145,3 +145,54 @@ async def test_messages_published_while_down_or_killed_mid_batch_are_all_stored_
     finally:
         await asyncio.to_thread(forget_mqtt_session, MQTT_URL, client_id)
     assert killed_at < total, "the kill came after everything was stored: the test proved nothing"
+
+
+async def test_two_workers_split_the_mqtt_ingest_by_shared_subscription_and_store_each_message_once() -> None:
+    tenant = f"e2e-{uuid.uuid4().hex[:8]}"
+    eui = secrets.token_hex(8)
+    device_id = f"wl-{eui[:6]}"
+    entity_id = f"urn:ngsi-ld:FloodMonitoring:{eui[:10]}"
+    client_id = f"e2e-split-{uuid.uuid4().hex[:8]}"
+    env = {
+        "NGSI_WORKERS": "2",
+        "NGSI_MQTT_INGEST": "true",
+        "NGSI_MQTT_CLIENT_ID": client_id,
+        "NGSI_MQTT_SHARE_GROUP": f"g{uuid.uuid4().hex[:8]}",
+    }
+    topic = f"v3/takamatsu-flood@ttn/devices/{device_id}/up"
+    count = 1000
+    port = free_port()
+    connector = aiohttp.TCPConnector(force_close=True)
+    try:
+        async with aiohttp.ClientSession(connector=connector) as session:
+            with broker_process(port, database_url(), env) as broker:
+                await wait_ready(session, port, broker)
+                await provision(session, port, tenant, gauge(eui, entity_id))
+                received = await mqtt_counts(session, port, workers=2)
+                assert len(received) == 2, "both workers must be up and subscribed"
+                messages = [
+                    (topic, orjson.dumps(tts_message(eui, device_id, -2.0 + n / 1000, f_cnt=n)))
+                    for n in range(1, count + 1)
+                ]
+                await asyncio.to_thread(publish_all, messages)
+                assert await wait_frames(tenant, device_id, count) == count
+                received = await mqtt_counts(session, port, workers=2)
+    finally:
+        for index in (0, 1):
+            await asyncio.to_thread(forget_mqtt_session, MQTT_URL, f"{client_id}-{index}")
+    assert await stored_frames(tenant, device_id) == count
+    assert all(n > 0 for n in received.values()), f"one worker received nothing: {received}"
+
+
+async def mqtt_counts(session: aiohttp.ClientSession, port: int, workers: int) -> dict[int, int]:
+    """MQTT messages received per worker pid, once ``workers`` connected workers have answered."""
+    counts: dict[int, int] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(counts) < workers:
+        async with session.get(f"http://127.0.0.1:{port}/health") as response:
+            health = await response.json()
+        mqtt_state = health.get("devices", {}).get("mqtt", {})
+        if mqtt_state.get("connected"):
+            counts[health["pid"]] = mqtt_state["received"]
+        await asyncio.sleep(0.05)
+    return counts
