@@ -156,7 +156,7 @@ def run_program(table: Table, name: str, args: list[str]) -> None:
             table.add(
                 Row(
                     f"{name}: {line.split('  ')[0].strip()[:60]}",
-                    _figures(line),
+                    _figures(line[len(line.split("  ")[0]) :]),
                     "see program",
                     verdict=verdict[1],
                 )
@@ -188,8 +188,10 @@ async def main() -> None:
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, {platform.platform()}"
     )
     print(
-        f"database {harness.bench_dsn()}, broker workers {args.workers}, {'quick' if quick else 'full'} run\n"
+        f"database {harness.bench_dsn()}, broker workers {args.workers}, {'quick' if quick else 'full'} run"
     )
+    # Other work on the machine moves every figure: say how busy it was.
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
     if "limits" in only:
         print("== raw limits", flush=True)
         await run_limits(table, 5 if quick else 10)
@@ -217,7 +219,8 @@ async def main() -> None:
         if name in only:
             print(f"== {name} (bench_{name}.py {' '.join(extra)})", flush=True)
             await asyncio.to_thread(run_program, table, name, extra)
-    print("\n" + table.render())
+    print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(table.render())
 
 
 if __name__ == "__main__":
