@@ -187,7 +187,7 @@ async def test_two_workers_split_the_mqtt_ingest_by_shared_subscription_and_stor
 async def mqtt_counts(session: aiohttp.ClientSession, port: int, workers: int) -> dict[int, int]:
     """MQTT messages received per worker pid, once ``workers`` connected workers have answered."""
     counts: dict[int, int] = {}
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(counts) < workers:
         async with session.get(f"http://127.0.0.1:{port}/health") as response:
             health = await response.json()
