@@ -116,6 +116,17 @@ class _Prepared:
 
 
 @dataclass(slots=True)
+class _Staged:
+    """A batch between staging and storing; steps leave it as they are done."""
+
+    jobs: list[_Job]
+    verdicts: dict[int, Verdict] = field(default_factory=dict)
+    # (index, device if known, reason, device id) of each message to keep as a dead letter
+    refusals: list[tuple[int, DeviceConfig | None, str, str | None]] = field(default_factory=list)
+    by_tenant: dict[str, list[tuple[int, _Prepared]]] = field(default_factory=lambda: defaultdict(list))
+
+
+@dataclass(slots=True)
 class Stats:
     """Counters an operator reads at /health or in the logs."""
 
@@ -190,20 +201,38 @@ class Pipeline:
     # --- the batch loop ---------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
-            jobs = [await self._queue.get()]
-            while len(jobs) < self._max_batch and not self._queue.empty():
-                jobs.append(self._queue.get_nowait())
-            self.stats.batches += 1
-            self.stats.largest_batch = max(self.stats.largest_batch, len(jobs))
-            await self._until_stored(jobs)
+        """Stage a batch (parse, map, validate: CPU) while the previous one is being written (I/O).
 
-    async def _until_stored(self, jobs: list[_Job]) -> None:
-        """Process a batch, retrying with back-off while the database is unavailable."""
+        Writes stay in arrival order: a batch is written only after the previous one is stored.
+        """
+        storing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                jobs = [await self._queue.get()]
+                while len(jobs) < self._max_batch and not self._queue.empty():
+                    jobs.append(self._queue.get_nowait())
+                self.stats.batches += 1
+                self.stats.largest_batch = max(self.stats.largest_batch, len(jobs))
+                staged = await self._stage(jobs)
+                if storing is not None:
+                    await storing
+                storing = asyncio.get_running_loop().create_task(self._until_stored(staged))
+        finally:
+            if storing is not None:
+                storing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await storing
+
+    async def _until_stored(self, staged: _Staged) -> None:
+        """Store a staged batch, retrying with back-off while the database is unavailable.
+
+        Each step (a dead letter, a tenant's transaction) is dropped from ``staged`` once done,
+        so a retry resumes where the failure was and nothing is stored twice.
+        """
         attempt = 0
         while True:
             try:
-                verdicts = await self._process(jobs)
+                await self._store(staged)
                 break
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, NgsiLdError) as exc:
                 # NgsiLdError here is the writer's Conflict after repeated races, or the pool's
@@ -211,9 +240,12 @@ class Pipeline:
                 delay = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
                 attempt += 1
                 self.stats.retries += 1
-                log.warning("device batch of %d not stored (%s); retrying in %.1f s", len(jobs), exc, delay)
+                log.warning(
+                    "device batch of %d not stored (%s); retrying in %.1f s", len(staged.jobs), exc, delay
+                )
                 await asyncio.sleep(delay)
-        for job, verdict in zip(jobs, verdicts, strict=True):
+        for index, job in enumerate(staged.jobs):
+            verdict = staged.verdicts[index]
             self._count(verdict)
             if not job.future.done():
                 job.future.set_result(verdict)
@@ -228,32 +260,40 @@ class Pipeline:
         else:
             self.stats.ignored += 1
 
-    async def _process(self, jobs: list[_Job]) -> list[Verdict]:
-        verdicts: dict[int, Verdict] = {}
-        by_tenant: dict[str, list[tuple[int, _Prepared]]] = defaultdict(list)
+    async def _stage(self, jobs: list[_Job]) -> _Staged:
+        """Turn each message into operations, or into a refusal to keep as a dead letter."""
+        staged = _Staged(jobs)
         seen: set[tuple[str, str, str]] = set()
         for index, job in enumerate(jobs):
             try:
                 prepared = await self._prepare(job)
             except _Refused as refused:
-                verdicts[index] = await self._reject(job, refused.config, refused.reason, refused.device)
+                staged.refusals.append((index, refused.config, refused.reason, refused.device))
                 continue
             except Rejected as rejected:
-                verdicts[index] = await self._reject(job, None, rejected.reason, rejected.device)
+                staged.refusals.append((index, None, rejected.reason, rejected.device))
                 continue
             if prepared is None:
-                verdicts[index] = Verdict(IGNORED)
+                staged.verdicts[index] = Verdict(IGNORED)
                 continue
             key = _redelivery_key(prepared)
             if key is not None:
                 if (prepared.device.tenant, *key) in seen:
-                    verdicts[index] = Verdict(DUPLICATE, tenant=prepared.device.tenant, device=key[0])
+                    staged.verdicts[index] = Verdict(DUPLICATE, tenant=prepared.device.tenant, device=key[0])
                     continue
                 seen.add((prepared.device.tenant, *key))
-            by_tenant[prepared.device.tenant].append((index, prepared))
-        for tenant, items in by_tenant.items():
-            verdicts.update(await self._write(tenant, items))
-        return [verdicts[i] for i in range(len(jobs))]
+            staged.by_tenant[prepared.device.tenant].append((index, prepared))
+        return staged
+
+    async def _store(self, staged: _Staged) -> None:
+        while staged.refusals:
+            index, config, reason, device = staged.refusals[0]
+            staged.verdicts[index] = await self._reject(staged.jobs[index], config, reason, device)
+            staged.refusals.pop(0)
+        while staged.by_tenant:
+            tenant, items = next(iter(staged.by_tenant.items()))
+            staged.verdicts.update(await self._write(tenant, items))
+            del staged.by_tenant[tenant]
 
     async def _prepare(self, job: _Job) -> _Prepared | None:
         """Parse, look up, decode, map and validate one message; raises Rejected."""

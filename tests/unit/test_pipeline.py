@@ -1,0 +1,152 @@
+"""The device pipeline with its parts replaced by small fakes: batching, order, retries, verdicts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from adapters.device import DeviceConfig, EntityUpdate
+from adapters.message import DeviceMessage, Rejected
+from adapters.pipeline import ACCEPTED, DUPLICATE, REJECTED, Inbound, Pipeline
+from broker.ingest import Operation, Result
+from broker.jsonld.context import TermMap, core_term_map
+from broker.model.entity import Entity
+
+CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
+DEVICE = DeviceConfig(tenant="town", service_path="/", device_id="d1", entity_name="urn:ngsi-ld:T:d1", entity_type="T")
+
+
+class FakeWriter:
+    """Applies operations to a dict; fails the first ``failures`` calls as a database would."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.calls: list[int] = []
+        self.store: dict[str, Entity] = {}
+        self.keys: set[tuple[str, str]] = set()
+
+    async def apply(self, tenant: str, operations: Sequence[Operation], *, may_create_tenant: bool) -> list[Result]:
+        self.calls.append(len(operations))
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionResetError("database went away")
+        results = []
+        for op in operations:
+            before = self.store.get(op.entity_id)
+            if op.once is not None and op.once in self.keys:
+                results.append(Result(op.entity_id, before, None, None, duplicate=True))
+                continue
+            outcome = op.apply(before, "2026-11-22T00:00:00Z")
+            assert outcome.entity is not None
+            self.store[op.entity_id] = outcome.entity
+            results.append(Result(op.entity_id, before, outcome, None))
+        self.keys.update(op.once for op in operations if op.once is not None)
+        return results
+
+
+class Letters:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    async def add(
+        self, tenant: str, family: str, origin: str, headers: Mapping[str, str], device: str | None, raw: bytes, reason: str
+    ) -> int:
+        self.reasons.append(reason)
+        return len(self.reasons)
+
+
+class Devices:
+    def find(self, message: DeviceMessage) -> DeviceConfig | None:
+        return DEVICE if message.device_id == "d1" else None
+
+
+def parse(inbound: Inbound) -> DeviceMessage | None:
+    body = orjson.loads(inbound.body)
+    return DeviceMessage(
+        family="iota-json",
+        origin=inbound.origin,
+        device_id=body["device"],
+        received_at=inbound.received_at,
+        frame=body.get("frame"),
+        measures=[{"level": body["level"]}],
+    )
+
+
+def mapper(device: DeviceConfig, message: DeviceMessage) -> list[EntityUpdate]:
+    level = message.measures[0]["level"]
+    if not isinstance(level, int | float):
+        raise Rejected(f"level {level!r} is not a number")
+    entity = {"id": device.entity_name, "type": "T", "level": {"type": "Property", "value": level}}
+    return [EntityUpdate(entity, (CORE,))]
+
+
+async def term_map(_: list[str]) -> TermMap:
+    return core_term_map()
+
+
+def pipeline(writer: FakeWriter, letters: Letters) -> Pipeline:
+    return Pipeline(writer, Devices(), parse, mapper, lambda _u: None, letters, term_map)  # type: ignore[arg-type]
+
+
+def inbound(**body: Any) -> Inbound:
+    return Inbound("iota-json", "/json/k/d1/attrs", orjson.dumps(body), datetime.now(UTC))
+
+
+async def run(pipe: Pipeline, messages: list[Inbound]) -> list[Any]:
+    pipe.start()
+    try:
+        return await asyncio.wait_for(asyncio.gather(*(pipe.submit(m) for m in messages)), 10)
+    finally:
+        await pipe.close()
+
+
+async def test_messages_queued_together_are_written_in_one_call_in_arrival_order() -> None:
+    writer, letters = FakeWriter(), Letters()
+
+    verdicts = await run(pipeline(writer, letters), [inbound(device="d1", level=n) for n in range(50)])
+
+    assert {v.status for v in verdicts} == {ACCEPTED}
+    assert writer.calls[0] == 50
+    (level,) = writer.store["urn:ngsi-ld:T:d1"].attrs.values()
+    assert level[0]["value"] == 49
+
+
+async def test_a_database_failure_is_retried_and_a_dead_letter_is_not_stored_twice() -> None:
+    writer, letters = FakeWriter(failures=2), Letters()
+    messages = [inbound(device="d1", level=1), inbound(device="d1", level="high"), inbound(device="zz", level=2)]
+
+    verdicts = await run(pipeline(writer, letters), messages)
+
+    assert [v.status for v in verdicts] == [ACCEPTED, REJECTED, REJECTED]
+    assert len(writer.calls) == 3
+    assert len(letters.reasons) == 2
+    assert "not a number" in letters.reasons[0]
+    assert "unknown device" in letters.reasons[1]
+
+
+async def test_the_same_frame_twice_in_a_batch_or_later_is_a_duplicate() -> None:
+    writer, letters = FakeWriter(), Letters()
+    pipe = pipeline(writer, letters)
+
+    first = await run(pipe, [inbound(device="d1", level=1, frame="7"), inbound(device="d1", level=1, frame="7")])
+    again = await run(pipe, [inbound(device="d1", level=1, frame="7")])
+
+    assert [v.status for v in first] == [ACCEPTED, DUPLICATE]
+    assert [v.status for v in again] == [DUPLICATE]
+
+
+@pytest.mark.parametrize("size", [65_537, 200_000])
+async def test_a_message_over_the_size_limit_is_refused_before_it_is_parsed(size: int) -> None:
+    writer, letters = FakeWriter(), Letters()
+    big = Inbound("iota-json", "/json/k/d1/attrs", b"x" * size, datetime.now(UTC))
+
+    (verdict,) = await run(pipeline(writer, letters), [big])
+
+    assert verdict.status == REJECTED
+    assert f"{size} bytes" in letters.reasons[0]
+    assert writer.calls == []
