@@ -184,6 +184,22 @@ async def test_a_subscription_on_the_danger_level_fires_for_a_device_message(api
     assert len(receiver.at("flood")) == 1  # the first reading (0.5 m) is below the danger level
 
 
+async def test_a_sigfox_gauge_past_its_danger_level_notifies_the_subscriber(api: Api) -> None:
+    sigfox_id = secrets.token_hex(3).upper()
+    entity_id = flood_id()
+    await provision(api, sigfox_gauge(sigfox_id, entity_id))
+    body = {**uplink("sigfox_uplink_callback_waterlevel.json")["example_body"], "device": sigfox_id}
+    async with serving() as receiver:
+        await subscribe_danger(api, receiver)
+        # +250 mm above the bank top: 2.25 m, past the danger level of 2.0 m
+        response = await api.request("POST", "/adapters/sigfox/uplink", {**body, "data": "00fa0e1a01"})
+        assert response.status == 200, await response.text()
+        notes = await receiver.wait("flood", 1, within=10)
+
+    assert notes[0].body["data"][0]["id"] == entity_id
+    assert notes[0].body["data"][0]["currentLevel"]["value"] == pytest.approx(2.25)
+
+
 async def subscribe_danger(api: Api, receiver: Receiver) -> None:
     subscription = {
         "type": "Subscription",
@@ -248,9 +264,8 @@ async def test_a_chirpstack_uplink_over_mqtt_becomes_a_vehicle_with_speed_in_kmh
 # ------------------------------------------------------------------------------------- Sigfox
 
 
-async def test_a_sigfox_callback_decodes_its_declared_layout_into_a_gauge_reading(api: Api) -> None:
-    sigfox_id = secrets.token_hex(3).upper()
-    entity_id = flood_id()
+def sigfox_gauge(sigfox_id: str, entity_id: str) -> dict[str, Any]:
+    """A Sigfox gauge sending i16 level in mm relative to the bank top, u16 battery mV, a flood-mode bit."""
     device = gauge("0" * 16, entity_id, levelMeasure="level", levelScale=0.001, floodModeMeasure="flood")
     device.pop("dev_eui")
     device.update(
@@ -263,7 +278,13 @@ async def test_a_sigfox_callback_decodes_its_declared_layout_into_a_gauge_readin
             {"name": "flood", "offset": 4, "length": 1, "bits": [0, 1]},
         ],
     )
-    await provision(api, device)
+    return device
+
+
+async def test_a_sigfox_callback_decodes_its_declared_layout_into_a_gauge_reading(api: Api) -> None:
+    sigfox_id = secrets.token_hex(3).upper()
+    entity_id = flood_id()
+    await provision(api, sigfox_gauge(sigfox_id, entity_id))
     body = uplink("sigfox_uplink_callback_waterlevel.json")["example_body"]
     body["device"] = sigfox_id
 
