@@ -208,3 +208,16 @@ async def test_workers_share_the_port_a_dead_worker_is_restarted_and_all_die_wit
                     break
                 await asyncio.sleep(0.1)
             assert not alive(second_child), "a worker outlived worker 0"
+
+
+async def test_the_iot_agent_ports_serve_the_provisioning_api_too() -> None:
+    port, iota_port = free_port(), free_port()
+    async with aiohttp.ClientSession() as session:
+        env = {"NGSI_WORKERS": "1", "NGSI_IOTA_PORTS": str(iota_port)}
+        with broker_process(port, database_url(), env) as broker:
+            await wait_ready(session, port, broker)
+            url = f"http://127.0.0.1:{iota_port}/iot/devices"
+            async with session.get(url, headers={"fiware-service": f"e2e-{uuid.uuid4().hex[:8]}"}) as response:
+                assert response.status == 200
+                listed = await response.json()
+    assert listed == {"count": 0, "devices": []}
