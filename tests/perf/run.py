@@ -155,7 +155,7 @@ def run_program(table: Table, name: str, args: list[str]) -> None:
             found = True
             table.add(
                 Row(
-                    f"{name}: {line.split('  ')[0].strip()[:60]}",
+                    f"{name}: {re.split(r'  |: ', line.strip())[0][:60]}",
                     _figures(line[len(line.split("  ")[0]) :]),
                     "see program",
                     verdict=verdict[1],
@@ -169,8 +169,9 @@ def run_program(table: Table, name: str, args: list[str]) -> None:
 
 
 def _figures(line: str) -> str:
-    numbers = re.findall(r"\d[\d,]*\.?\d*", line)
-    return " / ".join(numbers[:4]) + " ms" if numbers else line[:60]
+    """p50 / p95 / p99 of a program's verdict line: its first three decimals (names hold only integers)."""
+    numbers = re.findall(r"\d[\d,]*\.\d+", line)
+    return " / ".join(numbers[:3]) + " ms (p50 / p95 / p99)" if len(numbers) >= 3 else line[:60]
 
 
 async def main() -> None:
