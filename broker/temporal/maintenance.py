@@ -32,8 +32,12 @@ class HistoryMaintenance:
         await retention.purge(self._pool, parse_keep(self._settings.history_keep))
 
     async def start(self) -> None:
-        async with self._pool.acquire() as conn:
-            await ensure_ahead(conn, datetime.now(UTC).date(), self._settings.history_days_ahead)
+        try:
+            async with self._pool.acquire() as conn:
+                await ensure_ahead(conn, datetime.now(UTC).date(), self._settings.history_days_ahead)
+        except asyncpg.PostgresError as exc:
+            # Serving does not depend on it: every time has a partition ("future" takes the rest).
+            log.warning("history partitions not created at start (retried later): %s", exc)
         self._task = asyncio.create_task(self._loop(), name="history-maintenance")
 
     async def stop(self) -> None:

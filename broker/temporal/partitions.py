@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 # Serialises partition changes (and the purge) across broker processes.
 PARTITION_LOCK = 0x6869_7374_6F72
+# Detaching a partition waits for every running query on the history and makes new writes queue
+# behind it: give up after this long and try again next round (days are created well ahead).
+LOCK_TIMEOUT = "2s"
 _DAILY = re.compile(r"attribute_history_p(\d{8})")
 
 
@@ -50,6 +53,7 @@ async def ensure_ahead(conn: Connection, today: date, days_ahead: int) -> list[s
     """Give each day up to ``today + days_ahead`` its partition; return the names created."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
+        await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         days = await daily_partitions(conn)
         last = days[-1] if days else today - timedelta(days=1)
         target = today + timedelta(days=days_ahead)
@@ -89,6 +93,7 @@ async def drop_before(conn: Connection, cutoff: datetime) -> list[str]:
     keep_from = days[-1] + timedelta(days=1) if days else existing[0]
     if not days and not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM attribute_history_past)"):
         return []
+    await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
     await conn.execute("ALTER TABLE attribute_history DETACH PARTITION attribute_history_past")
     await conn.execute("DROP TABLE attribute_history_past")
     dropped = ["attribute_history_past"]
