@@ -25,10 +25,19 @@ ON CONFLICT (tenant, id) DO UPDATE SET
 RETURNING id, (xmax = 0) AS inserted
 """
 
-_INSERT_GEOMETRIES = """
-INSERT INTO entity_geometries (tenant, entity_id, attr, dataset_id, geom)
-SELECT $1, g.entity_id, g.attr, g.dataset_id, ST_Force2D(ST_SetSRID(ST_GeomFromGeoJSON(g.geom), 4326))
-FROM jsonb_to_recordset($2::jsonb) AS g(entity_id text, attr text, dataset_id text, geom jsonb)
+# Upserted in place: a moving vehicle's position is one row updated, not a row deleted and another
+# inserted (one statement less per write, and no dead row and GiST entry left behind each time).
+_UPSERT_GEOMETRIES = """
+INSERT INTO entity_geometries AS g (tenant, entity_id, attr, dataset_id, geom)
+SELECT $1, r.entity_id, r.attr, r.dataset_id, ST_Force2D(ST_SetSRID(ST_GeomFromGeoJSON(r.geom), 4326))
+FROM jsonb_to_recordset($2::jsonb) AS r(entity_id text, attr text, dataset_id text, geom jsonb)
+ON CONFLICT (tenant, entity_id, attr, dataset_id) DO UPDATE SET geom = EXCLUDED.geom
+"""
+
+_DELETE_GEOMETRIES = """
+DELETE FROM entity_geometries g
+USING unnest($2::text[], $3::text[], $4::text[]) AS k(entity_id, attr, dataset_id)
+WHERE g.tenant = $1 AND g.entity_id = k.entity_id AND g.attr = k.attr AND g.dataset_id = k.dataset_id
 """
 
 
@@ -116,17 +125,42 @@ async def write(
     raced = [row["id"] for row in rows if not row["inserted"] and row["id"] in expected_new]
     if raced:
         return raced
-    # Most writes (a new water level, a speed) leave every geometry as it was: skip the geometry table.
-    previous = previous or {}
-    moved = [e for e in upserts if e.id not in previous or _geometries([e]) != _geometries([previous[e.id]])]
-    if not moved:
-        return []
-    await conn.execute(
-        "DELETE FROM entity_geometries WHERE tenant = $1 AND entity_id = ANY($2::text[])",
-        tenant,
-        [e.id for e in moved],
-    )
-    geometries = _geometries(moved)
-    if geometries:
-        await conn.execute(_INSERT_GEOMETRIES, tenant, geometries)
+    await _write_geometries(conn, tenant, upserts, expected_new, previous or {})
     return []
+
+
+async def _write_geometries(
+    conn: Connection,
+    tenant: str,
+    upserts: list[Entity],
+    expected_new: Collection[str],
+    previous: Mapping[str, Entity],
+) -> None:
+    """Bring entity_geometries in line with ``upserts``, touching only the GeoProperties that changed."""
+    rows: list[dict[str, Any]] = []
+    gone: list[tuple[str, str, str]] = []
+    unknown: list[str] = []  # rows of an entity whose previous state the caller did not give
+    for entity in upserts:
+        now = _geometries([entity])
+        if entity.id in previous:
+            before = _geometries([previous[entity.id]])
+            # Most writes (a new water level, a speed) leave every geometry as it was.
+            if now == before:
+                continue
+            kept = {_key(row) for row in now}
+            gone.extend(key for row in before if (key := _key(row)) not in kept)
+        elif entity.id not in expected_new:
+            unknown.append(entity.id)
+        rows.extend(now)
+    if unknown:
+        await conn.execute(
+            "DELETE FROM entity_geometries WHERE tenant = $1 AND entity_id = ANY($2::text[])", tenant, unknown
+        )
+    if gone:
+        await conn.execute(_DELETE_GEOMETRIES, tenant, *map(list, zip(*gone, strict=True)))
+    if rows:
+        await conn.execute(_UPSERT_GEOMETRIES, tenant, rows)
+
+
+def _key(row: Mapping[str, Any]) -> tuple[str, str, str]:
+    return row["entity_id"], row["attr"], row["dataset_id"]
