@@ -18,10 +18,13 @@ from tests.perf import harness, loadgen
 UPSERT_TARGET = 20_000.0
 PATCH_TARGET = 3_000.0
 PATCH_P99_TARGET_MS = 50.0
-_FIRST_MISSING = """
-SELECT min(n) FROM generate_series(0, $1::int) AS n
-WHERE NOT EXISTS (SELECT 1 FROM {schema}.entities
-                  WHERE tenant = 'bench' AND id = 'urn:ngsi-ld:Vehicle:p' || lpad(n::text, 7, '0'))
+# The stored run of snowplow numbers: its first and the first missing after it.
+_STORED_RUN = """
+WITH lo AS (SELECT min(substr(id, 23)::int) AS n FROM {schema}.entities WHERE tenant = 'bench')
+SELECT lo.n, (SELECT min(g) FROM generate_series(lo.n, lo.n + $1::int) AS g
+              WHERE NOT EXISTS (SELECT 1 FROM {schema}.entities
+                                WHERE tenant = 'bench' AND id = 'urn:ngsi-ld:Vehicle:p' || lpad(g::text, 7, '0')))
+FROM lo
 """
 
 
@@ -51,10 +54,10 @@ async def measure(
         )
         stored = int(await admin.fetchval(f"SELECT count(*) FROM {schema}.entities WHERE tenant = 'bench'"))
         # The two wrk threads store alternate stripes of ids and stop at different places: PATCH only
-        # below the first id missing, so every PATCH names a stored entity.
-        contiguous = await admin.fetchval(_FIRST_MISSING.format(schema=schema), stored)
+        # within the run of numbers stored without a gap, so every PATCH names a stored entity.
+        first, end = await admin.fetchrow(_STORED_RUN.format(schema=schema), stored)
         patch = await loadgen.run_async(
-            loadgen.Workload("patch", running.base, entities=max(1, int(contiguous))),
+            loadgen.Workload("patch", running.base, entities=max(1, end - first), first=first),
             concurrency=patch_clients,
             seconds=seconds,
         )

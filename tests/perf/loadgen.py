@@ -29,6 +29,7 @@ class Workload:
     path: str = "/health"
     batch: int = 100
     entities: int = 100_000
+    first: int = 0  # patch: the lowest snowplow number
 
 
 @dataclass
@@ -105,7 +106,7 @@ end
 """,
     "patch": """
 function request()
-  local n = math.random(0, %(entities)d - 1)
+  local n = %(first)d + math.random(0, %(entities)d - 1)
   local body = string.format('{"speed":{"type":"Property","value":%%.1f}}', math.random() * 60)
   return wrk.format("PATCH", string.format("/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:p%%07d/attrs", n), nil, body)
 end
@@ -154,6 +155,7 @@ def run(workload: Workload, *, concurrency: int, seconds: float, threads: int = 
         "batch": workload.batch if workload.kind == "upsert" else 1,
         "tenant": workload.tenant,
         "entities": workload.entities,
+        "first": workload.first,
         "threads": threads,
     }
     script = (_COMMON + _SCRIPTS[workload.kind]) % values
