@@ -76,7 +76,9 @@ async def _subscriptions(app: web.Application) -> AsyncIterator[None]:
     registry = SubscriptionRegistry(app[POOL], app[RESOLVER])
     await registry.start()
     app[REGISTRY] = registry
-    app[WRITER] = Writer(app[POOL], app[TENANTS], registry.for_tenant, record_history=app[SETTINGS].history)
+    writer = Writer(app[POOL], app[TENANTS], registry.for_tenant, record_history=app[SETTINGS].history)
+    app[WRITER] = writer
+    app[STATUS]["writes"] = lambda: {"transactions": writer.transactions, "calls": writer.calls}
     yield
     await registry.stop()
 
