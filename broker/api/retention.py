@@ -66,6 +66,7 @@ async def run_now(request: web.Request) -> web.Response:
 
 
 async def _type_of(request: web.Request) -> tuple[str, TermMap]:
+    """The entity type in the path, expanded with the request's @context."""
     context = common.link_context(request)
     tm = await common.term_map(request, context)
     return tm.expand(check_name(request.match_info["entity_type"], "entity type")), tm
@@ -86,6 +87,7 @@ async def list_policies(request: web.Request) -> web.Response:
 
 @routes.get(ADMIN + "/{entity_type}")
 async def get_policy(request: web.Request) -> web.Response:
+    """How long the tenant keeps one entity type's history; 404 when no policy names it."""
     entity_type, tm = await _type_of(request)
     found = await retention.policies(request.app[POOL], common.tenant_of(request))
     for policy in found:
@@ -118,6 +120,7 @@ async def put_policy(request: web.Request) -> web.Response:
 
 @routes.delete(ADMIN + "/{entity_type}")
 async def delete_policy(request: web.Request) -> web.Response:
+    """Remove a policy: the type's history then follows the default (NGSI_HISTORY_KEEP)."""
     entity_type, _ = await _type_of(request)
     if not await retention.delete_policy(request.app[POOL], common.tenant_of(request), entity_type):
         raise ResourceNotFound(f"no retention policy for {request.match_info['entity_type']}")
