@@ -9,7 +9,6 @@ first and stops at the first that holds enough rows.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -150,10 +149,15 @@ async def page_entities(
 
 
 def _streams_sql(ids: list[str], attrs: tuple[str, ...] | None, params: Params) -> str:
-    sql = f"s.tenant = $1 AND s.id = ANY({params.add(ids, 'text[]')})"
+    # IN (unnest) rather than = ANY: in a generic plan ANY compares each row with the whole array
+    # (7 ms for 1,000 ids against 1,000 streams), a semi-join hashes it once.
+    sql = f"s.tenant = $1 AND s.id IN (SELECT unnest({params.add(ids, 'text[]')}))"
     if attrs:
         sql += f" AND s.attr = ANY({params.add(list(attrs), 'text[]')})"
     return sql
+
+
+Stream = tuple[str, str, str]
 
 
 async def instances(
@@ -168,8 +172,8 @@ async def instances(
 
     lastN on observedAt without an upper bound first reads the last RECENT only: each stream's
     newest-first scan then starts among a handful of day partitions instead of all of them
-    (measured at 75 days: ~2x faster for lastN=1 over 1,000 gauges). Streams with fewer rows
-    there are read again over the whole window.
+    (measured at 75 days: ~2x faster for lastN=1 over 1,000 gauges). Only the streams with
+    fewer rows there are read again, over the whole window.
     """
     since = datetime.now(UTC) - RECENT
     recent_first = (
@@ -181,13 +185,15 @@ async def instances(
         )
     )
     if not recent_first:
-        return await _read_streams(pool, tenant, ids, attrs, tq, per_stream, None, None)
-    rows = await _read_streams(pool, tenant, ids, attrs, tq, per_stream, since, None)
-    counts = Counter((r.entity_id, r.attr, r.dataset_id) for r in rows)
-    full = [key for key, n in counts.items() if n >= per_stream]
-    rest = await _read_streams(pool, tenant, ids, attrs, tq, per_stream, None, full)
-    done = set(full)
-    return [r for r in rows if (r.entity_id, r.attr, r.dataset_id) in done] + rest
+        rows, _ = await _read_streams(pool, tenant, ids, attrs, tq, per_stream)
+        return rows
+    rows, counts = await _read_streams(pool, tenant, ids, attrs, tq, per_stream, since=since)
+    short = [key for key, n in counts.items() if n < per_stream]
+    if not short:
+        return rows
+    rest, _ = await _read_streams(pool, tenant, ids, attrs, tq, per_stream, only=short)
+    redone = set(short)
+    return [r for r in rows if (r.entity_id, r.attr, r.dataset_id) not in redone] + rest
 
 
 async def _read_streams(
@@ -197,10 +203,12 @@ async def _read_streams(
     attrs: tuple[str, ...] | None,
     tq: TemporalQuery,
     per_stream: int,
-    since: datetime | None,
-    skip: list[tuple[str, str, str]] | None,
-) -> list[StreamRow]:
-    """Each stream's rows in the window (and from ``since``), except the streams in ``skip``."""
+    *,
+    since: datetime | None = None,
+    only: list[Stream] | None = None,
+) -> tuple[list[StreamRow], dict[Stream, int]]:
+    """Each stream's rows in the window (and from ``since``; of the ``only`` streams), and per stream
+    how many rows were found (streams without any included)."""
     params = Params(tenant)
     column = time_column(tq)
     direction = "DESC" if tq.last_n is not None else "ASC"
@@ -208,37 +216,42 @@ async def _read_streams(
     if since is not None:
         window += f" AND h.ts >= {params.add(since, 'timestamptz')}"
     streams = _streams_sql(ids, attrs, params)
-    if skip:
-        done = [params.add(list(column), "text[]") for column in zip(*skip, strict=True)]
-        streams += f" AND (s.id, s.attr, s.dataset_id) NOT IN (SELECT * FROM unnest({', '.join(done)}))"
-    rows = await _run(
+    if only:
+        keys = [params.add(list(column), "text[]") for column in zip(*only, strict=True)]
+        streams += f" AND (s.id, s.attr, s.dataset_id) IN (SELECT * FROM unnest({', '.join(keys)}))"
+    records = await _run(
         pool,
         "SELECT s.id AS entity_id, s.attr, s.dataset_id, h.id AS row_id, h.instance, h.t,"
         " h.created_at, h.modified_at, h.deleted_at"
-        " FROM history_streams s CROSS JOIN LATERAL ("
+        " FROM history_streams s LEFT JOIN LATERAL ("
         f"  SELECT h.id, h.instance, {column} AS t, h.created_at, h.modified_at, h.deleted_at"
         f"  FROM attribute_history h WHERE {_STREAM_JOIN} AND {window}"
         # Time alone orders the rows: an id tiebreaker would put a sort above the newest-first
         # partition scan. Rows of equal time are ordered by id when grouped.
         f"  ORDER BY {column} {direction} LIMIT {params.add(per_stream)}"
-        f" ) h WHERE {streams}",
+        f" ) h ON TRUE WHERE {streams}",
         params.values,
         generic=True,
     )
-    return [
-        StreamRow(
-            r["entity_id"],
-            r["attr"],
-            r["dataset_id"],
-            r["row_id"],
-            r["instance"],
-            r["t"],
-            r["created_at"],
-            r["modified_at"],
-            r["deleted_at"],
-        )
-        for r in rows
-    ]
+    counts: dict[Stream, int] = {}
+    rows = []
+    for r in records:
+        key = (r["entity_id"], r["attr"], r["dataset_id"])
+        found = r["row_id"] is not None
+        counts[key] = counts.get(key, 0) + found
+        if found:
+            rows.append(
+                StreamRow(
+                    *key,
+                    r["row_id"],
+                    r["instance"],
+                    r["t"],
+                    r["created_at"],
+                    r["modified_at"],
+                    r["deleted_at"],
+                )
+            )
+    return rows, counts
 
 
 @dataclass(frozen=True, slots=True)

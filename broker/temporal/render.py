@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -91,8 +92,21 @@ def _instance(row: StreamRow, tm: TermMap, view: View) -> dict[str, Any]:
     return out
 
 
-def _head(entity_id: str, types: list[str], tm: TermMap) -> dict[str, Any]:
-    compact = [tm.compact(t) for t in types]
+def _memo(tm: TermMap) -> Callable[[str], str]:
+    """tm.compact remembered for one response: a thousand entities repeat a few names."""
+    known: dict[str, str] = {}
+
+    def compact(iri: str) -> str:
+        name = known.get(iri)
+        if name is None:
+            name = known[iri] = tm.compact(iri)
+        return name
+
+    return compact
+
+
+def _head(entity_id: str, types: list[str], compact_name: Callable[[str], str]) -> dict[str, Any]:
+    compact = [compact_name(t) for t in types]
     return {"id": entity_id, "type": compact[0] if len(compact) == 1 else compact}
 
 
@@ -100,13 +114,14 @@ def normalized(
     entities: list[tuple[str, list[str]]], streams: Streams, tm: TermMap, view: View
 ) -> list[dict[str, Any]]:
     """Temporal entities in the normalized (or concise) representation (clause 4.5.7)."""
+    names = _memo(tm)
     out = []
     for entity_id, types in entities:
-        body = _head(entity_id, types, tm)
+        body = _head(entity_id, types, names)
         for attr, datasets in streams.get(entity_id, {}).items():
             items = [_instance(r, tm, view) for s in datasets.values() for r in s]
             if items:
-                body[tm.compact(attr)] = items
+                body[names(attr)] = items
         out.append(body)
     return out
 
@@ -124,9 +139,10 @@ def temporal_values(
     entities: list[tuple[str, list[str]]], streams: Streams, tm: TermMap
 ) -> list[dict[str, Any]]:
     """Temporal entities in the simplified representation, options=temporalValues (clause 4.5.9)."""
+    names = _memo(tm)
     out = []
     for entity_id, types in entities:
-        body = _head(entity_id, types, tm)
+        body = _head(entity_id, types, names)
         for attr, datasets in streams.get(entity_id, {}).items():
             items = []
             for dataset, stream in datasets.items():
@@ -140,7 +156,7 @@ def temporal_values(
                 item[_PLURAL.get(kind, "values")] = [[_value_of(r, tm)[1], format_time(r.time)] for r in rows]
                 items.append(item)
             if items:
-                body[tm.compact(attr)] = items[0] if len(items) == 1 else items
+                body[names(attr)] = items[0] if len(items) == 1 else items
         out.append(body)
     return out
 
@@ -155,9 +171,10 @@ def aggregated(
     attrs_of: dict[str, list[str]] = defaultdict(list)
     for entity_id, attr in by_stream:
         attrs_of[entity_id].append(attr)
+    names = _memo(tm)
     out = []
     for entity_id, types in entities:
-        body = _head(entity_id, types, tm)
+        body = _head(entity_id, types, names)
         for attr in attrs_of.get(entity_id, []):
             items = []
             for dataset, periods in by_stream[(entity_id, attr)].items():
@@ -169,7 +186,7 @@ def aggregated(
                         [_number(p.values[method]), format_time(p.start), format_time(p.end)] for p in periods
                     ]
                 items.append(item)
-            body[tm.compact(attr)] = items[0] if len(items) == 1 else items
+            body[names(attr)] = items[0] if len(items) == 1 else items
         out.append(body)
     return out
 
