@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from broker.model.entity import Entity
 from broker.temporal.changes import rows_for, rows_for_all
 
@@ -70,3 +73,48 @@ def test_each_operation_of_a_batch_is_compared_with_the_state_the_previous_one_l
     pairs = list(itertools.pairwise(states))
     rows = rows_for_all(pairs, NOW)
     assert [r["instance"]["value"] for r in rows] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+# --- property: replaying the history rows of any sequence of states gives back each state ---
+
+_DATASETS = st.sampled_from([None, "urn:ds:a", "urn:ds:b"])
+_ATTRS = st.sampled_from([LEVEL, "https://x/alert", "https://x/status"])
+_STATE = st.dictionaries(
+    _ATTRS,
+    st.dictionaries(_DATASETS, st.one_of(st.integers(0, 3), st.sampled_from(["low", "high"])), min_size=1),
+    max_size=3,
+)
+
+
+def _entity(state: dict[str, dict[str | None, Any]] | None, stamp: str) -> Entity | None:
+    if state is None:
+        return None
+    attrs = {
+        attr: [level(value, stamp, **({"datasetId": ds} if ds else {})) for ds, value in instances.items()]
+        for attr, instances in state.items()
+    }
+    return Entity(id="urn:ngsi-ld:FloodMonitoring:1", types=["https://x/FloodMonitoring"], attrs=attrs)
+
+
+@given(st.lists(st.one_of(st.none(), _STATE), min_size=1, max_size=8))
+def test_replaying_the_rows_of_any_sequence_of_writes_gives_back_every_state(
+    states: list[dict[str, dict[str | None, Any]] | None],
+) -> None:
+    entities = [_entity(state, f"2026-11-22T09:00:0{n}.000Z") for n, state in enumerate(states)]
+    replayed: dict[tuple[str, str], Any] = {}
+    previous: Entity | None = None
+    for entity, state in zip(entities, states, strict=True):
+        for row in rows_for(previous, entity, NOW):
+            key = (row["attr"], row["dataset_id"])
+            if row["deleted_at"] is None:
+                replayed[key] = row["instance"]["value"]
+            else:
+                assert key in replayed, "a deletion marker for an instance that was never written"
+                del replayed[key]
+        expected = {
+            (attr, ds or ""): value
+            for attr, instances in (state or {}).items()
+            for ds, value in instances.items()
+        }
+        assert replayed == expected
+        previous = entity
