@@ -73,6 +73,7 @@ async def measure(
     devices: int = 1000,
     publishers: int = 2,
     drain: float = 60.0,
+    **env: str,
 ) -> IngestFigures:
     with harness.mosquitto() as mqtt:
         async with (
@@ -83,6 +84,7 @@ async def measure(
                 MQTT_URL=mqtt.url,
                 NGSI_MQTT_INGEST="true",
                 NGSI_MQTT_CLIENT_ID=f"bench-ingest-{uuid.uuid4().hex[:6]}",
+                **env,
             ) as running,
         ):
             await provision(running.base, devices)

@@ -59,9 +59,9 @@ def ratio(value: float, raw: float | None) -> str:
     return f"{value / raw:.0%}" if raw else ""
 
 
-async def run_limits(table: Table, seconds: float) -> None:
+async def run_limits(table: Table, seconds: float, workers: int) -> None:
     table.raw["pg"] = await limits.postgres_upsert_rate(seconds)
-    hello = await limits.aiohttp_hello_rate(seconds, concurrency=64)
+    hello = await limits.aiohttp_hello_rate(seconds, concurrency=64, workers=workers)
     table.raw["http"] = hello.rate
     with harness.mosquitto() as mqtt:
         table.raw["mqtt"] = await asyncio.to_thread(limits.mqtt_qos1_rate, mqtt.port, seconds)
@@ -195,7 +195,7 @@ async def main() -> None:
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
     if "limits" in only:
         print("== raw limits", flush=True)
-        await run_limits(table, 5 if quick else 10)
+        await run_limits(table, 5 if quick else 10, args.workers)
     if "ingest" in only:
         print("== MQTT ingest", flush=True)
         await run_ingest(table, 10 if quick else 60, args.workers, offered=12_000)
