@@ -8,13 +8,12 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, TextIO
-from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from adapters.mqtt_loop import Broker, LoopClient
 from adapters.simulate.core import Outgoing, iso_z
 
 
@@ -45,13 +44,8 @@ class MqttPublisher:
     """
 
     def __init__(self, url: str, client_id: str, *, qos: int = 1, window: int = 200) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(f"MQTT URL {url!r} must start with mqtt:// or mqtts://")
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        self._paho = LoopClient(Broker.from_url(url), client_id)
         self._qos = qos
-        self._loop = asyncio.get_running_loop()
         self._window = asyncio.Semaphore(window)
         self._pending: dict[int, str] = {}  # mid -> family
         self._early: set[int] = set()  # QoS 0: paho reports the write before publish() returns
@@ -59,39 +53,25 @@ class MqttPublisher:
         self._idle.set()
         self._connected = asyncio.Event()
         self._lost: str | None = None
-        self._misc: asyncio.Task[None] | None = None
         self.tally: dict[str, Tally] = {}
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
-        if parts.username:
-            client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
-        if parts.scheme == "mqtts":
-            client.tls_set()
+        client = self._paho.client
         client.max_inflight_messages_set(window)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        client.on_socket_open = lambda c, _u, sock: self._loop.add_reader(sock, c.loop_read)
-        client.on_socket_close = lambda _c, _u, sock: self._forget(sock)
-        client.on_socket_register_write = lambda c, _u, sock: self._loop.add_writer(sock, c.loop_write)
-        client.on_socket_unregister_write = self._on_unregister_write
         self._client = client
 
     async def connect(self, wait_s: float = 10.0) -> None:
         """Connect and wait for the CONNACK; raises Unreachable when the broker refuses or is absent."""
+        where = self._paho.broker.where
         try:
-            # paho's connect is a blocking socket call: probe the port first so an absent broker fails fast.
-            _, writer = await asyncio.wait_for(asyncio.open_connection(self._host, self._port), wait_s)
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            self._client.connect(self._host, self._port, keepalive=30)
+            await self._paho.connect(wait_s)
             await asyncio.wait_for(self._connected.wait(), wait_s)
         except (OSError, TimeoutError) as exc:
-            raise Unreachable(f"MQTT broker {self._host}:{self._port} unreachable: {exc}") from exc
+            raise Unreachable(f"MQTT broker {where} unreachable: {exc}") from exc
         if self._lost:
-            raise Unreachable(f"MQTT broker {self._host}:{self._port} refused: {self._lost}")
-        self._misc = asyncio.create_task(self._keepalive())
+            raise Unreachable(f"MQTT broker {where} refused: {self._lost}")
 
     async def send(self, message: Outgoing) -> None:
         """Publish once a slot in the window is free; the slot is freed by the PUBACK.
@@ -126,28 +106,7 @@ class MqttPublisher:
         self._pending.clear()
 
     async def close(self) -> None:
-        if self._misc is not None:
-            self._misc.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._misc
-        if self._connected.is_set():
-            self._client.disconnect()
-        sock = self._client.socket()
-        if sock is not None:
-            self._forget(sock)
-
-    async def _keepalive(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            if self._client.socket() is not None:
-                self._client.loop_misc()
-
-    def _forget(self, sock: Any) -> None:
-        self._loop.remove_reader(sock)
-        self._loop.remove_writer(sock)
-
-    def _on_unregister_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
-        self._loop.remove_writer(sock)
+        await self._paho.close()
 
     def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -46,17 +47,18 @@ def broker_process(
         "NGSI_MQTT_INGEST": "false",
         **(extra_env or {}),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "broker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        if process.stderr is not None:
-            process.stderr.close()
+    # A file, not a pipe: nobody reads the log while the test runs, and a full pipe would stop
+    # the broker (and its workers, which share it) at its next log line.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "broker"], env=env, stdout=subprocess.DEVNULL, stderr=log
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
 
 
 async def wait_ready(session: aiohttp.ClientSession, port: int, process: subprocess.Popen[bytes]) -> None:
@@ -163,7 +165,9 @@ def test_an_unreachable_database_stops_the_broker_with_a_clear_message() -> None
     assert "database not reachable yet" in result.stderr
 
 
-async def worker_pids(session: aiohttp.ClientSession, port: int, wanted: int, within: float = 60.0) -> set[int]:
+async def worker_pids(
+    session: aiohttp.ClientSession, port: int, wanted: int, within: float = 60.0
+) -> set[int]:
     """The pids answering /health on ``port`` (new connection each time), until ``wanted`` are seen."""
     seen: set[int] = set()
     deadline = asyncio.get_running_loop().time() + within
@@ -217,7 +221,9 @@ async def test_the_iot_agent_ports_serve_the_provisioning_api_too() -> None:
         with broker_process(port, database_url(), env) as broker:
             await wait_ready(session, port, broker)
             url = f"http://127.0.0.1:{iota_port}/iot/devices"
-            async with session.get(url, headers={"fiware-service": f"e2e-{uuid.uuid4().hex[:8]}"}) as response:
+            async with session.get(
+                url, headers={"fiware-service": f"e2e-{uuid.uuid4().hex[:8]}"}
+            ) as response:
                 assert response.status == 200
                 listed = await response.json()
     assert listed == {"count": 0, "devices": []}
