@@ -142,7 +142,9 @@ def run_program(table: Table, name: str, args: list[str]) -> None:
     if not path.exists():
         table.add(Row(f"{name} (bench_{name}.py)", "not run: program missing", ""))
         return
-    env = {**os.environ, "DATABASE_URL": harness.bench_dsn()}
+    # The programs pass their environment to the broker they start: without this it would join the
+    # shared Mosquitto's subscription group and take (and dead-letter) other brokers' device messages.
+    env = {**os.environ, "DATABASE_URL": harness.bench_dsn(), "NGSI_MQTT_INGEST": "false"}
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, str(path), *args], env=env, capture_output=True, text=True, cwd=harness.ROOT
