@@ -28,6 +28,16 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Release a connection to the pool as it is.
+
+    asyncpg's default reset runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on
+    every release: a round trip that cost 8.6 % of a PATCH's samples. Nothing here leaves session
+    state behind: settings are SET LOCAL, advisory locks are transaction-level, cursors live in
+    transactions, and LISTEN connections (broker/store/listener.py) unlisten themselves.
+    """
+
+
 async def create_pool(dsn: str, *, min_size: int, max_size: int, connect_timeout: float) -> asyncpg.Pool:
     """Open the pool the whole process shares, retrying while the database is not up yet.
 
@@ -44,6 +54,7 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int, connect_timeout
                 min_size=min_size,
                 max_size=max_size,
                 init=_init_connection,
+                reset=_keep_session,
                 command_timeout=60,
             )
             assert pool is not None
