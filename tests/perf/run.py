@@ -158,7 +158,7 @@ def run_program(table: Table, name: str, args: list[str]) -> None:
             table.add(
                 Row(
                     f"{name}: {re.split(r'  |: ', line.strip())[0][:60]}",
-                    _figures(line[len(line.split("  ")[0]) :]),
+                    _figures(line),
                     "see program",
                     verdict=verdict[1],
                 )
