@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import random
+import signal
 import sys
 import time
 
@@ -76,14 +78,21 @@ async def aiohttp_hello_rate(seconds: float, concurrency: int, workers: int = 1)
     """Requests/s the load generator gets from an aiohttp hello-world server (``workers`` processes)."""
     port = harness.free_port()
     server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.perf.hello", str(port), str(workers), cwd=harness.ROOT
+        sys.executable,
+        "-m",
+        "tests.perf.hello",
+        str(port),
+        str(workers),
+        cwd=harness.ROOT,
+        start_new_session=True,
     )
     try:
         await _wait_port(port)
         workload = loadgen.Workload("get", f"http://127.0.0.1:{port}", path="/hello")
         return await loadgen.run_async(workload, concurrency=concurrency, seconds=seconds)
     finally:
-        server.terminate()
+        # The whole session: with several workers the server's children must go too.
+        os.killpg(server.pid, signal.SIGTERM)
         await server.wait()
 
 
