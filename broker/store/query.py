@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import asyncpg
 
 from broker.errors import BadRequestData, TooComplexQuery
@@ -13,6 +16,24 @@ from broker.store.entities import from_row
 
 # A query the database cannot answer within this time is refused rather than left to hog it.
 STATEMENT_TIMEOUT_MS = 10_000
+
+
+@asynccontextmanager
+async def read_only(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+    """A read-only transaction with the statement timeout, its database errors as NGSI-LD ones."""
+    try:
+        async with pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            yield conn
+    except asyncpg.InvalidRegularExpressionError as exc:
+        raise BadRequestData(f"invalid regular expression: {exc}") from None
+    except asyncpg.DataError as exc:
+        # e.g. a q date PostgreSQL cannot represent (year 0 after converting to UTC)
+        raise BadRequestData(f"a value in the query cannot be used: {exc}") from None
+    except asyncpg.QueryCanceledError:
+        raise TooComplexQuery(
+            f"the query did not finish within {STATEMENT_TIMEOUT_MS // 1000} s; narrow it down"
+        ) from None
 
 
 async def find(
@@ -30,29 +51,18 @@ async def find(
     where = where_sql(query, tm, params)
     rows: list[asyncpg.Record] = []
     total: int | None = None
-    try:
-        async with pool.acquire() as conn, conn.transaction(readonly=True):
-            await conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
-            if limit > 0:
-                page = Params(*params.values)
-                rows = await conn.fetch(
-                    "SELECT e.id, e.types, e.scopes, e.attrs, e.created_at, e.modified_at"
-                    f" FROM entities e WHERE e.tenant = $1 AND {where}"
-                    f" ORDER BY e.id LIMIT {page.add(limit + 1)} OFFSET {page.add(offset)}",
-                    *page.values,
-                )
-            if count:
-                total = await conn.fetchval(
-                    f"SELECT count(*) FROM entities e WHERE e.tenant = $1 AND {where}", *params.values
-                )
-    except asyncpg.InvalidRegularExpressionError as exc:
-        raise BadRequestData(f"invalid regular expression: {exc}") from None
-    except asyncpg.DataError as exc:
-        # e.g. a q date PostgreSQL cannot represent (year 0 after converting to UTC)
-        raise BadRequestData(f"a value in the query cannot be used: {exc}") from None
-    except asyncpg.QueryCanceledError:
-        raise TooComplexQuery(
-            f"the query did not finish within {STATEMENT_TIMEOUT_MS // 1000} s; narrow it down"
-        ) from None
+    async with read_only(pool) as conn:
+        if limit > 0:
+            page = Params(*params.values)
+            rows = await conn.fetch(
+                "SELECT e.id, e.types, e.scopes, e.attrs, e.created_at, e.modified_at"
+                f" FROM entities e WHERE e.tenant = $1 AND {where}"
+                f" ORDER BY e.id LIMIT {page.add(limit + 1)} OFFSET {page.add(offset)}",
+                *page.values,
+            )
+        if count:
+            total = await conn.fetchval(
+                f"SELECT count(*) FROM entities e WHERE e.tenant = $1 AND {where}", *params.values
+            )
     more = len(rows) > limit
     return [from_row(row) for row in rows[:limit]], more, total

@@ -15,13 +15,12 @@ from typing import Any
 
 import asyncpg
 
-from broker.errors import BadRequestData, TooComplexQuery
 from broker.jsonld.context import TermMap
 from broker.query.entity_query import EntityQuery, where_sql
 from broker.query.params import Params
+from broker.store.query import read_only
 from broker.temporal.params import Aggregation, TemporalQuery, TimeRel
 
-STATEMENT_TIMEOUT_MS = 10_000
 # Where aggregation periods start when no timeAt says: midnight UTC, so PT10M or PT1H line up.
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 # lastN looks at this last stretch of time first (see instances).
@@ -92,23 +91,13 @@ def _selection_sql(
 async def _run(
     pool: asyncpg.Pool, sql: str, values: list[Any], *, generic: bool = False
 ) -> list[asyncpg.Record]:
-    try:
-        async with pool.acquire() as conn, conn.transaction(readonly=True):
-            await conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
-            if generic:
-                # Planning a read of one stream over ~70 day partitions takes ~13 ms, running it ~1 ms
-                # or less: plan once per connection (asyncpg keeps the prepared statement) and let
-                # PostgreSQL prune the days at executor start from the bound times.
-                await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            return list(await conn.fetch(sql, *values))
-    except asyncpg.InvalidRegularExpressionError as exc:
-        raise BadRequestData(f"invalid regular expression: {exc}") from None
-    except asyncpg.DataError as exc:
-        raise BadRequestData(f"a value in the query cannot be used: {exc}") from None
-    except asyncpg.QueryCanceledError:
-        raise TooComplexQuery(
-            f"the query did not finish within {STATEMENT_TIMEOUT_MS // 1000} s; narrow it down"
-        ) from None
+    async with read_only(pool) as conn:
+        if generic:
+            # Planning a read of one stream over ~70 day partitions takes ~13 ms, running it ~1 ms
+            # or less: plan once per connection (asyncpg keeps the prepared statement) and let
+            # PostgreSQL prune the days at executor start from the bound times.
+            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        return list(await conn.fetch(sql, *values))
 
 
 async def page_entities(
