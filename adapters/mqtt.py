@@ -38,7 +38,15 @@ class MqttIngest:
         handler: Handler,
         *,
         share_group: str | None = None,
+        backlog: Callable[[], int] | None = None,
+        high_water: int = 2000,
     ) -> None:
+        # Flow control: Mosquitto 2.0.11 keeps sending past max_inflight_messages once acks flow
+        # (measured: 170,000 unacknowledged messages, 750 MB, in a minute of overload), so the
+        # client stops reading while ``backlog()`` is above ``high_water`` and resumes below half.
+        self._backlog = backlog
+        self._high_water = high_water
+        self.paused_times = 0
         self._filters = [f"$share/{share_group}/{t}" if share_group else t for t in topics]
         self._handler = handler
         self._paho = LoopClient(Broker.from_url(url), client_id, clean_session=False, manual_ack=True)
@@ -125,13 +133,22 @@ class MqttIngest:
             # message unacknowledged so it is redelivered after a restart rather than lost.
             log.exception("MQTT message on %r could not be handed over", message.topic)
             return
+        if self._backlog is not None and self._backlog() > self._high_water and not self._paho.paused:
+            self._paho.pause_reading()
+            self.paused_times += 1
         if qos == 0:
+            future.add_done_callback(self._maybe_resume)
             return
 
         def acknowledge(done: asyncio.Future[Any]) -> None:
+            self._maybe_resume(done)
             if done.cancelled() or done.exception() is not None:
                 return
             client.ack(mid, qos)
             self.acknowledged += 1
 
         future.add_done_callback(acknowledge)
+
+    def _maybe_resume(self, _: object) -> None:
+        if self._paho.paused and self._backlog is not None and self._backlog() <= self._high_water // 2:
+            self._paho.resume_reading()

@@ -62,6 +62,7 @@ class LoopClient:
         self._loop = asyncio.get_running_loop()
         self._misc: asyncio.Task[None] | None = None
         self._configured = False
+        self._paused = False
         self.client.on_socket_open = self._on_socket_open
         self.client.on_socket_close = self._on_socket_close
         self.client.on_socket_register_write = self._on_register_write
@@ -107,6 +108,28 @@ class LoopClient:
             with contextlib.suppress(OSError):
                 sock.close()
 
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket: TCP pushes back, and the MQTT broker keeps what follows queued."""
+        if self._paused:
+            return
+        self._paused = True
+        sock = self.client.socket()
+        if sock is not None:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(sock)
+
+    def resume_reading(self) -> None:
+        if not self._paused:
+            return
+        self._paused = False
+        sock = self.client.socket()
+        if sock is not None:
+            self._loop.add_reader(sock, self.client.loop_read)
+
     async def _keepalive(self) -> None:
         while True:
             await asyncio.sleep(1.0)
@@ -114,7 +137,8 @@ class LoopClient:
                 self.client.loop_misc()
 
     def _on_socket_open(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
-        self._loop.add_reader(sock, client.loop_read)
+        if not self._paused:
+            self._loop.add_reader(sock, client.loop_read)
 
     def _on_socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
         self._forget(sock)

@@ -166,6 +166,7 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
             TOPICS,
             lambda topic, body: pipeline.submit(Inbound(family_of_topic(topic), topic, body, _now())),
             share_group=settings.mqtt_share_group or None,
+            backlog=lambda: pipeline.backlog,
         )
         await ingest.start()
         app[MQTT] = ingest
@@ -233,6 +234,7 @@ def _report(pipeline: Pipeline, ingest: MqttIngest | None) -> dict[str, object]:
             "connected": ingest.connected,
             "received": ingest.received,
             "acknowledged": ingest.acknowledged,
+            "pausedForBacklog": ingest.paused_times,
         }
     return report
 

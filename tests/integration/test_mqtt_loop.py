@@ -45,3 +45,50 @@ async def test_a_loop_client_connects_publishes_and_closes_without_leaving_its_s
     assert paho.client.socket() is None
     del paho
     gc.collect()  # with filterwarnings=error, an unclosed socket or a teardown error fails here
+
+
+async def test_the_ingest_client_stops_reading_while_its_backlog_is_high_and_loses_nothing() -> None:
+    from adapters.mqtt import MqttIngest
+    from tests.conftest import forget_mqtt_session
+    from tests.e2e.test_device_restart import publish_all
+
+    loop = asyncio.get_running_loop()
+    waiting: list[asyncio.Future[None]] = []
+    most = 0
+
+    def handler(_topic: str, _payload: bytes) -> asyncio.Future[None]:
+        nonlocal most
+        future: asyncio.Future[None] = loop.create_future()
+        waiting.append(future)
+        most = max(most, len(waiting))
+        return future
+
+    async def slow_consumer() -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            for future in waiting[:50]:
+                future.set_result(None)
+            del waiting[:50]
+
+    topic = f"test/flow/{uuid.uuid4().hex[:8]}"
+    client_id = f"test-flow-{uuid.uuid4().hex[:8]}"
+    ingest = MqttIngest(
+        MQTT_URL, client_id, [f"{topic}/+"], handler, backlog=lambda: len(waiting), high_water=200
+    )
+    await ingest.start()
+    consumer = loop.create_task(slow_consumer())
+    try:
+        async with asyncio.timeout(10):
+            await ingest.wait_connected()
+        await asyncio.to_thread(publish_all, [(f"{topic}/x", b"m" * 200)] * 3000)
+        deadline = loop.time() + 30
+        while ingest.acknowledged < 3000:
+            assert loop.time() < deadline, f"{ingest.acknowledged} of 3000 acknowledged"
+            await asyncio.sleep(0.05)
+    finally:
+        consumer.cancel()
+        await ingest.close()
+        await asyncio.to_thread(forget_mqtt_session, MQTT_URL, client_id)
+
+    assert ingest.paused_times > 0
+    assert most <= 201, f"{most} messages held at once with a high-water mark of 200"
