@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 _BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
+# Kept with a dead letter whose raw message had personal ids replaced (see southbound._Redactor).
+REDACTED_HEADER = "x-hub-redacted"
+
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
@@ -195,7 +198,7 @@ class Pipeline:
         return future
 
     async def replay(self, inbound: Inbound) -> Verdict:
-        """Run a stored message through again (dead-letter replay); its verdict, not queued behind others."""
+        """Run a stored message through again (dead-letter replay) and wait for its verdict."""
         return await self.submit(inbound)
 
     # --- the batch loop ---------------------------------------------------------------------
@@ -363,8 +366,12 @@ class Pipeline:
         tenant = device.tenant if device else _tenant_hint(inbound)
         if not inbound.replay:
             raw = self._redact(device, inbound) if self._redact is not None else inbound.body
+            headers = dict(inbound.headers)
+            if raw != inbound.body:
+                # Personal ids were replaced: running this letter again would pseudonymise twice.
+                headers[REDACTED_HEADER] = "true"
             await self._dead_letters.add(
-                tenant, inbound.family, inbound.origin, dict(inbound.headers), device_id, raw, reason
+                tenant, inbound.family, inbound.origin, headers, device_id, raw, reason
             )
             log.info("device message on %s dead-lettered: %s", inbound.origin, reason)
         return Verdict(REJECTED, reason=reason, tenant=tenant, device=device_id)

@@ -28,7 +28,7 @@ from adapters.keys import DEAD_LETTERS, DEVICES, REPLAYER
 from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS, DeviceMessage, Rejected
 from adapters.models import normalise_message
 from adapters.mqtt import MqttIngest
-from adapters.pipeline import ACCEPTED, Inbound, Pipeline
+from adapters.pipeline import ACCEPTED, REDACTED_HEADER, Inbound, Pipeline
 from adapters.provisioning import Registry
 from adapters.pseudonym import Pseudonymiser
 from adapters.validate import Validator
@@ -108,6 +108,8 @@ class _Replayer:
         self._pipeline = pipeline
 
     async def replay(self, letter: DeadLetter) -> str:
+        if letter.headers.get(REDACTED_HEADER):
+            return "not replayable: its watch-tag ids were replaced by pseudonyms before it was kept"
         inbound = Inbound(
             family=letter.family,
             origin=letter.origin,

@@ -632,3 +632,30 @@ async def command_states(tenant: str, device_id: str) -> list[str]:
     finally:
         await conn.close()
     return [row["status"] for row in rows]
+
+
+async def test_a_refused_sighting_batch_is_kept_without_tag_ids_and_is_not_replayed(api: Api) -> None:
+    apikey = f"tagsbad{secrets.token_hex(4)}"
+    sample = uplink("ble_detection_mqtt.json")
+    detector = sample["detector_static"]
+    await provision(
+        api,
+        {
+            "device_id": detector["detectorId"],
+            "entity_type": "Device",
+            "model": "BeaconDetector",
+            "model_params": {"location": detector["location"]},
+        },
+        groups=[{"apikey": apikey, "entity_type": "Device", "resource": "/iot/json"}],
+    )
+    sightings = [{**s, "ts": "not a time"} for s in sample["message"]]
+    headers = {"fiware-service": api.tenant}
+
+    response = await api.request("POST", f"/iot/json?k={apikey}&i={detector['detectorId']}", sightings)
+
+    assert response.status == 400
+    letter = await assert_dead_lettered(api, "ts")
+    for raw in (s["tag"] for s in sample["message"]):
+        assert await rows_mentioning(api.tenant, raw) == 0
+    replay = await api.request("POST", f"/admin/deadletters/{letter['id']}/replay", headers=headers)
+    assert (await replay.json())["result"].startswith("not replayable")
