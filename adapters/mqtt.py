@@ -82,6 +82,11 @@ class MqttIngest:
         await self._paho.close()
         self._connected.clear()
 
+    def pause(self) -> None:
+        """Take no more messages (a graceful stop); acknowledgements still go out."""
+        self._backlog = None  # no automatic resume
+        self._paho.pause_reading()
+
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         """Send ``payload`` (commands down to devices); paho queues it while disconnected."""
         self._paho.client.publish(topic, payload, qos=qos)

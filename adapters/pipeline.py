@@ -172,6 +172,9 @@ class Pipeline:
         self._max_bytes = max_bytes
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        # A batch being staged, and the task storing the previous one (for drain).
+        self._staging = False
+        self._storing: asyncio.Task[None] | None = None
         self.stats = Stats()
 
     @property
@@ -180,6 +183,18 @@ class Pipeline:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def drain(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for everything submitted to be stored or dead-lettered (a graceful
+        stop: what is done then is acknowledged before the MQTT connection closes)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while (
+            self._queue.qsize() or self._staging or (self._storing is not None and not self._storing.done())
+        ):
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     async def close(self) -> None:
         """Stop taking batches; queued messages stay unacknowledged (MQTT redelivers them)."""
@@ -208,23 +223,24 @@ class Pipeline:
 
         Writes stay in arrival order: a batch is written only after the previous one is stored.
         """
-        storing: asyncio.Task[None] | None = None
         try:
             while True:
                 jobs = [await self._queue.get()]
+                self._staging = True
                 while len(jobs) < self._max_batch and not self._queue.empty():
                     jobs.append(self._queue.get_nowait())
                 self.stats.batches += 1
                 self.stats.largest_batch = max(self.stats.largest_batch, len(jobs))
                 staged = await self._stage(jobs)
-                if storing is not None:
-                    await storing
-                storing = asyncio.get_running_loop().create_task(self._until_stored(staged))
+                if self._storing is not None:
+                    await self._storing
+                self._storing = asyncio.get_running_loop().create_task(self._until_stored(staged))
+                self._staging = False
         finally:
-            if storing is not None:
-                storing.cancel()
+            if self._storing is not None:
+                self._storing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await storing
+                    await self._storing
 
     async def _until_stored(self, staged: _Staged) -> None:
         """Store a staged batch, retrying with back-off while the database is unavailable.

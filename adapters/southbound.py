@@ -37,6 +37,7 @@ from broker.store import frames
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_GRACE_SECONDS = 10.0
 TOPICS = (*lorawan.TTS_TOPICS, *lorawan.CHIRPSTACK_TOPICS, *iotagent.TOPICS)
 MQTT = web.AppKey("device_mqtt", MqttIngest)
 
@@ -184,6 +185,12 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
     for task in background:
         task.cancel()
     await asyncio.gather(*background, return_exceptions=True)
+    # A graceful stop: take no more messages, store what was taken and acknowledge it while the
+    # MQTT connection is still open; what is left after the grace period is redelivered later.
+    if ingest is not None:
+        ingest.pause()
+    if not await pipeline.drain(SHUTDOWN_GRACE_SECONDS):
+        log.warning("device messages still being stored at shutdown; MQTT will redeliver them")
     if ingest is not None:
         await ingest.close()
     await pipeline.close()

@@ -150,3 +150,22 @@ async def test_a_message_over_the_size_limit_is_refused_before_it_is_parsed(size
     assert verdict.status == REJECTED
     assert f"{size} bytes" in letters.reasons[0]
     assert writer.calls == []
+
+
+class SlowWriter(FakeWriter):
+    async def apply(self, tenant: str, operations: Sequence[Operation], *, may_create_tenant: bool) -> list[Result]:
+        await asyncio.sleep(0.2)
+        return await super().apply(tenant, operations, may_create_tenant=may_create_tenant)
+
+
+async def test_drain_waits_until_everything_taken_is_stored_and_gives_up_after_its_grace() -> None:
+    writer, letters = SlowWriter(), Letters()
+    pipe = pipeline(writer, letters)
+    pipe.start()
+    try:
+        futures = [pipe.submit(inbound(device="d1", level=n)) for n in range(10)]
+        assert not await pipe.drain(0.05)
+        assert await pipe.drain(5)
+        assert all(f.done() for f in futures)
+    finally:
+        await pipe.close()
