@@ -26,7 +26,9 @@ from tests.integration.test_delivery import MQTT_HOST, MQTT_PORT, MqttListener, 
 pytestmark = pytest.mark.asyncio
 
 ENTITY = "/ngsi-ld/v1/entities/"
-SDM_ENVIRONMENT = "https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/context.jsonld"
+SDM_ENVIRONMENT = (
+    "https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/context.jsonld"
+)
 SDM_TRANSPORTATION = (
     "https://raw.githubusercontent.com/smart-data-models/dataModel.Transportation/master/context.jsonld"
 )
@@ -142,7 +144,9 @@ async def test_a_tts_uplink_over_mqtt_becomes_a_flood_monitoring_entity_with_uni
 ) -> None:
     eui, entity_id = dev_eui(), flood_id()
     await provision(api, gauge(eui, entity_id))
-    await mqtt_send(tts_topic(f"wl-{eui[:6]}"), orjson.dumps(tts_message(eui, f"wl-{eui[:6]}", -1.23, f_cnt=7)))
+    await mqtt_send(
+        tts_topic(f"wl-{eui[:6]}"), orjson.dumps(tts_message(eui, f"wl-{eui[:6]}", -1.23, f_cnt=7))
+    )
 
     entity = await entity_when(api, entity_id, context=SDM_ENVIRONMENT)
 
@@ -155,7 +159,9 @@ async def test_a_tts_uplink_over_mqtt_becomes_a_flood_monitoring_entity_with_uni
     assert entity["location"]["value"]["coordinates"] == [134.0631, 34.3335]
 
 
-async def test_a_tts_webhook_post_is_stored_like_the_mqtt_uplink_and_answers_after_the_commit(api: Api) -> None:
+async def test_a_tts_webhook_post_is_stored_like_the_mqtt_uplink_and_answers_after_the_commit(
+    api: Api,
+) -> None:
     eui, entity_id = dev_eui(), flood_id()
     device_id = f"wl-{eui[:6]}"
     await provision(api, gauge(eui, entity_id))
@@ -208,7 +214,9 @@ async def subscribe_danger(api: Api, receiver: Receiver) -> None:
         "q": "currentLevel>2.0",
         "notification": {"attributes": ["currentLevel"], "endpoint": {"uri": receiver.url("flood")}},
     }
-    response = await api.request("POST", "/ngsi-ld/v1/subscriptions", subscription, headers=link(SDM_ENVIRONMENT))
+    response = await api.request(
+        "POST", "/ngsi-ld/v1/subscriptions", subscription, headers=link(SDM_ENVIRONMENT)
+    )
     assert response.status == 201, await response.text()
 
 
@@ -451,7 +459,9 @@ async def test_a_truncated_cayenne_frame_is_a_dead_letter_of_its_device_and_chan
 
 
 async def test_a_level_that_is_not_a_number_is_a_dead_letter_and_changes_nothing(api: Api) -> None:
-    device_id, entity_id = await send_bad_tts(api, lambda u: u.update(decoded_payload={"analog_in_1": "high"}))
+    device_id, entity_id = await send_bad_tts(
+        api, lambda u: u.update(decoded_payload={"analog_in_1": "high"})
+    )
 
     letter = await assert_dead_lettered(api, "analog_in_1")
     assert letter["device"] == device_id
@@ -482,7 +492,9 @@ async def wait_letters_anywhere(origin: str, within: float = 10.0) -> list[dict[
     raise AssertionError(f"no dead letter for {origin}")
 
 
-async def test_an_unknown_apikey_is_refused_over_http_with_the_reason_and_kept_as_a_dead_letter(api: Api) -> None:
+async def test_an_unknown_apikey_is_refused_over_http_with_the_reason_and_kept_as_a_dead_letter(
+    api: Api,
+) -> None:
     response = await api.request(
         "POST", "/iot/json?k=nosuchkey&i=d1", {"t": 1}, headers={"fiware-service": api.tenant}
     )
@@ -494,7 +506,9 @@ async def test_an_unknown_apikey_is_refused_over_http_with_the_reason_and_kept_a
     assert letter["origin"] == "/iot/json?k=nosuchkey&i=d1"
 
 
-async def test_null_coordinates_from_a_tracker_are_refused_and_the_vehicle_keeps_its_position(api: Api) -> None:
+async def test_null_coordinates_from_a_tracker_are_refused_and_the_vehicle_keeps_its_position(
+    api: Api,
+) -> None:
     apikey = f"gps{secrets.token_hex(4)}"
     entity_id = f"urn:ngsi-ld:Vehicle:{secrets.token_hex(4)}"
     await provision(
@@ -627,7 +641,9 @@ async def command_states(tenant: str, device_id: str) -> list[str]:
     conn = await asyncpg.connect(database_url())
     try:
         rows = await conn.fetch(
-            "SELECT status FROM device_commands WHERE tenant = $1 AND device_id = $2 ORDER BY id", tenant, device_id
+            "SELECT status FROM device_commands WHERE tenant = $1 AND device_id = $2 ORDER BY id",
+            tenant,
+            device_id,
         )
     finally:
         await conn.close()
@@ -659,3 +675,46 @@ async def test_a_refused_sighting_batch_is_kept_without_tag_ids_and_is_not_repla
         assert await rows_mentioning(api.tenant, raw) == 0
     replay = await api.request("POST", f"/admin/deadletters/{letter['id']}/replay", headers=headers)
     assert (await replay.json())["result"].startswith("not replayable")
+
+
+async def test_device_messages_sent_while_every_database_connection_is_cut_are_all_stored_once(
+    api: Api,
+) -> None:
+    eui, entity_id = dev_eui(), flood_id()
+    device_id = f"wl-{eui[:6]}"
+    await provision(api, gauge(eui, entity_id))
+    bodies = [orjson.dumps(tts_message(eui, device_id, -2.0 + n / 1000, f_cnt=n)) for n in range(1, 201)]
+
+    async def cut_connections() -> int:
+        """Terminate every other connection to the database once some messages are stored; how many were stored then."""
+        conn = await asyncpg.connect(database_url())
+        try:
+            stored = 0
+            while stored == 0:
+                await asyncio.sleep(0.005)
+                stored = await frames_stored(conn)
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return stored
+        finally:
+            await conn.close()
+
+    async def frames_stored(conn: asyncpg.Connection) -> int:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM device_frames WHERE tenant = $1 AND device = $2", api.tenant, device_id
+            )
+        )
+
+    sends = [api.request("POST", "/adapters/tts", raw=body) for body in bodies]
+    *responses, stored_at_cut = await asyncio.gather(*sends, cut_connections())
+
+    assert [r.status for r in responses] == [200] * 200
+    conn = await asyncpg.connect(database_url())
+    try:
+        assert await frames_stored(conn) == 200
+    finally:
+        await conn.close()
+    assert stored_at_cut < 200, "the connections were cut after everything was stored: nothing was shown"
