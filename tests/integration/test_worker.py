@@ -421,9 +421,13 @@ async def test_a_periodic_subscription_fires_once_per_interval_across_two_notifi
         await second.stop(grace=0)
     finally:
         await second_pool.close()
-    requests = receiver.at("periodic")
+    # Delivery is at least once: a notifier stopped in the middle of a POST leaves its row to the
+    # other one, which sends it again with the same id. Receivers drop those; so does the test.
+    firsts: dict[str, Any] = {}
+    for request in receiver.at("periodic"):
+        firsts.setdefault(request.body["id"], request)
+    requests = list(firsts.values())
     assert 3 <= len(requests) <= 4, [r.at for r in requests]
-    assert len({r.body["id"] for r in requests}) == len(requests)
     for request in requests:
         assert sorted(e["id"] for e in request.body["data"]) == [t.id for t in things]
         assert request.body["data"][0]["level"] == {"type": "Property", "value": 0}
