@@ -29,6 +29,7 @@ import orjson
 from adapters import iotagent, lorawan
 from adapters.device import Command, DeviceConfig
 from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS
+from broker.errors import NgsiLdError
 from broker.ingest import Operation, Result, Writer
 from broker.model import ops
 from broker.model.entity import Entity
@@ -42,7 +43,6 @@ CHANNEL = "ngsi_commands"
 PENDING, SENT, OK, ERROR = "PENDING", "SENT", "OK", "ERROR"
 _STATUS_IRI = "https://uri.etsi.org/ngsi-ld/default-context/{name}_status"
 _INFO_IRI = "https://uri.etsi.org/ngsi-ld/default-context/{name}_info"
-_VALUE = "https://uri.etsi.org/ngsi-ld/hasValue"
 
 
 class Devices(Protocol):
@@ -125,7 +125,7 @@ async def _queue(conn: Connection, tenant: str, rows: list[tuple[str, str, str, 
 def _command_value(entity: Entity, iri: str) -> Any:
     instances = entity.attrs.get(iri) or [{}]
     instance = instances[0]
-    return instance.get("value", instance.get(_VALUE))
+    return instance.get("value")
 
 
 def mqtt_command(device: DeviceConfig, command: Command, value: Any) -> tuple[str, bytes] | None:
@@ -197,7 +197,7 @@ class Dispatcher:
 
     async def dispatch(self) -> int:
         """Send what is queued for devices reachable over MQTT; return how many were sent."""
-        sent = 0
+        progress: dict[str, list[Progress]] = {}
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT id, tenant, device_id, entity_id, command, value FROM device_commands"
@@ -205,12 +205,7 @@ class Dispatcher:
             )
             for row in rows:
                 queued = Queued(
-                    row["id"],
-                    row["tenant"],
-                    row["device_id"],
-                    row["entity_id"],
-                    row["command"],
-                    row["value"],
+                    row["id"], row["tenant"], row["device_id"], row["entity_id"], row["command"], row["value"]
                 )
                 status, info = self._send(queued)
                 if status is None:
@@ -221,11 +216,16 @@ class Dispatcher:
                     status,
                     info,
                 )
-                await record_status(
-                    self._writer, queued.tenant, queued.entity_id, queued.command, status, info
+                progress.setdefault(queued.tenant, []).append(
+                    Progress(queued.entity_id, queued.command, status, info)
                 )
-                sent += status == SENT
-        return sent
+        # After the commit, one write per tenant: the claim holds no connection while they run.
+        for tenant, items in progress.items():
+            try:
+                await record_status(self._writer, tenant, items)
+            except NgsiLdError as error:
+                log.warning("command status of tenant %r not shown on its entities: %s", tenant, error.detail)
+        return sum(p.status == SENT for items in progress.values() for p in items)
 
     def _send(self, queued: Queued) -> tuple[str | None, str | None]:
         device = self._devices.by_entity(queued.tenant, queued.entity_id)
@@ -246,21 +246,36 @@ class Dispatcher:
         return SENT, None
 
 
-async def record_status(
-    writer: Writer, tenant: str, entity_id: str, command: str, status: str, info: str | None
-) -> None:
-    """Write <command>_status (and <command>_info) on the device's entity, as the IoT Agents do."""
-    attrs: dict[str, list[dict[str, Any]]] = {
-        _STATUS_IRI.format(name=command): [{"type": "Property", "value": status}]
-    }
-    if info is not None:
-        attrs[_INFO_IRI.format(name=command)] = [{"type": "Property", "value": info}]
-    fragment = Entity(id=entity_id, types=[], attrs=attrs)
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A command's new state, to show on its device's entity."""
 
+    entity_id: str
+    command: str
+    status: str
+    info: str | None = None
+
+
+async def record_status(writer: Writer, tenant: str, items: list[Progress]) -> None:
+    """Write <command>_status (and <command>_info) on the devices' entities, as the IoT Agents do."""
+    operations = []
+    for item in items:
+        attrs: dict[str, list[dict[str, Any]]] = {
+            _STATUS_IRI.format(name=item.command): [{"type": "Property", "value": item.status}]
+        }
+        if item.info is not None:
+            attrs[_INFO_IRI.format(name=item.command)] = [{"type": "Property", "value": item.info}]
+        operations.append(
+            Operation(item.entity_id, _append(Entity(id=item.entity_id, types=[], attrs=attrs)))
+        )
+    await writer.apply(tenant, operations, may_create_tenant=False)
+
+
+def _append(fragment: Entity) -> Callable[[Entity | None, str], Outcome]:
     def apply(current: Entity | None, now: str) -> Outcome:
         return ops.append(current, fragment, now, no_overwrite=False)
 
-    await writer.apply(tenant, [Operation(entity_id, apply)], may_create_tenant=False)
+    return apply
 
 
 async def take_sigfox_downlink(
@@ -288,5 +303,5 @@ async def take_sigfox_downlink(
             status,
             info,
         )
-    await record_status(writer, tenant, row["entity_id"], row["command"], status, info)
+    await record_status(writer, tenant, [Progress(row["entity_id"], row["command"], status, info)])
     return payload
