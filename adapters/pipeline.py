@@ -20,7 +20,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from functools import partial
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -346,12 +347,14 @@ class Pipeline:
         body = {k: v for k, v in update.entity.items() if k != "@context"}
         fragment = parse_entity(body, tm)
         once = (device.device_id, message.frame) if message.frame is not None else None
-        commands = None
+        commands: Callable[[], dict[str, list[Instance]]] | None = None
         if device.commands and fragment.id == device.entity_name:
             # As the IoT Agents do: the device's entity is born with its command attributes, so
             # apps can PATCH them (adapters/commands.py sends a changed one to the device).
-            stub = {c.name: {"type": "Property", "value": ""} for c in device.commands}
-            commands = parse_entity({"id": fragment.id, "type": body["type"], **stub}, tm).attrs
+            # Parsed only when the entity is created, not for every message.
+            stub = {"id": fragment.id, "type": body["type"]}
+            stub.update({c.name: {"type": "Property", "value": ""} for c in device.commands})
+            commands = partial(_attrs_of, stub, tm)
         return Operation(fragment.id, _append_or_create(fragment, commands), once=once)
 
     async def _write(self, tenant: str, items: list[tuple[int, _Prepared]]) -> dict[int, Verdict]:
@@ -393,6 +396,10 @@ class Pipeline:
         return Verdict(REJECTED, reason=reason, tenant=tenant, device=device_id)
 
 
+def _attrs_of(body: dict[str, Any], tm: TermMap) -> dict[str, list[Instance]]:
+    return parse_entity(body, tm).attrs
+
+
 class _Refused(Rejected):
     """A message of a known device refused: its dead letter belongs to the device's tenant."""
 
@@ -402,15 +409,15 @@ class _Refused(Rejected):
 
 
 def _append_or_create(
-    fragment: Entity, commands: dict[str, list[Instance]] | None
+    fragment: Entity, commands: Callable[[], dict[str, list[Instance]]] | None
 ) -> Callable[[Entity | None, str], Outcome]:
     """Append the measured attributes; the first message creates the entity with its command attributes."""
 
     def apply(current: Entity | None, now: str) -> Outcome:
         if current is None:
-            if commands:
+            if commands is not None:
                 born = fragment.copy()
-                for name, instances in commands.items():
+                for name, instances in commands().items():
                     born.attrs.setdefault(name, instances)
                 return ops.create(None, born, now)
             return ops.create(None, fragment, now)
