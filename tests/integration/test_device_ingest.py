@@ -369,16 +369,7 @@ async def test_ble_sightings_become_tag_devices_by_pseudonym_and_no_raw_tag_id_i
     apikey = f"tags{secrets.token_hex(4)}"
     sample = uplink("ble_detection_mqtt.json")
     detector = sample["detector_static"]
-    await provision(
-        api,
-        {
-            "device_id": detector["detectorId"],
-            "entity_type": "Device",
-            "model": "BeaconDetector",
-            "model_params": {"location": detector["location"]},
-        },
-        groups=[{"apikey": apikey, "entity_type": "Device", "resource": "/iot/json"}],
-    )
+    await provision_detector(api, apikey, detector)
     raw_tags = [s["tag"] for s in sample["message"]]
 
     await mqtt_send(f"/json/{apikey}/{detector['detectorId']}/attrs", orjson.dumps(sample["message"]))
@@ -408,6 +399,20 @@ async def rows_mentioning(tenant: str, text: str) -> int:
     finally:
         await conn.close()
     return int(entities) + int(letters)
+
+
+async def provision_detector(api: Api, apikey: str, detector: dict[str, Any]) -> None:
+    """A fixed BLE detector (the sample's) in an IoT Agent JSON group of its own."""
+    await provision(
+        api,
+        {
+            "device_id": detector["detectorId"],
+            "entity_type": "Device",
+            "model": "BeaconDetector",
+            "model_params": {"location": detector["location"]},
+        },
+        groups=[{"apikey": apikey, "entity_type": "Device", "resource": "/iot/json"}],
+    )
 
 
 async def query_until(api: Api, kind: str, ready: Any, within: float = 10.0) -> list[dict[str, Any]]:
@@ -654,16 +659,7 @@ async def test_a_refused_sighting_batch_is_kept_without_tag_ids_and_is_not_repla
     apikey = f"tagsbad{secrets.token_hex(4)}"
     sample = uplink("ble_detection_mqtt.json")
     detector = sample["detector_static"]
-    await provision(
-        api,
-        {
-            "device_id": detector["detectorId"],
-            "entity_type": "Device",
-            "model": "BeaconDetector",
-            "model_params": {"location": detector["location"]},
-        },
-        groups=[{"apikey": apikey, "entity_type": "Device", "resource": "/iot/json"}],
-    )
+    await provision_detector(api, apikey, detector)
     sightings = [{**s, "ts": "not a time"} for s in sample["message"]]
     headers = {"fiware-service": api.tenant}
 
