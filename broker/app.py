@@ -25,7 +25,18 @@ from broker.api import (
     temporal_provision,
     unsupported,
 )
-from broker.api.keys import CONTEXTS, NOTIFIER, POOL, REGISTRY, RESOLVER, SETTINGS, STATUS, TENANTS, WRITER
+from broker.api.keys import (
+    CONTEXTS,
+    NOTIFIER,
+    POOL,
+    REGISTRY,
+    RESOLVER,
+    SETTINGS,
+    STATUS,
+    SUPERVISOR,
+    TENANTS,
+    WRITER,
+)
 from broker.config import Settings
 from broker.errors import error_middleware
 from broker.ingest import Writer
@@ -35,9 +46,19 @@ from broker.notify.worker import Notifier
 from broker.store import create_pool, migrate
 from broker.store.contexts import ContextStore
 from broker.store.tenants import Tenants
+from broker.supervise import Supervisor
 from broker.temporal.maintenance import HistoryMaintenance
 
 log = logging.getLogger(__name__)
+
+
+async def _supervision(app: web.Application) -> AsyncIterator[None]:
+    """The supervisor of the process's background tasks: first up, last down."""
+    supervisor = Supervisor()
+    app[SUPERVISOR] = supervisor
+    app[STATUS]["components"] = supervisor.report
+    yield
+    await supervisor.stop()
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -112,7 +133,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[STATUS] = {}
-    app.cleanup_ctx.extend([_database, _history, _context_resolver, _subscriptions, _notifier])
+    app.cleanup_ctx.extend([_supervision, _database, _history, _context_resolver, _subscriptions, _notifier])
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
     app.cleanup_ctx.extend([provisioning_api.provisioning_context, device_adapters])
     app.router.add_routes(health.routes)

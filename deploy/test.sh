@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run every check: `bash deploy/test.sh [pytest args...]`.
 # deploy/setup.sh --test prepares .venv and the test database (TEST_DATABASE_URL, by default the local
-# ngsi_test) and MQTT; then pytest, ruff and mypy run in that order, all of them even when one fails,
-# and the script exits non-zero if any failed. Extra arguments go to pytest.
+# ngsi_test) and MQTT; then pytest, ruff (lint and format) and mypy --strict (code and tests) run in
+# that order, all of them even when one fails, and the script exits non-zero if any failed. Extra
+# arguments go to pytest.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,7 +40,8 @@ check() {
 
 check pytest .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 check ruff .venv/bin/ruff check broker adapters tests
-check mypy .venv/bin/mypy --strict broker adapters
+check ruff-format .venv/bin/ruff format --check broker adapters tests
+check mypy .venv/bin/mypy --strict broker adapters tests
 
 summary="$(IFS=';'; echo "${results[*]}")"
 if [[ $failed -eq 0 ]]; then

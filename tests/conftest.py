@@ -8,11 +8,13 @@ default that deploy/test.sh provisions. Tests isolate themselves by tenant
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -29,6 +31,43 @@ FIXTURES = Path(__file__).parent / "fixtures"
 DEFAULT_TEST_DB = "postgresql://ngsi:ngsi@127.0.0.1:5432/ngsi_test"
 MQTT_CLIENT_ID = f"ngsi-test-{uuid.uuid4().hex[:12]}"
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+# How long eventually() waits by default: generous, since the machine is 2 cores and often loaded;
+# a passing check returns at once, so only a failing test pays for it.
+EVENTUALLY_SECONDS = 30.0
+
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], T | Awaitable[T]],
+    *,
+    within: float = EVENTUALLY_SECONDS,
+    interval: float = 0.02,
+    what: str = "",
+) -> T:
+    """Call ``check`` until it returns a truthy value (returned) without raising AssertionError.
+
+    The one way tests wait for something asynchronous to happen: never "sleep, then assert".
+    ``check`` may be a plain or an async function. After ``within`` seconds the test fails with
+    ``what``, the last value and the last assertion error.
+    """
+    deadline = time.monotonic() + within
+    last: object = None
+    error: AssertionError | None = None
+    while True:
+        try:
+            outcome = check()
+            value: T = await outcome if inspect.isawaitable(outcome) else outcome
+        except AssertionError as exc:
+            error, last = exc, None
+        else:
+            if value:
+                return value
+            error, last = None, value
+        if time.monotonic() >= deadline:
+            detail = f"{what or 'condition'} not met within {within:g} s (last value: {last!r})"
+            raise AssertionError(detail) from error
+        await asyncio.sleep(interval)
 
 
 def database_url() -> str:

@@ -8,7 +8,7 @@ import os
 from aiohttp import web
 
 from broker import __version__
-from broker.api.keys import POOL, STATUS
+from broker.api.keys import POOL, STATUS, SUPERVISOR
 
 routes = web.RouteTableDef()
 
@@ -28,12 +28,19 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: the database answers within two seconds."""
+    """Readiness: the database answers within two seconds and no supervised part is down.
+
+    A 503 names each part that is down and why (``down``), so a load balancer takes the worker
+    out and the operator sees which part to look at.
+    """
+    down = request.app[SUPERVISOR].problems()
+    database = "ok"
     try:
         async with asyncio.timeout(2):
             await request.app[POOL].fetchval("SELECT 1")
     except Exception as exc:
-        return web.json_response(
-            {"status": "unavailable", "database": str(exc) or type(exc).__name__}, status=503
-        )
+        database = str(exc) or type(exc).__name__
+        down["database"] = database
+    if down:
+        return web.json_response({"status": "unavailable", "database": database, "down": down}, status=503)
     return web.json_response({"status": "ready", "database": "ok"})

@@ -12,6 +12,7 @@ from broker.notify.registry import SubscriptionRegistry
 from broker.notify.worker import Notifier
 from broker.store.contexts import ContextStore
 from broker.store.tenants import Tenants
+from broker.supervise import Supervisor
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -21,5 +22,7 @@ RESOLVER = web.AppKey("resolver", ContextResolver)
 CONTEXTS = web.AppKey("contexts", ContextStore)
 REGISTRY = web.AppKey("registry", SubscriptionRegistry)
 NOTIFIER = web.AppKey("notifier", Notifier)
+# Every background task of the process runs under it; /ready reports what it says is down.
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
 # Parts that report counters on /health register a callable under their name (e.g. "devices").
 STATUS = web.AppKey("status", dict)

@@ -705,7 +705,9 @@ async def test_device_messages_sent_while_every_database_connection_is_cut_are_a
         )
 
     sends = [api.request("POST", "/adapters/tts", raw=body) for body in bodies]
-    *responses, stored_at_cut = await asyncio.gather(*sends, cut_connections())
+    cut = asyncio.ensure_future(cut_connections())
+    responses = await asyncio.gather(*sends)
+    stored_at_cut = await cut
 
     assert [r.status for r in responses] == [200] * 200
     conn = await asyncpg.connect(database_url())

@@ -23,7 +23,9 @@ async def test_a_key_is_fresh_once_per_tenant_and_old_keys_are_forgotten() -> No
             tenant,
         )
         dropped = await frames.forget_before(conn, 8)
-        left = await conn.fetch("SELECT device, frame FROM device_frames WHERE tenant = $1 ORDER BY 1, 2", tenant)
+        left = await conn.fetch(
+            "SELECT device, frame FROM device_frames WHERE tenant = $1 ORDER BY 1, 2", tenant
+        )
     finally:
         await conn.execute("DELETE FROM device_frames WHERE tenant = ANY($1::text[])", [tenant, other])
         await conn.close()

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import LineString, MultiPoint, mapping, shape
+from shapely.geometry.base import BaseGeometry
 
 from broker.model.entity import LOCATION
 from broker.query.geo import geo_to_sql, parse_geo_query
@@ -373,12 +374,13 @@ def geometries(draw: st.DrawFn) -> Geometry:
     if kind == "Point":
         return point(*draw(POSITIONS))
     if kind == "LineString":
-        drawn = LineString(draw(st.lists(POSITIONS, min_size=2, max_size=4)))
+        line = LineString(draw(st.lists(POSITIONS, min_size=2, max_size=4)))
         # Self-crossing lines are left out: GEOS 3.13 (shapely) relates them differently from older GEOS.
-        assume(drawn.length > 0 and drawn.is_simple)
+        assume(line.length > 0 and line.is_simple)
+        drawn: BaseGeometry = line
     else:
         drawn = MultiPoint(draw(st.lists(POSITIONS, min_size=3, max_size=8))).convex_hull
-        assume(drawn.geom_type == "Polygon")
+        assume(str(drawn.geom_type) == "Polygon")
     return orjson.loads(orjson.dumps(mapping(drawn)))  # type: ignore[no-any-return]
 
 

@@ -98,7 +98,7 @@ async def test_device_writes_through_the_writer_are_historised_once_even_when_re
     client: TestClient[Any, Any], api: Api
 ) -> None:
     gauge = new_id("FloodMonitoring")
-    writer = client.server.app[WRITER]
+    writer = client.app[WRITER]
     level = "https://uri.etsi.org/ngsi-ld/default-context/currentLevel"
 
     def measure(value: float) -> Operation:

@@ -29,7 +29,7 @@ async def test_a_listener_whose_connection_is_cut_listens_again_and_reloads() ->
     try:
         await pool.execute("SELECT pg_notify('test_listener_channel', 'before')")
         await wait_for(lambda: "before" in received)
-        backend = await listener._connection.fetchval("SELECT pg_backend_pid()")  # type: ignore[union-attr]
+        backend = await listener._connection.fetchval("SELECT pg_backend_pid()")
         await pool.execute("SELECT pg_terminate_backend($1)", backend)
 
         await wait_for(lambda: listener.reconnects == 1)

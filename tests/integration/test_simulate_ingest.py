@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import os
 import random
@@ -133,10 +134,7 @@ async def test_simulated_plows_end_as_vehicles_at_their_last_reported_position(
         entity = await until(
             api,
             f"/ngsi-ld/v1/entities/urn:ngsi-ld:Vehicle:{name}",
-            lambda e, gps=gps: (
-                e.get("location", {}).get("value", {}).get("coordinates")
-                == [gps["longitude"], gps["latitude"]]
-            ),
+            functools.partial(_at_position, gps),
             TRANSPORTATION,
         )
         assert entity["speed"]["value"] == measures["analog_in_2"]
@@ -173,4 +171,10 @@ async def test_a_command_to_a_simulated_sigfox_gauge_rides_the_reply_to_its_next
     assert summary.tallies["sigfox"][1].downlinks == 1
     await until(
         api, f"/ngsi-ld/v1/entities/{gauge}", lambda e: e["interval_status"]["value"] == "SENT", ENVIRONMENT
+    )
+
+
+def _at_position(gps: dict[str, float], entity: Any) -> bool:
+    return bool(
+        entity.get("location", {}).get("value", {}).get("coordinates") == [gps["longitude"], gps["latitude"]]
     )

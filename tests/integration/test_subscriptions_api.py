@@ -76,7 +76,7 @@ async def listed(api: Api, params: dict[str, str] | None = None) -> list[str]:
 
 
 def registered(api: Api, subscription_id: str) -> Subscription | None:
-    registry = api.client.server.app[REGISTRY]
+    registry = api.client.app[REGISTRY]
     found = [s for s in registry.for_tenant(api.tenant) if s.id == subscription_id]
     return found[0] if found else None
 

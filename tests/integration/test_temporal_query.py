@@ -85,7 +85,7 @@ async def test_timerel_time_at_end_time_at_and_last_n_select_the_instances(
     api: Api, params: dict[str, str], expected: list[float]
 ) -> None:
     gauge = await read_gauge(api)
-    assert series(await get(api, f"{TEMPORAL}/{gauge}", **params)) == expected
+    assert series(await get(api, f"{TEMPORAL}/{gauge}", 200, **params)) == expected
 
 
 async def test_timeproperty_modified_at_selects_by_write_time_and_sys_attrs_shows_it(api: Api) -> None:

@@ -75,7 +75,7 @@ async def generate(admin: asyncpg.Connection, schema: str, first: int, last: int
 
 async def timed(
     session: aiohttp.ClientSession, requests: int, url: Callable[[int], str]
-) -> tuple[float, ...]:
+) -> tuple[float, float, float]:
     samples = []
     for i in range(requests):
         started = time.perf_counter()

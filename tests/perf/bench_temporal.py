@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import socket
 import statistics
@@ -313,8 +314,8 @@ async def measure(base: str, gauges: int, end: datetime, requests: int) -> None:
             f"{'query':<26}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'p95/floor':>11}   target p95 < {TARGET_P95_MS} ms"
         )
         for name, call in scenarios(base, gauges, end).items():
-            await timed(10, lambda i, call=call: call(session, i))
-            p50, p95, p99 = percentiles(await timed(requests, lambda i, call=call: call(session, i)))
+            await timed(10, functools.partial(_call_with, call, session))
+            p50, p95, p99 = percentiles(await timed(requests, functools.partial(_call_with, call, session)))
             verdict = "met" if p95 < TARGET_P95_MS else "MISSED"
             print(f"{name:<26}{p50:>9.2f}{p95:>9.2f}{p99:>9.2f}{p95 / floor_p50:>11.1f}   {verdict}")
 
@@ -396,3 +397,9 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+
+
+async def _call_with(
+    call: Callable[[aiohttp.ClientSession, int], Awaitable[None]], session: aiohttp.ClientSession, i: int
+) -> None:
+    await call(session, i)

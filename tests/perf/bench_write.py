@@ -55,7 +55,9 @@ async def measure(
         stored = int(await admin.fetchval(f"SELECT count(*) FROM {schema}.entities WHERE tenant = 'bench'"))
         # The two wrk threads store alternate stripes of ids and stop at different places: PATCH only
         # within the run of numbers stored without a gap, so every PATCH names a stored entity.
-        first, end = await admin.fetchrow(_STORED_RUN.format(schema=schema), stored)
+        run = await admin.fetchrow(_STORED_RUN.format(schema=schema), stored)
+        assert run is not None
+        first, end = run
         patch = await loadgen.run_async(
             loadgen.Workload("patch", running.base, entities=max(1, end - first), first=first),
             concurrency=patch_clients,

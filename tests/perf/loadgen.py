@@ -151,7 +151,7 @@ def parse(output: str, seconds: float, items: int) -> Outcome:
 def run(workload: Workload, *, concurrency: int, seconds: float, threads: int = 2) -> Outcome:
     """Run wrk for ``seconds`` with ``concurrency`` connections; blocks."""
     wrk = ensure_wrk()
-    values = {
+    values: dict[str, int | str] = {
         "batch": workload.batch if workload.kind == "upsert" else 1,
         "tenant": workload.tenant,
         "entities": workload.entities,
@@ -168,7 +168,7 @@ def run(workload: Workload, *, concurrency: int, seconds: float, threads: int = 
         )
     if done.returncode != 0 or "requests in" not in done.stdout:
         raise RuntimeError(f"wrk failed: {done.stdout}\n{done.stderr}")
-    outcome = parse(done.stdout, seconds, values["batch"])
+    outcome = parse(done.stdout, seconds, int(values["batch"]))
     if done.stderr.strip():
         print(f"    first failed answer: {done.stderr.strip().splitlines()[0]}")
     return outcome

@@ -38,7 +38,7 @@ def edited(sample: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """A copy of ``sample`` with the dotted ``path`` set to ``value`` (deleted when value is ...)."""
     message = copy.deepcopy(sample)
     *parents, last = path.split(".")
-    node = message
+    node: Any = message
     for key in parents:
         node = node[int(key)] if isinstance(node, list) else node[key]
     if value is ...:

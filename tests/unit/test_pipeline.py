@@ -18,7 +18,9 @@ from broker.jsonld.context import TermMap, core_term_map
 from broker.model.entity import Entity
 
 CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
-DEVICE = DeviceConfig(tenant="town", service_path="/", device_id="d1", entity_name="urn:ngsi-ld:T:d1", entity_type="T")
+DEVICE = DeviceConfig(
+    tenant="town", service_path="/", device_id="d1", entity_name="urn:ngsi-ld:T:d1", entity_type="T"
+)
 
 
 class FakeWriter:
@@ -30,7 +32,9 @@ class FakeWriter:
         self.store: dict[str, Entity] = {}
         self.keys: set[tuple[str, str]] = set()
 
-    async def apply(self, tenant: str, operations: Sequence[Operation], *, may_create_tenant: bool) -> list[Result]:
+    async def apply(
+        self, tenant: str, operations: Sequence[Operation], *, may_create_tenant: bool
+    ) -> list[Result]:
         self.calls.append(len(operations))
         if self.failures:
             self.failures -= 1
@@ -54,7 +58,14 @@ class Letters:
         self.reasons: list[str] = []
 
     async def add(
-        self, tenant: str, family: str, origin: str, headers: Mapping[str, str], device: str | None, raw: bytes, reason: str
+        self,
+        tenant: str,
+        family: str,
+        origin: str,
+        headers: Mapping[str, str],
+        device: str | None,
+        raw: bytes,
+        reason: str,
     ) -> int:
         self.reasons.append(reason)
         return len(self.reasons)
@@ -118,7 +129,11 @@ async def test_messages_queued_together_are_written_in_one_call_in_arrival_order
 
 async def test_a_database_failure_is_retried_and_a_dead_letter_is_not_stored_twice() -> None:
     writer, letters = FakeWriter(failures=2), Letters()
-    messages = [inbound(device="d1", level=1), inbound(device="d1", level="high"), inbound(device="zz", level=2)]
+    messages = [
+        inbound(device="d1", level=1),
+        inbound(device="d1", level="high"),
+        inbound(device="zz", level=2),
+    ]
 
     verdicts = await run(pipeline(writer, letters), messages)
 
@@ -133,7 +148,9 @@ async def test_the_same_frame_twice_in_a_batch_or_later_is_a_duplicate() -> None
     writer, letters = FakeWriter(), Letters()
     pipe = pipeline(writer, letters)
 
-    first = await run(pipe, [inbound(device="d1", level=1, frame="7"), inbound(device="d1", level=1, frame="7")])
+    first = await run(
+        pipe, [inbound(device="d1", level=1, frame="7"), inbound(device="d1", level=1, frame="7")]
+    )
     again = await run(pipe, [inbound(device="d1", level=1, frame="7")])
 
     assert [v.status for v in first] == [ACCEPTED, DUPLICATE]
@@ -153,7 +170,9 @@ async def test_a_message_over_the_size_limit_is_refused_before_it_is_parsed(size
 
 
 class SlowWriter(FakeWriter):
-    async def apply(self, tenant: str, operations: Sequence[Operation], *, may_create_tenant: bool) -> list[Result]:
+    async def apply(
+        self, tenant: str, operations: Sequence[Operation], *, may_create_tenant: bool
+    ) -> list[Result]:
         await asyncio.sleep(0.2)
         return await super().apply(tenant, operations, may_create_tenant=may_create_tenant)
 

@@ -233,8 +233,8 @@ def test_selection_applies_in_every_form() -> None:
 
 
 def test_sys_attrs_adds_created_and_modified_at_to_the_entity_and_its_attributes() -> None:
-    entity = stored({"temperature": {"type": "Property", "value": 1, "accuracy": 0.5}})
-    entity = ops.partial_update(entity, ID, EX + "temperature", {"type": "Property", "value": 2}, T1).entity
+    original = stored({"temperature": {"type": "Property", "value": 1, "accuracy": 0.5}})
+    entity = ops.partial_update(original, ID, EX + "temperature", {"type": "Property", "value": 2}, T1).entity
     assert entity is not None
     for form in (Form.NORMALIZED, Form.CONCISE):
         rendered = render_entity(entity, TM, View(form=form, sys_attrs=True))
@@ -253,7 +253,7 @@ def test_without_sys_attrs_no_system_timestamps_are_rendered() -> None:
 
 # --- language ----------------------------------------------------------------------------------------
 
-STREET = {
+STREET: dict[str, dict[str, Any]] = {
     "street": {"type": "LanguageProperty", "languageMap": {"en": "Main Street", "ja": "本通り", "@none": "X"}}
 }
 

@@ -49,7 +49,7 @@ def test_new_system_timestamps_alone_are_no_change() -> None:
 
 
 def test_a_changed_sub_attribute_is_a_change() -> None:
-    before = gauge(level(1.2, **{"https://x/quality": level(0.9)}))
+    before = gauge(level(1.2, "2026-11-22T09:00:00.000Z", **{"https://x/quality": level(0.9)}))
     after = gauge(level(1.2, NOW, **{"https://x/quality": level(0.7, NOW)}))
     assert len(rows_for(before, after, NOW)) == 1
 

@@ -92,7 +92,7 @@ def test_commands_are_formatted_as_the_iot_agent_sends_them() -> None:
 
 # Text that stays text: no separators, not a decimal number, no whitespace the payload's trim would cut.
 texts = st.text(
-    st.characters(blacklist_characters="|#\r\n", blacklist_categories=("Cs",)), max_size=12
+    st.characters(blacklist_characters="|#\r\n", blacklist_categories=["Cs"]), max_size=12
 ).filter(lambda s: isinstance(ultralight.value_of(s), str) and s == s.strip())
 names = st.text(
     st.characters(blacklist_characters="|#\r\n", blacklist_categories=("Cs", "Zs", "Cc")),
