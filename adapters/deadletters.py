@@ -23,7 +23,7 @@ from aiohttp import web
 
 from adapters.keys import DEAD_LETTERS, REPLAYER
 from adapters.message import Rejected, to_utc
-from broker.api import common
+from broker import edge
 from broker.api.keys import SETTINGS
 from broker.errors import AlreadyExists, BadRequestData, NotImplementedYet, ResourceNotFound
 from broker.model.entity import format_time
@@ -249,7 +249,7 @@ def _filters(request: web.Request) -> tuple[str | None, datetime | None]:
 
 
 def _limit(request: web.Request) -> tuple[int, int]:
-    page = common.paging(request, request.app[SETTINGS].max_page)
+    page = edge.paging(request, request.app[SETTINGS].max_page)
     if page.limit == 0:
         raise BadRequestData("limit must be positive")
     return page.limit, page.offset
@@ -261,14 +261,14 @@ async def list_letters(request: web.Request) -> web.Response:
     limit, offset = _limit(request)
     device, since = _filters(request)
     letters = await request.app[DEAD_LETTERS].page(
-        common.tenant_of(request), limit=limit, offset=offset, device=device, since=since
+        edge.tenant_of(request), limit=limit, offset=offset, device=device, since=since
     )
     return _json([summary(letter) for letter in letters])
 
 
 async def _existing(request: web.Request) -> DeadLetter:
     letter_id = _letter_id(request)
-    letter = await request.app[DEAD_LETTERS].get(common.tenant_of(request), letter_id)
+    letter = await request.app[DEAD_LETTERS].get(edge.tenant_of(request), letter_id)
     if letter is None:
         raise ResourceNotFound(f"dead letter {letter_id} does not exist in this tenant")
     return letter
@@ -323,6 +323,6 @@ async def replay_letters(request: web.Request) -> web.Response:
     limit, _ = _limit(request)
     device, since = _filters(request)
     letters = await request.app[DEAD_LETTERS].to_replay(
-        common.tenant_of(request), limit=limit, device=device, since=since
+        edge.tenant_of(request), limit=limit, device=device, since=since
     )
     return _json([await _replay(request, letter) for letter in letters])

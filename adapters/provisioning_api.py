@@ -33,7 +33,7 @@ from adapters.provisioning_model import (
     parse_group,
 )
 from adapters.provisioning_store import ALL_PATHS
-from broker.api import common
+from broker import edge
 from broker.api.keys import POOL, SETTINGS
 from broker.errors import BadRequestData, InvalidRequest, ResourceNotFound
 
@@ -64,8 +64,8 @@ def _scope(request: web.Request, *, listing: bool = False) -> tuple[str, str]:
     """(tenant, service path) named by the headers."""
     path = request.headers.get("Fiware-ServicePath")
     if listing and path is not None and path.strip() == ALL_PATHS:
-        return common.tenant_of(request), ALL_PATHS
-    return common.tenant_of(request), check_service_path(path)
+        return edge.tenant_of(request), ALL_PATHS
+    return edge.tenant_of(request), check_service_path(path)
 
 
 async def _body(request: web.Request) -> Any:
@@ -96,7 +96,7 @@ async def _fragment(request: web.Request) -> dict[str, Any]:
 
 
 def _page(request: web.Request) -> tuple[int, int]:
-    page = common.paging(request, request.app[SETTINGS].max_page)
+    page = edge.paging(request, request.app[SETTINGS].max_page)
     return page.limit, page.offset
 
 
@@ -168,7 +168,7 @@ async def delete_group(request: web.Request) -> web.Response:
     """DELETE /iot/services?resource=&apikey=[&device=true]: 204; its devices go too with device=true."""
     group = await _existing_group(request)
     registry = request.app[DEVICES]
-    await registry.store.delete_group(group, with_devices=common.flag(request, "device"))
+    await registry.store.delete_group(group, with_devices=edge.flag(request, "device"))
     await registry.reload(group.tenant)
     return web.Response(status=204)
 

@@ -14,12 +14,12 @@ import orjson
 from aiohttp import web
 
 from broker.api.keys import RESOLVER
-from broker.errors import BadRequestData, Handler, InvalidRequest, NgsiLdError, TooManyResults
+from broker.edge import DEFAULT_LIMIT, Paging, flag, paging, tenant_of
+from broker.errors import BadRequestData, Handler, InvalidRequest, NgsiLdError
 from broker.jsonld.context import CORE_URL, TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.parse import check_name, check_uri
 from broker.model.render import Form, View
-from broker.store.tenants import DEFAULT_TENANT, check_tenant_name
 
 JSON = "application/json"
 LD_JSON = "application/ld+json"
@@ -28,6 +28,8 @@ MERGE_PATCH = "application/merge-patch+json"
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 _ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
+# Re-exported: the handlers read them from here.
+__all__ = ["DEFAULT_LIMIT", "Paging", "flag", "paging", "tenant_of"]
 
 
 class NotAcceptable(InvalidRequest):
@@ -49,13 +51,6 @@ async def refuse_nul(request: web.Request, handler: Handler) -> web.StreamRespon
 def geometry_property(request: web.Request, tm: TermMap) -> str:
     """The GeoProperty a GeoJSON representation takes its geometry from (default location)."""
     return tm.expand(check_name(request.query.get("geometryProperty", "location"), "geometryProperty"))
-
-
-def tenant_of(request: web.Request) -> str:
-    """The tenant addressed (NGSILD-Tenant, or FIWARE-Service as IoT Agents send it)."""
-    name = request.headers.get("NGSILD-Tenant") or request.headers.get("Fiware-Service")
-    # An empty header (HTTP strips blanks from field values) selects the default tenant.
-    return DEFAULT_TENANT if name is None else check_tenant_name(name.strip())
 
 
 def link_context(request: web.Request) -> str | None:
@@ -209,15 +204,6 @@ def csv_param(request: web.Request, name: str) -> list[str] | None:
     return items
 
 
-def flag(request: web.Request, name: str) -> bool:
-    raw = request.query.get(name)
-    if raw is None:
-        return False
-    if raw in ("true", "false"):
-        return raw == "true"
-    raise BadRequestData(f"parameter {name} must be true or false")
-
-
 _FORMS = {
     "normalized": Form.NORMALIZED,
     "concise": Form.CONCISE,
@@ -284,40 +270,6 @@ def raise_first(errors: list[NgsiLdError]) -> None:
 def orjson_text(value: Any) -> str:
     """JSON text of a value (geoQ coordinates given as an array in a body)."""
     return orjson.dumps(value).decode()
-
-
-DEFAULT_LIMIT = 20
-_COUNT = re.compile(r"[0-9]{1,9}")
-
-
-@dataclass(frozen=True, slots=True)
-class Paging:
-    """limit/offset/count of a query (clauses 6.3.10, 6.3.13), checked."""
-
-    limit: int
-    offset: int
-    count: bool
-
-
-def _int_param(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not _COUNT.fullmatch(raw):
-        raise BadRequestData(f"{name} must be a non-negative integer below 10^9")
-    return int(raw)
-
-
-def paging(request: web.Request, max_page: int) -> Paging:
-    """The page asked for; TooManyResults over ``max_page``, limit=0 only with count=true."""
-    limit = _int_param(request, "limit", DEFAULT_LIMIT)
-    offset = _int_param(request, "offset", 0)
-    count = flag(request, "count")
-    if limit > max_page:
-        raise TooManyResults(f"limit {limit} exceeds the maximum page size {max_page} (NGSI_MAX_PAGE)")
-    if limit == 0 and not count:
-        raise BadRequestData("limit=0 is only allowed with count=true")
-    return Paging(limit, offset, count)
 
 
 def page_links(request: web.Request, page: Paging, more: bool) -> list[str]:

@@ -1,0 +1,65 @@
+"""What both entrances share at the HTTP edge: the tenant a request names, flags and paging.
+
+The NGSI-LD handlers (broker/api) and the device side's HTTP handlers (adapters) read requests
+with these, so a tenant header or a limit parameter means the same thing on every route.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from broker.errors import BadRequestData, TooManyResults
+from broker.store.tenants import DEFAULT_TENANT, check_tenant_name
+
+
+def tenant_of(request: web.Request) -> str:
+    """The tenant addressed (NGSILD-Tenant, or FIWARE-Service as IoT Agents send it)."""
+    name = request.headers.get("NGSILD-Tenant") or request.headers.get("Fiware-Service")
+    # An empty header (HTTP strips blanks from field values) selects the default tenant.
+    return DEFAULT_TENANT if name is None else check_tenant_name(name.strip())
+
+
+def flag(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return False
+    if raw in ("true", "false"):
+        return raw == "true"
+    raise BadRequestData(f"parameter {name} must be true or false")
+
+
+DEFAULT_LIMIT = 20
+_COUNT = re.compile(r"[0-9]{1,9}")
+
+
+@dataclass(frozen=True, slots=True)
+class Paging:
+    """limit/offset/count of a query (clauses 6.3.10, 6.3.13), checked."""
+
+    limit: int
+    offset: int
+    count: bool
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not _COUNT.fullmatch(raw):
+        raise BadRequestData(f"{name} must be a non-negative integer below 10^9")
+    return int(raw)
+
+
+def paging(request: web.Request, max_page: int) -> Paging:
+    """The page asked for; TooManyResults over ``max_page``, limit=0 only with count=true."""
+    limit = _int_param(request, "limit", DEFAULT_LIMIT)
+    offset = _int_param(request, "offset", 0)
+    count = flag(request, "count")
+    if limit > max_page:
+        raise TooManyResults(f"limit {limit} exceeds the maximum page size {max_page} (NGSI_MAX_PAGE)")
+    if limit == 0 and not count:
+        raise BadRequestData("limit=0 is only allowed with count=true")
+    return Paging(limit, offset, count)
