@@ -42,6 +42,14 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _json_depth(text: str) -> int:
+    value = _positive_int(text)
+    if value > 200:
+        # orjson serialises at most 255 levels, and stored values gain a few (attribute, instance).
+        raise ValueError("must be at most 200")
+    return value
+
+
 def _port_list(text: str) -> tuple[int, ...]:
     ports = tuple(int(part) for part in text.split(",") if part.strip())
     if any(not 0 < port < 65536 for port in ports):
@@ -94,6 +102,14 @@ SETTINGS: tuple[Setting, ...] = (
         "1048576",
         "largest request body accepted (bytes); larger answers 413",
         _positive_int,
+    ),
+    Setting(
+        "NGSI_MAX_JSON_DEPTH",
+        "max_json_depth",
+        "64",
+        "deepest nesting of arrays and objects accepted in a JSON body or device message "
+        "(at most 200; deeper answers 400 or becomes a dead letter)",
+        _json_depth,
     ),
     Setting(
         "NGSI_MAX_BATCH",
@@ -265,6 +281,7 @@ class Settings:
     db_pool_max: int
     db_connect_timeout: float
     max_body_bytes: int
+    max_json_depth: int
     max_batch: int
     max_page: int
     context_fetch_timeout: float

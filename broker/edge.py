@@ -1,13 +1,15 @@
-"""What both entrances share at the HTTP edge: the tenant a request names, flags and paging.
+"""What both entrances share at the edge: the tenant a request names, flags, paging, JSON depth.
 
-The NGSI-LD handlers (broker/api) and the device side's HTTP handlers (adapters) read requests
-with these, so a tenant header or a limit parameter means the same thing on every route.
+The NGSI-LD handlers (broker/api) and the device side's handlers (adapters, HTTP and MQTT) read
+input with these, so a tenant header, a limit parameter or a nesting limit means the same thing
+on every route and topic.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -63,3 +65,25 @@ def paging(request: web.Request, max_page: int) -> Paging:
     if limit == 0 and not count:
         raise BadRequestData("limit=0 is only allowed with count=true")
     return Paging(limit, offset, count)
+
+
+def too_deep(raw: bytes, value: Any, limit: int) -> bool:
+    """True when ``value`` (parsed from ``raw``) nests arrays and objects more than ``limit`` deep.
+
+    orjson parses up to 1,024 levels but serialises only 255, so a deeper value accepted at the
+    edge would fail later (jsonb encoding, logging, dead letters): refuse it where it comes in.
+    A value cannot be deeper than its number of brackets, so the usual small message is cleared
+    by two C-speed counts without walking it.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    level: list[tuple[Any, int]] = [(value, 1)]
+    while level:
+        node, depth = level.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            level.extend((child, depth + 1) for child in node.values() if isinstance(child, dict | list))
+        elif isinstance(node, list):
+            level.extend((child, depth + 1) for child in node if isinstance(child, dict | list))
+    return False
