@@ -87,6 +87,8 @@ def settings() -> Settings:
     return load(
         {
             "DATABASE_URL": database_url(),
+            # The app's MQTT broker is the one the tests publish to (each helper has its own).
+            "MQTT_URL": os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"),
             "NGSI_MAX_BATCH": "200",
             "NGSI_MAX_BODY_BYTES": "262144",
             # Tests serve @contexts from a local server on 127.0.0.1.
