@@ -14,8 +14,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from broker.api import common
 from broker.api.keys import POOL, TENANTS
+from broker.api.representation import no_content
+from broker.api.request import link_context, path_entity_id, read_body, term_map
+from broker.edge import flag, tenant_of
 from broker.errors import BadRequestData, ResourceNotFound
 from broker.jsonld.context import TermMap
 from broker.model import entity as model
@@ -67,7 +69,7 @@ def _temporal_fragment(body: Any, tm: TermMap, now: str, *, whole: bool) -> Enti
 
 async def _store(request: web.Request, entity: Entity, now: str, *, creates: bool) -> bool:
     """Append the entity's instances; True when the temporal entity did not exist before."""
-    tenant = common.tenant_of(request)
+    tenant = tenant_of(request)
     tenants = request.app[TENANTS]
     async with request.app[POOL].acquire() as conn, conn.transaction():
         if creates:
@@ -93,67 +95,67 @@ async def _store(request: web.Request, entity: Entity, now: str, *, creates: boo
 @routes.post(TEMPORAL + "/")
 async def create_temporal(request: web.Request) -> web.Response:
     """5.6.11 Create or Update Temporal Evolution of an Entity (HTTP binding 6.18.3.1): 201 new, 204 added."""
-    body = await common.read_body(request)
-    tm = await common.term_map(request, body.context)
+    body = await read_body(request)
+    tm = await term_map(request, body.context)
     now = model.now()
     entity = _temporal_fragment(body.data, tm, now, whole=True)
     created = await _store(request, entity, now, creates=True)
     if created:
-        return common.no_content(request, 201, {"Location": f"{TEMPORAL}/{quote(entity.id, safe=':')}"})
-    return common.no_content(request)
+        return no_content(request, 201, {"Location": f"{TEMPORAL}/{quote(entity.id, safe=':')}"})
+    return no_content(request)
 
 
 @routes.post(ATTRS)
 @routes.post(ATTRS + "/")
 async def add_temporal_attributes(request: web.Request) -> web.Response:
     """5.6.12 Add Attributes to Temporal Evolution of an Entity (HTTP binding 6.20.3.1): 204."""
-    entity_id = common.path_entity_id(request)
-    body = await common.read_body(request)
-    tm = await common.term_map(request, body.context)
+    entity_id = path_entity_id(request)
+    body = await read_body(request)
+    tm = await term_map(request, body.context)
     now = model.now()
     fragment = _temporal_fragment(body.data, tm, now, whole=False)
     fragment.id = entity_id
     if not fragment.attrs:
         raise BadRequestData("the body has no attributes to add")
     await _store(request, fragment, now, creates=False)
-    return common.no_content(request)
+    return no_content(request)
 
 
 @routes.delete(ENTITY)
 async def delete_temporal(request: web.Request) -> web.Response:
     """5.6.16 Delete Temporal Evolution of an Entity (HTTP binding 6.19.3.2): 204, 404 if unknown."""
-    entity_id = common.path_entity_id(request)
-    tenant = common.tenant_of(request)
+    entity_id = path_entity_id(request)
+    tenant = tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
     async with pool.acquire() as conn, conn.transaction():
         if not await history.delete_entity(conn, tenant, entity_id):
             raise ResourceNotFound(f"entity {entity_id} has no temporal evolution here")
-    return common.no_content(request)
+    return no_content(request)
 
 
 async def _attr_name(request: web.Request) -> str:
-    tm = await common.term_map(request, common.link_context(request))
+    tm = await term_map(request, link_context(request))
     return tm.expand(check_name(request.match_info["attr"], "attribute name"))
 
 
 @routes.delete(ATTR)
 async def delete_temporal_attribute(request: web.Request) -> web.Response:
     """5.6.13 Delete Attribute from Temporal Evolution (HTTP binding 6.21.3.1): deleteAll, datasetId."""
-    entity_id = common.path_entity_id(request)
+    entity_id = path_entity_id(request)
     attr = await _attr_name(request)
-    delete_all = common.flag(request, "deleteAll")
+    delete_all = flag(request, "deleteAll")
     raw_dataset = request.query.get("datasetId")
     if delete_all and raw_dataset is not None:
         raise BadRequestData("deleteAll and datasetId cannot be combined")
     datasets = None if delete_all else [check_uri(raw_dataset, "datasetId") if raw_dataset else ""]
-    tenant = common.tenant_of(request)
+    tenant = tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
     async with pool.acquire() as conn, conn.transaction():
         if not await history.delete_attribute(conn, tenant, entity_id, attr, datasets):
             raise ResourceNotFound(f"entity {entity_id} has no temporal evolution of {attr} here")
-    return common.no_content(request)
+    return no_content(request)
 
 
 def _row_id(request: web.Request) -> int:
@@ -167,10 +169,10 @@ def _row_id(request: web.Request) -> int:
 @routes.patch(INSTANCE)
 async def modify_instance(request: web.Request) -> web.Response:
     """5.6.14 Modify Attribute Instance in Temporal Evolution (HTTP binding 6.22.3.1): 204, 404."""
-    entity_id = common.path_entity_id(request)
+    entity_id = path_entity_id(request)
     row_id = _row_id(request)
-    body = await common.read_body(request)
-    tm = await common.term_map(request, body.context)
+    body = await read_body(request)
+    tm = await term_map(request, body.context)
     attr = tm.expand(check_name(request.match_info["attr"], "attribute name"))
     if not isinstance(body.data, dict):
         raise BadRequestData("the body must be a fragment holding the attribute instance")
@@ -181,7 +183,7 @@ async def modify_instance(request: web.Request) -> web.Response:
         raise BadRequestData(f"the body must hold one instance of {request.match_info['attr']}")
     now = model.now()
     patch = parse_instance(attr, raw, tm)
-    tenant = common.tenant_of(request)
+    tenant = tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
     async with pool.acquire() as conn, conn.transaction():
@@ -192,19 +194,19 @@ async def modify_instance(request: web.Request) -> web.Response:
             raise BadRequestData("an instance's datasetId cannot be changed")
         merged = stamp({**old, **patch}, now, old.get("createdAt"))
         await history.replace_instance(conn, tenant, entity_id, attr, row_id, merged, now)
-    return common.no_content(request)
+    return no_content(request)
 
 
 @routes.delete(INSTANCE)
 async def delete_instance(request: web.Request) -> web.Response:
     """5.6.15 Delete Attribute Instance from Temporal Evolution (HTTP binding 6.22.3.2): 204, 404."""
-    entity_id = common.path_entity_id(request)
+    entity_id = path_entity_id(request)
     row_id = _row_id(request)
     attr = await _attr_name(request)
-    tenant = common.tenant_of(request)
+    tenant = tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
     async with pool.acquire() as conn, conn.transaction():
         if not await history.delete_instance(conn, tenant, entity_id, attr, row_id):
             raise ResourceNotFound(f"attribute instance {request.match_info['instance_id']} does not exist")
-    return common.no_content(request)
+    return no_content(request)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import pytest
 
 from broker.errors import LdContextNotAvailable
+from broker.jsonld.fetch import ContextFetcher
 from broker.jsonld.resolver import ContextResolver
 from tests.conftest import Api, new_id, problem
 
@@ -15,10 +15,13 @@ ENTITIES = "/ngsi-ld/v1/entities"
 
 
 class _NoCache:
-    async def find(self, url: str) -> dict[str, Any] | None:
+    def is_hosted(self, url: str) -> bool:
+        return False
+
+    async def find(self, tenant: str, url: str) -> dict[str, Any] | None:
         return None
 
-    async def remember(self, url: str, document: dict[str, Any]) -> None:
+    async def remember(self, tenant: str, url: str, document: dict[str, Any]) -> None:
         raise AssertionError("nothing may be stored")
 
 
@@ -113,12 +116,16 @@ async def test_id_patterns_follow_the_q_regular_expression_rules(api: Api, patte
 
 
 async def test_contexts_on_internal_addresses_are_not_fetched_by_default() -> None:
-    async with aiohttp.ClientSession() as session:
-        resolver = ContextResolver(_NoCache(), session, timeout=1, max_bytes=1000, allow_fetch=True)
+    fetcher = ContextFetcher(timeout=1, max_bytes=1000)
+    resolver = ContextResolver(_NoCache(), fetcher)
+    try:
         for url in (
             "http://127.0.0.1:9/context.jsonld",
             "http://[::1]:9/c.jsonld",
             "http://10.1.2.3/c.jsonld",
+            "http://localhost:9/c.jsonld",
         ):
             with pytest.raises(LdContextNotAvailable, match="non-public address"):
                 await resolver.term_map(url)
+    finally:
+        await fetcher.close()
