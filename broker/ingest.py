@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from broker.errors import Conflict, NgsiLdError
+from broker.errors import BadRequestData, Conflict, NgsiLdError
 from broker.model import entity as model
 from broker.model.entity import Entity
 from broker.model.ops import Outcome
@@ -24,6 +24,7 @@ from broker.notify.matcher import Change, match
 from broker.notify.model import Subscription
 from broker.store import entities as entity_rows
 from broker.store import frames, history, outbox
+from broker.store.faults import is_transient
 from broker.store.pool import Connection
 from broker.store.tenants import Tenants
 
@@ -35,6 +36,9 @@ _ATTEMPTS = 5
 _FLUSHERS = 2
 # Operations one group-commit transaction gathers from waiting calls (a bigger call goes alone).
 _GROUP_OPERATIONS = 2000
+
+# Database errors about the values given (SQLSTATE classes 22 and 54): the request's fault.
+_REFUSED_DATA = (asyncpg.DataError, asyncpg.ProgramLimitExceededError)
 
 Apply = Callable[[Entity | None, str], Outcome]
 
@@ -75,6 +79,14 @@ class _Call:
 
     operations: Sequence[Operation]
     future: asyncio.Future[list[Result]]
+
+
+def _fail(call: _Call, error: Exception) -> None:
+    """End ``call`` with ``error``; data PostgreSQL refuses (out of range, too long to index) is a 400."""
+    if isinstance(error, _REFUSED_DATA):
+        error = BadRequestData(f"the database cannot store this data: {error}")
+    if not call.future.done():
+        call.future.set_exception(error)
 
 
 class _Raced(Exception):
@@ -119,8 +131,8 @@ class Writer:
         Calls for the same tenant that arrive while its transactions run (at most _FLUSHERS)
         are applied together in the next one, in arrival order (group commit): under load, 64
         concurrent PATCHes cost a few commits rather than 64, and at rest a call waits for nobody. Each
-        operation still succeeds or fails on its own; a database error fails every call of the
-        transaction it was in.
+        operation still succeeds or fails on its own; a database error about one call's data fails
+        that call alone (see _commit), the database being away fails them all.
         """
         key = (tenant, may_create_tenant)
         call = _Call(operations, asyncio.get_running_loop().create_future())
@@ -134,29 +146,49 @@ class Writer:
 
     async def _flush(self, key: tuple[str, bool]) -> None:
         """Run the waiting calls of ``key`` in transactions until none wait (one of _FLUSHERS)."""
-        tenant, may_create_tenant = key
         try:
             while calls := self._take(key):
-                operations = [op for call in calls for op in call.operations]
-                try:
-                    results = await self._apply_now(tenant, operations, may_create_tenant)
-                except Exception as exc:
-                    for call in calls:
-                        if not call.future.done():
-                            call.future.set_exception(exc)
-                    continue
-                self.transactions += 1
-                self.calls += len(calls)
-                start = 0
-                for call in calls:
-                    end = start + len(call.operations)
-                    if not call.future.done():
-                        call.future.set_result(results[start:end])
-                    start = end
+                await self._commit(key, calls)
         finally:
             self._flushing[key] -= 1
             if not self._flushing[key]:
                 del self._flushing[key]
+
+    async def _commit(self, key: tuple[str, bool], calls: list[_Call]) -> None:
+        """Apply ``calls`` in one transaction; when the database refuses it, each call alone.
+
+        A database error other than "the database is away" belongs to the data of one call (an
+        id too long for the index, say): re-run one by one, the calls it does not belong to
+        succeed and the one it does fails alone.
+        """
+        tenant, may_create_tenant = key
+        try:
+            results = await self._apply_now(
+                tenant, [op for call in calls for op in call.operations], may_create_tenant
+            )
+        except Exception as exc:
+            if len(calls) == 1 or is_transient(exc):
+                for call in calls:
+                    _fail(call, exc)
+                return
+            log.info(
+                "a transaction of %d calls to tenant %r failed (%s: %s); running them one by one",
+                len(calls),
+                tenant,
+                type(exc).__name__,
+                exc,
+            )
+            for call in calls:
+                await self._commit(key, [call])
+            return
+        self.transactions += 1
+        self.calls += len(calls)
+        start = 0
+        for call in calls:
+            end = start + len(call.operations)
+            if not call.future.done():
+                call.future.set_result(results[start:end])
+            start = end
 
     def _take(self, key: tuple[str, bool]) -> list[_Call]:
         """The calls waiting for ``key``, up to about _GROUP_OPERATIONS operations."""
