@@ -22,6 +22,8 @@ ERROR_BASE = "https://uri.etsi.org/ngsi-ld/errors/"
 PROBLEM_JSON = "application/json"
 
 log = logging.getLogger(__name__)
+# ProblemDetails members the class decides (``detail`` is the one argument).
+_RESERVED = frozenset({"type", "title", "status", "detail"})
 
 
 class NgsiLdError(Exception):
@@ -33,6 +35,10 @@ class NgsiLdError(Exception):
     status: ClassVar[int] = 500
 
     def __init__(self, detail: str, **extra: Any) -> None:
+        """``extra`` members are added to the ProblemDetails (e.g. the IoT Agent's "name")."""
+        reserved = _RESERVED.intersection(extra)
+        if reserved:
+            raise TypeError(f"{', '.join(sorted(reserved))} of an error is fixed by its class")
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
