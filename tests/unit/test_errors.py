@@ -26,7 +26,7 @@ def test_each_error_class_has_one_status_and_an_etsi_type_no_instance_can_change
         assert 400 <= cls.status < 600, cls
         assert cls.type_name, cls
         with pytest.raises(TypeError):
-            cls("detail", status=200)  # type: ignore[call-arg]
+            cls("detail", status=200)
 
 
 def test_the_http_statuses_of_the_edge_have_their_own_classes() -> None:
