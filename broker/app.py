@@ -98,7 +98,14 @@ async def _subscriptions(app: web.Application) -> AsyncIterator[None]:
     registry = SubscriptionRegistry(app[POOL], app[RESOLVER])
     await registry.start()
     app[REGISTRY] = registry
-    writer = Writer(app[POOL], app[TENANTS], registry.for_tenant, record_history=app[SETTINGS].history)
+    settings = app[SETTINGS]
+    writer = Writer(
+        app[POOL],
+        app[TENANTS],
+        registry.for_tenant,
+        record_history=settings.history,
+        max_instances=settings.max_instances,
+    )
     app[WRITER] = writer
     app[STATUS]["writes"] = lambda: {"transactions": writer.transactions, "calls": writer.calls}
     yield

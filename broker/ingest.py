@@ -19,7 +19,7 @@ import asyncpg
 from broker.errors import BadRequestData, Conflict, NgsiLdError
 from broker.model import entity as model
 from broker.model.entity import Entity
-from broker.model.ops import Outcome
+from broker.model.ops import Outcome, check_instances
 from broker.notify.matcher import Change, match
 from broker.notify.model import Subscription
 from broker.store import entities as entity_rows
@@ -103,6 +103,7 @@ class Writer:
         subscriptions: Callable[[str], list[Subscription]] | None = None,
         *,
         record_history: bool = True,
+        max_instances: int = model.DEFAULT_MAX_INSTANCES,
     ) -> None:
         self._pool = pool
         self._tenants = tenants
@@ -110,6 +111,8 @@ class Writer:
         self._subscriptions = subscriptions
         # Off only to measure what history costs the write path (NGSI_HISTORY=false).
         self._record_history = record_history
+        # No operation may leave an attribute with more instances (NGSI_MAX_INSTANCES).
+        self._max_instances = max_instances
         self._hooks: list[ChangeHook] = []
         # Group commit: calls waiting per (tenant, may_create_tenant), and the keys being written.
         self._waiting: dict[tuple[str, bool], list[_Call]] = {}
@@ -237,6 +240,8 @@ class Writer:
                     continue
                 try:
                     outcome = op.apply(before, now)
+                    if outcome.entity is not None:
+                        check_instances(outcome.entity, self._max_instances)
                 except NgsiLdError as error:
                     results.append(Result(op.entity_id, before, None, error))
                     continue

@@ -13,13 +13,13 @@ from aiohttp import web
 
 from broker.api.keys import SETTINGS, WRITER
 from broker.api.representation import json_response, no_content, options
-from broker.api.request import LD_JSON, read_body, term_map
+from broker.api.request import LD_JSON, parse_payload, read_body, term_map
 from broker.edge import tenant_of
 from broker.errors import BadRequestData, InvalidRequest, NgsiLdError
 from broker.ingest import Operation, Result
 from broker.model import ops
 from broker.model.entity import Entity
-from broker.model.parse import parse_entity, parse_id_list
+from broker.model.parse import parse_id_list
 
 routes = web.RouteTableDef()
 BASE = "/ngsi-ld/v1/entityOperations/"
@@ -58,7 +58,7 @@ async def _entities(request: web.Request, *, allow_null: bool) -> tuple[list[Ent
         # A context that cannot be fetched fails the request (503), not one entity.
         tm = await term_map(request, context)
         try:
-            parsed.append(parse_entity(item, tm, require_type=False, allow_null=allow_null))
+            parsed.append(parse_payload(request, item, tm, require_type=False, allow_null=allow_null))
             problems.append(None)
         except NgsiLdError as error:
             parsed.append(None)

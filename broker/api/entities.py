@@ -8,14 +8,21 @@ from aiohttp import web
 
 from broker.api.keys import POOL, TENANTS, WRITER
 from broker.api.representation import GEO_JSON, accepted, json_response, no_content, options, view_of
-from broker.api.request import geometry_property, link_context, path_entity_id, read_body, term_map
+from broker.api.request import (
+    geometry_property,
+    link_context,
+    parse_payload,
+    path_entity_id,
+    read_body,
+    term_map,
+)
 from broker.edge import flag, tenant_of
 from broker.errors import BadRequestData, ResourceNotFound
 from broker.ingest import Apply, Operation, Result
 from broker.jsonld.context import TermMap
 from broker.model import ops
 from broker.model.entity import Instance
-from broker.model.parse import check_name, check_time, check_uri, parse_entity, parse_instance
+from broker.model.parse import check_name, check_time, check_uri, parse_instance
 from broker.model.render import render_entity, to_feature
 from broker.store import entities as entity_rows
 
@@ -58,7 +65,7 @@ async def create_entity(request: web.Request) -> web.Response:
     """5.6.1 Create Entity (HTTP binding 6.4.3.1): 201 with Location, 409 if the id exists."""
     body = await read_body(request)
     tm = await term_map(request, body.context)
-    entity = parse_entity(body.data, tm)
+    entity = parse_payload(request, body.data, tm)
     await _apply_one(request, entity.id, lambda cur, now: ops.create(cur, entity, now), creates=True)
     return no_content(request, 201, {"Location": f"{ENTITIES}/{quote(entity.id, safe=':')}"})
 
@@ -93,7 +100,7 @@ async def replace_entity(request: web.Request) -> web.Response:
     entity_id = path_entity_id(request)
     body = await read_body(request)
     tm = await term_map(request, body.context)
-    entity = parse_entity(body.data, tm, require_id=False)
+    entity = parse_payload(request, body.data, tm, require_id=False)
     entity.id = entity.id or entity_id
     if entity.id != entity_id:
         raise BadRequestData(f"the payload's id {entity.id} differs from the path's {entity_id}")
@@ -107,7 +114,7 @@ async def merge_entity(request: web.Request) -> web.Response:
     entity_id = path_entity_id(request)
     body = await read_body(request, allow_merge_patch=True)
     tm = await term_map(request, body.context)
-    fragment = parse_entity(body.data, tm, require_id=False, require_type=False, allow_null=True)
+    fragment = parse_payload(request, body.data, tm, require_id=False, require_type=False, allow_null=True)
     observed_at = _observed_at_param(request)
     await _apply_one(
         request, entity_id, lambda cur, now: ops.merge(cur, fragment, now, observed_at=observed_at)
@@ -136,7 +143,7 @@ async def append_attributes(request: web.Request) -> web.Response:
     no_overwrite = "noOverwrite" in options(request)
     body = await read_body(request)
     tm = await term_map(request, body.context)
-    fragment = parse_entity(body.data, tm, require_id=False, require_type=False)
+    fragment = parse_payload(request, body.data, tm, require_id=False, require_type=False)
     result = await _apply_one(
         request, entity_id, lambda cur, now: ops.append(cur, fragment, now, no_overwrite=no_overwrite)
     )
@@ -150,7 +157,7 @@ async def update_attributes(request: web.Request) -> web.Response:
     entity_id = path_entity_id(request)
     body = await read_body(request, allow_merge_patch=True)
     tm = await term_map(request, body.context)
-    fragment = parse_entity(body.data, tm, require_id=False, require_type=False, allow_null=True)
+    fragment = parse_payload(request, body.data, tm, require_id=False, require_type=False, allow_null=True)
     result = await _apply_one(request, entity_id, lambda cur, now: ops.update_attributes(cur, fragment, now))
     return _update_result(request, result, tm)
 

@@ -20,7 +20,8 @@ from broker.edge import has_nul, tenant_of, too_deep
 from broker.errors import BadRequestData, Handler, InvalidRequest, UnsupportedMediaType
 from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
-from broker.model.parse import check_name, check_uri
+from broker.model.entity import Entity
+from broker.model.parse import check_name, check_uri, parse_entity
 
 JSON = "application/json"
 LD_JSON = "application/ld+json"
@@ -90,6 +91,26 @@ async def read_body(request: web.Request, *, allow_merge_patch: bool = False) ->
     if any(isinstance(item, dict) and "@context" in item for item in items):
         raise BadRequestData("an @context in the body needs Content-Type application/ld+json")
     return Body(data, link, media_type)
+
+
+def parse_payload(
+    request: web.Request,
+    data: Any,
+    tm: TermMap,
+    *,
+    require_id: bool = True,
+    require_type: bool = True,
+    allow_null: bool = False,
+) -> Entity:
+    """An entity or fragment of the body, parsed under this broker's limits (NGSI_MAX_INSTANCES)."""
+    return parse_entity(
+        data,
+        tm,
+        require_id=require_id,
+        require_type=require_type,
+        allow_null=allow_null,
+        max_instances=request.app[SETTINGS].max_instances,
+    )
 
 
 def link_context(request: web.Request) -> str | None:

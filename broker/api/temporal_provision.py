@@ -14,14 +14,14 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from broker.api.keys import POOL, TENANTS
+from broker.api.keys import POOL, SETTINGS, TENANTS
 from broker.api.representation import no_content
 from broker.api.request import link_context, path_entity_id, read_body, term_map
 from broker.edge import flag, tenant_of
 from broker.errors import BadRequestData, ResourceNotFound
 from broker.jsonld.context import TermMap
 from broker.model import entity as model
-from broker.model.entity import Entity, Instance
+from broker.model.entity import Entity, Instance, check_instance_count
 from broker.model.ops import stamp
 from broker.model.parse import check_name, check_uri, expand_types, parse_instance
 from broker.store import history
@@ -35,11 +35,12 @@ INSTANCE = ATTR + "/{instance_id}"
 _ENTITY_KEYS = frozenset({"id", "@id", "type", "@type", "@context", "scope", "createdAt", "modifiedAt"})
 
 
-def _instances(attr: str, raw: Any, tm: TermMap, now: str) -> list[Instance]:
+def _instances(attr: str, raw: Any, tm: TermMap, now: str, limit: int) -> list[Instance]:
     """Every instance of one attribute of a temporal entity (an object, or an array of them)."""
     items = raw if isinstance(raw, list) else [raw]
     if not items:
         raise BadRequestData(f"attribute {attr} has no instances")
+    check_instance_count(attr, len(items), limit)
     out = []
     for item in items:
         if not isinstance(item, dict):
@@ -48,7 +49,7 @@ def _instances(attr: str, raw: Any, tm: TermMap, now: str) -> list[Instance]:
     return out
 
 
-def _temporal_fragment(body: Any, tm: TermMap, now: str, *, whole: bool) -> Entity:
+def _temporal_fragment(body: Any, tm: TermMap, now: str, *, whole: bool, limit: int) -> Entity:
     """A temporal entity (whole: with id and type) or a fragment of its attributes, parsed."""
     if not isinstance(body, dict):
         raise BadRequestData("a temporal entity must be a JSON object")
@@ -63,7 +64,7 @@ def _temporal_fragment(body: Any, tm: TermMap, now: str, *, whole: bool) -> Enti
         if name in _ENTITY_KEYS:
             continue
         iri = tm.expand(check_name(name, "attribute name"))
-        entity.attrs[iri] = _instances(iri, raw, tm, now)
+        entity.attrs[iri] = _instances(iri, raw, tm, now, limit)
     return entity
 
 
@@ -98,7 +99,7 @@ async def create_temporal(request: web.Request) -> web.Response:
     body = await read_body(request)
     tm = await term_map(request, body.context)
     now = model.now()
-    entity = _temporal_fragment(body.data, tm, now, whole=True)
+    entity = _temporal_fragment(body.data, tm, now, whole=True, limit=request.app[SETTINGS].max_instances)
     created = await _store(request, entity, now, creates=True)
     if created:
         return no_content(request, 201, {"Location": f"{TEMPORAL}/{quote(entity.id, safe=':')}"})
@@ -113,7 +114,7 @@ async def add_temporal_attributes(request: web.Request) -> web.Response:
     body = await read_body(request)
     tm = await term_map(request, body.context)
     now = model.now()
-    fragment = _temporal_fragment(body.data, tm, now, whole=False)
+    fragment = _temporal_fragment(body.data, tm, now, whole=False, limit=request.app[SETTINGS].max_instances)
     fragment.id = entity_id
     if not fragment.attrs:
         raise BadRequestData("the body has no attributes to add")

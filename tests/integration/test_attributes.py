@@ -185,3 +185,36 @@ async def test_concurrent_creates_of_one_id_make_exactly_one_entity(api: Api) ->
 
     statuses = await asyncio.gather(*(create(i) for i in range(10)))
     assert sorted(statuses) == [201] + [409] * 9
+
+
+def datasets(first: int, count: int, value: int = 1) -> list[dict[str, Any]]:
+    return [
+        {"type": "Property", "value": value, "datasetId": f"urn:ngsi-ld:Dataset:{n}"}
+        for n in range(first, first + count)
+    ]
+
+
+async def test_a_patch_with_more_instances_of_an_attribute_than_the_limit_is_400_and_changes_nothing(
+    api: Api,
+) -> None:
+    entity_id = await _entity(api)
+    response = await api.request("PATCH", f"/ngsi-ld/v1/entities/{entity_id}", {"fuel": datasets(0, 1001)})
+    body = await problem(response, 400, "BadRequestData")
+    assert "1001 instances" in body["detail"]
+    assert "NGSI_MAX_INSTANCES" in body["detail"]
+    assert len((await api.get_json(entity_id))["fuel"]) == 2
+
+
+async def test_a_patch_of_as_many_instances_as_the_limit_is_stored(api: Api) -> None:
+    entity_id = await _entity(api)
+    response = await api.request("PATCH", f"/ngsi-ld/v1/entities/{entity_id}", {"level": datasets(0, 1000)})
+    assert response.status == 204, await response.text()
+    assert len((await api.get_json(entity_id))["level"]) == 1000
+
+
+async def test_patches_that_would_grow_an_attribute_beyond_the_limit_are_400(api: Api) -> None:
+    entity_id = await _entity(api)
+    path = f"/ngsi-ld/v1/entities/{entity_id}"
+    assert (await api.request("PATCH", path, {"level": datasets(0, 600)})).status == 204
+    await problem(await api.request("PATCH", path, {"level": datasets(600, 600)}), 400, "BadRequestData")
+    assert len((await api.get_json(entity_id))["level"]) == 600
