@@ -10,7 +10,7 @@ import pytest
 from broker.errors import AlreadyExists, BadRequestData, ResourceNotFound
 from broker.jsonld.context import TermMap, compile_contexts, core_document
 from broker.model import ops
-from broker.model.entity import Entity, Instance
+from broker.model.entity import Entity, Instance, dataset_id
 from broker.model.geojson import validate_geometry
 from broker.model.parse import parse_entity, parse_instance
 
@@ -576,7 +576,7 @@ def _datasets(size: int, value: int) -> list[Instance]:
 def _lookups(monkeypatch: pytest.MonkeyPatch, operation: str, size: int) -> int:
     """How often ``operation`` reads an instance's datasetId, given ``size`` of them over ``size`` stored."""
     calls = 0
-    real = ops.dataset_id
+    real = dataset_id
 
     def counted(instance: Instance) -> str | None:
         nonlocal calls
