@@ -483,3 +483,70 @@ async def test_content_types_with_a_charset_parameter_are_accepted(api: Api) -> 
     assert response.status == 201, await response.text()
     assert (await api.get_json(plain))["level"]["value"] == 1
     assert (await api.get_json(linked))["level"]["value"] == 2
+
+
+# --- @contexts belong to their tenant (issue 11 defect 9) -------------------------------------------
+
+
+def other_tenant(api: Api) -> Api:
+    return Api(api.client, f"{api.tenant}-other")
+
+
+async def test_another_tenant_neither_lists_reads_nor_deletes_a_hosted_context(api: Api) -> None:
+    url = await host_context(api, TERMS)
+    other = other_tenant(api)
+    path = local_path(url)
+
+    assert url not in await list_contexts(other)
+    assert url not in await list_contexts(other, details="true")
+    await problem(await other.request("GET", path), 404, "ResourceNotFound")
+    await problem(await other.request("GET", path, params={"details": "true"}), 404, "ResourceNotFound")
+    await problem(await other.request("DELETE", path), 404, "ResourceNotFound")
+    await problem(await other.request("DELETE", f"{CONTEXTS}/{quote(url, safe='')}"), 404, "ResourceNotFound")
+
+    # The owner still has it and can use it.
+    assert await body_of(await api.request("GET", path)) == {"@context": TERMS}
+    entity_id = new_id("Gauge")
+    assert (await api.create(gauge(entity_id), headers=with_link(url))).status == 201
+    assert (await api.get_json(entity_id))["type"] == ONTOLOGY + "Gauge"
+
+
+async def test_another_tenant_cannot_use_a_hosted_context_url_and_stores_nothing(api: Api) -> None:
+    url = await host_context(api, TERMS)
+    other = other_tenant(api)
+    await ensure_tenant(other)
+    entity_id = new_id("Gauge")
+    response = await other.create(gauge(entity_id), headers=with_link(url))
+    await problem(response, 503, "LdContextNotAvailable")
+    inline = await other.create({**gauge(entity_id), "@context": url}, content_type="application/ld+json")
+    await problem(inline, 503, "LdContextNotAvailable")
+    await assert_absent(other, entity_id)
+
+
+async def test_a_remote_context_another_tenant_cached_is_shared_read_only_and_deleted_only_in_its_tenant(
+    api: Api,
+) -> None:
+    other = other_tenant(api)
+    async with context_server({"/ctx.jsonld": context_document}) as server:
+        url = server.url("/ctx.jsonld")
+        assert (await api.create(gauge(new_id("Gauge")), headers=with_link(url))).status == 201
+        assert url not in await list_contexts(other)
+        await problem(
+            await other.request("DELETE", f"{CONTEXTS}/{quote(url, safe='')}"), 404, "ResourceNotFound"
+        )
+
+        # The other tenant uses the same URL: the document is not fetched again but copied.
+        entity_id = new_id("Gauge")
+        assert (await other.create(gauge(entity_id), headers=with_link(url))).status == 201
+        assert server.hits == {"/ctx.jsonld": 1}
+    assert (await other.get_json(entity_id))["type"] == ONTOLOGY + "Gauge"
+    assert url in await list_contexts(other, kind="Cached")
+
+    # Deleting its copy leaves the first tenant's.
+    response = await other.request("DELETE", f"{CONTEXTS}/{quote(url, safe='')}")
+    assert response.status == 204, await response.text()
+    assert url not in await list_contexts(other)
+    assert url in await list_contexts(api, kind="Cached")
+    still = new_id("Gauge")
+    assert (await api.create(gauge(still), headers=with_link(url))).status == 201
+    assert (await api.get_json(still, headers=with_link(url)))["type"] == "Gauge"
