@@ -184,6 +184,16 @@ class DatabaseUnavailable(InternalError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class ServerBusy(InternalError):
+    """The process has NGSI_HTTP_MAX_CONNECTIONS connections open: 503, retry in a moment."""
+
+    title = "The broker has too many connections open; retry later"
+    status = 503
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 import orjson
@@ -36,6 +36,18 @@ CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 EVENTUALLY_SECONDS = 30.0
 
 T = TypeVar("T")
+
+
+@overload
+async def eventually(
+    check: Callable[[], Awaitable[T]], *, within: float = ..., interval: float = ..., what: str = ...
+) -> T: ...
+
+
+@overload
+async def eventually(
+    check: Callable[[], T], *, within: float = ..., interval: float = ..., what: str = ...
+) -> T: ...
 
 
 async def eventually(

@@ -139,8 +139,7 @@ async def test_requests_during_an_outage_answer_503_with_retry_after_log_once_an
     async def kept_is_readable() -> bool:
         return (await send(behind_proxy, tenant, "GET", f"{ENTITIES}/{kept}")).status == 200
 
-    readable: bool = await eventually(kept_is_readable, what="the database reachable again through the proxy")
-    assert readable
+    assert await eventually(kept_is_readable, what="the database reachable again through the proxy")
     read = await send(behind_proxy, tenant, "GET", f"{ENTITIES}/{kept}")
     assert (await read.json())["level"]["value"] == 1
     for entity_id in lost + [item["id"] for item in batch]:
