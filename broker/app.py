@@ -43,6 +43,7 @@ from broker.jsonld.fetch import ContextFetcher, any_address, public_only
 from broker.jsonld.resolver import ContextResolver
 from broker.notify.registry import SubscriptionRegistry
 from broker.notify.worker import Notifier
+from broker.query.duration import parse_keep
 from broker.store import create_pool, migrate
 from broker.store.contexts import ContextStore
 from broker.store.tenants import Tenants
@@ -50,6 +51,8 @@ from broker.supervise import Supervisor
 from broker.temporal.maintenance import HistoryMaintenance
 
 log = logging.getLogger(__name__)
+
+HISTORY_MAINTENANCE = "history-maintenance"
 
 
 async def _supervision(app: web.Application) -> AsyncIterator[None]:
@@ -128,10 +131,17 @@ async def _notifier(app: web.Application) -> AsyncIterator[None]:
 
 async def _history(app: web.Application) -> AsyncIterator[None]:
     """History partitions created ahead, and the retention purge, on a timer."""
-    maintenance = HistoryMaintenance(app[POOL], app[SETTINGS])
-    await maintenance.start()
+    settings = app[SETTINGS]
+    maintenance = HistoryMaintenance(
+        app[POOL],
+        days_ahead=settings.history_days_ahead,
+        keep=parse_keep(settings.history_keep),
+        interval=settings.retention_interval,
+    )
+    await maintenance.prepare()
+    app[SUPERVISOR].spawn(HISTORY_MAINTENANCE, maintenance.run)
     yield
-    await maintenance.stop()
+    await app[SUPERVISOR].cancel(HISTORY_MAINTENANCE)
 
 
 def create_app(settings: Settings) -> web.Application:

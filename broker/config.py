@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from broker.temporal.duration import check_keep
+from broker.query.duration import check_keep
 
 
 class ConfigError(ValueError):

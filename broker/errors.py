@@ -116,6 +116,12 @@ class AlreadyExists(NgsiLdError):
     status = 409
 
 
+class AlreadyRunning(AlreadyExists):
+    """A run of the operation is going on in another process (the history purge): 409, retry later."""
+
+    title = "The operation is already running"
+
+
 class OperationNotSupported(NgsiLdError):
     type_name = "OperationNotSupported"
     title = "The operation is not supported"

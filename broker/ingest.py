@@ -212,20 +212,18 @@ class Writer:
     ) -> list[Result]:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                results, ensured = await self._attempt(tenant, operations, may_create_tenant)
-                if ensured:
-                    self._tenants.created(tenant)
-                return results
+                return await self._attempt(tenant, operations, may_create_tenant)
             except (_Raced, asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
                 log.info("write to tenant %r retried (attempt %d): %s", tenant, attempt, type(exc).__name__)
         raise Conflict("the entities were changed concurrently too often; retry the request")
 
     async def _attempt(
         self, tenant: str, operations: Sequence[Operation], may_create_tenant: bool
-    ) -> tuple[list[Result], bool]:
-        async with self._pool.acquire() as conn, conn.transaction():
+    ) -> list[Result]:
+        async with self._tenants.writing(self._pool, tenant) as scope:
+            conn = scope.conn
             if not may_create_tenant:
-                await self._tenants.require(conn, tenant)
+                await scope.require()
             fresh = await frames.claim(conn, tenant, {op.once for op in operations if op.once})
             ids = list({op.entity_id for op in operations})
             stored = await entity_rows.fetch_for_update(conn, tenant, ids)
@@ -249,10 +247,9 @@ class Writer:
                 touched.add(op.entity_id)
                 results.append(Result(op.entity_id, before, outcome, None))
             upserts = [e for i in sorted(touched) if (e := state.get(i)) is not None]
-            ensured = may_create_tenant and bool(upserts)
-            if ensured:
+            if may_create_tenant and upserts:
                 # Only a write that stores something creates the tenant.
-                await self._tenants.ensure(conn, tenant)
+                await scope.ensure()
             deletes = [i for i in touched if i in stored and state.get(i) is None]
             expected_new = {i for i in touched if i not in stored}
             if await entity_rows.write(conn, tenant, upserts, deletes, expected_new, stored):
@@ -263,7 +260,7 @@ class Writer:
             if self._record_history:
                 changed = [(r.before, r.outcome.entity) for r in results if r.outcome is not None]
                 await history.record(conn, tenant, changed, now)
-            return results, ensured
+            return results
 
     async def _queue_notifications(self, conn: Connection, tenant: str, results: list[Result]) -> None:
         """Outbox rows for the subscriptions these changes concern, in this transaction."""

@@ -26,8 +26,9 @@ from broker.errors import BadRequestData, ResourceNotFound
 from broker.jsonld.context import TermMap
 from broker.model.entity import format_time
 from broker.model.parse import check_name
-from broker.temporal import retention
-from broker.temporal.duration import format_duration, parse_keep
+from broker.query.duration import format_duration, parse_keep
+from broker.store import retention
+from broker.temporal import retention as retention_service
 
 routes = web.RouteTableDef()
 ADMIN = "/admin/retention"
@@ -58,10 +59,9 @@ async def list_runs(request: web.Request) -> web.Response:
 
 @routes.post(ADMIN + "/runs")
 async def run_now(request: web.Request) -> web.Response:
-    """Run the purge now; 409 when another process is running it."""
-    run = await retention.purge(request.app[POOL], parse_keep(request.app[SETTINGS].history_keep))
-    if run is None:
-        return json_response(request, {"detail": "a purge is already running"}, context=None, status=409)
+    """Run the purge now; 409 AlreadyExists when another process is running it."""
+    keep = parse_keep(request.app[SETTINGS].history_keep)
+    run = await retention_service.purge_now(request.app[POOL], keep)
     return json_response(request, _run_body(run), context=None)
 
 
@@ -111,10 +111,8 @@ async def put_policy(request: web.Request) -> web.Response:
         keep = parse_keep(raw or "")
     except ValueError as exc:
         raise BadRequestData(f"keep {exc}") from None
-    tenant = tenant_of(request)
-    pool = request.app[POOL]
-    await request.app[TENANTS].require(pool, tenant)
-    created = await retention.set_policy(pool, retention.Policy(tenant, entity_type, keep))
+    policy = retention.Policy(tenant_of(request), entity_type, keep)
+    created = await retention_service.set_policy(request.app[POOL], request.app[TENANTS], policy)
     return no_content(request, 201 if created else 204)
 
 

@@ -28,8 +28,9 @@ from broker.model.entity import format_time
 from broker.model.parse import check_name
 from broker.model.render import FORMS, Form
 from broker.query.entity_query import EntityQuery, Selector
-from broker.temporal import read, render
-from broker.temporal.params import Aggregation, TemporalQuery, parse_aggregation, parse_temporal
+from broker.query.temporal import Aggregation, TemporalQuery, parse_aggregation, parse_temporal
+from broker.store import history_read as read
+from broker.temporal import render
 
 routes = web.RouteTableDef()
 TEMPORAL = "/ngsi-ld/v1/temporal/entities"

@@ -18,13 +18,13 @@ from broker.api.keys import POOL, SETTINGS, TENANTS
 from broker.api.representation import no_content
 from broker.api.request import link_context, path_entity_id, read_body, term_map
 from broker.edge import flag, tenant_of
-from broker.errors import BadRequestData, ResourceNotFound
+from broker.errors import BadRequestData
 from broker.jsonld.context import TermMap
 from broker.model import entity as model
 from broker.model.entity import Entity, Instance, check_instance_count
 from broker.model.ops import stamp
 from broker.model.parse import check_name, check_uri, expand_types, parse_instance
-from broker.store import history
+from broker.temporal import provision
 
 routes = web.RouteTableDef()
 TEMPORAL = "/ngsi-ld/v1/temporal/entities"
@@ -68,30 +68,6 @@ def _temporal_fragment(body: Any, tm: TermMap, now: str, *, whole: bool, limit: 
     return entity
 
 
-async def _store(request: web.Request, entity: Entity, now: str, *, creates: bool) -> bool:
-    """Append the entity's instances; True when the temporal entity did not exist before."""
-    tenant = tenant_of(request)
-    tenants = request.app[TENANTS]
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        if creates:
-            await tenants.ensure(conn, tenant)
-        else:
-            await tenants.require(conn, tenant)
-        # Lock the entity's history streams against a concurrent delete of the whole entity.
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1 || ' ' || $2, 0))", tenant, entity.id
-        )
-        known = await history.types_of(conn, tenant, entity.id)
-        if known is None and not creates:
-            raise ResourceNotFound(f"entity {entity.id} has no temporal evolution here")
-        if not entity.types:
-            entity.types = known or []
-        await history.append_rows(conn, tenant, history.provided_rows(entity, now))
-    if creates:
-        tenants.created(tenant)
-    return known is None
-
-
 @routes.post(TEMPORAL)
 @routes.post(TEMPORAL + "/")
 async def create_temporal(request: web.Request) -> web.Response:
@@ -100,7 +76,9 @@ async def create_temporal(request: web.Request) -> web.Response:
     tm = await term_map(request, body.context)
     now = model.now()
     entity = _temporal_fragment(body.data, tm, now, whole=True, limit=request.app[SETTINGS].max_instances)
-    created = await _store(request, entity, now, creates=True)
+    created = await provision.append(
+        request.app[POOL], request.app[TENANTS], tenant_of(request), entity, now, creates=True
+    )
     if created:
         return no_content(request, 201, {"Location": f"{TEMPORAL}/{quote(entity.id, safe=':')}"})
     return no_content(request)
@@ -118,7 +96,9 @@ async def add_temporal_attributes(request: web.Request) -> web.Response:
     fragment.id = entity_id
     if not fragment.attrs:
         raise BadRequestData("the body has no attributes to add")
-    await _store(request, fragment, now, creates=False)
+    await provision.append(
+        request.app[POOL], request.app[TENANTS], tenant_of(request), fragment, now, creates=False
+    )
     return no_content(request)
 
 
@@ -126,12 +106,7 @@ async def add_temporal_attributes(request: web.Request) -> web.Response:
 async def delete_temporal(request: web.Request) -> web.Response:
     """5.6.16 Delete Temporal Evolution of an Entity (HTTP binding 6.19.3.2): 204, 404 if unknown."""
     entity_id = path_entity_id(request)
-    tenant = tenant_of(request)
-    pool = request.app[POOL]
-    await request.app[TENANTS].require(pool, tenant)
-    async with pool.acquire() as conn, conn.transaction():
-        if not await history.delete_entity(conn, tenant, entity_id):
-            raise ResourceNotFound(f"entity {entity_id} has no temporal evolution here")
+    await provision.delete_entity(request.app[POOL], request.app[TENANTS], tenant_of(request), entity_id)
     return no_content(request)
 
 
@@ -150,28 +125,21 @@ async def delete_temporal_attribute(request: web.Request) -> web.Response:
     if delete_all and raw_dataset is not None:
         raise BadRequestData("deleteAll and datasetId cannot be combined")
     datasets = None if delete_all else [check_uri(raw_dataset, "datasetId") if raw_dataset else ""]
-    tenant = tenant_of(request)
-    pool = request.app[POOL]
-    await request.app[TENANTS].require(pool, tenant)
-    async with pool.acquire() as conn, conn.transaction():
-        if not await history.delete_attribute(conn, tenant, entity_id, attr, datasets):
-            raise ResourceNotFound(f"entity {entity_id} has no temporal evolution of {attr} here")
+    await provision.delete_attribute(
+        request.app[POOL], request.app[TENANTS], tenant_of(request), entity_id, attr, datasets
+    )
     return no_content(request)
 
 
-def _row_id(request: web.Request) -> int:
-    uri = check_uri(request.match_info["instance_id"], "instanceId")
-    row_id = history.row_id_of(uri)
-    if row_id is None:
-        raise ResourceNotFound(f"attribute instance {uri} does not exist")
-    return row_id
+def _instance_uri(request: web.Request) -> str:
+    return check_uri(request.match_info["instance_id"], "instanceId")
 
 
 @routes.patch(INSTANCE)
 async def modify_instance(request: web.Request) -> web.Response:
     """5.6.14 Modify Attribute Instance in Temporal Evolution (HTTP binding 6.22.3.1): 204, 404."""
     entity_id = path_entity_id(request)
-    row_id = _row_id(request)
+    instance_uri = _instance_uri(request)
     body = await read_body(request)
     tm = await term_map(request, body.context)
     attr = tm.expand(check_name(request.match_info["attr"], "attribute name"))
@@ -184,17 +152,9 @@ async def modify_instance(request: web.Request) -> web.Response:
         raise BadRequestData(f"the body must hold one instance of {request.match_info['attr']}")
     now = model.now()
     patch = parse_instance(attr, raw, tm)
-    tenant = tenant_of(request)
-    pool = request.app[POOL]
-    await request.app[TENANTS].require(pool, tenant)
-    async with pool.acquire() as conn, conn.transaction():
-        old = await history.find_instance(conn, tenant, entity_id, attr, row_id)
-        if old is None:
-            raise ResourceNotFound(f"attribute instance {request.match_info['instance_id']} does not exist")
-        if patch.get("datasetId", old.get("datasetId")) != old.get("datasetId"):
-            raise BadRequestData("an instance's datasetId cannot be changed")
-        merged = stamp({**old, **patch}, now, old.get("createdAt"))
-        await history.replace_instance(conn, tenant, entity_id, attr, row_id, merged, now)
+    await provision.modify_instance(
+        request.app[POOL], request.app[TENANTS], tenant_of(request), entity_id, attr, instance_uri, patch, now
+    )
     return no_content(request)
 
 
@@ -202,12 +162,9 @@ async def modify_instance(request: web.Request) -> web.Response:
 async def delete_instance(request: web.Request) -> web.Response:
     """5.6.15 Delete Attribute Instance from Temporal Evolution (HTTP binding 6.22.3.2): 204, 404."""
     entity_id = path_entity_id(request)
-    row_id = _row_id(request)
+    instance_uri = _instance_uri(request)
     attr = await _attr_name(request)
-    tenant = tenant_of(request)
-    pool = request.app[POOL]
-    await request.app[TENANTS].require(pool, tenant)
-    async with pool.acquire() as conn, conn.transaction():
-        if not await history.delete_instance(conn, tenant, entity_id, attr, row_id):
-            raise ResourceNotFound(f"attribute instance {request.match_info['instance_id']} does not exist")
+    await provision.delete_instance(
+        request.app[POOL], request.app[TENANTS], tenant_of(request), entity_id, attr, instance_uri
+    )
     return no_content(request)

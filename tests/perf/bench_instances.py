@@ -27,7 +27,7 @@ from broker.jsonld.context import core_term_map
 from broker.model import ops
 from broker.model.parse import parse_entity
 from broker.model.render import View, render_entity
-from broker.temporal.changes import rows_for
+from broker.store.history_rows import rows_for
 
 ENTITY = "urn:ngsi-ld:Gauge:bench"
 
