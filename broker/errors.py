@@ -33,6 +33,8 @@ class NgsiLdError(Exception):
     title: ClassVar[str] = "Internal error"
     # Fixed per class: an error of another HTTP status is another class.
     status: ClassVar[int] = 500
+    # Seconds a client is told to wait before trying again (a Retry-After header), if any.
+    retry_after: ClassVar[int | None] = None
 
     def __init__(self, detail: str, **extra: Any) -> None:
         """``extra`` members are added to the ProblemDetails (e.g. the IoT Agent's "name")."""
@@ -45,7 +47,7 @@ class NgsiLdError(Exception):
 
     def headers(self) -> dict[str, str]:
         """HTTP headers the response carries besides the body (e.g. Retry-After)."""
-        return {}
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
     @property
     def type_uri(self) -> str:
@@ -183,11 +185,8 @@ class DatabaseUnavailable(InternalError):
 
     title = "The database is unavailable; retry later"
     status = 503
-    # What clients are told to wait: a PostgreSQL restart takes a few seconds.
+    # A PostgreSQL restart takes a few seconds.
     retry_after = 5
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
 
 
 class ServerBusy(InternalError):
@@ -195,9 +194,7 @@ class ServerBusy(InternalError):
 
     title = "The broker has too many connections open; retry later"
     status = 503
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": "1"}
+    retry_after = 1
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
