@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.conftest import Api, new_id, problem
+from broker.model import entity as model
+from tests.conftest import Api, eventually, new_id, problem
 
 NULL = "urn:ngsi-ld:null"
 
@@ -154,7 +155,8 @@ async def test_delete_attribute_with_delete_all_removes_every_instance(api: Api)
 async def test_attribute_update_moves_modified_at_but_not_created_at(api: Api) -> None:
     entity_id = await _entity(api)
     before = (await api.get_json(entity_id, params={"options": "sysAttrs"}))["speed"]
-    await asyncio.sleep(0.01)
+    # Timestamps have millisecond precision: wait for the clock to pass the one stored.
+    await eventually(lambda: model.now() > before["modifiedAt"], what="the clock past modifiedAt")
     await api.request("PATCH", attrs_path(entity_id, "speed"), {"value": 1})
     after = (await api.get_json(entity_id, params={"options": "sysAttrs"}))["speed"]
     assert after["createdAt"] == before["createdAt"]
