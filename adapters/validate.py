@@ -19,18 +19,8 @@ import orjson
 
 from adapters.device import EntityUpdate
 from adapters.message import Rejected
+from broker.model.entity import VALUE_MEMBER
 
-# What carries the value of each attribute type (NGSI-LD clause 4.5); DateTime values are unwrapped.
-_VALUE_MEMBER = {
-    "Property": "value",
-    "GeoProperty": "value",
-    "Relationship": "object",
-    "LanguageProperty": "languageMap",
-    "ListProperty": "valueList",
-    "VocabProperty": "vocab",
-    "JsonProperty": "json",
-    "ListRelationship": "objectList",
-}
 _ENTITY_MEMBERS = frozenset({"id", "type", "@context", "scope"})
 _MESSAGE_LIMIT = 200
 
@@ -133,9 +123,10 @@ def key_values(entity: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _value(attr: Any) -> Any:
+    """What carries the value of an attribute of any type (clause 4.5); DateTime values are unwrapped."""
     if not isinstance(attr, dict):
         return attr
-    member = _VALUE_MEMBER.get(attr.get("type", ""), "value")
+    member = VALUE_MEMBER.get(attr.get("type", ""), "value")
     if member not in attr:
         return attr  # concise JSON object value
     value = attr[member]

@@ -28,9 +28,8 @@ import threading
 import time
 
 import asyncpg
-from aiohttp import web
 
-from broker import __version__
+from broker import __version__, server
 from broker.app import create_app
 from broker.config import ConfigError, Settings, help_text, load
 
@@ -110,15 +109,13 @@ def _serve(settings: Settings, *, reuse_port: bool) -> int:
 
 async def _run(settings: Settings, reuse_port: bool) -> None:
     """Serve until SIGTERM/SIGINT, then shut down in order (HTTP first, then the resources)."""
-    runner = web.AppRunner(create_app(settings), access_log=None, handle_signals=False)
-    await runner.setup()
+    app_runner = server.runner(create_app(settings), settings)
+    await app_runner.setup()
     # What start-up built (routes, contexts, compiled schemas and subscriptions) lives as long as
     # the process: keep the collector from walking it again and again.
     gc.freeze()
     try:
-        for port in (settings.port, *settings.iota_ports):
-            site = web.TCPSite(runner, settings.host, port, reuse_port=reuse_port)
-            await site.start()
+        await server.start_sites(app_runner, settings, reuse_port=reuse_port)
         log.info("serving on http://%s:%d (pid %d)", settings.host, settings.port, os.getpid())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -126,7 +123,7 @@ async def _run(settings: Settings, reuse_port: bool) -> None:
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
     finally:
-        await runner.cleanup()
+        await app_runner.cleanup()
 
 
 def _die_with_parent() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-import aiohttp
 from aiohttp import web
 
 from adapters import http as device_http
@@ -13,7 +12,6 @@ from adapters import provisioning_api
 from adapters.southbound import device_adapters
 from broker.api import (
     batch,
-    common,
     contexts,
     discovery,
     entities,
@@ -37,12 +35,15 @@ from broker.api.keys import (
     TENANTS,
     WRITER,
 )
+from broker.api.request import refuse_nul
 from broker.config import Settings
 from broker.errors import error_middleware
 from broker.ingest import Writer
+from broker.jsonld.fetch import ContextFetcher, any_address, public_only
 from broker.jsonld.resolver import ContextResolver
 from broker.notify.registry import SubscriptionRegistry
 from broker.notify.worker import Notifier
+from broker.query.duration import parse_keep
 from broker.store import create_pool, migrate
 from broker.store.contexts import ContextStore
 from broker.store.tenants import Tenants
@@ -50,6 +51,8 @@ from broker.supervise import Supervisor
 from broker.temporal.maintenance import HistoryMaintenance
 
 log = logging.getLogger(__name__)
+
+HISTORY_MAINTENANCE = "history-maintenance"
 
 
 async def _supervision(app: web.Application) -> AsyncIterator[None]:
@@ -78,18 +81,19 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _context_resolver(app: web.Application) -> AsyncIterator[None]:
+    """@contexts: the tenant's stored ones, else fetched (unless offline) under the address rule."""
     settings = app[SETTINGS]
-    session = aiohttp.ClientSession(raise_for_status=False)
-    app[RESOLVER] = ContextResolver(
-        app[CONTEXTS],
-        session,
-        timeout=settings.context_fetch_timeout,
-        max_bytes=settings.context_max_bytes,
-        allow_fetch=settings.context_allow_fetch,
-        allow_private=settings.context_allow_private,
-    )
+    fetcher = None
+    if settings.context_allow_fetch:
+        fetcher = ContextFetcher(
+            timeout=settings.context_fetch_timeout,
+            max_bytes=settings.context_max_bytes,
+            allowed=any_address if settings.context_allow_private else public_only,
+        )
+    app[RESOLVER] = ContextResolver(app[CONTEXTS], fetcher, max_json_depth=settings.max_json_depth)
     yield
-    await session.close()
+    if fetcher is not None:
+        await fetcher.close()
 
 
 async def _subscriptions(app: web.Application) -> AsyncIterator[None]:
@@ -97,7 +101,14 @@ async def _subscriptions(app: web.Application) -> AsyncIterator[None]:
     registry = SubscriptionRegistry(app[POOL], app[RESOLVER])
     await registry.start()
     app[REGISTRY] = registry
-    writer = Writer(app[POOL], app[TENANTS], registry.for_tenant, record_history=app[SETTINGS].history)
+    settings = app[SETTINGS]
+    writer = Writer(
+        app[POOL],
+        app[TENANTS],
+        registry.for_tenant,
+        record_history=settings.history,
+        max_instances=settings.max_instances,
+    )
     app[WRITER] = writer
     app[STATUS]["writes"] = lambda: {"transactions": writer.transactions, "calls": writer.calls}
     yield
@@ -120,16 +131,23 @@ async def _notifier(app: web.Application) -> AsyncIterator[None]:
 
 async def _history(app: web.Application) -> AsyncIterator[None]:
     """History partitions created ahead, and the retention purge, on a timer."""
-    maintenance = HistoryMaintenance(app[POOL], app[SETTINGS])
-    await maintenance.start()
+    settings = app[SETTINGS]
+    maintenance = HistoryMaintenance(
+        app[POOL],
+        days_ahead=settings.history_days_ahead,
+        keep=parse_keep(settings.history_keep),
+        interval=settings.retention_interval,
+    )
+    await maintenance.prepare()
+    app[SUPERVISOR].spawn(HISTORY_MAINTENANCE, maintenance.run)
     yield
-    await maintenance.stop()
+    await app[SUPERVISOR].cancel(HISTORY_MAINTENANCE)
 
 
 def create_app(settings: Settings) -> web.Application:
     """The broker application for ``settings`` (resources open when it starts)."""
     app = web.Application(
-        middlewares=[error_middleware, common.refuse_nul], client_max_size=settings.max_body_bytes
+        middlewares=[error_middleware(), refuse_nul], client_max_size=settings.max_body_bytes
     )
     app[SETTINGS] = settings
     app[STATUS] = {}

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from broker.temporal.duration import check_keep
+from broker.query.duration import check_keep
 
 
 class ConfigError(ValueError):
@@ -119,6 +119,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "NGSI_MAX_INSTANCES",
+        "max_instances",
+        "1000",
+        "most instances (datasetIds) one attribute of an entity may have; more answers 400",
+        _positive_int,
+    ),
+    Setting(
         "NGSI_MAX_PAGE",
         "max_page",
         "1000",
@@ -173,6 +180,22 @@ SETTINGS: tuple[Setting, ...] = (
         "public_url",
         "",
         "base URL clients reach this broker at, used in hosted @context URLs (default http://HOST:PORT)",
+    ),
+    Setting(
+        "NGSI_HTTP_IDLE_TIMEOUT",
+        "http_idle_timeout",
+        "20",
+        "seconds an HTTP connection may go without sending a complete request header (a new one, "
+        "or an idle keep-alive one) before it is closed",
+        _positive_float,
+    ),
+    Setting(
+        "NGSI_HTTP_MAX_CONNECTIONS",
+        "http_max_connections",
+        "2000",
+        "open HTTP connections per broker process, all ports together; a connection beyond them is "
+        "answered 503 with Retry-After and closed",
+        _positive_int,
     ),
     Setting("NGSI_LOG_LEVEL", "log_level", "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)"),
     Setting(
@@ -283,6 +306,7 @@ class Settings:
     max_body_bytes: int
     max_json_depth: int
     max_batch: int
+    max_instances: int
     max_page: int
     context_fetch_timeout: float
     context_max_bytes: int
@@ -291,6 +315,8 @@ class Settings:
     notify_timeout: float
     notify_concurrency: int
     public_url: str
+    http_idle_timeout: float
+    http_max_connections: int
     log_level: str
     workers: int
     iota_ports: tuple[int, ...]

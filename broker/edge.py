@@ -67,6 +67,15 @@ def paging(request: web.Request, max_page: int) -> Paging:
     return Paging(limit, offset, count)
 
 
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def has_nul(raw: bytes) -> bool:
+    """True when JSON text ``raw`` holds an escaped U+0000, which PostgreSQL text and jsonb cannot store."""
+    # The substring test is ~40x cheaper than the regex, which only tells an escaped backslash apart.
+    return b"\\u0000" in raw and _ESCAPED_NUL.search(raw) is not None
+
+
 def too_deep(raw: bytes, value: Any, limit: int) -> bool:
     """True when ``value`` (parsed from ``raw``) nests arrays and objects more than ``limit`` deep.
 

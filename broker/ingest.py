@@ -16,14 +16,15 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from broker.errors import Conflict, NgsiLdError
+from broker.errors import BadRequestData, Conflict, NgsiLdError
 from broker.model import entity as model
 from broker.model.entity import Entity
-from broker.model.ops import Outcome
+from broker.model.ops import Outcome, check_instances
 from broker.notify.matcher import Change, match
 from broker.notify.model import Subscription
 from broker.store import entities as entity_rows
 from broker.store import frames, history, outbox
+from broker.store.faults import is_transient
 from broker.store.pool import Connection
 from broker.store.tenants import Tenants
 
@@ -35,6 +36,9 @@ _ATTEMPTS = 5
 _FLUSHERS = 2
 # Operations one group-commit transaction gathers from waiting calls (a bigger call goes alone).
 _GROUP_OPERATIONS = 2000
+
+# Database errors about the values given (SQLSTATE classes 22 and 54): the request's fault.
+_REFUSED_DATA = (asyncpg.DataError, asyncpg.ProgramLimitExceededError)
 
 Apply = Callable[[Entity | None, str], Outcome]
 
@@ -77,6 +81,14 @@ class _Call:
     future: asyncio.Future[list[Result]]
 
 
+def _fail(call: _Call, error: Exception) -> None:
+    """End ``call`` with ``error``; data PostgreSQL refuses (out of range, too long to index) is a 400."""
+    if isinstance(error, _REFUSED_DATA):
+        error = BadRequestData(f"the database cannot store this data: {error}")
+    if not call.future.done():
+        call.future.set_exception(error)
+
+
 class _Raced(Exception):
     """Another transaction created an entity this one was about to create."""
 
@@ -91,6 +103,7 @@ class Writer:
         subscriptions: Callable[[str], list[Subscription]] | None = None,
         *,
         record_history: bool = True,
+        max_instances: int = model.DEFAULT_MAX_INSTANCES,
     ) -> None:
         self._pool = pool
         self._tenants = tenants
@@ -98,6 +111,8 @@ class Writer:
         self._subscriptions = subscriptions
         # Off only to measure what history costs the write path (NGSI_HISTORY=false).
         self._record_history = record_history
+        # No operation may leave an attribute with more instances (NGSI_MAX_INSTANCES).
+        self._max_instances = max_instances
         self._hooks: list[ChangeHook] = []
         # Group commit: calls waiting per (tenant, may_create_tenant), and the keys being written.
         self._waiting: dict[tuple[str, bool], list[_Call]] = {}
@@ -119,8 +134,8 @@ class Writer:
         Calls for the same tenant that arrive while its transactions run (at most _FLUSHERS)
         are applied together in the next one, in arrival order (group commit): under load, 64
         concurrent PATCHes cost a few commits rather than 64, and at rest a call waits for nobody. Each
-        operation still succeeds or fails on its own; a database error fails every call of the
-        transaction it was in.
+        operation still succeeds or fails on its own; a database error about one call's data fails
+        that call alone (see _commit), the database being away fails them all.
         """
         key = (tenant, may_create_tenant)
         call = _Call(operations, asyncio.get_running_loop().create_future())
@@ -134,29 +149,49 @@ class Writer:
 
     async def _flush(self, key: tuple[str, bool]) -> None:
         """Run the waiting calls of ``key`` in transactions until none wait (one of _FLUSHERS)."""
-        tenant, may_create_tenant = key
         try:
             while calls := self._take(key):
-                operations = [op for call in calls for op in call.operations]
-                try:
-                    results = await self._apply_now(tenant, operations, may_create_tenant)
-                except Exception as exc:
-                    for call in calls:
-                        if not call.future.done():
-                            call.future.set_exception(exc)
-                    continue
-                self.transactions += 1
-                self.calls += len(calls)
-                start = 0
-                for call in calls:
-                    end = start + len(call.operations)
-                    if not call.future.done():
-                        call.future.set_result(results[start:end])
-                    start = end
+                await self._commit(key, calls)
         finally:
             self._flushing[key] -= 1
             if not self._flushing[key]:
                 del self._flushing[key]
+
+    async def _commit(self, key: tuple[str, bool], calls: list[_Call]) -> None:
+        """Apply ``calls`` in one transaction; when the database refuses it, each call alone.
+
+        A database error other than "the database is away" belongs to the data of one call (an
+        id too long for the index, say): re-run one by one, the calls it does not belong to
+        succeed and the one it does fails alone.
+        """
+        tenant, may_create_tenant = key
+        try:
+            results = await self._apply_now(
+                tenant, [op for call in calls for op in call.operations], may_create_tenant
+            )
+        except Exception as exc:
+            if len(calls) == 1 or is_transient(exc):
+                for call in calls:
+                    _fail(call, exc)
+                return
+            log.info(
+                "a transaction of %d calls to tenant %r failed (%s: %s); running them one by one",
+                len(calls),
+                tenant,
+                type(exc).__name__,
+                exc,
+            )
+            for call in calls:
+                await self._commit(key, [call])
+            return
+        self.transactions += 1
+        self.calls += len(calls)
+        start = 0
+        for call in calls:
+            end = start + len(call.operations)
+            if not call.future.done():
+                call.future.set_result(results[start:end])
+            start = end
 
     def _take(self, key: tuple[str, bool]) -> list[_Call]:
         """The calls waiting for ``key``, up to about _GROUP_OPERATIONS operations."""
@@ -177,20 +212,18 @@ class Writer:
     ) -> list[Result]:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                results, ensured = await self._attempt(tenant, operations, may_create_tenant)
-                if ensured:
-                    self._tenants.created(tenant)
-                return results
+                return await self._attempt(tenant, operations, may_create_tenant)
             except (_Raced, asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
                 log.info("write to tenant %r retried (attempt %d): %s", tenant, attempt, type(exc).__name__)
         raise Conflict("the entities were changed concurrently too often; retry the request")
 
     async def _attempt(
         self, tenant: str, operations: Sequence[Operation], may_create_tenant: bool
-    ) -> tuple[list[Result], bool]:
-        async with self._pool.acquire() as conn, conn.transaction():
+    ) -> list[Result]:
+        async with self._tenants.writing(self._pool, tenant) as scope:
+            conn = scope.conn
             if not may_create_tenant:
-                await self._tenants.require(conn, tenant)
+                await scope.require()
             fresh = await frames.claim(conn, tenant, {op.once for op in operations if op.once})
             ids = list({op.entity_id for op in operations})
             stored = await entity_rows.fetch_for_update(conn, tenant, ids)
@@ -205,6 +238,8 @@ class Writer:
                     continue
                 try:
                     outcome = op.apply(before, now)
+                    if outcome.entity is not None:
+                        check_instances(outcome.entity, self._max_instances)
                 except NgsiLdError as error:
                     results.append(Result(op.entity_id, before, None, error))
                     continue
@@ -212,10 +247,9 @@ class Writer:
                 touched.add(op.entity_id)
                 results.append(Result(op.entity_id, before, outcome, None))
             upserts = [e for i in sorted(touched) if (e := state.get(i)) is not None]
-            ensured = may_create_tenant and bool(upserts)
-            if ensured:
+            if may_create_tenant and upserts:
                 # Only a write that stores something creates the tenant.
-                await self._tenants.ensure(conn, tenant)
+                await scope.ensure()
             deletes = [i for i in touched if i in stored and state.get(i) is None]
             expected_new = {i for i in touched if i not in stored}
             if await entity_rows.write(conn, tenant, upserts, deletes, expected_new, stored):
@@ -226,7 +260,7 @@ class Writer:
             if self._record_history:
                 changed = [(r.before, r.outcome.entity) for r in results if r.outcome is not None]
                 await history.record(conn, tenant, changed, now)
-            return results, ensured
+            return results
 
     async def _queue_notifications(self, conn: Connection, tenant: str, results: list[Result]) -> None:
         """Outbox rows for the subscriptions these changes concern, in this transaction."""

@@ -11,13 +11,15 @@ from typing import Any
 
 from aiohttp import web
 
-from broker.api import common
 from broker.api.keys import SETTINGS, WRITER
+from broker.api.representation import json_response, no_content, options
+from broker.api.request import LD_JSON, parse_payload, read_body, term_map
+from broker.edge import tenant_of
 from broker.errors import BadRequestData, InvalidRequest, NgsiLdError
 from broker.ingest import Operation, Result
 from broker.model import ops
 from broker.model.entity import Entity
-from broker.model.parse import parse_entity, parse_id_list
+from broker.model.parse import parse_id_list
 
 routes = web.RouteTableDef()
 BASE = "/ngsi-ld/v1/entityOperations/"
@@ -45,18 +47,18 @@ def _batch_route(name: str) -> Callable[[Handler], Handler]:
 
 async def _entities(request: web.Request, *, allow_null: bool) -> tuple[list[Entity | None], list[Any]]:
     """Parse each array element into an Entity, or None with its error kept for the report."""
-    body = await common.read_body(request)
+    body = await read_body(request)
     if not isinstance(body.data, list):
         raise InvalidRequest("a batch operation's body must be a JSON array")
     _check_size(request, len(body.data))
     parsed: list[Entity | None] = []
     problems: list[Any] = []
     for item in body.data:
-        context = item.get("@context") if body.media_type == common.LD_JSON else body.context
+        context = item.get("@context") if body.media_type == LD_JSON else body.context
         # A context that cannot be fetched fails the request (503), not one entity.
-        tm = await common.term_map(request, context)
+        tm = await term_map(request, context)
         try:
-            parsed.append(parse_entity(item, tm, require_type=False, allow_null=allow_null))
+            parsed.append(parse_payload(request, item, tm, require_type=False, allow_null=allow_null))
             problems.append(None)
         except NgsiLdError as error:
             parsed.append(None)
@@ -68,9 +70,7 @@ async def _run(
     request: web.Request, parsed: list[Entity | None], problems: list[Any], build: Builder, *, creates: bool
 ) -> tuple[list[Result], list[dict[str, Any]]]:
     operations = [build(entity) for entity in parsed if entity is not None]
-    results = await request.app[WRITER].apply(
-        common.tenant_of(request), operations, may_create_tenant=creates
-    )
+    results = await request.app[WRITER].apply(tenant_of(request), operations, may_create_tenant=creates)
     errors = [_error_entry(entity_id, error) for entity_id, error in filter(None, problems)]
     errors += [_error_entry(r.entity_id, r.error) for r in results if r.error is not None]
     return results, errors
@@ -81,7 +81,7 @@ def _error_entry(entity_id: Any, error: NgsiLdError) -> dict[str, Any]:
 
 
 def _batch_result(request: web.Request, success: list[str], errors: list[dict[str, Any]]) -> web.Response:
-    return common.json_response(request, {"success": success, "errors": errors}, context=None, status=207)
+    return json_response(request, {"success": success, "errors": errors}, context=None, status=207)
 
 
 @_batch_route("create")
@@ -101,7 +101,7 @@ async def batch_create(request: web.Request) -> web.Response:
     created = [r.entity_id for r in results if r.ok]
     if errors:
         return _batch_result(request, created, errors)
-    return common.json_response(request, created, context=None, status=201)
+    return json_response(request, created, context=None, status=201)
 
 
 @_batch_route("upsert")
@@ -110,7 +110,7 @@ async def batch_upsert(request: web.Request) -> web.Response:
 
     options=replace (default) replaces existing entities, options=update appends to them.
     """
-    opts = common.options(request)
+    opts = options(request)
     if {"update", "replace"} <= opts:
         raise BadRequestData("options update and replace exclude each other")
     replace_existing = "update" not in opts
@@ -128,14 +128,14 @@ async def batch_upsert(request: web.Request) -> web.Response:
     if errors:
         return _batch_result(request, list(dict.fromkeys(r.entity_id for r in results if r.ok)), errors)
     if created:
-        return common.json_response(request, created, context=None, status=201)
-    return common.no_content(request)
+        return json_response(request, created, context=None, status=201)
+    return no_content(request)
 
 
 @_batch_route("update")
 async def batch_update(request: web.Request) -> web.Response:
     """5.6.9 Batch Entity Update: append-attributes behaviour per entity, options=noOverwrite."""
-    no_overwrite = "noOverwrite" in common.options(request)
+    no_overwrite = "noOverwrite" in options(request)
     parsed, problems = await _entities(request, allow_null=False)
     results, errors = await _run(
         request,
@@ -164,11 +164,11 @@ async def batch_merge(request: web.Request) -> web.Response:
 @_batch_route("delete")
 async def batch_delete(request: web.Request) -> web.Response:
     """5.6.10 Batch Entity Deletion: body is an array of ids; 204 only if all existed."""
-    body = await common.read_body(request)
+    body = await read_body(request)
     ids = parse_id_list(body.data)
     _check_size(request, len(ids))
     operations = [_delete_operation(i) for i in ids]
-    results = await request.app[WRITER].apply(common.tenant_of(request), operations, may_create_tenant=False)
+    results = await request.app[WRITER].apply(tenant_of(request), operations, may_create_tenant=False)
     errors = [_error_entry(r.entity_id, r.error) for r in results if r.error is not None]
     return _all_or_207(request, results, errors)
 
@@ -180,4 +180,4 @@ def _delete_operation(entity_id: str) -> Operation:
 def _all_or_207(request: web.Request, results: list[Result], errors: list[dict[str, Any]]) -> web.Response:
     if errors:
         return _batch_result(request, list(dict.fromkeys(r.entity_id for r in results if r.ok)), errors)
-    return common.no_content(request)
+    return no_content(request)

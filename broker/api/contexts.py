@@ -1,14 +1,18 @@
-"""The @context API: /ngsi-ld/v1/jsonldContexts (clause 5.13, HTTP binding 6.29-6.30)."""
+"""The @context API: /ngsi-ld/v1/jsonldContexts (clause 5.13, HTTP binding 6.29-6.30).
+
+Each tenant has its own @contexts: the ones it hosted and the remote ones it used (cached).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from broker.api import common
 from broker.api.keys import CONTEXTS, RESOLVER
+from broker.api.representation import json_body, no_content
+from broker.api.request import LD_JSON, read_json, term_map
+from broker.edge import flag, tenant_of
 from broker.errors import BadRequestData, OperationNotSupported, ResourceNotFound
 from broker.jsonld.context import ContextError, context_objects
 from broker.store.contexts import StoredContext
@@ -35,17 +39,14 @@ def _details(context: StoredContext) -> dict[str, Any]:
 @routes.post(BASE + "/")
 async def add_context(request: web.Request) -> web.Response:
     """5.13.2 Add @context: store a client's context (kind Hosted), 201 with its URL in Location."""
-    if request.content_type not in (common.JSON, common.LD_JSON):
-        raise common.UnsupportedMediaType("Content-Type must be application/json or application/ld+json")
-    raw = await request.read()
+    document = await read_json(request)
     try:
-        document = orjson.loads(raw)
         context_objects(document)
-    except (ValueError, ContextError) as exc:
+    except ContextError as exc:
         raise BadRequestData(f"the body must be a JSON object with an @context member: {exc}") from None
-    await request.app[RESOLVER].term_map(document["@context"])  # refuse what cannot be used
-    stored = await request.app[CONTEXTS].host(dict(document))
-    return common.no_content(request, 201, {"Location": stored.url})
+    await term_map(request, document["@context"])  # refuse what cannot be used
+    stored = await request.app[CONTEXTS].host(tenant_of(request), dict(document))
+    return no_content(request, 201, {"Location": stored.url})
 
 
 @routes.get(BASE)
@@ -55,50 +56,45 @@ async def list_contexts(request: web.Request) -> web.Response:
     kind = request.query.get("kind")
     if kind is not None and kind not in _KINDS:
         raise BadRequestData(f"kind must be one of {', '.join(_KINDS)}")
-    stored = await request.app[CONTEXTS].list(kind)
-    if common.flag(request, "details"):
-        body: list[Any] = [_details(c) for c in stored]
-    else:
-        body = [c.url for c in stored]
-    return web.json_response(body, dumps=_dumps)
+    stored = await request.app[CONTEXTS].list(tenant_of(request), kind)
+    if flag(request, "details"):
+        return json_body([_details(c) for c in stored])
+    return json_body([c.url for c in stored])
 
 
 @routes.get(BASE + "/{context_id}")
 async def serve_context(request: web.Request) -> web.Response:
     """5.13.4 Serve @context: the document of a Hosted context, or any context's details."""
     stored = await _find(request)
-    if common.flag(request, "details"):
-        return web.json_response(_details(stored), dumps=_dumps)
+    if flag(request, "details"):
+        return json_body(_details(stored))
     if stored.kind == "Cached":
         raise OperationNotSupported(
             f"context {stored.id} is a cached copy of {stored.url}; fetch it there or ask details=true"
         )
-    return web.json_response(stored.body, content_type=common.LD_JSON, dumps=_dumps)
+    return json_body(stored.body, media_type=LD_JSON)
 
 
 @routes.delete(BASE + "/{context_id}")
 async def delete_context(request: web.Request) -> web.Response:
     """5.13.5 Delete and Reload @context: reload=true re-fetches a Cached context."""
     stored = await _find(request)
+    tenant = tenant_of(request)
     resolver = request.app[RESOLVER]
-    if common.flag(request, "reload"):
+    if flag(request, "reload"):
         if stored.kind != "Cached":
             raise BadRequestData("only a Cached context can be reloaded")
-        document = await resolver.refetch(stored.url)
-        await request.app[CONTEXTS].replace_body(stored.id, document)
+        document = await resolver.refetch(tenant, stored.url)
+        await request.app[CONTEXTS].replace_body(tenant, stored.id, document)
     else:
-        await request.app[CONTEXTS].delete(stored.id)
-    resolver.forget(stored.url)
-    return common.no_content(request)
+        await request.app[CONTEXTS].delete(tenant, stored.id)
+    resolver.forget(tenant, stored.url)
+    return no_content(request)
 
 
 async def _find(request: web.Request) -> StoredContext:
     key = request.match_info["context_id"]
-    stored = await request.app[CONTEXTS].get(key)
+    stored = await request.app[CONTEXTS].get(tenant_of(request), key)
     if stored is None:
         raise ResourceNotFound(f"no @context with id or URL {key}")
     return stored
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()

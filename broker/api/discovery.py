@@ -7,8 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from broker.api import common
 from broker.api.keys import POOL, TENANTS
+from broker.api.representation import accepted, json_response
+from broker.api.request import link_context, term_map
+from broker.edge import flag, tenant_of
 from broker.errors import ResourceNotFound
 from broker.jsonld.context import TermMap
 from broker.model.parse import check_name
@@ -18,11 +20,11 @@ routes = web.RouteTableDef()
 
 
 async def _prepare(request: web.Request) -> tuple[TermMap, Any, str]:
-    context = common.link_context(request)
-    tm = await common.term_map(request, context)
-    tenant = common.tenant_of(request)
+    context = link_context(request)
+    tm = await term_map(request, context)
+    tenant = tenant_of(request)
     await request.app[TENANTS].require(request.app[POOL], tenant)
-    return tm, context, common.accepted(request)
+    return tm, context, accepted(request)
 
 
 def _list_id(kind: str) -> str:
@@ -34,9 +36,9 @@ def _list_id(kind: str) -> str:
 async def retrieve_types(request: web.Request) -> web.Response:
     """5.7.5 Retrieve Available Entity Types / 5.7.6 details=true (HTTP binding 6.25.3.1)."""
     tm, context, media_type = await _prepare(request)
-    found = await discovery.types(request.app[POOL], common.tenant_of(request))
+    found = await discovery.types(request.app[POOL], tenant_of(request))
     body: Any
-    if common.flag(request, "details"):
+    if flag(request, "details"):
         body = [
             {
                 "id": t.iri,
@@ -52,7 +54,7 @@ async def retrieve_types(request: web.Request) -> web.Response:
             "type": "EntityTypeList",
             "typeList": sorted(tm.compact(t.iri) for t in found),
         }
-    return common.json_response(request, body, context=context, media_type=media_type)
+    return json_response(request, body, context=context, media_type=media_type)
 
 
 @routes.get("/ngsi-ld/v1/types/{type}")
@@ -60,7 +62,7 @@ async def retrieve_type(request: web.Request) -> web.Response:
     """5.7.7 Retrieve Available Entity Type Information (HTTP binding 6.26.3.1)."""
     tm, context, media_type = await _prepare(request)
     iri = tm.expand(check_name(request.match_info["type"], "entity type"))
-    found = await discovery.types(request.app[POOL], common.tenant_of(request), iri)
+    found = await discovery.types(request.app[POOL], tenant_of(request), iri)
     if not found:
         raise ResourceNotFound(f"no entity of type {request.match_info['type']}")
     summary = found[0]
@@ -74,7 +76,7 @@ async def retrieve_type(request: web.Request) -> web.Response:
             for a, kinds in summary.attributes.items()
         ],
     }
-    return common.json_response(request, body, context=context, media_type=media_type)
+    return json_response(request, body, context=context, media_type=media_type)
 
 
 def _attribute(summary: discovery.AttributeSummary, tm: TermMap) -> dict[str, Any]:
@@ -93,9 +95,9 @@ def _attribute(summary: discovery.AttributeSummary, tm: TermMap) -> dict[str, An
 async def retrieve_attributes(request: web.Request) -> web.Response:
     """5.7.8 Retrieve Available Attributes / 5.7.9 details=true (HTTP binding 6.27.3.1)."""
     tm, context, media_type = await _prepare(request)
-    found = await discovery.attributes(request.app[POOL], common.tenant_of(request))
+    found = await discovery.attributes(request.app[POOL], tenant_of(request))
     body: Any
-    if common.flag(request, "details"):
+    if flag(request, "details"):
         body = [_attribute(a, tm) for a in found]
     else:
         body = {
@@ -103,7 +105,7 @@ async def retrieve_attributes(request: web.Request) -> web.Response:
             "type": "AttributeList",
             "attributeList": sorted(tm.compact(a.iri) for a in found),
         }
-    return common.json_response(request, body, context=context, media_type=media_type)
+    return json_response(request, body, context=context, media_type=media_type)
 
 
 @routes.get("/ngsi-ld/v1/attributes/{attr}")
@@ -111,7 +113,7 @@ async def retrieve_attribute(request: web.Request) -> web.Response:
     """5.7.10 Retrieve Available Attribute Information (HTTP binding 6.28.3.1)."""
     tm, context, media_type = await _prepare(request)
     iri = tm.expand(check_name(request.match_info["attr"], "attribute name"))
-    found = await discovery.attributes(request.app[POOL], common.tenant_of(request), iri)
+    found = await discovery.attributes(request.app[POOL], tenant_of(request), iri)
     if not found:
         raise ResourceNotFound(f"no attribute {request.match_info['attr']}")
-    return common.json_response(request, _attribute(found[0], tm), context=context, media_type=media_type)
+    return json_response(request, _attribute(found[0], tm), context=context, media_type=media_type)

@@ -6,14 +6,23 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from broker.api import common
 from broker.api.keys import POOL, TENANTS, WRITER
+from broker.api.representation import GEO_JSON, accepted, json_response, no_content, options, view_of
+from broker.api.request import (
+    geometry_property,
+    link_context,
+    parse_payload,
+    path_entity_id,
+    read_body,
+    term_map,
+)
+from broker.edge import flag, tenant_of
 from broker.errors import BadRequestData, ResourceNotFound
 from broker.ingest import Apply, Operation, Result
 from broker.jsonld.context import TermMap
 from broker.model import ops
 from broker.model.entity import Instance
-from broker.model.parse import check_name, check_time, check_uri, parse_entity, parse_instance
+from broker.model.parse import check_name, check_time, check_uri, parse_instance
 from broker.model.render import render_entity, to_feature
 from broker.store import entities as entity_rows
 
@@ -28,7 +37,7 @@ async def _apply_one(request: web.Request, entity_id: str, apply: Apply, *, crea
     """Run one operation through the write path; raise its error if it failed."""
     writer = request.app[WRITER]
     [result] = await writer.apply(
-        common.tenant_of(request), [Operation(entity_id, apply)], may_create_tenant=creates
+        tenant_of(request), [Operation(entity_id, apply)], may_create_tenant=creates
     )
     if result.error is not None:
         raise result.error
@@ -39,7 +48,7 @@ def _update_result(request: web.Request, result: Result, tm: TermMap) -> web.Res
     """204 when every attribute was written, else 207 with an UpdateResult (clause 5.2.18)."""
     assert result.outcome is not None
     if not result.outcome.not_updated:
-        return common.no_content(request)
+        return no_content(request)
     body = {
         "updated": [tm.compact(name) for name in result.outcome.updated],
         "notUpdated": [
@@ -47,29 +56,29 @@ def _update_result(request: web.Request, result: Result, tm: TermMap) -> web.Res
             for name, reason in result.outcome.not_updated
         ],
     }
-    return common.json_response(request, body, context=None, status=207)
+    return json_response(request, body, context=None, status=207)
 
 
 @routes.post(ENTITIES)
 @routes.post(ENTITIES + "/")
 async def create_entity(request: web.Request) -> web.Response:
     """5.6.1 Create Entity (HTTP binding 6.4.3.1): 201 with Location, 409 if the id exists."""
-    body = await common.read_body(request)
-    tm = await common.term_map(request, body.context)
-    entity = parse_entity(body.data, tm)
+    body = await read_body(request)
+    tm = await term_map(request, body.context)
+    entity = parse_payload(request, body.data, tm)
     await _apply_one(request, entity.id, lambda cur, now: ops.create(cur, entity, now), creates=True)
-    return common.no_content(request, 201, {"Location": f"{ENTITIES}/{quote(entity.id, safe=':')}"})
+    return no_content(request, 201, {"Location": f"{ENTITIES}/{quote(entity.id, safe=':')}"})
 
 
 @routes.get(ENTITY)
 async def retrieve_entity(request: web.Request) -> web.Response:
     """5.7.1 Retrieve Entity (HTTP binding 6.5.3.1): attrs/pick/omit, options, format, lang, GeoJSON."""
-    entity_id = common.path_entity_id(request)
-    media_type = common.accepted(request, geo=True)
-    context = common.link_context(request)
-    tm = await common.term_map(request, context)
-    view = common.view_of(request, tm)
-    tenant = common.tenant_of(request)
+    entity_id = path_entity_id(request)
+    media_type = accepted(request, geo=True)
+    context = link_context(request)
+    tm = await term_map(request, context)
+    view = view_of(request, tm)
+    tenant = tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
     entity = await entity_rows.fetch_one(pool, tenant, entity_id)
@@ -79,38 +88,38 @@ async def retrieve_entity(request: web.Request) -> web.Response:
     if wanted_type is not None and tm.expand(check_name(wanted_type, "type")) not in entity.types:
         raise ResourceNotFound(f"entity {entity_id} is not of type {wanted_type}")
     rendered = render_entity(entity, tm, view)
-    if media_type == common.GEO_JSON:
-        feature = to_feature(entity, rendered, common.geometry_property(request, tm))
-        return common.json_response(request, feature, context=context, media_type=common.GEO_JSON)
-    return common.json_response(request, rendered, context=context, media_type=media_type)
+    if media_type == GEO_JSON:
+        feature = to_feature(entity, rendered, geometry_property(request, tm))
+        return json_response(request, feature, context=context, media_type=GEO_JSON)
+    return json_response(request, rendered, context=context, media_type=media_type)
 
 
 @routes.put(ENTITY)
 async def replace_entity(request: web.Request) -> web.Response:
     """5.6.18 Replace Entity (HTTP binding 6.5.3.3)."""
-    entity_id = common.path_entity_id(request)
-    body = await common.read_body(request)
-    tm = await common.term_map(request, body.context)
-    entity = parse_entity(body.data, tm, require_id=False)
+    entity_id = path_entity_id(request)
+    body = await read_body(request)
+    tm = await term_map(request, body.context)
+    entity = parse_payload(request, body.data, tm, require_id=False)
     entity.id = entity.id or entity_id
     if entity.id != entity_id:
         raise BadRequestData(f"the payload's id {entity.id} differs from the path's {entity_id}")
     await _apply_one(request, entity_id, lambda cur, now: ops.replace(cur, entity, now))
-    return common.no_content(request)
+    return no_content(request)
 
 
 @routes.patch(ENTITY)
 async def merge_entity(request: web.Request) -> web.Response:
     """5.6.17 Merge Entity (HTTP binding 6.5.3.4): merge-patch, urn:ngsi-ld:null deletes."""
-    entity_id = common.path_entity_id(request)
-    body = await common.read_body(request, allow_merge_patch=True)
-    tm = await common.term_map(request, body.context)
-    fragment = parse_entity(body.data, tm, require_id=False, require_type=False, allow_null=True)
+    entity_id = path_entity_id(request)
+    body = await read_body(request, allow_merge_patch=True)
+    tm = await term_map(request, body.context)
+    fragment = parse_payload(request, body.data, tm, require_id=False, require_type=False, allow_null=True)
     observed_at = _observed_at_param(request)
     await _apply_one(
         request, entity_id, lambda cur, now: ops.merge(cur, fragment, now, observed_at=observed_at)
     )
-    return common.no_content(request)
+    return no_content(request)
 
 
 def _observed_at_param(request: web.Request) -> str | None:
@@ -121,20 +130,20 @@ def _observed_at_param(request: web.Request) -> str | None:
 @routes.delete(ENTITY)
 async def delete_entity(request: web.Request) -> web.Response:
     """5.6.6 Delete Entity (HTTP binding 6.5.3.2)."""
-    entity_id = common.path_entity_id(request)
+    entity_id = path_entity_id(request)
     await _apply_one(request, entity_id, lambda cur, now: ops.delete(cur, entity_id))
-    return common.no_content(request)
+    return no_content(request)
 
 
 @routes.post(ATTRS)
 @routes.post(ATTRS + "/")
 async def append_attributes(request: web.Request) -> web.Response:
     """5.6.3 Append Entity Attributes (HTTP binding 6.6.3.1); 207 lists what noOverwrite skipped."""
-    entity_id = common.path_entity_id(request)
-    no_overwrite = "noOverwrite" in common.options(request)
-    body = await common.read_body(request)
-    tm = await common.term_map(request, body.context)
-    fragment = parse_entity(body.data, tm, require_id=False, require_type=False)
+    entity_id = path_entity_id(request)
+    no_overwrite = "noOverwrite" in options(request)
+    body = await read_body(request)
+    tm = await term_map(request, body.context)
+    fragment = parse_payload(request, body.data, tm, require_id=False, require_type=False)
     result = await _apply_one(
         request, entity_id, lambda cur, now: ops.append(cur, fragment, now, no_overwrite=no_overwrite)
     )
@@ -145,18 +154,18 @@ async def append_attributes(request: web.Request) -> web.Response:
 @routes.patch(ATTRS + "/")
 async def update_attributes(request: web.Request) -> web.Response:
     """5.6.2 Update Attributes (HTTP binding 6.6.3.2): existing attributes only, 207 lists the rest."""
-    entity_id = common.path_entity_id(request)
-    body = await common.read_body(request, allow_merge_patch=True)
-    tm = await common.term_map(request, body.context)
-    fragment = parse_entity(body.data, tm, require_id=False, require_type=False, allow_null=True)
+    entity_id = path_entity_id(request)
+    body = await read_body(request, allow_merge_patch=True)
+    tm = await term_map(request, body.context)
+    fragment = parse_payload(request, body.data, tm, require_id=False, require_type=False, allow_null=True)
     result = await _apply_one(request, entity_id, lambda cur, now: ops.update_attributes(cur, fragment, now))
     return _update_result(request, result, tm)
 
 
 async def _attribute_input(request: web.Request, *, allow_null: bool) -> tuple[str, str, Instance]:
-    entity_id = common.path_entity_id(request)
-    body = await common.read_body(request, allow_merge_patch=allow_null)
-    tm = await common.term_map(request, body.context)
+    entity_id = path_entity_id(request)
+    body = await read_body(request, allow_merge_patch=allow_null)
+    tm = await term_map(request, body.context)
     name = tm.expand(check_name(request.match_info["attr"], "attribute name"))
     data = body.data
     if isinstance(data, dict):
@@ -171,7 +180,7 @@ async def partial_attribute_update(request: web.Request) -> web.Response:
     await _apply_one(
         request, entity_id, lambda cur, now: ops.partial_update(cur, entity_id, name, patch, now)
     )
-    return common.no_content(request)
+    return no_content(request)
 
 
 @routes.put(ATTR)
@@ -181,16 +190,16 @@ async def replace_attribute(request: web.Request) -> web.Response:
     await _apply_one(
         request, entity_id, lambda cur, now: ops.replace_attribute(cur, entity_id, name, new, now)
     )
-    return common.no_content(request)
+    return no_content(request)
 
 
 @routes.delete(ATTR)
 async def delete_attribute(request: web.Request) -> web.Response:
     """5.6.5 Delete Attribute (HTTP binding 6.7.3.2): default instance, ?datasetId=, or ?deleteAll=true."""
-    entity_id = common.path_entity_id(request)
-    tm = await common.term_map(request, common.link_context(request))
+    entity_id = path_entity_id(request)
+    tm = await term_map(request, link_context(request))
     name = tm.expand(check_name(request.match_info["attr"], "attribute name"))
-    delete_all = common.flag(request, "deleteAll")
+    delete_all = flag(request, "deleteAll")
     raw_dataset = request.query.get("datasetId")
     dataset = None if raw_dataset is None else check_uri(raw_dataset, "datasetId")
     if delete_all and dataset is not None:
@@ -202,4 +211,4 @@ async def delete_attribute(request: web.Request) -> web.Response:
             cur, entity_id, name, now, dataset=dataset, delete_all=delete_all
         ),
     )
-    return common.no_content(request)
+    return no_content(request)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
 from aiohttp import web
 
@@ -24,5 +26,7 @@ REGISTRY = web.AppKey("registry", SubscriptionRegistry)
 NOTIFIER = web.AppKey("notifier", Notifier)
 # Every background task of the process runs under it; /ready reports what it says is down.
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
-# Parts that report counters on /health register a callable under their name (e.g. "devices").
-STATUS = web.AppKey("status", dict)
+# What a part reports on /health: a callable giving its counters (JSON-ready), called per request.
+Report = Callable[[], object]
+# Parts that report counters on /health register a Report under their name (e.g. "devices").
+STATUS = web.AppKey("status", dict[str, Report])

@@ -11,10 +11,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import orjson
 from aiohttp import web
 
-from broker.api import common
 from broker.api.keys import POOL, SETTINGS, TENANTS
+from broker.api.paging import page_links, paging
+from broker.api.representation import GEO_JSON, accepted, json_response, view_of
+from broker.api.request import csv_param, geometry_property, link_context, read_body, term_map
+from broker.edge import flag, tenant_of
 from broker.errors import BadRequestData, NotImplementedYet
 from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
@@ -63,7 +67,7 @@ def query_from_params(request: web.Request, tm: TermMap) -> EntityQuery:
     """The EntityQuery of GET /entities' parameters."""
     _refuse_unbuilt(request.query)
     types = request.query.get("type")
-    ids = common.csv_param(request, "id")
+    ids = csv_param(request, "id")
     pattern = id_pattern(request.query.get("idPattern"))
     selector = Selector(
         ids=tuple(check_uri(i, "id") for i in ids) if ids else None,
@@ -75,7 +79,7 @@ def query_from_params(request: web.Request, tm: TermMap) -> EntityQuery:
     return EntityQuery(
         selectors=(selector,) if (ids or pattern or types is not None) else (),
         # attrs selects entities having one of them (and projects); pick only projects.
-        attrs=_attrs(common.csv_param(request, "attrs"), tm),
+        attrs=_attrs(csv_param(request, "attrs"), tm),
         q=parse_q(q) if q is not None else None,
         geo=parse_geo_query(
             request.query.get("georel"),
@@ -100,7 +104,7 @@ def query_from_body(body: Any, tm: TermMap) -> EntityQuery:
     geo_q = geo_q or {}
     coordinates = geo_q.get("coordinates")
     if coordinates is not None and not isinstance(coordinates, str):
-        coordinates = common.orjson_text(coordinates)
+        coordinates = orjson.dumps(coordinates).decode()
     q, scope = body.get("q"), body.get("scopeQ")
     return EntityQuery(
         selectors=selectors,
@@ -148,30 +152,30 @@ def _text(value: Any, what: str) -> str:
 async def _answer(
     request: web.Request, query: EntityQuery, tm: TermMap, view: View, context: ContextRef, media_type: str
 ) -> web.Response:
-    if query.is_empty and not common.flag(request, "local"):
+    if query.is_empty and not flag(request, "local"):
         raise BadRequestData(
             "give at least one of type, id, idPattern, attrs, q, geoQ or scopeQ (clause 5.7.2)"
         )
-    page = common.paging(request, request.app[SETTINGS].max_page)
-    tenant = common.tenant_of(request)
+    page = paging(request, request.app[SETTINGS].max_page)
+    tenant = tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
     found, more, total = await entity_query.find(
         pool, tenant, query, tm, limit=page.limit, offset=page.offset, count=page.count
     )
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-    links = common.page_links(request, page, more)
+    links = page_links(request, page, more)
     rendered = [render_entity(e, tm, view) for e in found]
-    if media_type == common.GEO_JSON:
-        geometry = common.geometry_property(request, tm)
+    if media_type == GEO_JSON:
+        geometry = geometry_property(request, tm)
         collection = {
             "type": "FeatureCollection",
             "features": [to_feature(e, r, geometry) for e, r in zip(found, rendered, strict=True)],
         }
-        return common.json_response(
+        return json_response(
             request, collection, context=context, media_type=media_type, headers=headers, links=links
         )
-    return common.json_response(
+    return json_response(
         request, rendered, context=context, media_type=media_type, headers=headers, links=links
     )
 
@@ -180,10 +184,10 @@ async def _answer(
 @routes.get("/ngsi-ld/v1/entities/")
 async def query_entities(request: web.Request) -> web.Response:
     """5.7.2 Query Entities (HTTP binding 6.4.3.2): type, id, idPattern, attrs, q, geo, scopeQ, paging."""
-    media_type = common.accepted(request, geo=True)
-    context = common.link_context(request)
-    tm = await common.term_map(request, context)
-    view = common.view_of(request, tm)
+    media_type = accepted(request, geo=True)
+    context = link_context(request)
+    tm = await term_map(request, context)
+    view = view_of(request, tm)
     return await _answer(request, query_from_params(request, tm), tm, view, context, media_type)
 
 
@@ -191,10 +195,10 @@ async def query_entities(request: web.Request) -> web.Response:
 @routes.post("/ngsi-ld/v1/entityOperations/query/")
 async def query_entities_by_post(request: web.Request) -> web.Response:
     """5.7.2 Query Entities via POST (HTTP binding 6.23.3.1): a Query object; paging in the URL."""
-    media_type = common.accepted(request, geo=True)
-    body = await common.read_body(request)
-    tm = await common.term_map(request, body.context)
-    view = common.view_of(request, tm)
+    media_type = accepted(request, geo=True)
+    body = await read_body(request)
+    tm = await term_map(request, body.context)
+    view = view_of(request, tm)
     query = query_from_body(body.data, tm)
     lang = body.data.get("lang")
     pick = view.pick

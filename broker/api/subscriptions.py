@@ -73,7 +73,7 @@ async def _one_url(request: web.Request, context: ContextRef) -> str:
     """
     if isinstance(context, list) and len(context) == 1 and isinstance(context[0], str):
         return context[0]
-    stored = await request.app[CONTEXTS].host({"@context": context})
+    stored = await request.app[CONTEXTS].host(common.tenant_of(request), {"@context": context})
     return stored.url
 
 

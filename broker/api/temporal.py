@@ -15,18 +15,22 @@ from typing import Any
 
 from aiohttp import web
 
-from broker.api import common
 from broker.api.keys import POOL, SETTINGS, TENANTS
+from broker.api.paging import page_links, paging
 from broker.api.query import query_from_body, query_from_params
+from broker.api.representation import GEO_JSON, accepted, chosen, json_response, options
+from broker.api.request import csv_param, geometry_property, link_context, path_entity_id, read_body, term_map
+from broker.edge import tenant_of
 from broker.errors import BadRequestData, ResourceNotFound
 from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.entity import format_time
 from broker.model.parse import check_name
-from broker.model.render import Form
+from broker.model.render import FORMS, Form
 from broker.query.entity_query import EntityQuery, Selector
-from broker.temporal import read, render
-from broker.temporal.params import Aggregation, TemporalQuery, parse_aggregation, parse_temporal
+from broker.query.temporal import Aggregation, TemporalQuery, parse_aggregation, parse_temporal
+from broker.store import history_read as read
+from broker.temporal import render
 
 routes = web.RouteTableDef()
 TEMPORAL = "/ngsi-ld/v1/temporal/entities"
@@ -39,15 +43,17 @@ class Shape(Enum):
     AGGREGATED = "aggregatedValues"
 
 
+# The forms of clause 4.5 in their temporal shape (6.3.7: for temporal representations,
+# keyValues/simplified mean temporalValues), and the two shapes only temporal answers have.
 _SHAPES = {
-    "normalized": Shape.NORMALIZED,
-    "concise": Shape.CONCISE,
+    **{
+        name: Shape.TEMPORAL_VALUES if form is Form.SIMPLIFIED else Shape(form.value)
+        for name, form in FORMS.items()
+    },
     "temporalValues": Shape.TEMPORAL_VALUES,
-    # Clause 6.3.7: for temporal representations, keyValues/simplified mean temporalValues.
-    "keyValues": Shape.TEMPORAL_VALUES,
-    "simplified": Shape.TEMPORAL_VALUES,
     "aggregatedValues": Shape.AGGREGATED,
 }
+_OPTIONS = frozenset({*_SHAPES, "sysAttrs"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,19 +69,8 @@ class Ask:
 
 
 def _shape(request: web.Request) -> tuple[Shape, bool]:
-    opts = set(common.csv_param(request, "options") or [])
-    unknown = opts - set(_SHAPES) - {"sysAttrs"}
-    if unknown:
-        raise BadRequestData(f"unknown options: {', '.join(sorted(unknown))}")
-    shapes = {_SHAPES[o] for o in opts if o in _SHAPES}
-    fmt = request.query.get("format")
-    if fmt is not None:
-        if fmt not in _SHAPES:
-            raise BadRequestData(f"format {fmt!r} is not one of {', '.join(_SHAPES)}")
-        shapes = {_SHAPES[fmt]}
-    if len(shapes) > 1:
-        raise BadRequestData("options asks for more than one representation")
-    return (shapes.pop() if shapes else Shape.NORMALIZED), "sysAttrs" in opts
+    opts = options(request, _OPTIONS)
+    return chosen(request, _SHAPES, opts) or Shape.NORMALIZED, "sysAttrs" in opts
 
 
 def _ask(request: web.Request, tm: TermMap, temporal: dict[str, Any], attrs: list[str] | None) -> Ask:
@@ -95,7 +90,7 @@ async def _render(
 ) -> tuple[list[dict[str, Any]], render.Streams, render.Cut | None]:
     """The page's entities in the asked representation, the instances read, where they were cut."""
     pool = request.app[POOL]
-    tenant = common.tenant_of(request)
+    tenant = tenant_of(request)
     ids = [entity_id for entity_id, _ in entities]
     if ask.aggregation is not None:
         buckets = await read.aggregates(pool, tenant, ids, ask.attrs, ask.temporal, ask.aggregation)
@@ -133,8 +128,8 @@ async def _query(
         raise BadRequestData(
             "give at least one of type, id, idPattern, attrs, q, geoQ or scopeQ (clause 5.7.4)"
         )
-    page = common.paging(request, request.app[SETTINGS].max_page)
-    tenant = common.tenant_of(request)
+    page = paging(request, request.app[SETTINGS].max_page)
+    tenant = tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
     entities, more, total = await read.page_entities(
@@ -152,8 +147,8 @@ async def _query(
     status, headers = _range_headers(ask, cut)
     if total is not None:
         headers["NGSILD-Results-Count"] = str(total)
-    links = common.page_links(request, page, more)
-    return common.json_response(
+    links = page_links(request, page, more)
+    return json_response(
         request, body, context=context, media_type=media_type, status=status, headers=headers, links=links
     )
 
@@ -162,11 +157,11 @@ async def _query(
 @routes.get(TEMPORAL + "/")
 async def query_temporal(request: web.Request) -> web.Response:
     """5.7.4 Query Temporal Evolution of Entities (HTTP binding 6.18.3.2)."""
-    media_type = common.accepted(request)
-    context = common.link_context(request)
-    tm = await common.term_map(request, context)
+    media_type = accepted(request)
+    context = link_context(request)
+    tm = await term_map(request, context)
     query = query_from_params(request, tm)
-    ask = _ask(request, tm, dict(request.query), common.csv_param(request, "attrs"))
+    ask = _ask(request, tm, dict(request.query), csv_param(request, "attrs"))
     return await _query(request, query, ask, tm, context, media_type)
 
 
@@ -174,9 +169,9 @@ async def query_temporal(request: web.Request) -> web.Response:
 @routes.post("/ngsi-ld/v1/temporal/entityOperations/query/")
 async def query_temporal_by_post(request: web.Request) -> web.Response:
     """5.7.4 Query Temporal Evolution of Entities via POST (HTTP binding 6.24.3.1): a Query with temporalQ."""
-    media_type = common.accepted(request)
-    body = await common.read_body(request)
-    tm = await common.term_map(request, body.context)
+    media_type = accepted(request)
+    body = await read_body(request)
+    tm = await term_map(request, body.context)
     query = query_from_body(body.data, tm)
     temporal = body.data.get("temporalQ", {})
     if not isinstance(temporal, dict):
@@ -189,12 +184,12 @@ async def query_temporal_by_post(request: web.Request) -> web.Response:
 @routes.get(TEMPORAL + "/{entity_id}")
 async def retrieve_temporal(request: web.Request) -> web.Response:
     """5.7.3 Retrieve Temporal Evolution of an Entity (HTTP binding 6.19.3.1); geo+json gives its track."""
-    media_type = common.accepted(request, geo=True)
-    entity_id = common.path_entity_id(request)
-    context = common.link_context(request)
-    tm = await common.term_map(request, context)
-    ask = _ask(request, tm, dict(request.query), common.csv_param(request, "attrs"))
-    tenant = common.tenant_of(request)
+    media_type = accepted(request, geo=True)
+    entity_id = path_entity_id(request)
+    context = link_context(request)
+    tm = await term_map(request, context)
+    ask = _ask(request, tm, dict(request.query), csv_param(request, "attrs"))
+    tenant = tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
     entities, _, _ = await read.page_entities(
@@ -213,8 +208,8 @@ async def retrieve_temporal(request: web.Request) -> web.Response:
     body, streams, cut = await _render(request, ask, tm, entities)
     status, headers = _range_headers(ask, cut)
     answer: dict[str, Any] = body[0]
-    if media_type == common.GEO_JSON:
-        answer = render.track(answer, streams, entity_id, common.geometry_property(request, tm))
-    return common.json_response(
+    if media_type == GEO_JSON:
+        answer = render.track(answer, streams, entity_id, geometry_property(request, tm))
+    return json_response(
         request, answer, context=context, media_type=media_type, status=status, headers=headers
     )

@@ -14,15 +14,17 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from broker.api import common
-from broker.api.keys import POOL, TENANTS
-from broker.errors import BadRequestData, ResourceNotFound
+from broker.api.keys import POOL, SETTINGS, TENANTS
+from broker.api.representation import no_content
+from broker.api.request import link_context, path_entity_id, read_body, term_map
+from broker.edge import flag, tenant_of
+from broker.errors import BadRequestData
 from broker.jsonld.context import TermMap
 from broker.model import entity as model
-from broker.model.entity import Entity, Instance
+from broker.model.entity import Entity, Instance, check_instance_count
 from broker.model.ops import stamp
 from broker.model.parse import check_name, check_uri, expand_types, parse_instance
-from broker.store import history
+from broker.temporal import provision
 
 routes = web.RouteTableDef()
 TEMPORAL = "/ngsi-ld/v1/temporal/entities"
@@ -33,11 +35,12 @@ INSTANCE = ATTR + "/{instance_id}"
 _ENTITY_KEYS = frozenset({"id", "@id", "type", "@type", "@context", "scope", "createdAt", "modifiedAt"})
 
 
-def _instances(attr: str, raw: Any, tm: TermMap, now: str) -> list[Instance]:
+def _instances(attr: str, raw: Any, tm: TermMap, now: str, limit: int) -> list[Instance]:
     """Every instance of one attribute of a temporal entity (an object, or an array of them)."""
     items = raw if isinstance(raw, list) else [raw]
     if not items:
         raise BadRequestData(f"attribute {attr} has no instances")
+    check_instance_count(attr, len(items), limit)
     out = []
     for item in items:
         if not isinstance(item, dict):
@@ -46,7 +49,7 @@ def _instances(attr: str, raw: Any, tm: TermMap, now: str) -> list[Instance]:
     return out
 
 
-def _temporal_fragment(body: Any, tm: TermMap, now: str, *, whole: bool) -> Entity:
+def _temporal_fragment(body: Any, tm: TermMap, now: str, *, whole: bool, limit: int) -> Entity:
     """A temporal entity (whole: with id and type) or a fragment of its attributes, parsed."""
     if not isinstance(body, dict):
         raise BadRequestData("a temporal entity must be a JSON object")
@@ -61,116 +64,84 @@ def _temporal_fragment(body: Any, tm: TermMap, now: str, *, whole: bool) -> Enti
         if name in _ENTITY_KEYS:
             continue
         iri = tm.expand(check_name(name, "attribute name"))
-        entity.attrs[iri] = _instances(iri, raw, tm, now)
+        entity.attrs[iri] = _instances(iri, raw, tm, now, limit)
     return entity
-
-
-async def _store(request: web.Request, entity: Entity, now: str, *, creates: bool) -> bool:
-    """Append the entity's instances; True when the temporal entity did not exist before."""
-    tenant = common.tenant_of(request)
-    tenants = request.app[TENANTS]
-    async with request.app[POOL].acquire() as conn, conn.transaction():
-        if creates:
-            await tenants.ensure(conn, tenant)
-        else:
-            await tenants.require(conn, tenant)
-        # Lock the entity's history streams against a concurrent delete of the whole entity.
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1 || ' ' || $2, 0))", tenant, entity.id
-        )
-        known = await history.types_of(conn, tenant, entity.id)
-        if known is None and not creates:
-            raise ResourceNotFound(f"entity {entity.id} has no temporal evolution here")
-        if not entity.types:
-            entity.types = known or []
-        await history.append_rows(conn, tenant, history.provided_rows(entity, now))
-    if creates:
-        tenants.created(tenant)
-    return known is None
 
 
 @routes.post(TEMPORAL)
 @routes.post(TEMPORAL + "/")
 async def create_temporal(request: web.Request) -> web.Response:
     """5.6.11 Create or Update Temporal Evolution of an Entity (HTTP binding 6.18.3.1): 201 new, 204 added."""
-    body = await common.read_body(request)
-    tm = await common.term_map(request, body.context)
+    body = await read_body(request)
+    tm = await term_map(request, body.context)
     now = model.now()
-    entity = _temporal_fragment(body.data, tm, now, whole=True)
-    created = await _store(request, entity, now, creates=True)
+    entity = _temporal_fragment(body.data, tm, now, whole=True, limit=request.app[SETTINGS].max_instances)
+    created = await provision.append(
+        request.app[POOL], request.app[TENANTS], tenant_of(request), entity, now, creates=True
+    )
     if created:
-        return common.no_content(request, 201, {"Location": f"{TEMPORAL}/{quote(entity.id, safe=':')}"})
-    return common.no_content(request)
+        return no_content(request, 201, {"Location": f"{TEMPORAL}/{quote(entity.id, safe=':')}"})
+    return no_content(request)
 
 
 @routes.post(ATTRS)
 @routes.post(ATTRS + "/")
 async def add_temporal_attributes(request: web.Request) -> web.Response:
     """5.6.12 Add Attributes to Temporal Evolution of an Entity (HTTP binding 6.20.3.1): 204."""
-    entity_id = common.path_entity_id(request)
-    body = await common.read_body(request)
-    tm = await common.term_map(request, body.context)
+    entity_id = path_entity_id(request)
+    body = await read_body(request)
+    tm = await term_map(request, body.context)
     now = model.now()
-    fragment = _temporal_fragment(body.data, tm, now, whole=False)
+    fragment = _temporal_fragment(body.data, tm, now, whole=False, limit=request.app[SETTINGS].max_instances)
     fragment.id = entity_id
     if not fragment.attrs:
         raise BadRequestData("the body has no attributes to add")
-    await _store(request, fragment, now, creates=False)
-    return common.no_content(request)
+    await provision.append(
+        request.app[POOL], request.app[TENANTS], tenant_of(request), fragment, now, creates=False
+    )
+    return no_content(request)
 
 
 @routes.delete(ENTITY)
 async def delete_temporal(request: web.Request) -> web.Response:
     """5.6.16 Delete Temporal Evolution of an Entity (HTTP binding 6.19.3.2): 204, 404 if unknown."""
-    entity_id = common.path_entity_id(request)
-    tenant = common.tenant_of(request)
-    pool = request.app[POOL]
-    await request.app[TENANTS].require(pool, tenant)
-    async with pool.acquire() as conn, conn.transaction():
-        if not await history.delete_entity(conn, tenant, entity_id):
-            raise ResourceNotFound(f"entity {entity_id} has no temporal evolution here")
-    return common.no_content(request)
+    entity_id = path_entity_id(request)
+    await provision.delete_entity(request.app[POOL], request.app[TENANTS], tenant_of(request), entity_id)
+    return no_content(request)
 
 
 async def _attr_name(request: web.Request) -> str:
-    tm = await common.term_map(request, common.link_context(request))
+    tm = await term_map(request, link_context(request))
     return tm.expand(check_name(request.match_info["attr"], "attribute name"))
 
 
 @routes.delete(ATTR)
 async def delete_temporal_attribute(request: web.Request) -> web.Response:
     """5.6.13 Delete Attribute from Temporal Evolution (HTTP binding 6.21.3.1): deleteAll, datasetId."""
-    entity_id = common.path_entity_id(request)
+    entity_id = path_entity_id(request)
     attr = await _attr_name(request)
-    delete_all = common.flag(request, "deleteAll")
+    delete_all = flag(request, "deleteAll")
     raw_dataset = request.query.get("datasetId")
     if delete_all and raw_dataset is not None:
         raise BadRequestData("deleteAll and datasetId cannot be combined")
     datasets = None if delete_all else [check_uri(raw_dataset, "datasetId") if raw_dataset else ""]
-    tenant = common.tenant_of(request)
-    pool = request.app[POOL]
-    await request.app[TENANTS].require(pool, tenant)
-    async with pool.acquire() as conn, conn.transaction():
-        if not await history.delete_attribute(conn, tenant, entity_id, attr, datasets):
-            raise ResourceNotFound(f"entity {entity_id} has no temporal evolution of {attr} here")
-    return common.no_content(request)
+    await provision.delete_attribute(
+        request.app[POOL], request.app[TENANTS], tenant_of(request), entity_id, attr, datasets
+    )
+    return no_content(request)
 
 
-def _row_id(request: web.Request) -> int:
-    uri = check_uri(request.match_info["instance_id"], "instanceId")
-    row_id = history.row_id_of(uri)
-    if row_id is None:
-        raise ResourceNotFound(f"attribute instance {uri} does not exist")
-    return row_id
+def _instance_uri(request: web.Request) -> str:
+    return check_uri(request.match_info["instance_id"], "instanceId")
 
 
 @routes.patch(INSTANCE)
 async def modify_instance(request: web.Request) -> web.Response:
     """5.6.14 Modify Attribute Instance in Temporal Evolution (HTTP binding 6.22.3.1): 204, 404."""
-    entity_id = common.path_entity_id(request)
-    row_id = _row_id(request)
-    body = await common.read_body(request)
-    tm = await common.term_map(request, body.context)
+    entity_id = path_entity_id(request)
+    instance_uri = _instance_uri(request)
+    body = await read_body(request)
+    tm = await term_map(request, body.context)
     attr = tm.expand(check_name(request.match_info["attr"], "attribute name"))
     if not isinstance(body.data, dict):
         raise BadRequestData("the body must be a fragment holding the attribute instance")
@@ -181,30 +152,19 @@ async def modify_instance(request: web.Request) -> web.Response:
         raise BadRequestData(f"the body must hold one instance of {request.match_info['attr']}")
     now = model.now()
     patch = parse_instance(attr, raw, tm)
-    tenant = common.tenant_of(request)
-    pool = request.app[POOL]
-    await request.app[TENANTS].require(pool, tenant)
-    async with pool.acquire() as conn, conn.transaction():
-        old = await history.find_instance(conn, tenant, entity_id, attr, row_id)
-        if old is None:
-            raise ResourceNotFound(f"attribute instance {request.match_info['instance_id']} does not exist")
-        if patch.get("datasetId", old.get("datasetId")) != old.get("datasetId"):
-            raise BadRequestData("an instance's datasetId cannot be changed")
-        merged = stamp({**old, **patch}, now, old.get("createdAt"))
-        await history.replace_instance(conn, tenant, entity_id, attr, row_id, merged, now)
-    return common.no_content(request)
+    await provision.modify_instance(
+        request.app[POOL], request.app[TENANTS], tenant_of(request), entity_id, attr, instance_uri, patch, now
+    )
+    return no_content(request)
 
 
 @routes.delete(INSTANCE)
 async def delete_instance(request: web.Request) -> web.Response:
     """5.6.15 Delete Attribute Instance from Temporal Evolution (HTTP binding 6.22.3.2): 204, 404."""
-    entity_id = common.path_entity_id(request)
-    row_id = _row_id(request)
+    entity_id = path_entity_id(request)
+    instance_uri = _instance_uri(request)
     attr = await _attr_name(request)
-    tenant = common.tenant_of(request)
-    pool = request.app[POOL]
-    await request.app[TENANTS].require(pool, tenant)
-    async with pool.acquire() as conn, conn.transaction():
-        if not await history.delete_instance(conn, tenant, entity_id, attr, row_id):
-            raise ResourceNotFound(f"attribute instance {request.match_info['instance_id']} does not exist")
-    return common.no_content(request)
+    await provision.delete_instance(
+        request.app[POOL], request.app[TENANTS], tenant_of(request), entity_id, attr, instance_uri
+    )
+    return no_content(request)

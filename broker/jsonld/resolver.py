@@ -1,24 +1,22 @@
 """Resolving a request's @context (URLs, inline objects, arrays) into a cached TermMap.
 
-The core context is bundled and never fetched. Other URLs are looked up in the
-database cache (table jsonld_contexts, shared by every broker process), and only
-then fetched with a timeout and a size limit; the fetched document is stored so a
-restart, or the next process, works offline.
+The core context is bundled and never fetched. Other URLs are looked up in the tenant's
+@contexts in the database (table jsonld_contexts, shared by every broker process), and only
+then fetched (broker/jsonld/fetch.py: timeout, size limit, address rule on every hop); the
+fetched document is stored so a restart, or the next process, works offline. A context
+hosted here is some tenant's: another tenant's hosted URL resolves to nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
-from yarl import URL
 
+from broker.edge import has_nul, too_deep
 from broker.errors import BadRequestData, LdContextNotAvailable
 from broker.jsonld.context import (
     ContextError,
@@ -30,6 +28,8 @@ from broker.jsonld.context import (
     core_term_map,
     is_core_url,
 )
+from broker.jsonld.fetch import ContextFetcher
+from broker.store.tenants import DEFAULT_TENANT
 
 ContextRef = str | Mapping[str, Any] | list[Any] | None
 
@@ -39,63 +39,40 @@ _MAX_DEPTH = 8
 _CACHE_SIZE = 1024
 
 
-async def _refuse_internal(url: str) -> None:
-    """Refuse URLs resolving to loopback, private or link-local addresses (no SSRF via a Link header)."""
-    host = URL(url).host or ""
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-    except OSError as exc:
-        raise LdContextNotAvailable(f"@context {url}: host {host!r} cannot be resolved ({exc})") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise LdContextNotAvailable(
-                f"@context {url} resolves to the non-public address {address}; "
-                "set NGSI_CONTEXT_ALLOW_PRIVATE=true to allow it"
-            )
-
-
 class ContextCache(Protocol):
-    """Where fetched and hosted @context documents are kept (the database)."""
+    """Where fetched and hosted @context documents are kept, per tenant (the database)."""
 
-    async def find(self, url: str) -> dict[str, Any] | None: ...
+    def is_hosted(self, url: str) -> bool: ...
 
-    async def remember(self, url: str, document: dict[str, Any]) -> None: ...
+    async def find(self, tenant: str, url: str) -> dict[str, Any] | None: ...
+
+    async def remember(self, tenant: str, url: str, document: dict[str, Any]) -> None: ...
 
 
 class ContextResolver:
-    """Turns @context references into TermMaps, caching both documents and compiled maps."""
+    """Turns @context references into TermMaps, caching both documents and compiled maps per tenant."""
 
     def __init__(
-        self,
-        cache: ContextCache,
-        session: aiohttp.ClientSession | None,
-        *,
-        timeout: float,
-        max_bytes: int,
-        allow_fetch: bool,
-        allow_private: bool = False,
+        self, cache: ContextCache, fetcher: ContextFetcher | None, *, max_json_depth: int = 64
     ) -> None:
         self._cache = cache
-        self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._max_bytes = max_bytes
-        self._allow_fetch = allow_fetch
-        self._allow_private = allow_private
-        self._maps: OrderedDict[bytes, TermMap] = OrderedDict()
-        self._documents: dict[str, dict[str, Any]] = {}
+        # None: offline (NGSI_CONTEXT_ALLOW_FETCH=false), only bundled and stored contexts resolve.
+        self._fetcher = fetcher
+        self._max_json_depth = max_json_depth
+        self._maps: OrderedDict[tuple[str, bytes], TermMap] = OrderedDict()
+        self._documents: dict[tuple[str, str], dict[str, Any]] = {}
 
-    async def term_map(self, ref: ContextRef) -> TermMap:
-        """The compiled TermMap of ``ref`` (None or only core URLs give the core map)."""
+    async def term_map(self, ref: ContextRef, *, tenant: str = DEFAULT_TENANT) -> TermMap:
+        """The compiled TermMap of ``ref`` in ``tenant`` (None or only core URLs give the core map)."""
         if ref is None or (isinstance(ref, str) and is_core_url(ref)):
             return core_term_map()
-        key = orjson.dumps(ref, option=orjson.OPT_SORT_KEYS)
+        key = (tenant, orjson.dumps(ref, option=orjson.OPT_SORT_KEYS))
         cached = self._maps.get(key)
         if cached is not None:
             self._maps.move_to_end(key)
             return cached
         local: list[Mapping[str, Any]] = []
-        await self._collect(ref, 0, set(), local)
+        await self._collect(ref, tenant, 0, set(), local)
         try:
             term_map = compile_contexts(local, core_document())
         except ContextError as exc:
@@ -105,12 +82,14 @@ class ContextResolver:
             self._maps.popitem(last=False)
         return term_map
 
-    def forget(self, url: str) -> None:
+    def forget(self, tenant: str, url: str) -> None:
         """Drop a URL's document and every compiled map (after a delete or reload)."""
-        self._documents.pop(url, None)
+        self._documents.pop((tenant, url), None)
         self._maps.clear()
 
-    async def _collect(self, ref: Any, depth: int, seen: set[str], out: list[Mapping[str, Any]]) -> None:
+    async def _collect(
+        self, ref: Any, tenant: str, depth: int, seen: set[str], out: list[Mapping[str, Any]]
+    ) -> None:
         """Flatten ``ref`` into local context objects, in order, dereferencing URLs."""
         if depth > _MAX_DEPTH:
             raise BadRequestData("@context nesting is deeper than 8 levels")
@@ -118,66 +97,55 @@ class ContextResolver:
             return
         if isinstance(ref, list):
             for item in ref:
-                await self._collect(item, depth + 1, seen, out)
+                await self._collect(item, tenant, depth + 1, seen, out)
         elif isinstance(ref, str):
             if is_core_url(ref) or ref in seen:
                 return
             seen.add(ref)
-            document = await self.document(ref)
+            document = await self.document(ref, tenant)
             for item in context_objects(document):
-                await self._collect(item, depth + 1, seen, out)
+                await self._collect(item, tenant, depth + 1, seen, out)
         elif isinstance(ref, Mapping):
             imported = ref.get("@import")
             if isinstance(imported, str):
-                await self._collect(imported, depth + 1, seen, out)
+                await self._collect(imported, tenant, depth + 1, seen, out)
             out.append(ref)
         else:
             raise BadRequestData(f"@context entries must be URLs or objects, not {type(ref).__name__}")
 
-    async def document(self, url: str) -> dict[str, Any]:
-        """The @context document at ``url``: memory, bundled, then database, then the network."""
-        document = self._documents.get(url) or bundled_document(url)
+    async def document(self, url: str, tenant: str = DEFAULT_TENANT) -> dict[str, Any]:
+        """The @context document at ``url``: memory, bundled, the tenant's stored ones, the network."""
+        document = self._documents.get((tenant, url)) or bundled_document(url)
         if document is not None:
             return document
-        document = await self._cache.find(url)
+        document = await self._cache.find(tenant, url)
         if document is None:
+            if self._cache.is_hosted(url):
+                raise LdContextNotAvailable(f"@context {url} is not hosted for this tenant")
             document = await self._fetch(url)
-            await self._cache.remember(url, document)
-        self._documents[url] = document
+            await self._cache.remember(tenant, url, document)
+        self._documents[(tenant, url)] = document
         return document
 
     async def _fetch(self, url: str) -> dict[str, Any]:
         if not url.startswith(("http://", "https://")):
             raise BadRequestData(f"@context reference {url!r} is not an http(s) URL")
-        if not self._allow_fetch or self._session is None:
+        if self._fetcher is None:
             raise LdContextNotAvailable(f"@context {url} is not cached and fetching is disabled")
-        if not self._allow_private:
-            await _refuse_internal(url)
-        try:
-            async with self._session.get(
-                url,
-                timeout=self._timeout,
-                headers={"Accept": "application/ld+json, application/json;q=0.9"},
-            ) as response:
-                if response.status != 200:
-                    raise LdContextNotAvailable(f"@context {url} answered HTTP {response.status}")
-                body = await response.content.read(self._max_bytes + 1)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise LdContextNotAvailable(
-                f"@context {url} could not be fetched: {exc or type(exc).__name__}"
-            ) from None
-        if len(body) > self._max_bytes:
-            raise LdContextNotAvailable(f"@context {url} is larger than {self._max_bytes} bytes")
+        body = await self._fetcher.get(url)
         try:
             document = orjson.loads(body)
             context_objects(document)
         except (orjson.JSONDecodeError, ContextError) as exc:
             raise LdContextNotAvailable(f"@context {url} is not a JSON-LD context document: {exc}") from None
+        # What cannot be stored (jsonb holds no U+0000, orjson writes at most 255 levels) cannot be cached.
+        if has_nul(body) or too_deep(body, document, self._max_json_depth):
+            raise LdContextNotAvailable(f"@context {url} holds a NUL character or nests too deep to be kept")
         log.info("fetched @context %s (%d bytes)", url, len(body))
         return dict(document)
 
-    async def refetch(self, url: str) -> dict[str, Any]:
+    async def refetch(self, tenant: str, url: str) -> dict[str, Any]:
         """Download ``url`` again (reload of a Cached context); the caller stores it."""
         document = await self._fetch(url)
-        self.forget(url)
+        self.forget(tenant, url)
         return document

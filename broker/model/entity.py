@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from broker.errors import BadRequestData
+
 Instance = dict[str, Any]
 
 NGSI_LD = "https://uri.etsi.org/ngsi-ld/"
@@ -47,6 +49,8 @@ INSTANCE_MEMBERS = frozenset(
     }
 )
 SYSTEM_MEMBERS = ("createdAt", "modifiedAt", "deletedAt", "instanceId")
+# Instances one attribute may have (NGSI_MAX_INSTANCES): each datasetId is one.
+DEFAULT_MAX_INSTANCES = 1000
 
 
 @dataclass(slots=True)
@@ -84,6 +88,14 @@ def find_instance(instances: list[Instance], wanted: str | None) -> int:
         if dataset_id(instance) == wanted:
             return index
     return -1
+
+
+def check_instance_count(attr: str, count: int, limit: int) -> None:
+    """400 when an attribute would have more instances than ``limit`` (NGSI_MAX_INSTANCES)."""
+    if count > limit:
+        raise BadRequestData(
+            f"attribute {attr} has {count} instances; at most {limit} are accepted (NGSI_MAX_INSTANCES)"
+        )
 
 
 def is_null_instance(instance: Instance) -> bool:

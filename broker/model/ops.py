@@ -8,6 +8,7 @@ Each function raises an NgsiLdError when the operation cannot apply.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from broker.model.entity import (
     VALUE_MEMBER,
     Entity,
     Instance,
+    check_instance_count,
     dataset_id,
     find_instance,
     is_null_instance,
@@ -57,6 +59,28 @@ def _require(current: Entity | None, entity_id: str) -> Entity:
 def _check_same_id(fragment: Entity, entity_id: str) -> None:
     if fragment.id and fragment.id != entity_id:
         raise BadRequestData(f"the payload's id {fragment.id} differs from the entity id {entity_id}")
+
+
+def check_instances(entity: Entity, limit: int) -> None:
+    """400 when an operation would leave an attribute with more than ``limit`` instances."""
+    for name, instances in entity.attrs.items():
+        check_instance_count(name, len(instances), limit)
+
+
+def _by_dataset(instances: Iterable[Instance]) -> dict[str | None, Instance]:
+    """An attribute's instances by datasetId, in their order (one lookup per instance given, not a scan).
+
+    A dict keeps the list's semantics: a replaced instance keeps its place, a new one goes last.
+    """
+    return {dataset_id(instance): instance for instance in instances}
+
+
+def _store(entity: Entity, name: str, instances: dict[str | None, Instance]) -> None:
+    """Put an attribute's instances back (an attribute left without instances is removed)."""
+    if instances:
+        entity.attrs[name] = list(instances.values())
+    else:
+        entity.attrs.pop(name, None)
 
 
 def _touch(entity: Entity, now: str) -> None:
@@ -121,22 +145,22 @@ def append(current: Entity | None, fragment: Entity, now: str, *, no_overwrite: 
         else:
             entity.scopes = fragment.scopes or None
     for name, instances in fragment.attrs.items():
-        existing = entity.attrs.setdefault(name, [])
+        existing = _by_dataset(entity.attrs.get(name, ()))
         changed = False
         for instance in instances:
-            index = find_instance(existing, dataset_id(instance))
-            if index < 0:
-                existing.append(stamp(instance, now))
+            key = dataset_id(instance)
+            old = existing.get(key)
+            if old is None:
+                existing[key] = stamp(instance, now)
                 changed = True
             elif no_overwrite:
                 outcome.not_updated.append((name, "attribute exists and noOverwrite was requested"))
             else:
-                existing[index] = stamp(instance, now, existing[index].get("createdAt"))
+                existing[key] = stamp(instance, now, old.get("createdAt"))
                 changed = True
         if changed:
             outcome.updated.append(name)
-        if not existing:
-            del entity.attrs[name]
+        _store(entity, name, existing)
     _touch(entity, now)
     return outcome
 
@@ -149,26 +173,25 @@ def update_attributes(current: Entity | None, fragment: Entity, now: str) -> Out
     if fragment.scopes is not None:
         entity.scopes = fragment.scopes or None
     for name, instances in fragment.attrs.items():
-        existing = entity.attrs.get(name)
+        if name not in entity.attrs:
+            outcome.not_updated.extend((name, "attribute does not exist") for _ in instances)
+            continue
+        existing = _by_dataset(entity.attrs[name])
         changed = False
         for instance in instances:
             wanted = dataset_id(instance)
-            index = -1 if existing is None else find_instance(existing, wanted)
-            if existing is None or index < 0:
-                reason = (
-                    "attribute does not exist" if existing is None else f"no instance with datasetId {wanted}"
-                )
-                outcome.not_updated.append((name, reason))
+            old = existing.get(wanted)
+            if old is None:
+                outcome.not_updated.append((name, f"no instance with datasetId {wanted}"))
             elif is_null_instance(instance):
-                del existing[index]
+                del existing[wanted]
                 changed = True
             else:
-                existing[index] = stamp(instance, now, existing[index].get("createdAt"))
+                existing[wanted] = stamp(instance, now, old.get("createdAt"))
                 changed = True
         if changed:
             outcome.updated.append(name)
-        if existing is not None and not existing:
-            del entity.attrs[name]
+        _store(entity, name, existing)
     _touch(entity, now)
     return outcome
 
@@ -187,19 +210,18 @@ def merge(current: Entity | None, fragment: Entity, now: str, *, observed_at: st
     if fragment.scopes is not None:
         entity.scopes = fragment.scopes or None
     for name, instances in fragment.attrs.items():
-        existing = entity.attrs.setdefault(name, [])
+        existing = _by_dataset(entity.attrs.get(name, ()))
         for instance in instances:
-            index = find_instance(existing, dataset_id(instance))
+            key = dataset_id(instance)
+            old = existing.get(key)
             if is_null_instance(instance):
-                if index >= 0:
-                    del existing[index]
-            elif index < 0:
-                existing.append(stamp(_drop_nulls(instance), now))
+                existing.pop(key, None)
+            elif old is None:
+                existing[key] = stamp(_drop_nulls(instance), now)
             else:
-                existing[index] = merge_instance(existing[index], instance, now, observed_at=observed_at)
+                existing[key] = merge_instance(old, instance, now, observed_at=observed_at)
         outcome.updated.append(name)
-        if not existing:
-            del entity.attrs[name]
+        _store(entity, name, existing)
     _touch(entity, now)
     return outcome
 

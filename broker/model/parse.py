@@ -8,19 +8,20 @@ After this, operations and the store trust what they are given.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 from broker.errors import BadRequestData
 from broker.jsonld.context import TermMap
 from broker.model.entity import (
+    DEFAULT_MAX_INSTANCES,
     GEO_ATTRIBUTES,
     INSTANCE_MEMBERS,
     NULL_URI,
     VALUE_MEMBER,
     Entity,
     Instance,
+    check_instance_count,
     format_time,
     is_null_instance,
     is_null_value,
@@ -95,6 +96,7 @@ def parse_entity(
     require_id: bool = True,
     require_type: bool = True,
     allow_null: bool = False,
+    max_instances: int = DEFAULT_MAX_INSTANCES,
 ) -> Entity:
     """Parse a whole entity or an entity fragment (require_id/require_type False)."""
     if not isinstance(body, dict):
@@ -120,13 +122,16 @@ def parse_entity(
         if name in _ENTITY_KEYS:
             continue
         iri = tm.expand(check_name(name, "attribute name"))
-        entity.attrs[iri] = parse_attribute(iri, raw, tm, allow_null=allow_null)
+        entity.attrs[iri] = parse_attribute(iri, raw, tm, allow_null=allow_null, max_instances=max_instances)
     return entity
 
 
-def parse_attribute(iri: str, raw: Any, tm: TermMap, *, allow_null: bool = False) -> list[Instance]:
+def parse_attribute(
+    iri: str, raw: Any, tm: TermMap, *, allow_null: bool = False, max_instances: int = DEFAULT_MAX_INSTANCES
+) -> list[Instance]:
     """All instances of one attribute (a single object, or an array of instances)."""
     if isinstance(raw, list) and raw and all(_is_instance_object(item) for item in raw):
+        check_instance_count(iri, len(raw), max_instances)
         instances = [parse_instance(iri, item, tm, allow_null=allow_null) for item in raw]
     else:
         instances = [parse_instance(iri, raw, tm, allow_null=allow_null)]
@@ -281,9 +286,3 @@ def parse_id_list(body: Any) -> list[str]:
     if not isinstance(body, list):
         raise BadRequestData("the body must be a JSON array of entity ids")
     return [check_uri(item, "entity id") for item in body]
-
-
-def require_object(body: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequestData(f"{what} must be a JSON object")
-    return body

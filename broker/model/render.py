@@ -20,6 +20,15 @@ class Form(Enum):
     SIMPLIFIED = "simplified"
 
 
+# The names a request (format, options) or a subscription (notification.format) gives each form.
+FORMS: dict[str, Form] = {
+    "normalized": Form.NORMALIZED,
+    "concise": Form.CONCISE,
+    "keyValues": Form.SIMPLIFIED,
+    "simplified": Form.SIMPLIFIED,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class View:
     """How to render: the form, which members to keep, system attributes, language."""

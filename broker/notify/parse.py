@@ -28,7 +28,7 @@ from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.entity import LOCATION, NULL_URI, parse_time
 from broker.model.parse import check_name, check_time, check_uri
-from broker.model.render import Form
+from broker.model.render import FORMS, Form
 from broker.notify.model import DEFAULT_TRIGGERS, TRIGGERS, Endpoint, EntitySelector, Subscription
 from broker.query.geo import GeoQuery, parse_geo_query
 from broker.query.qlang import And, Or, QExpr, parse_q
@@ -36,12 +36,6 @@ from broker.query.qregex import translate_regex
 from broker.query.scope import parse_scope_q
 from broker.query.types import parse_type_expr
 
-FORMS = {
-    "normalized": Form.NORMALIZED,
-    "concise": Form.CONCISE,
-    "keyValues": Form.SIMPLIFIED,
-    "simplified": Form.SIMPLIFIED,
-}
 ENDPOINT_SCHEMES = frozenset({"http", "https", "mqtt", "mqtts"})
 ACCEPT = frozenset({"application/json", "application/ld+json"})
 MQTT_VERSIONS = frozenset({"mqtt3.1.1", "mqtt5.0"})

@@ -51,7 +51,7 @@ class SubscriptionRegistry:
 
     async def _compile(self, row: asyncpg.Record) -> Subscription | None:
         try:
-            tm = await self._resolver.term_map(row["context"])
+            tm = await self._resolver.term_map(row["context"], tenant=row["tenant"])
             return compile_subscription(row["tenant"], row["id"], row["body"], tm, row["context"])
         except NgsiLdError as exc:
             # A stored subscription whose @context vanished: keep serving the others, say why.

@@ -93,12 +93,17 @@ def _topological(georel: Georel, reference: BaseGeometry, target: BaseGeometry) 
 
 def geodesic_distance_to(lon: float, lat: float, target: BaseGeometry) -> float:
     """Metres on WGS 84 from (lon, lat) to the nearest point of ``target`` (0 inside or on it)."""
-    if target.intersects(Point(lon, lat)):
-        return 0.0
     if target.geom_type in ("Point", "MultiPoint"):
+        if target.intersects(Point(lon, lat)):
+            return 0.0
         points = shapely.get_coordinates(target)
         return min(vincenty(lon, lat, float(x), float(y))[0] for x, y in points)
-    projected = shapely.transform(_densify(target), lambda xy: _azimuthal(lon, lat, xy))
+    # Edges are great-circle arcs, as on PostGIS geography: a point on the straight lon/lat segment
+    # between two positions of one latitude lies about a metre from the arc 10 km long.
+    arcs = _densify(target)
+    if arcs.intersects(Point(lon, lat)):
+        return 0.0
+    projected = shapely.transform(arcs, lambda xy: _azimuthal(lon, lat, xy))
     return float(projected.distance(Point(0.0, 0.0)))
 
 

@@ -1,4 +1,9 @@
-"""Stored @context documents: remote ones cached ('Cached') and client-added ones ('Hosted')."""
+"""Stored @context documents of each tenant: remote ones cached ('Cached'), client-added ones ('Hosted').
+
+A tenant sees only its own rows. A remote document another tenant already fetched is shared
+read-only: it is copied into the asking tenant's cache instead of being fetched again, so each
+tenant lists, reloads and deletes only its own copy.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 import asyncpg
 
 HOSTED_PATH = "/ngsi-ld/v1/jsonldContexts/"
+_COLUMNS = "id, url, kind, body, created_at, last_used_at, hits"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,51 +39,76 @@ class ContextStore:
     def hosted_url(self, context_id: str) -> str:
         return f"{self._base_url}{HOSTED_PATH}{context_id}"
 
-    async def find(self, url: str) -> dict[str, Any] | None:
-        """The document stored for ``url`` (counting the use), or None."""
+    def is_hosted(self, url: str) -> bool:
+        """True for a URL naming a context hosted here (never fetched: it is some tenant's row)."""
+        return url.startswith(self._base_url + HOSTED_PATH)
+
+    async def find(self, tenant: str, url: str) -> dict[str, Any] | None:
+        """The document ``tenant`` has for ``url`` (counting the use), or a copy of another's cached one."""
         body: dict[str, Any] | None = await self._pool.fetchval(
-            "UPDATE jsonld_contexts SET hits = hits + 1, last_used_at = now() WHERE url = $1 RETURNING body",
+            "UPDATE jsonld_contexts SET hits = hits + 1, last_used_at = now()"
+            " WHERE tenant = $1 AND url = $2 RETURNING body",
+            tenant,
             url,
         )
+        if body is None and not self.is_hosted(url):
+            body = await self._pool.fetchval(
+                "SELECT body FROM jsonld_contexts WHERE kind = 'Cached' AND url = $1 LIMIT 1", url
+            )
+            if body is not None:
+                await self.remember(tenant, url, body)
         return body
 
-    async def remember(self, url: str, document: dict[str, Any]) -> None:
-        """Keep a fetched remote document (kind Cached)."""
+    async def remember(self, tenant: str, url: str, document: dict[str, Any]) -> None:
+        """Keep a fetched remote document for ``tenant`` (kind Cached)."""
         await self._pool.execute(
-            "INSERT INTO jsonld_contexts (id, url, kind, body) VALUES ($1, $2, 'Cached', $3)"
-            " ON CONFLICT (url) DO UPDATE SET body = EXCLUDED.body",
+            "INSERT INTO jsonld_contexts (id, tenant, url, kind, body) VALUES ($1, $2, $3, 'Cached', $4)"
+            " ON CONFLICT (tenant, url) DO UPDATE SET body = EXCLUDED.body",
             uuid.uuid4().hex,
+            tenant,
             url,
             document,
         )
 
-    async def host(self, document: dict[str, Any]) -> StoredContext:
-        """Store a client-provided context (kind Hosted) under a new local id."""
+    async def host(self, tenant: str, document: dict[str, Any]) -> StoredContext:
+        """Store a client-provided context (kind Hosted) of ``tenant`` under a new local id."""
         context_id = uuid.uuid4().hex
         row = await self._pool.fetchrow(
-            "INSERT INTO jsonld_contexts (id, url, kind, body) VALUES ($1, $2, 'Hosted', $3) RETURNING *",
+            "INSERT INTO jsonld_contexts (id, tenant, url, kind, body) VALUES ($1, $2, $3, 'Hosted', $4)"
+            f" RETURNING {_COLUMNS}",
             context_id,
+            tenant,
             self.hosted_url(context_id),
             document,
         )
         assert row is not None
         return StoredContext(**dict(row))
 
-    async def get(self, key: str) -> StoredContext | None:
-        """A stored context by local id, or by its URL."""
-        row = await self._pool.fetchrow("SELECT * FROM jsonld_contexts WHERE id = $1 OR url = $1", key)
+    async def get(self, tenant: str, key: str) -> StoredContext | None:
+        """A context of ``tenant`` by local id, or by its URL."""
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM jsonld_contexts WHERE tenant = $1 AND (id = $2 OR url = $2)", tenant, key
+        )
         return None if row is None else StoredContext(**dict(row))
 
-    async def list(self, kind: str | None) -> list[StoredContext]:
+    async def list(self, tenant: str, kind: str | None) -> list[StoredContext]:
         rows = await self._pool.fetch(
-            "SELECT * FROM jsonld_contexts WHERE $1::text IS NULL OR kind = $1 ORDER BY created_at, id", kind
+            f"SELECT {_COLUMNS} FROM jsonld_contexts WHERE tenant = $1 AND ($2::text IS NULL OR kind = $2)"
+            " ORDER BY created_at, id",
+            tenant,
+            kind,
         )
         return [StoredContext(**dict(row)) for row in rows]
 
-    async def delete(self, context_id: str) -> None:
-        await self._pool.execute("DELETE FROM jsonld_contexts WHERE id = $1", context_id)
-
-    async def replace_body(self, context_id: str, document: dict[str, Any]) -> None:
+    async def delete(self, tenant: str, context_id: str) -> None:
         await self._pool.execute(
-            "UPDATE jsonld_contexts SET body = $2, created_at = now() WHERE id = $1", context_id, document
+            "DELETE FROM jsonld_contexts WHERE tenant = $1 AND id = $2", tenant, context_id
+        )
+
+    async def replace_body(self, tenant: str, context_id: str, document: dict[str, Any]) -> None:
+        await self._pool.execute(
+            "UPDATE jsonld_contexts SET body = $3, created_at = now() WHERE tenant = $1 AND id = $2",
+            tenant,
+            context_id,
+            document,
         )

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from broker.model.entity import Entity, Instance, parse_time
+from broker.store.history_rows import Row, instance_row, rows_for_all
 from broker.store.pool import Connection, Executor
-from broker.temporal.changes import Row, instance_row, rows_for_all
 
 INSTANCE_PREFIX = "urn:ngsi-ld:attribute-instance:"
 
@@ -38,7 +38,7 @@ ON CONFLICT (tenant, id, attr, dataset_id) DO NOTHING
 
 
 async def append_rows(conn: Connection, tenant: str, rows: Sequence[Row]) -> None:
-    """Append ``rows`` (see broker.temporal.changes) in the caller's transaction."""
+    """Append ``rows`` (see broker.store.history_rows) in the caller's transaction."""
     if rows:
         await conn.execute(_APPEND, tenant, rows)
 
@@ -57,6 +57,13 @@ async def record(
             tenant,
             [{"id": i, "types": types} for i, types in retyped.items()],
         )
+
+
+async def lock_entity(conn: Connection, tenant: str, entity_id: str) -> None:
+    """Lock an entity's history streams until the transaction ends (against a concurrent delete of it)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1 || ' ' || $2, 0))", tenant, entity_id
+    )
 
 
 def instance_id(row_id: int) -> str:

@@ -7,6 +7,8 @@ positive answer stays true.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 
@@ -26,8 +28,41 @@ def check_tenant_name(name: str) -> str:
     return name
 
 
+class TenantWrite:
+    """A write transaction addressed to one tenant (see ``Tenants.writing``)."""
+
+    def __init__(self, tenants: Tenants, conn: Connection, tenant: str) -> None:
+        self._tenants = tenants
+        self.conn = conn
+        self.tenant = tenant
+        self.ensured = False
+
+    async def ensure(self) -> None:
+        """Create the tenant in this transaction if it does not exist yet (announced once it commits)."""
+        await self._tenants.ensure(self.conn, self.tenant)
+        self.ensured = True
+
+    async def require(self) -> None:
+        """NonexistentTenant unless the tenant exists."""
+        await self._tenants.require(self.conn, self.tenant)
+
+
 class Tenants:
     """Which tenants exist, with a per-process cache of the ones seen."""
+
+    @asynccontextmanager
+    async def writing(self, pool: asyncpg.Pool, tenant: str) -> AsyncIterator[TenantWrite]:
+        """A transaction writing to ``tenant``; a tenant it ensured is remembered once it has committed.
+
+        Remembering it earlier would let another writer skip the insert while the row is still
+        invisible to it; remembering it after a rollback would keep a tenant that does not exist.
+        """
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                scope = TenantWrite(self, conn, tenant)
+                yield scope
+            if scope.ensured:
+                self.created(tenant)
 
     def __init__(self) -> None:
         self._known: set[str] = {DEFAULT_TENANT}

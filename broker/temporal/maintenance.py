@@ -1,56 +1,63 @@
-"""The periodic history job: daily partitions ahead of time, then the retention purge."""
+"""The periodic history job: daily partitions ahead of time, then the retention purge.
+
+It runs under the process's Supervisor ("history-maintenance"): a database error is logged and
+the next round tries again (a write never needs this job to have run: every time has a
+partition); anything else is a bug the supervisor logs with its traceback and restarts after.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, timedelta
 
 import asyncpg
 
-from broker.config import Settings
-from broker.temporal import retention
-from broker.temporal.duration import parse_keep
-from broker.temporal.partitions import ensure_ahead
+from broker.clock import SYSTEM, Clock
+from broker.store import retention
+from broker.store.partitions import ensure_ahead
 
 log = logging.getLogger(__name__)
 
 
 class HistoryMaintenance:
-    """Runs at start (so today's and the next days' partitions exist) and every interval after."""
+    """Runs at start (so today's and the next days' partitions exist) and every ``interval`` after."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        days_ahead: int,
+        keep: timedelta | None,
+        interval: float,
+        clock: Clock = SYSTEM,
+    ) -> None:
         self._pool = pool
-        self._settings = settings
-        self._task: asyncio.Task[None] | None = None
+        self._days_ahead = days_ahead
+        self._keep = keep
+        self._interval = interval
+        self._clock = clock
+
+    async def _partitions_ahead(self) -> None:
+        async with self._pool.acquire() as conn:
+            await ensure_ahead(conn, self._clock.now().astimezone(UTC).date(), self._days_ahead)
 
     async def run_once(self) -> None:
         """Create the partitions ahead, then purge what retention lets go."""
-        async with self._pool.acquire() as conn:
-            await ensure_ahead(conn, datetime.now(UTC).date(), self._settings.history_days_ahead)
-        await retention.purge(self._pool, parse_keep(self._settings.history_keep))
+        await self._partitions_ahead()
+        await retention.purge(self._pool, self._keep)
 
-    async def start(self) -> None:
+    async def prepare(self) -> None:
+        """The partitions ahead at start; serving does not wait for them ("future" takes the rest)."""
         try:
-            async with self._pool.acquire() as conn:
-                await ensure_ahead(conn, datetime.now(UTC).date(), self._settings.history_days_ahead)
-        except asyncpg.PostgresError as exc:
-            # Serving does not depend on it: every time has a partition ("future" takes the rest).
+            await self._partitions_ahead()
+        except (asyncpg.PostgresError, OSError) as exc:
             log.warning("history partitions not created at start (retried later): %s", exc)
-        self._task = asyncio.create_task(self._loop(), name="history-maintenance")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
+    async def run(self) -> None:
+        """Every ``interval`` seconds, one round, for as long as the process runs."""
         while True:
-            await asyncio.sleep(self._settings.retention_interval)
+            await self._clock.sleep(self._interval)
             try:
                 await self.run_once()
             except (asyncpg.PostgresError, OSError) as exc:
-                # The next round retries; a write never needs this job to succeed (see partitions).
-                log.error("history maintenance failed: %s: %s", type(exc).__name__, exc)
+                log.error("history maintenance failed (retried next round): %s: %s", type(exc).__name__, exc)

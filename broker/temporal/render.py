@@ -19,7 +19,7 @@ from broker.jsonld.context import TermMap
 from broker.model.entity import NULL_URI, VALUE_MEMBER, format_time
 from broker.model.render import Form, View, render_instance
 from broker.store.history import instance_id
-from broker.temporal.read import Bucket, StreamRow
+from broker.store.history_read import Bucket, StreamRow
 
 _PLURAL = {
     "Property": "values",

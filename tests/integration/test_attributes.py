@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.conftest import Api, new_id, problem
+from broker.model import entity as model
+from tests.conftest import Api, eventually, new_id, problem
 
 NULL = "urn:ngsi-ld:null"
 
@@ -154,7 +155,8 @@ async def test_delete_attribute_with_delete_all_removes_every_instance(api: Api)
 async def test_attribute_update_moves_modified_at_but_not_created_at(api: Api) -> None:
     entity_id = await _entity(api)
     before = (await api.get_json(entity_id, params={"options": "sysAttrs"}))["speed"]
-    await asyncio.sleep(0.01)
+    # Timestamps have millisecond precision: wait for the clock to pass the one stored.
+    await eventually(lambda: model.now() > before["modifiedAt"], what="the clock past modifiedAt")
     await api.request("PATCH", attrs_path(entity_id, "speed"), {"value": 1})
     after = (await api.get_json(entity_id, params={"options": "sysAttrs"}))["speed"]
     assert after["createdAt"] == before["createdAt"]
@@ -185,3 +187,36 @@ async def test_concurrent_creates_of_one_id_make_exactly_one_entity(api: Api) ->
 
     statuses = await asyncio.gather(*(create(i) for i in range(10)))
     assert sorted(statuses) == [201] + [409] * 9
+
+
+def datasets(first: int, count: int, value: int = 1) -> list[dict[str, Any]]:
+    return [
+        {"type": "Property", "value": value, "datasetId": f"urn:ngsi-ld:Dataset:{n}"}
+        for n in range(first, first + count)
+    ]
+
+
+async def test_a_patch_with_more_instances_of_an_attribute_than_the_limit_is_400_and_changes_nothing(
+    api: Api,
+) -> None:
+    entity_id = await _entity(api)
+    response = await api.request("PATCH", f"/ngsi-ld/v1/entities/{entity_id}", {"fuel": datasets(0, 1001)})
+    body = await problem(response, 400, "BadRequestData")
+    assert "1001 instances" in body["detail"]
+    assert "NGSI_MAX_INSTANCES" in body["detail"]
+    assert len((await api.get_json(entity_id))["fuel"]) == 2
+
+
+async def test_a_patch_of_as_many_instances_as_the_limit_is_stored(api: Api) -> None:
+    entity_id = await _entity(api)
+    response = await api.request("PATCH", f"/ngsi-ld/v1/entities/{entity_id}", {"level": datasets(0, 1000)})
+    assert response.status == 204, await response.text()
+    assert len((await api.get_json(entity_id))["level"]) == 1000
+
+
+async def test_patches_that_would_grow_an_attribute_beyond_the_limit_are_400(api: Api) -> None:
+    entity_id = await _entity(api)
+    path = f"/ngsi-ld/v1/entities/{entity_id}"
+    assert (await api.request("PATCH", path, {"level": datasets(0, 600)})).status == 204
+    await problem(await api.request("PATCH", path, {"level": datasets(600, 600)}), 400, "BadRequestData")
+    assert len((await api.get_json(entity_id))["level"]) == 600

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
 import orjson
+import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 from aiohttp.test_utils import TestClient, TestServer
 
 from broker.app import create_app
 from broker.config import Settings
+from broker.errors import LdContextNotAvailable
+from broker.jsonld.fetch import Address, ContextFetcher, any_address
 from tests.conftest import CONTEXT_REL, Api, new_id, problem
 from tests.integration.helpers import (
     CONTEXTS,
@@ -483,3 +490,256 @@ async def test_content_types_with_a_charset_parameter_are_accepted(api: Api) -> 
     assert response.status == 201, await response.text()
     assert (await api.get_json(plain))["level"]["value"] == 1
     assert (await api.get_json(linked))["level"]["value"] == 2
+
+
+# --- @contexts belong to their tenant (issue 11 defect 9) -------------------------------------------
+
+
+def other_tenant(api: Api) -> Api:
+    return Api(api.client, f"{api.tenant}-other")
+
+
+async def test_another_tenant_neither_lists_reads_nor_deletes_a_hosted_context(api: Api) -> None:
+    url = await host_context(api, TERMS)
+    other = other_tenant(api)
+    path = local_path(url)
+
+    assert url not in await list_contexts(other)
+    assert url not in await list_contexts(other, details="true")
+    await problem(await other.request("GET", path), 404, "ResourceNotFound")
+    await problem(await other.request("GET", path, params={"details": "true"}), 404, "ResourceNotFound")
+    await problem(await other.request("DELETE", path), 404, "ResourceNotFound")
+    await problem(await other.request("DELETE", f"{CONTEXTS}/{quote(url, safe='')}"), 404, "ResourceNotFound")
+
+    # The owner still has it and can use it.
+    assert await body_of(await api.request("GET", path)) == {"@context": TERMS}
+    entity_id = new_id("Gauge")
+    assert (await api.create(gauge(entity_id), headers=with_link(url))).status == 201
+    assert (await api.get_json(entity_id))["type"] == ONTOLOGY + "Gauge"
+
+
+async def test_another_tenant_cannot_use_a_hosted_context_url_and_stores_nothing(api: Api) -> None:
+    url = await host_context(api, TERMS)
+    other = other_tenant(api)
+    await ensure_tenant(other)
+    entity_id = new_id("Gauge")
+    response = await other.create(gauge(entity_id), headers=with_link(url))
+    await problem(response, 503, "LdContextNotAvailable")
+    inline = await other.create({**gauge(entity_id), "@context": url}, content_type="application/ld+json")
+    await problem(inline, 503, "LdContextNotAvailable")
+    await assert_absent(other, entity_id)
+
+
+async def test_a_remote_context_another_tenant_cached_is_shared_read_only_and_deleted_only_in_its_tenant(
+    api: Api,
+) -> None:
+    other = other_tenant(api)
+    async with context_server({"/ctx.jsonld": context_document}) as server:
+        url = server.url("/ctx.jsonld")
+        assert (await api.create(gauge(new_id("Gauge")), headers=with_link(url))).status == 201
+        assert url not in await list_contexts(other)
+        await problem(
+            await other.request("DELETE", f"{CONTEXTS}/{quote(url, safe='')}"), 404, "ResourceNotFound"
+        )
+
+        # The other tenant uses the same URL: the document is not fetched again but copied.
+        entity_id = new_id("Gauge")
+        assert (await other.create(gauge(entity_id), headers=with_link(url))).status == 201
+        assert server.hits == {"/ctx.jsonld": 1}
+    assert (await other.get_json(entity_id))["type"] == ONTOLOGY + "Gauge"
+    assert url in await list_contexts(other, kind="Cached")
+
+    # Deleting its copy leaves the first tenant's.
+    response = await other.request("DELETE", f"{CONTEXTS}/{quote(url, safe='')}")
+    assert response.status == 204, await response.text()
+    assert url not in await list_contexts(other)
+    assert url in await list_contexts(api, kind="Cached")
+    still = new_id("Gauge")
+    assert (await api.create(gauge(still), headers=with_link(url))).status == 201
+    assert (await api.get_json(still, headers=with_link(url)))["type"] == "Gauge"
+
+
+# --- fetching remote @contexts: whole bodies, every redirect hop checked (issue 11 defect 10, 13.12) -----
+
+SDM_CONTEXT = (
+    resources.files("broker.jsonld").joinpath("bundled", "sdm-data-models.context.jsonld").read_bytes()
+)
+ZONE_CODE = "https://smart-data-models.github.io/data-models/terms.jsonld#/definitions/zoneCode"
+# In the stub-resolver tests 127.0.0.1 plays the public internet: every other address is internal.
+PUBLIC = ipaddress.ip_address("127.0.0.1")
+
+
+def loopback_is_public(address: Address) -> bool:
+    return address == PUBLIC
+
+
+class StubDns(AbstractResolver):
+    """Answers names from a table, one answer after the other; records what was asked."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self._answers = answers
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[Any]:
+        self.asked.append(host)
+        queue = self._answers[host]
+        address = queue.pop(0) if len(queue) > 1 else queue[0]
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": 0,
+            }
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+class Remote:
+    """A loopback HTTP server whose handlers stream bodies in pieces and redirect; counts hits per path."""
+
+    def __init__(self) -> None:
+        self.hits: dict[str, int] = {}
+        self.port = 0
+        self.redirects: dict[str, str] = {}
+        self._runner: web.AppRunner | None = None
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.hits[request.path] = self.hits.get(request.path, 0) + 1
+        if request.path in self.redirects:
+            raise web.HTTPFound(self.redirects[request.path])
+        body = {"/sdm.jsonld": SDM_CONTEXT, "/ctx.jsonld": orjson.dumps({"@context": TERMS})}.get(
+            request.path
+        )
+        if body is None:
+            raise web.HTTPNotFound()
+        response = web.StreamResponse(headers={"Content-Type": "application/ld+json"})
+        await response.prepare(request)
+        for start in range(0, len(body), 8192):
+            await response.write(body[start : start + 8192])
+        await response.write_eof()
+        return response
+
+    async def __aenter__(self) -> Remote:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+
+async def fetch(fetcher: ContextFetcher, url: str) -> bytes:
+    try:
+        return await fetcher.get(url)
+    finally:
+        await fetcher.close()
+
+
+async def test_the_smart_data_models_context_of_126_kb_sent_in_pieces_loads_whole(api: Api) -> None:
+    entity_id = new_id()
+    async with Remote() as remote:
+        url = remote.url("/sdm.jsonld")
+        response = await api.create({"id": entity_id, "type": "T", "zoneCode": "Z1"}, headers=with_link(url))
+        assert response.status == 201, await response.text()
+    assert len(SDM_CONTEXT) > 120_000
+    # zoneCode is the context's last term: only the whole document defines it.
+    assert (await api.get_json(entity_id))[ZONE_CODE]["value"] == "Z1"
+    assert (await api.get_json(entity_id, headers=with_link(url)))["zoneCode"]["value"] == "Z1"
+
+
+async def test_a_context_larger_than_the_limit_is_refused_however_it_is_sent() -> None:
+    async with Remote() as remote:
+        fetcher = ContextFetcher(timeout=10, max_bytes=100_000, allowed=any_address)
+        with pytest.raises(LdContextNotAvailable, match="larger than 100000 bytes"):
+            await fetch(fetcher, remote.url("/sdm.jsonld"))
+
+
+async def test_a_redirect_is_followed_when_its_target_is_allowed(api: Api) -> None:
+    entity_id = new_id("Gauge")
+    async with Remote() as remote:
+        remote.redirects["/old.jsonld"] = remote.url("/ctx.jsonld")
+        response = await api.create(gauge(entity_id), headers=with_link(remote.url("/old.jsonld")))
+        assert response.status == 201, await response.text()
+        assert remote.hits == {"/old.jsonld": 1, "/ctx.jsonld": 1}
+    assert (await api.get_json(entity_id))["type"] == ONTOLOGY + "Gauge"
+
+
+async def test_a_redirect_loop_gives_503_and_stores_nothing(api: Api) -> None:
+    await ensure_tenant(api)
+    entity_id = new_id("Gauge")
+    async with Remote() as remote:
+        remote.redirects["/a"] = "/b"
+        remote.redirects["/b"] = "/a"
+        response = await api.create(gauge(entity_id), headers=with_link(remote.url("/a")))
+        await problem(response, 503, "LdContextNotAvailable")
+        assert sum(remote.hits.values()) == 6
+    await assert_absent(api, entity_id)
+
+
+async def test_a_redirect_to_a_name_resolving_to_an_internal_address_is_refused_before_connecting() -> None:
+    dns = StubDns({"inside.example": ["10.0.0.1"]})
+    async with Remote() as remote:
+        remote.redirects["/start"] = remote.url("/ctx.jsonld", host="inside.example")
+        fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, allowed=loopback_is_public, dns=dns)
+        with pytest.raises(LdContextNotAvailable, match=r"non-public address 10\.0\.0\.1"):
+            await fetch(fetcher, remote.url("/start"))
+        assert remote.hits == {"/start": 1}
+    assert dns.asked == ["inside.example"]
+
+
+@pytest.mark.parametrize(
+    "target", ["http://10.0.0.1/ctx.jsonld", "http://[::ffff:10.0.0.1]/c", "http://127.0.0.2/c"]
+)
+async def test_a_redirect_to_an_internal_address_literal_is_refused_without_connecting(target: str) -> None:
+    dns = StubDns({})
+    async with Remote() as remote:
+        remote.redirects["/start"] = target
+        fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, allowed=loopback_is_public, dns=dns)
+        with pytest.raises(LdContextNotAvailable, match="non-public address"):
+            await fetch(fetcher, remote.url("/start"))
+        assert remote.hits == {"/start": 1}
+    assert dns.asked == []
+
+
+async def test_a_name_resolving_to_an_internal_address_is_refused_at_the_first_hop() -> None:
+    dns = StubDns({"inside.example": ["127.0.0.2"]})
+    async with Remote() as remote:
+        fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, allowed=loopback_is_public, dns=dns)
+        with pytest.raises(LdContextNotAvailable, match=r"non-public address 127\.0\.0\.2"):
+            await fetch(fetcher, remote.url("/ctx.jsonld", host="inside.example"))
+        assert remote.hits == {}
+
+
+async def test_the_connection_goes_to_the_address_that_was_checked(api: Api) -> None:
+    """A name answering a public address, then an internal one (DNS rebinding): resolved once, used once."""
+    dns = StubDns({"ctx.example": ["127.0.0.1", "10.0.0.1"]})
+    async with Remote() as remote:
+        fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, allowed=loopback_is_public, dns=dns)
+        body = await fetch(fetcher, remote.url("/ctx.jsonld", host="ctx.example"))
+        assert orjson.loads(body) == {"@context": TERMS}
+        assert remote.hits == {"/ctx.jsonld": 1}
+    assert dns.asked == ["ctx.example"]
+
+
+async def test_with_allow_private_a_name_on_loopback_is_fetched() -> None:
+    dns = StubDns({"ctx.example": ["127.0.0.1"]})
+    async with Remote() as remote:
+        remote.redirects["/start"] = remote.url("/ctx.jsonld", host="ctx.example")
+        fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, allowed=any_address, dns=dns)
+        assert orjson.loads(await fetch(fetcher, remote.url("/start"))) == {"@context": TERMS}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -13,7 +14,7 @@ from broker.ingest import Operation
 from broker.model import ops
 from broker.model.entity import Entity
 from broker.model.ops import Outcome
-from tests.conftest import Api, new_id
+from tests.conftest import Api, new_id, problem
 
 LEVEL = "https://uri.etsi.org/ngsi-ld/default-context/level"
 
@@ -57,3 +58,45 @@ async def test_concurrent_calls_share_transactions_in_arrival_order_and_fail_alo
     for k, entity_id in enumerate(ids):
         stored = await api.get_json(entity_id)
         assert stored["level"]["value"] == 56 + k  # the last of its eight values, in call order
+
+
+def long_multibyte_id() -> str:
+    """An entity id check_uri accepts (1,500 characters) that no PostgreSQL btree can index (4.5 KB).
+
+    Random CJK characters, so the index entry does not compress below the 2,704-byte limit.
+    """
+    rnd = random.Random(11)
+    return "urn:ngsi-ld:Gauge:" + "".join(chr(rnd.randint(0x4E00, 0x9FFF)) for _ in range(1500))
+
+
+async def test_a_call_the_database_refuses_fails_alone_and_the_63_others_of_its_group_commit(
+    client: TestClient[Any, Any], api: Api
+) -> None:
+    writer = client.app[WRITER]
+    ids = [new_id("Gauge") for _ in range(63)]
+    calls = [writer.apply(api.tenant, [set_level(i, n)], may_create_tenant=True) for n, i in enumerate(ids)]
+    calls.insert(20, writer.apply(api.tenant, [set_level(long_multibyte_id(), 1)], may_create_tenant=True))
+
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+
+    refused = outcomes.pop(20)
+    assert isinstance(refused, BadRequestData), refused
+    assert "index row size" in refused.detail
+    assert all(isinstance(o, list) and o[0].ok for o in outcomes), outcomes
+    for n, entity_id in enumerate(ids):
+        assert (await api.get_json(entity_id))["level"]["value"] == n
+
+
+async def test_concurrent_http_requests_with_one_the_database_refuses_answer_400_for_it_only(
+    api: Api,
+) -> None:
+    ids = [new_id("Gauge") for _ in range(31)]
+    bodies = [{"id": i, "type": "Gauge", "level": n} for n, i in enumerate(ids)]
+    bodies.insert(7, {"id": long_multibyte_id(), "type": "Gauge", "level": -1})
+
+    responses = await asyncio.gather(*(api.create(body) for body in bodies))
+
+    await problem(responses.pop(7), 400, "BadRequestData")
+    assert [r.status for r in responses] == [201] * 31
+    for n, entity_id in enumerate(ids):
+        assert (await api.get_json(entity_id))["level"]["value"] == n

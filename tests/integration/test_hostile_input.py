@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
+import orjson
 import pytest
 
 from broker.errors import LdContextNotAvailable
+from broker.jsonld.fetch import ContextFetcher
 from broker.jsonld.resolver import ContextResolver
 from tests.conftest import Api, new_id, problem
 
@@ -15,10 +16,13 @@ ENTITIES = "/ngsi-ld/v1/entities"
 
 
 class _NoCache:
-    async def find(self, url: str) -> dict[str, Any] | None:
+    def is_hosted(self, url: str) -> bool:
+        return False
+
+    async def find(self, tenant: str, url: str) -> dict[str, Any] | None:
         return None
 
-    async def remember(self, url: str, document: dict[str, Any]) -> None:
+    async def remember(self, tenant: str, url: str, document: dict[str, Any]) -> None:
         raise AssertionError("nothing may be stored")
 
 
@@ -113,12 +117,78 @@ async def test_id_patterns_follow_the_q_regular_expression_rules(api: Api, patte
 
 
 async def test_contexts_on_internal_addresses_are_not_fetched_by_default() -> None:
-    async with aiohttp.ClientSession() as session:
-        resolver = ContextResolver(_NoCache(), session, timeout=1, max_bytes=1000, allow_fetch=True)
+    fetcher = ContextFetcher(timeout=1, max_bytes=1000)
+    resolver = ContextResolver(_NoCache(), fetcher)
+    try:
         for url in (
             "http://127.0.0.1:9/context.jsonld",
             "http://[::1]:9/c.jsonld",
             "http://10.1.2.3/c.jsonld",
+            "http://localhost:9/c.jsonld",
         ):
             with pytest.raises(LdContextNotAvailable, match="non-public address"):
                 await resolver.term_map(url)
+    finally:
+        await fetcher.close()
+
+
+def nested(levels: int) -> bytes:
+    """JSON text of a number inside ``levels`` arrays (orjson writes no more than 255 levels)."""
+    return b"[" * levels + b"1" + b"]" * levels
+
+
+def with_value(entity_id: str, levels: int) -> bytes:
+    return b'{"id": "%s", "type": "T", "p": {"type": "Property", "value": %s}}' % (
+        entity_id.encode(),
+        nested(levels),
+    )
+
+
+@pytest.mark.parametrize("levels", [63, 250, 300])
+async def test_a_value_nested_deeper_than_the_limit_is_400_and_nothing_is_stored(
+    api: Api, levels: int
+) -> None:
+    entity_id = new_id()
+    # entity object, attribute object, then the value: 2 + levels > NGSI_MAX_JSON_DEPTH (64)
+    response = await api.request("POST", ENTITIES, raw=with_value(entity_id, levels))
+    problem_body = await problem(response, 400, "BadRequestData")
+    assert "NGSI_MAX_JSON_DEPTH" in problem_body["detail"]
+    await problem(await api.get(entity_id), 404, "NonexistentTenant")
+
+
+async def test_a_value_nested_within_the_limit_is_stored_as_sent(api: Api) -> None:
+    entity_id = new_id()
+    assert (await api.request("POST", ENTITIES, raw=with_value(entity_id, 62))).status == 201
+    assert (await api.get_json(entity_id))["p"]["value"] == orjson.loads(nested(62))
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/ngsi-ld/v1/entityOperations/upsert", b'[{"id": "urn:a:1", "type": "T", "p": %s}]' % nested(300)),
+        ("/ngsi-ld/v1/jsonldContexts", b'{"@context": {"a": %s}}' % nested(300)),
+        (
+            "/ngsi-ld/v1/subscriptions",
+            b'{"type": "Subscription", "entities": [{"type": "T"}], "q": %s}' % nested(300),
+        ),
+        (
+            "/ngsi-ld/v1/temporal/entities",
+            b'{"id": "urn:a:1", "type": "T", "p": {"value": %s}}' % nested(300),
+        ),
+    ],
+)
+async def test_every_json_body_nested_too_deep_is_400(api: Api, path: str, raw: bytes) -> None:
+    await problem(await api.request("POST", path, raw=raw), 400, "BadRequestData")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"@context": {"a": "https://example.org/\\u0000"}}',
+        b'{"@context": {"a\\u0000": "https://example.org/a"}}',
+    ],
+)
+async def test_a_hosted_context_with_a_nul_character_is_400_and_not_listed(api: Api, raw: bytes) -> None:
+    await problem(await api.request("POST", "/ngsi-ld/v1/jsonldContexts", raw=raw), 400, "BadRequestData")
+    listed = await api.request("GET", "/ngsi-ld/v1/jsonldContexts")
+    assert await listed.json() == []

@@ -9,11 +9,15 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestClient
 
 from broker.store.migrate import migration_files
-from broker.temporal.partitions import daily_partitions, ensure_ahead
-from broker.temporal.retention import purge
-from tests.conftest import Api, database_url, new_id, problem
+from broker.store.partitions import PARTITION_LOCK, daily_partitions, ensure_ahead
+from broker.store.retention import purge
+from broker.supervise import Supervisor
+from broker.temporal.maintenance import HistoryMaintenance
+from tests.clock import ManualClock
+from tests.conftest import Api, database_url, eventually, new_id, problem
 from tests.integration.helpers import body_of
 
 ADMIN = "/admin/retention"
@@ -65,10 +69,10 @@ async def kept(api: Api, entity_id: str) -> list[Any]:
 
 async def test_the_purge_deletes_only_what_a_policy_lets_go_and_records_its_run(api: Api) -> None:
     tag, river = new_id("DeviceMeasurement"), new_id("FloodMonitoring")
-    for days_ago in (10, 1):
-        assert (await api.request("POST", TEMPORAL, sighting(tag, days_ago=days_ago))).status in (201, 204)
+    for days_ago, status in ((10, 201), (1, 204)):  # 201 creates the temporal entity, 204 adds to it
+        assert (await api.request("POST", TEMPORAL, sighting(tag, days_ago=days_ago))).status == status
         river_body = sighting(river, days_ago=days_ago, kind="FloodMonitoring")
-        assert (await api.request("POST", TEMPORAL, river_body)).status in (201, 204)
+        assert (await api.request("POST", TEMPORAL, river_body)).status == status
     assert (await api.request("PUT", f"{ADMIN}/DeviceMeasurement", {"keep": "P7D"})).status == 201
     response = await api.request("POST", f"{ADMIN}/runs")
     run = await body_of(response)
@@ -184,3 +188,58 @@ async def test_a_policy_that_keeps_forever_blocks_dropping_days_and_rows_are_del
     assert run.partitions_dropped == []
     assert run.rows_deleted == 1
     assert list(await partition_of(schema_pool)) == [old + timedelta(seconds=1)]
+
+
+async def test_a_purge_asked_while_another_process_runs_one_is_409_problem_details(api: Api) -> None:
+    holder = await asyncpg.connect(database_url())
+    try:
+        async with holder.transaction():
+            # What a purge in another process holds while it runs.
+            await holder.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
+            response = await api.request("POST", f"{ADMIN}/runs")
+            body = await problem(response, 409, "AlreadyExists")
+            assert body["detail"].startswith("a history purge is already running")
+    finally:
+        await holder.close()
+    assert (await api.request("POST", f"{ADMIN}/runs")).status == 200
+
+
+async def test_history_maintenance_raising_is_restarted_by_the_supervisor_and_shown_on_ready(
+    schema_pool: asyncpg.Pool,
+) -> None:
+    clock = ManualClock()
+    supervisor = Supervisor(clock, backoff=1.0)
+    maintenance = HistoryMaintenance(schema_pool, days_ahead=1, keep=None, interval=60.0, clock=clock)
+    rounds: list[int] = []
+
+    async def failing_once() -> None:
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            raise RuntimeError("a bug in the purge")
+
+    maintenance.run_once = failing_once  # type: ignore[method-assign]
+    supervisor.spawn("history-maintenance", maintenance.run)
+    try:
+        await eventually(lambda: clock.sleepers == 1, what="maintenance asleep until its first round")
+        await clock.advance(60.0)
+        await eventually(lambda: "history-maintenance" in supervisor.problems(), what="the failure shown")
+        assert (
+            supervisor.problems()["history-maintenance"]
+            == "restarting after: RuntimeError: a bug in the purge"
+        )
+        await clock.advance(1.0)  # the back-off
+        await eventually(lambda: not supervisor.problems() and clock.sleepers == 1, what="restarted, asleep")
+        await clock.advance(60.0)
+        await eventually(lambda: len(rounds) == 2, what="the next round after the restart")
+        assert supervisor.report()["history-maintenance"] == {
+            "running": True,
+            "restarts": 1,
+            "lastError": "RuntimeError: a bug in the purge",
+        }
+    finally:
+        await supervisor.stop()
+
+
+async def test_the_app_supervises_history_maintenance(client: TestClient[Any, Any]) -> None:
+    body = await (await client.get("/health")).json()
+    assert body["components"]["history-maintenance"]["running"] is True

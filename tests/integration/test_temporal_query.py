@@ -217,7 +217,7 @@ async def test_a_snowplow_track_comes_back_as_one_geojson_line_string(api: Api) 
             "speed": {"type": "Property", "value": 20 + n},
         }
         response = await api.request("POST", "/ngsi-ld/v1/entityOperations/upsert", [body])
-        assert response.status in (201, 204), await response.text()
+        assert response.status == (201 if n == 0 else 204), await response.text()
     response = await api.request(
         "GET",
         f"{TEMPORAL}/{plow}",
@@ -304,7 +304,7 @@ async def test_last_n_reaches_back_past_the_recent_days_for_streams_that_need_it
             response = await api.request(
                 "POST", "/ngsi-ld/v1/entityOperations/upsert", [body], params={"options": "update"}
             )
-            assert response.status in (201, 204), await response.text()
+            assert response.status == (201 if n == 0 else 204), await response.text()
     body = await get(api, TEMPORAL, id=f"{old},{fresh}", lastN="2")
     assert {e["id"]: series(e) for e in body} == {old: [1.0, 2.0], fresh: [1.0, 2.0]}
     body = await get(

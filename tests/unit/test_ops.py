@@ -10,7 +10,7 @@ import pytest
 from broker.errors import AlreadyExists, BadRequestData, ResourceNotFound
 from broker.jsonld.context import TermMap, compile_contexts, core_document
 from broker.model import ops
-from broker.model.entity import Entity, Instance
+from broker.model.entity import Entity, Instance, dataset_id
 from broker.model.geojson import validate_geometry
 from broker.model.parse import parse_entity, parse_instance
 
@@ -562,3 +562,82 @@ def test_a_new_attribute_gets_created_at_equal_to_modified_at() -> None:
     entity = after(ops.merge(stored(SENSOR), fragment({"brandName": "Acme"}), T1))
     instance = entity.attrs[DEFAULT + "brandName"][0]
     assert instance["createdAt"] == instance["modifiedAt"] == T1
+
+
+# --- many instances of one attribute (issue 11 defect 6) ---------------------------------------------
+
+
+def _datasets(size: int, value: int) -> list[Instance]:
+    return [
+        {"type": "Property", "value": value, "datasetId": f"urn:ngsi-ld:Dataset:{n}"} for n in range(size)
+    ]
+
+
+def _lookups(monkeypatch: pytest.MonkeyPatch, operation: str, size: int) -> int:
+    """How often ``operation`` reads an instance's datasetId, given ``size`` of them over ``size`` stored."""
+    calls = 0
+    real = dataset_id
+
+    def counted(instance: Instance) -> str | None:
+        nonlocal calls
+        calls += 1
+        return real(instance)
+
+    stored = ops.create(
+        None, Entity(id=ID, types=[EX + "Sensor"], attrs={TEMP: _datasets(size, 0)}), T0
+    ).entity
+    assert stored is not None
+    change = Entity(id="", attrs={TEMP: _datasets(size, 1)})
+    # Both modules: the old scan for an instance (entity.find_instance) read datasetIds there.
+    monkeypatch.setattr("broker.model.entity.dataset_id", counted)
+    monkeypatch.setattr("broker.model.ops.dataset_id", counted)
+    if operation == "merge":
+        after = ops.merge(stored, change, T1).entity
+    elif operation == "append":
+        after = ops.append(stored, change, T1, no_overwrite=False).entity
+    else:
+        after = ops.update_attributes(stored, change, T1).entity
+    monkeypatch.undo()
+    assert after is not None
+    assert [i["value"] for i in after.attrs[TEMP]] == [1] * size
+    return calls
+
+
+@pytest.mark.parametrize("operation", ["merge", "append", "update"])
+def test_many_datasets_of_one_attribute_cost_a_fixed_number_of_lookups_each(
+    monkeypatch: pytest.MonkeyPatch, operation: str
+) -> None:
+    small, large = (_lookups(monkeypatch, operation, n) for n in (500, 4000))
+    # Linear: a few lookups per instance at any size (scanning the list for each was 500 x 4000 / 2).
+    assert large <= 3 * 4000, large
+    assert large <= 8 * small + 8, (small, large)
+
+
+def test_replacing_adding_and_deleting_datasets_keeps_the_order_of_the_rest() -> None:
+    stored = ops.create(None, Entity(id=ID, types=[EX + "Sensor"], attrs={TEMP: _datasets(4, 0)}), T0).entity
+    assert stored is not None
+    change = Entity(
+        id="",
+        attrs={
+            TEMP: [
+                {"type": "Property", "value": NULL, "datasetId": "urn:ngsi-ld:Dataset:1"},
+                {"type": "Property", "value": 7, "datasetId": "urn:ngsi-ld:Dataset:9"},
+                {"type": "Property", "value": 5, "datasetId": "urn:ngsi-ld:Dataset:2"},
+            ]
+        },
+    )
+    after = ops.merge(stored, change, T1).entity
+    assert after is not None
+    assert [(i["datasetId"][-1], i["value"]) for i in after.attrs[TEMP]] == [
+        ("0", 0),
+        ("2", 5),
+        ("3", 0),
+        ("9", 7),
+    ]
+
+
+def test_an_operation_leaving_too_many_instances_is_refused() -> None:
+    entity = Entity(id=ID, attrs={TEMP: _datasets(11, 0)})
+    ops.check_instances(Entity(id=ID, attrs={TEMP: _datasets(10, 0)}), 10)
+    with pytest.raises(BadRequestData, match="has 11 instances; at most 10"):
+        ops.check_instances(entity, 10)

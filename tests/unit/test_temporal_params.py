@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker.errors import BadRequestData
-from broker.temporal.duration import format_duration, parse_duration, parse_keep
-from broker.temporal.params import TimeRel, parse_aggregation, parse_temporal
+from broker.query.duration import format_duration, parse_duration, parse_keep
+from broker.query.temporal import TimeRel, parse_aggregation, parse_temporal
 
 T0 = "2026-11-22T00:00:00Z"
 T1 = "2026-11-23T00:00:00Z"

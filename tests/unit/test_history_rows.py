@@ -1,4 +1,4 @@
-"""Which history rows a write produces (broker.temporal.changes)."""
+"""Which history rows a write produces (broker.store.history_rows)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker.model.entity import Entity
-from broker.temporal.changes import rows_for, rows_for_all
+from broker.store.history_rows import rows_for, rows_for_all
 
 LEVEL = "https://smartdatamodels.org/dataModel.Environment/currentLevel"
 NOW = "2026-11-22T10:00:00.000Z"

@@ -18,7 +18,7 @@ from typing import Any
 
 from broker.errors import BadRequestData
 from broker.model.entity import parse_time
-from broker.temporal.duration import parse_duration
+from broker.query.duration import parse_duration
 
 TIME_PROPERTIES = ("observedAt", "createdAt", "modifiedAt", "deletedAt")
 AGGREGATION_METHODS = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")

@@ -16,20 +16,19 @@ from typing import Any
 import asyncpg
 
 from broker.jsonld.context import TermMap
+from broker.model.entity import VALUE_MEMBER
 from broker.query.entity_query import EntityQuery, where_sql
 from broker.query.params import Params
+from broker.query.temporal import Aggregation, TemporalQuery, TimeRel
 from broker.store.query import read_only
-from broker.temporal.params import Aggregation, TemporalQuery, TimeRel
 
 # Where aggregation periods start when no timeAt says: midnight UTC, so PT10M or PT1H line up.
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 # lastN looks at this last stretch of time first (see instances).
 RECENT = timedelta(days=2)
 _TIME_COLUMN = {"observedAt": "h.ts", "createdAt": "h.created_at", "modifiedAt": "h.modified_at"}
-_VALUE = (
-    "coalesce(h.instance->'value', h.instance->'object', h.instance->'languageMap', h.instance->'vocab',"
-    " h.instance->'json', h.instance->'valueList', h.instance->'objectList')"
-)
+# The value member of a row's instance, whatever its attribute type (one table: VALUE_MEMBER).
+_VALUE = "coalesce(" + ", ".join(f"h.instance->'{m}'" for m in dict.fromkeys(VALUE_MEMBER.values())) + ")"
 _STREAM_JOIN = (
     "h.tenant = s.tenant AND h.entity_id = s.id AND h.attr = s.attr AND h.dataset_id = s.dataset_id"
 )

@@ -1,0 +1,162 @@
+"""Answering a request: the representation asked for (clauses 6.3.6, 6.3.7) and the JSON responses.
+
+``json_body`` is the one way a handler answers JSON; ``json_response`` adds the @context an
+NGSI-LD answer carries (6.3.5) and the tenant it concerns (6.3.14).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+
+from broker.api.request import CONTEXT_REL, JSON, LD_JSON, csv_param
+from broker.errors import BadRequestData, NotAcceptable
+from broker.jsonld.context import CORE_URL, TermMap
+from broker.jsonld.resolver import ContextRef
+from broker.model.parse import check_name
+from broker.model.render import FORMS, Form, View
+
+GEO_JSON = "application/geo+json"
+_OPTIONS = {*FORMS, "sysAttrs", "noOverwrite", "update", "replace"}
+
+T = TypeVar("T")
+
+
+def accepted(request: web.Request, *, geo: bool = False) -> str:
+    """The response media type from the Accept header (clause 6.3.6); 406 if none fits."""
+    header = request.headers.get("Accept", "")
+    if not header.strip():
+        return JSON
+    offers = [JSON, LD_JSON] + ([GEO_JSON] if geo else [])
+    choices: list[tuple[float, int, str]] = []
+    for position, part in enumerate(header.split(",")):
+        media, _, params = part.strip().partition(";")
+        media = media.strip().lower()
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality <= 0:
+            continue
+        if media in ("*/*", "application/*"):
+            choices.append((quality, -position, JSON))
+        elif media in offers:
+            choices.append((quality, -position, media))
+    if not choices:
+        raise NotAcceptable(f"none of the media types in Accept ({header}) can be produced here")
+    return max(choices)[2]
+
+
+def json_body(
+    body: Any, *, status: int = 200, media_type: str = JSON, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A JSON response (orjson)."""
+    return web.Response(body=orjson.dumps(body), status=status, content_type=media_type, headers=headers)
+
+
+def json_response(
+    request: web.Request,
+    body: Any,
+    *,
+    context: ContextRef,
+    media_type: str = JSON,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    links: list[str] | None = None,
+) -> web.Response:
+    """Answer with ``body`` and its @context: a Link header for JSON, a member for JSON-LD.
+
+    ``links`` are further Link header values (pagination), sent beside the context's.
+    """
+    out_headers: dict[str, str] = dict(headers or {})
+    context_url = context if isinstance(context, str) else CORE_URL
+    all_links = list(links or [])
+    if media_type == LD_JSON:
+        if isinstance(body, dict):
+            body = {"@context": context_url, **body}
+        elif isinstance(body, list):
+            body = [{"@context": context_url, **item} if isinstance(item, dict) else item for item in body]
+    else:
+        all_links.insert(0, f'<{context_url}>; rel="{CONTEXT_REL}"; type="{LD_JSON}"')
+    if all_links:
+        out_headers["Link"] = ", ".join(all_links)
+    _echo_tenant(request, out_headers)
+    return json_body(body, status=status, media_type=media_type, headers=out_headers)
+
+
+def no_content(
+    request: web.Request, status: int = 204, headers: dict[str, str] | None = None
+) -> web.Response:
+    """An answer without a body (201 with Location, 204), naming the tenant."""
+    out_headers = dict(headers or {})
+    _echo_tenant(request, out_headers)
+    return web.Response(status=status, headers=out_headers)
+
+
+def _echo_tenant(request: web.Request, headers: dict[str, str]) -> None:
+    """Responses name the tenant they concern, whichever header selected it (clause 6.3.14)."""
+    tenant = request.headers.get("NGSILD-Tenant") or request.headers.get("Fiware-Service")
+    if tenant:
+        headers["NGSILD-Tenant"] = tenant.strip()
+
+
+def options(request: web.Request, allowed: set[str] | frozenset[str] = frozenset(_OPTIONS)) -> set[str]:
+    """The 'options' parameter's keywords, each checked against ``allowed``."""
+    found = set(csv_param(request, "options") or [])
+    unknown = found - allowed
+    if unknown:
+        raise BadRequestData(f"unknown options: {', '.join(sorted(unknown))}")
+    return found
+
+
+def chosen(request: web.Request, table: Mapping[str, T], opts: set[str]) -> T | None:
+    """The one representation ``format`` or ``options`` name in ``table`` (format wins), if any."""
+    picked = {table[o] for o in opts if o in table}
+    fmt = request.query.get("format")
+    if fmt is not None:
+        if fmt not in table:
+            raise BadRequestData(f"format {fmt!r} is not one of {', '.join(table)}")
+        picked = {table[fmt]}
+    if len(picked) > 1:
+        raise BadRequestData("options asks for more than one representation")
+    return picked.pop() if picked else None
+
+
+def view_of(request: web.Request, tm: TermMap) -> View:
+    """The representation asked by format/options/attrs/pick/omit/lang/datasetId (clause 6.3.7)."""
+    opts = options(request)
+    form = chosen(request, FORMS, opts)
+    attrs = csv_param(request, "attrs")
+    pick = csv_param(request, "pick")
+    omit = csv_param(request, "omit")
+    if pick is not None and (omit is not None or attrs is not None):
+        raise BadRequestData("pick cannot be combined with omit or attrs")
+    selected: frozenset[str] | None = None
+    if pick is not None:
+        selected = _names(pick, tm)
+    elif attrs is not None:
+        selected = _names(attrs, tm) | {"id", "type", "scope"}
+    datasets = csv_param(request, "datasetId")
+    return View(
+        form=form or Form.NORMALIZED,
+        sys_attrs="sysAttrs" in opts,
+        pick=selected,
+        omit=_names(omit, tm) if omit else frozenset(),
+        lang=request.query.get("lang"),
+        dataset_id=frozenset(datasets) if datasets else None,
+    )
+
+
+def _names(names: list[str], tm: TermMap) -> frozenset[str]:
+    out = set()
+    for name in names:
+        check_name(name, "attribute name")
+        out.add(name if name in ("id", "type", "scope") else tm.expand(name))
+    return frozenset(out)
