@@ -71,23 +71,23 @@ WHERE s.retry_at <= now() AND s.is_active AND (s.expires_at IS NULL OR s.expires
 ORDER BY s.retry_at
 LIMIT $1
 """
-# One round trip claims the subscription and reads its oldest rows (none when claimed elsewhere,
-# not due, paused or expired; one row with a NULL id when nothing is pending).
+# Claims the subscription (no row when claimed elsewhere, not due, paused or expired). Its rows
+# are read by the next statement, whose snapshot is taken after the lock: read in the same
+# statement, they would be seen as of before the lock was granted, and rows another process
+# had delivered and deleted in the meantime would be sent again (issue 11, defect 8).
 # The transaction commits without waiting for its WAL flush: should PostgreSQL crash right
 # after, the deletion of delivered rows is lost and they are sent again, which at-least-once
 # delivery allows; the rows themselves were committed durably by the write that queued them.
 _CLAIM = """
-WITH claim AS (
-    SELECT last_notification, consecutive_errors FROM subscriptions
-    WHERE tenant = $1 AND id = $2 AND ($3 OR retry_at <= now())
-      AND is_active AND (expires_at IS NULL OR expires_at > now())
-    FOR NO KEY UPDATE SKIP LOCKED)
-SELECT set_config('synchronous_commit', 'off', true) AS unflushed,
-       c.last_notification, c.consecutive_errors, o.id, o.notification_id, o.entity_id, o.data
-FROM claim c LEFT JOIN LATERAL (
-    SELECT id, notification_id, entity_id, data FROM outbox
-    WHERE tenant = $1 AND subscription_id = $2 ORDER BY id LIMIT $4) o ON true
-ORDER BY o.id
+SELECT set_config('synchronous_commit', 'off', true) AS unflushed, last_notification, consecutive_errors
+FROM subscriptions
+WHERE tenant = $1 AND id = $2 AND ($3 OR retry_at <= now())
+  AND is_active AND (expires_at IS NULL OR expires_at > now())
+FOR NO KEY UPDATE SKIP LOCKED
+"""
+_PENDING = """
+SELECT id, notification_id, entity_id, data FROM outbox
+WHERE tenant = $1 AND subscription_id = $2 ORDER BY id LIMIT $3
 """
 _ONE_NOTIFICATION = """
 SELECT id, notification_id, entity_id, data FROM outbox
@@ -444,16 +444,16 @@ class Notifier:
         tenant, sid = subscription.tenant, subscription.id
         releasing = previous is not None
         async with self._pool.acquire() as conn, conn.transaction():
-            found = await conn.fetch(_CLAIM, tenant, sid, releasing, self._batch + 1)
-            if not found:
+            claim = await conn.fetchrow(_CLAIM, tenant, sid, releasing)
+            if claim is None:
                 return _Step.DONE
-            claim = found[0]
+            found = await conn.fetch(_PENDING, tenant, sid, self._batch + 1)
             throttle = self._throttle_until(subscription, claim["last_notification"])
             if throttle is not None and not releasing and throttle > datetime.now(UTC):
                 await conn.execute(_NOT_BEFORE, tenant, sid, throttle)
                 self._wake_at(throttle)
                 return _Step.DONE
-            pending = [row for row in found if row["id"] is not None]
+            pending = list(found)
             if subscription.throttling and previous is not _Step.SEALED:
                 runs = seal_runs(pending[: self._batch])
                 if runs:

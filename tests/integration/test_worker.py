@@ -13,6 +13,7 @@ import itertools
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -129,8 +130,10 @@ class Space:
             await outbox.insert(conn, self.tenant, rows)
         return [row.notification_id for row in rows]
 
-    async def start(self, registry: Registry | None = None, **settings: Any) -> Notifier:
-        notifier = Notifier(self.pool, registry or self.registry, **settings)
+    async def start(
+        self, registry: Registry | None = None, pool: asyncpg.Pool | None = None, **settings: Any
+    ) -> Notifier:
+        notifier = Notifier(pool or self.pool, registry or self.registry, **settings)
         await notifier.start()
         self.notifiers.append(notifier)
         return notifier
@@ -466,3 +469,43 @@ async def test_an_unreachable_mqtt_broker_is_retried_with_back_off(space: Space)
     state = await space.state(subscription)
     assert state["last_error_reason"].startswith("MQTT connect failed")
     assert await space.pending(subscription) == 1
+
+
+# ------------------------------------------------------------------------------------------ two processes
+
+
+async def test_two_notifiers_on_one_database_send_each_notification_once(
+    space: Space, receiver: Receiver
+) -> None:
+    """No fault, two processes racing for the same subscriptions: not one notification twice.
+
+    Claiming a subscription that the other process has just delivered must not read rows that
+    process deleted (issue 11, defect 8: 8-30 duplicates of 2,400 before the fix).
+    """
+    subscriptions = [await space.subscribe(receiver.url("race")) for _ in range(8)]
+    other = Registry()
+    for subscription in subscriptions:
+        other.put(subscription)
+    second_pool = await create_pool(database_url(), min_size=1, max_size=8, connect_timeout=10)
+    try:
+        await space.start()
+        await space.start(other, pool=second_pool)
+        queued = [
+            nid
+            for n in range(300)
+            for subscription in subscriptions
+            for nid in await space.queue(subscription, f"urn:ngsi-ld:Thing:{n}")
+        ]
+        await eventually(lambda: _all_delivered(space, subscriptions), within=60)
+    finally:
+        for notifier in space.notifiers:
+            await notifier.stop(grace=0)
+        space.notifiers.clear()
+        await second_pool.close()
+    received = Counter(request.body["id"] for request in receiver.at("race"))
+    assert set(received) == set(queued)
+    assert {nid: n for nid, n in received.items() if n > 1} == {}
+
+
+async def _all_delivered(space: Space, subscriptions: list[Subscription]) -> bool:
+    return all([await space.pending(subscription) == 0 for subscription in subscriptions])
