@@ -41,8 +41,8 @@ from broker.config import Settings
 from broker.errors import error_middleware
 from broker.ingest import Writer
 from broker.jsonld.resolver import ContextResolver
+from broker.notify.dispatcher import Notifier
 from broker.notify.registry import SubscriptionRegistry
-from broker.notify.worker import Notifier
 from broker.store import create_pool, migrate
 from broker.store.contexts import ContextStore
 from broker.store.tenants import Tenants
@@ -95,7 +95,7 @@ async def _context_resolver(app: web.Application) -> AsyncIterator[None]:
 async def _subscriptions(app: web.Application) -> AsyncIterator[None]:
     """Compiled subscriptions (kept coherent across processes), the write path that matches them."""
     registry = SubscriptionRegistry(app[POOL], app[RESOLVER])
-    await registry.start()
+    await registry.start(app[SUPERVISOR])
     app[REGISTRY] = registry
     writer = Writer(app[POOL], app[TENANTS], registry.for_tenant, record_history=app[SETTINGS].history)
     app[WRITER] = writer
@@ -105,6 +105,7 @@ async def _subscriptions(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _notifier(app: web.Application) -> AsyncIterator[None]:
+    """The dispatcher of notifications, its loop and LISTEN supervised."""
     settings = app[SETTINGS]
     notifier = Notifier(
         app[POOL],
@@ -112,8 +113,9 @@ async def _notifier(app: web.Application) -> AsyncIterator[None]:
         http_timeout=settings.notify_timeout,
         max_concurrent=settings.notify_concurrency,
     )
-    await notifier.start()
+    await notifier.start(app[SUPERVISOR])
     app[NOTIFIER] = notifier
+    app[STATUS]["notifier"] = notifier.report
     yield
     await notifier.stop()
 

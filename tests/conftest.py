@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 import orjson
@@ -36,6 +36,18 @@ CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 EVENTUALLY_SECONDS = 30.0
 
 T = TypeVar("T")
+
+
+@overload
+async def eventually(
+    check: Callable[[], Awaitable[T]], *, within: float = ..., interval: float = ..., what: str = ...
+) -> T: ...
+
+
+@overload
+async def eventually(
+    check: Callable[[], T], *, within: float = ..., interval: float = ..., what: str = ...
+) -> T: ...
 
 
 async def eventually(
@@ -87,6 +99,8 @@ def settings() -> Settings:
     return load(
         {
             "DATABASE_URL": database_url(),
+            # The Mosquitto the tests publish to and listen on (test_delivery.MQTT_URL), not the default.
+            "MQTT_URL": os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883"),
             "NGSI_MAX_BATCH": "200",
             "NGSI_MAX_BODY_BYTES": "262144",
             # Tests serve @contexts from a local server on 127.0.0.1.
