@@ -328,7 +328,7 @@ INVALID_MEMBERS: list[tuple[str, dict[str, Any]]] = [
             "notification": {
                 "endpoint": {
                     "uri": "mqtt://127.0.0.1:1883/t",
-                    "notifierInfo": [{"key": "MQTT-QoS", "value": "2"}],
+                    "notifierInfo": [{"key": "MQTT-QoS", "value": "3"}],
                 }
             }
         },
