@@ -95,7 +95,6 @@ class LoopClient:
         else:
             host, port = self.broker.host, self.broker.port
             call = lambda: self.client.connect(host, port, keepalive=KEEPALIVE)  # noqa: E731
-        self._socket_closed.clear()
         attempt = self._connecting = self._loop.run_in_executor(None, _connect, call)
         attempt.add_done_callback(self._connect_ended)
         # Shielded: a caller that gives up must not leave paho half connected behind close().
@@ -254,6 +253,8 @@ class LoopClient:
         self._on_loop(self._watch, client, sock)
 
     def _watch(self, client: mqtt.Client, sock: Any) -> None:
+        # After any close of the previous socket: both cross over from the executor in order.
+        self._socket_closed.clear()
         if not self._paused and sock.fileno() >= 0:
             self._loop.add_reader(sock, client.loop_read)
 
