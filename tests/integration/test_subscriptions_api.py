@@ -570,7 +570,9 @@ async def test_notifications_resume_after_every_database_connection_is_cut(
         gauge = new_id("Gauge")
         entity = {"id": gauge, "type": "Gauge", "level": {"type": "Property", "value": 1.0}}
         assert (await api.create(entity)).status == 201
-        await create(api, subscription(sub_id(), notification={"endpoint": {"uri": receiver.url("cut")}}))
+        subscription_id = await create(
+            api, subscription(sub_id(), notification={"endpoint": {"uri": receiver.url("cut")}})
+        )
 
         async def level(value: float) -> None:
             response = await api.request(
@@ -582,6 +584,8 @@ async def test_notifications_resume_after_every_database_connection_is_cut(
 
         await level(2.0)
         await receiver.wait("cut", 1)
+        # Cut once that delivery has committed: nothing in flight, so nothing is sent twice.
+        await eventually(lambda: _times_sent(db, api.tenant, subscription_id), what="the delivery recorded")
         await db.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
@@ -596,6 +600,13 @@ async def test_notifications_resume_after_every_database_connection_is_cut(
 async def _ready(api: Api) -> bool:
     response = await api.client.get("/ready")
     return response.status == 200
+
+
+async def _times_sent(db: asyncpg.Connection, tenant: str, subscription_id: str) -> bool:
+    sent = await db.fetchval(
+        "SELECT times_sent FROM subscriptions WHERE tenant = $1 AND id = $2", tenant, subscription_id
+    )
+    return bool(sent == 1)
 
 
 async def _level_accepted(level: Callable[[float], Awaitable[None]], value: float) -> bool:
