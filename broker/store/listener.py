@@ -25,6 +25,10 @@ from broker.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
+# A connection that was cut: asyncpg may also answer "cannot switch to state ..." (InternalClientError)
+# on a pooled connection whose termination it has not processed yet.
+_LOST: tuple[type[BaseException], ...] = (*TRANSIENT, asyncpg.InternalClientError)
+
 Callback = Callable[[Any, int, str, object], None]
 
 
@@ -59,7 +63,7 @@ class Listener:
         """
         await self._listen()
         if supervisor is None:
-            self._watch = asyncio.get_running_loop().create_task(self.keep_listening())
+            self._watch = asyncio.get_running_loop().create_task(self._keep_listening_alone())
             return
         part = name or f"listen {self._channel}"
         self._supervised = (supervisor, part)
@@ -74,8 +78,7 @@ class Listener:
             await supervisor.cancel(part)
         if self._watch is not None:
             self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+            await asyncio.gather(self._watch, return_exceptions=True)
             self._watch = None
         await self._release()
 
@@ -103,19 +106,36 @@ class Listener:
             try:
                 await self._release()
                 await self._listen()
-                await self._on_reconnect()
-            except TRANSIENT as exc:
+                try:
+                    await self._on_reconnect()
+                except BaseException:
+                    await self._release()  # the next check listens and reloads again
+                    raise
+            except _LOST as exc:
                 log.warning("LISTEN %s not re-established (%s); retrying", self._channel, exc)
                 continue
             self.reconnects += 1
             log.info("listening to %s again after a lost connection; caches reloaded", self._channel)
+
+    async def _keep_listening_alone(self) -> None:
+        """``keep_listening`` with no supervisor to restart it: a fault is logged, the watch goes on."""
+        while True:
+            try:
+                await self.keep_listening()
+            except Exception:
+                log.exception("LISTEN %s: the watch failed; it goes on", self._channel)
+                await self._clock.sleep(self._check_interval)
 
     async def _listen(self) -> None:
         connection = await self._pool.acquire()
         try:
             await connection.add_listener(self._channel, self._on_notify)
         except BaseException:
-            await self._pool.release(connection)
+            # Not handed out again as it is: the pool opens a fresh connection in its place.
+            with contextlib.suppress(Exception):
+                connection.terminate()
+            with contextlib.suppress(*_LOST):
+                await self._pool.release(connection)
             raise
         self._connection = connection
 
@@ -123,7 +143,7 @@ class Listener:
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        with contextlib.suppress(*TRANSIENT):
+        with contextlib.suppress(*_LOST):
             await connection.remove_listener(self._channel, self._on_notify)
-        with contextlib.suppress(*TRANSIENT):
+        with contextlib.suppress(*_LOST):
             await self._pool.release(connection)

@@ -27,15 +27,18 @@ async def pool() -> AsyncIterator[asyncpg.Pool]:
 class Heard:
     """What a listener's owner sees: payloads, and how often it reloaded."""
 
-    def __init__(self) -> None:
+    def __init__(self, failing_reloads: int = 0) -> None:
         self.payloads: list[object] = []
         self.reloads = 0
+        self.failing_reloads = failing_reloads
 
     def on_notify(self, _c: Any, _pid: int, _channel: str, payload: object) -> None:
         self.payloads.append(payload)
 
     async def reload(self) -> None:
         self.reloads += 1
+        if self.reloads <= self.failing_reloads:
+            raise RuntimeError("reload fault injected by the test")
 
 
 async def cut(listener: Listener, pool: asyncpg.Pool) -> None:
@@ -82,3 +85,17 @@ async def test_a_supervised_listener_is_a_probe_that_names_it_until_it_listens_a
         await listener.stop()
         await supervisor.stop()
     assert "test.listener" not in supervisor.report()
+
+
+async def test_a_reload_that_fails_is_tried_again_and_stops_no_unsupervised_watch(pool: asyncpg.Pool) -> None:
+    heard = Heard(failing_reloads=1)
+    listener = Listener(pool, CHANNEL, heard.on_notify, heard.reload, check_interval=0.1)
+    await listener.start()
+    try:
+        await cut(listener, pool)
+        await eventually(lambda: listener.reconnects == 1, what="listening again after a failed reload")
+        assert heard.reloads == 2
+        await pool.execute("SELECT pg_notify($1, 'after')", CHANNEL)
+        await eventually(lambda: "after" in heard.payloads)
+    finally:
+        await listener.stop()  # the fault was the watch's to survive: stopping raises nothing
