@@ -41,8 +41,8 @@ from broker.errors import error_middleware
 from broker.ingest import Writer
 from broker.jsonld.fetch import ContextFetcher, any_address, public_only
 from broker.jsonld.resolver import ContextResolver
+from broker.notify.dispatcher import Notifier
 from broker.notify.registry import SubscriptionRegistry
-from broker.notify.worker import Notifier
 from broker.query.duration import parse_keep
 from broker.store import create_pool, migrate
 from broker.store.contexts import ContextStore
@@ -99,7 +99,7 @@ async def _context_resolver(app: web.Application) -> AsyncIterator[None]:
 async def _subscriptions(app: web.Application) -> AsyncIterator[None]:
     """Compiled subscriptions (kept coherent across processes), the write path that matches them."""
     registry = SubscriptionRegistry(app[POOL], app[RESOLVER])
-    await registry.start()
+    await registry.start(app[SUPERVISOR])
     app[REGISTRY] = registry
     settings = app[SETTINGS]
     writer = Writer(
@@ -116,6 +116,7 @@ async def _subscriptions(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _notifier(app: web.Application) -> AsyncIterator[None]:
+    """The dispatcher of notifications, its loop and LISTEN supervised."""
     settings = app[SETTINGS]
     notifier = Notifier(
         app[POOL],
@@ -123,8 +124,9 @@ async def _notifier(app: web.Application) -> AsyncIterator[None]:
         http_timeout=settings.notify_timeout,
         max_concurrent=settings.notify_concurrency,
     )
-    await notifier.start()
+    await notifier.start(app[SUPERVISOR])
     app[NOTIFIER] = notifier
+    app[STATUS]["notifier"] = notifier.report
     yield
     await notifier.stop()
 

@@ -10,8 +10,8 @@ from aiohttp import web
 from broker.config import Settings
 from broker.ingest import Writer
 from broker.jsonld.resolver import ContextResolver
+from broker.notify.dispatcher import Notifier
 from broker.notify.registry import SubscriptionRegistry
-from broker.notify.worker import Notifier
 from broker.store.contexts import ContextStore
 from broker.store.tenants import Tenants
 from broker.supervise import Supervisor

@@ -1,14 +1,13 @@
 """Subscriptions: /ngsi-ld/v1/subscriptions[/{subscriptionId}] (clauses 5.8.1-5.8.5, HTTP binding 6.10-6.11).
 
-A body is validated and compiled (broker.notify.parse) before anything is
-stored, stored compacted with its @context, and put in this process's registry
-once committed; the other processes reload it on the NOTIFY of the same commit.
+A body is validated and compiled (broker.notify.parse) before anything is stored; the
+SubscriptionService stores it compacted with its @context and puts it in this process's
+registry once committed; the other processes reload it on the NOTIFY of the same commit.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -17,19 +16,24 @@ from aiohttp import web
 
 from broker.api import common
 from broker.api.keys import CONTEXTS, POOL, REGISTRY, SETTINGS, TENANTS
-from broker.errors import AlreadyExists, BadRequestData, ResourceNotFound
+from broker.errors import BadRequestData, ResourceNotFound
 from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.entity import format_time
 from broker.model.parse import check_uri
-from broker.notify.model import Subscription
 from broker.notify.parse import compile_subscription, merge, recompact, with_defaults
+from broker.notify.service import Prepared, SubscriptionService
 from broker.store import subscriptions as rows
 from broker.store.subscriptions import StoredSubscription
 
 routes = web.RouteTableDef()
 SUBSCRIPTIONS = "/ngsi-ld/v1/subscriptions"
 SUBSCRIPTION = SUBSCRIPTIONS + "/{subscription_id}"
+
+
+def _service(request: web.Request) -> SubscriptionService:
+    app = request.app
+    return SubscriptionService(app[POOL], app[TENANTS], app[REGISTRY])
 
 
 def _path_id(request: web.Request) -> str:
@@ -53,7 +57,7 @@ async def _compile_for_storage(
     tm: TermMap,
     context: ContextRef,
     now: datetime | None,
-) -> tuple[Subscription, dict[str, Any], ContextRef]:
+) -> Prepared:
     """Validate ``body``; if it names a jsonldContext, move it there (notifications use its terms).
 
     Returns the compiled subscription with the body and @context to store.
@@ -63,7 +67,7 @@ async def _compile_for_storage(
     if isinstance(wanted, str) and wanted != context:
         target = await common.term_map(request, wanted)
         body, context, tm = recompact(body, tm, target, strict_q=True), wanted, target
-    return compile_subscription(tenant, subscription_id, body, tm, context, now=now), body, context
+    return Prepared(compile_subscription(tenant, subscription_id, body, tm, context, now=now), body, context)
 
 
 async def _one_url(request: web.Request, context: ContextRef) -> str:
@@ -88,29 +92,12 @@ async def create_subscription(request: web.Request) -> web.Response:
     )
     body = with_defaults({"id": subscription_id, **data})
     now = datetime.now(UTC)
-    compiled, body, context = await _compile_for_storage(
-        request, tenant, subscription_id, body, tm, context, now
-    )
-    pool, tenants = request.app[POOL], request.app[TENANTS]
-    if await rows.fetch(pool, tenant, subscription_id) is not None:
-        # Checked before hosting an inline @context, so a repeated request leaves nothing behind.
-        raise AlreadyExists(f"subscription {subscription_id} already exists")
-    if context is not None and not isinstance(context, str):
-        context = await _one_url(request, context)
-        compiled = replace(compiled, context=context)
-    async with pool.acquire() as conn, conn.transaction():
-        await tenants.ensure(conn, tenant)
-        await rows.insert(
-            conn,
-            tenant,
-            subscription_id,
-            body,
-            context,
-            is_active=compiled.active,
-            expires_at=compiled.expires_at,
-        )
-    tenants.created(tenant)
-    request.app[REGISTRY].put(compiled)
+    prepared = await _compile_for_storage(request, tenant, subscription_id, body, tm, context, now)
+
+    async def host(inline: ContextRef) -> str:
+        return await _one_url(request, inline)
+
+    await _service(request).create(prepared, host)
     location = f"{SUBSCRIPTIONS}/{quote(subscription_id, safe=':')}"
     return common.no_content(request, 201, {"Location": location})
 
@@ -168,29 +155,16 @@ async def update_subscription(request: web.Request) -> web.Response:
         raise BadRequestData("the Subscription fragment is empty: nothing to update")
     if "id" in fragment and fragment["id"] != subscription_id:
         raise BadRequestData(f"the fragment's id {fragment['id']} differs from the path's {subscription_id}")
-    pool = request.app[POOL]
-    await request.app[TENANTS].require(pool, tenant)
     now = datetime.now(UTC) if "expiresAt" in fragment else None
-    async with pool.acquire() as conn, conn.transaction():
-        stored = await rows.fetch(conn, tenant, subscription_id, for_update=True)
-        if stored is None:
-            raise ResourceNotFound(f"subscription {subscription_id} does not exist")
+
+    async def revise(stored: StoredSubscription) -> Prepared:
         stored_tm = await common.term_map(request, stored.context)
-        fragment = recompact(fragment, tm, stored_tm, strict_q=True)
-        merged = with_defaults(merge(stored.body, fragment))
-        compiled, body, new_context = await _compile_for_storage(
+        merged = with_defaults(merge(stored.body, recompact(fragment, tm, stored_tm, strict_q=True)))
+        return await _compile_for_storage(
             request, tenant, subscription_id, merged, stored_tm, stored.context, now
         )
-        await rows.update(
-            conn,
-            tenant,
-            subscription_id,
-            body,
-            new_context,
-            is_active=compiled.active,
-            expires_at=compiled.expires_at,
-        )
-    request.app[REGISTRY].put(compiled)
+
+    await _service(request).update(tenant, subscription_id, revise)
     return common.no_content(request)
 
 
@@ -199,13 +173,7 @@ async def delete_subscription(request: web.Request) -> web.Response:
     """5.8.5 Delete Subscription (HTTP binding 6.11.3.3): 204, 404 if there is none."""
     subscription_id = _path_id(request)
     tenant = common.tenant_of(request)
-    pool = request.app[POOL]
-    await request.app[TENANTS].require(pool, tenant)
-    async with pool.acquire() as conn:
-        deleted = await rows.delete(conn, tenant, subscription_id)
-    if not deleted:
-        raise ResourceNotFound(f"subscription {subscription_id} does not exist")
-    request.app[REGISTRY].remove(tenant, subscription_id)
+    await _service(request).delete(tenant, subscription_id)
     return common.no_content(request)
 
 

@@ -20,6 +20,7 @@ from broker.query.geo_eval import matches_geo
 from broker.query.q_eval import matches_q
 from broker.query.scope import matches_scope
 from broker.query.types import matches_type
+from broker.store.outbox import OutboxRow
 
 _SYSTEM = ("createdAt", "modifiedAt")
 
@@ -30,14 +31,6 @@ class Change:
 
     before: Entity | None
     after: Entity | None
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    subscription_id: str
-    notification_id: str
-    entity_id: str
-    data: dict[str, Any]
 
 
 def _same(old: list[Instance], new: list[Instance]) -> bool:

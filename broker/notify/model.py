@@ -49,6 +49,17 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class NotificationParams:
+    """The members of NotificationParams (clause 5.2.14) that decide what a notification carries."""
+
+    endpoint: Endpoint
+    attributes: frozenset[str] | None = None
+    form: Form = Form.NORMALIZED
+    sys_attrs: bool = False
+    show_changes: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Subscription:
     """A subscription as the matcher and the notifier use it (names are expanded IRIs)."""
 

@@ -14,9 +14,8 @@ between term maps by ``recompact``.
 from __future__ import annotations
 
 import copy
-import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -29,17 +28,26 @@ from broker.jsonld.resolver import ContextRef
 from broker.model.entity import LOCATION, NULL_URI, parse_time
 from broker.model.parse import check_name, check_time, check_uri
 from broker.model.render import FORMS, Form
-from broker.notify.model import DEFAULT_TRIGGERS, TRIGGERS, Endpoint, EntitySelector, Subscription
+from broker.mqtt import QOS, MqttVersion
+from broker.notify.model import (
+    DEFAULT_TRIGGERS,
+    TRIGGERS,
+    Endpoint,
+    EntitySelector,
+    NotificationParams,
+    Subscription,
+)
 from broker.query.geo import GeoQuery, parse_geo_query
 from broker.query.qlang import And, Or, QExpr, parse_q
 from broker.query.qregex import translate_regex
 from broker.query.scope import parse_scope_q
-from broker.query.types import parse_type_expr
+from broker.query.types import TypeExpr, parse_type_expr
+from broker.shape import Check, Shape
 
 ENDPOINT_SCHEMES = frozenset({"http", "https", "mqtt", "mqtts"})
-ACCEPT = frozenset({"application/json", "application/ld+json"})
-MQTT_VERSIONS = frozenset({"mqtt3.1.1", "mqtt5.0"})
-MQTT_QOS = frozenset({"0", "1"})
+ACCEPT = {"application/json": "application/json", "application/ld+json": "application/ld+json"}
+MQTT_VERSIONS = frozenset(version.value for version in MqttVersion)
+MQTT_QOS = frozenset(str(qos) for qos in sorted(QOS))
 
 _MEMBERS = frozenset(
     {
@@ -66,6 +74,18 @@ _NOTIFICATION_NOT_BUILT = frozenset({"join", "joinLevel"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TYPE_NAME = re.compile(r"[^(),;|\s]+")
 
+# Every member check: a 400 BadRequestData naming the member; JSON null and NGSI-LD Null refused.
+_SHAPE = Shape(BadRequestData, is_null=lambda value: value == NULL_URI)
+_optional = _SHAPE.optional
+_required = _SHAPE.required
+_any = _SHAPE.anything()
+_text = _SHAPE.text()
+_object = _SHAPE.obj()
+_array = _SHAPE.list_of(_any)
+_flag = _SHAPE.flag()
+_positive = _SHAPE.number(unit="seconds", above=0)
+_non_negative = _SHAPE.number(unit="seconds", non_negative=True)
+
 
 def compile_subscription(
     tenant: str,
@@ -90,18 +110,20 @@ def compile_subscription(
         raise BadRequestData(f"id {body['id']} differs from the subscription's id {subscription_id}")
     for member in ("subscriptionName", "description"):
         _optional(body, member, _text)
-    entities = _optional(body, "entities", lambda v, w: _selectors(v, tm))
-    watched = _optional(body, "watchedAttributes", lambda v, w: _names(v, w, tm))
+    entities = _optional(body, "entities", _selectors(tm))
+    watched = _optional(body, "watchedAttributes", _names(tm))
     time_interval = _optional(body, "timeInterval", _positive)
     throttling = _optional(body, "throttling", _non_negative)
     _check_combination(entities, watched, time_interval, throttling)
-    geo, geoproperty = _optional(body, "geoQ", lambda v, w: _geo_query(v, tm)) or (None, LOCATION)
+    geo_q = _optional(body, "geoQ", lambda v, w: _geo_query(v, tm))
+    geo, geoproperty = geo_q if geo_q is not None else (None, LOCATION)
     expires_at = _optional(body, "expiresAt", _moment)
     if expires_at is not None and now is not None and expires_at <= now:
         raise BadRequestData(f"expiresAt {body['expiresAt']} is not in the future")
     notification = _required(body, "notification", _object)
     triggers = _optional(body, "notificationTrigger", _triggers)
     jsonld_context = _optional(body, "jsonldContext", _http_uri)
+    params = _notification_params(notification, tm)
     return Subscription(
         tenant=tenant,
         id=subscription_id,
@@ -119,30 +141,37 @@ def compile_subscription(
         expires_at=expires_at,
         throttling=throttling,
         time_interval=time_interval,
-        **_notification_params(notification, tm),
+        endpoint=params.endpoint,
+        attributes=params.attributes,
+        form=params.form,
+        sys_attrs=params.sys_attrs,
+        show_changes=params.show_changes,
     )
 
 
-def _notification_params(notification: dict[str, Any], tm: TermMap) -> dict[str, Any]:
-    """The Subscription fields of NotificationParams (clause 5.2.14)."""
+def _notification_params(notification: dict[str, Any], tm: TermMap) -> NotificationParams:
+    """NotificationParams (clause 5.2.14), as far as this broker uses them."""
     prefix = "notification."
     known = _NOTIFICATION_MEMBERS | NOTIFICATION_READ_ONLY
     _check_members(notification, known, _NOTIFICATION_NOT_BUILT, "notification")
-    form = FORMS[_optional(notification, "format", _one_of(FORMS), prefix) or "normalized"]
+    form = _optional(notification, "format", _SHAPE.one_of(FORMS), prefix) or Form.NORMALIZED
     show_changes = _optional(notification, "showChanges", _flag, prefix) or False
     if show_changes and form is Form.SIMPLIFIED:
         raise BadRequestData("notification.showChanges cannot be true with format keyValues (clause 5.2.14)")
-    return {
-        "endpoint": _endpoint(_required(notification, "endpoint", _object, prefix)),
-        "attributes": _optional(notification, "attributes", lambda v, w: _names(v, w, tm), prefix),
-        "form": form,
-        "sys_attrs": _optional(notification, "sysAttrs", _flag, prefix) or False,
-        "show_changes": show_changes,
-    }
+    return NotificationParams(
+        endpoint=_endpoint(_required(notification, "endpoint", _object, prefix)),
+        attributes=_optional(notification, "attributes", _names(tm), prefix),
+        form=form,
+        sys_attrs=_optional(notification, "sysAttrs", _flag, prefix) or False,
+        show_changes=show_changes,
+    )
 
 
 def _check_combination(
-    entities: Any, watched: Any, time_interval: float | None, throttling: float | None
+    entities: tuple[EntitySelector, ...] | None,
+    watched: frozenset[str] | None,
+    time_interval: float | None,
+    throttling: float | None,
 ) -> None:
     """The constraints between members of clause 5.2.12."""
     if entities is None and watched is None:
@@ -157,90 +186,20 @@ def _check_members(obj: dict[str, Any], known: frozenset[str], later: frozenset[
     not_built = sorted(set(obj) & later)
     if not_built:
         raise NotImplementedYet(f"{where}: {', '.join(not_built)} not implemented by this broker yet")
-    unknown = sorted(set(obj) - known)
-    if unknown:
-        raise BadRequestData(f"{where}: unknown member {', '.join(unknown)}")
-
-
-def _optional(obj: dict[str, Any], member: str, check: Callable[[Any, str], Any], prefix: str = "") -> Any:
-    """``check(value, name)`` of a member that may be absent (None then), but never null."""
-    if member not in obj:
-        return None
-    value, what = obj[member], prefix + member
-    if value is None or value == NULL_URI:
-        raise BadRequestData(f"{what} must not be null")
-    return check(value, what)
-
-
-def _required(obj: dict[str, Any], member: str, check: Callable[[Any, str], Any], prefix: str = "") -> Any:
-    if member not in obj:
-        raise BadRequestData(f"{prefix}{member} is required")
-    return _optional(obj, member, check, prefix)
-
-
-def _any(value: Any, what: str) -> Any:
-    return value
-
-
-def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise BadRequestData(f"{what} must be a non-empty string")
-    return value
-
-
-def _object(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise BadRequestData(f"{what} must be a JSON object")
-    return value
-
-
-def _array(value: Any, what: str) -> list[Any]:
-    if not isinstance(value, list) or not value:
-        raise BadRequestData(f"{what} must be a non-empty array")
-    return value
-
-
-def _flag(value: Any, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise BadRequestData(f"{what} must be true or false")
-    return value
-
-
-def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise BadRequestData(f"{what} must be a number of seconds")
-    return float(value)
-
-
-def _positive(value: Any, what: str) -> float:
-    seconds = _number(value, what)
-    if seconds <= 0:
-        raise BadRequestData(f"{what} must be greater than 0 seconds, got {value}")
-    return seconds
-
-
-def _non_negative(value: Any, what: str) -> float:
-    seconds = _number(value, what)
-    if seconds < 0:
-        raise BadRequestData(f"{what} must not be negative, got {value}")
-    return seconds
+    _SHAPE.unknown(obj, known, where)
 
 
 def _moment(value: Any, what: str) -> datetime:
     return parse_time(check_time(value, what))
 
 
-def _one_of(allowed: dict[str, Any] | frozenset[str]) -> Callable[[Any, str], str]:
-    def check(value: Any, what: str) -> str:
-        if not isinstance(value, str) or value not in allowed:
-            raise BadRequestData(f"{what} {value!r} is not one of {', '.join(allowed)}")
-        return str(value)
+def _names(tm: TermMap) -> Check[frozenset[str]]:
+    """A non-empty array of attribute names, expanded with ``tm``."""
+
+    def check(value: Any, what: str) -> frozenset[str]:
+        return frozenset(tm.expand(check_name(name, f"{what} entry")) for name in _array(value, what))
 
     return check
-
-
-def _names(value: Any, what: str, tm: TermMap) -> frozenset[str]:
-    return frozenset(tm.expand(check_name(name, f"{what} entry")) for name in _array(value, what))
 
 
 def _triggers(value: Any, what: str) -> frozenset[str]:
@@ -258,8 +217,10 @@ def _http_uri(value: Any, what: str) -> str:
     return uri
 
 
-def _selectors(value: Any, tm: TermMap) -> tuple[EntitySelector, ...]:
-    return tuple(_selector(item, f"entities[{i}]", tm) for i, item in enumerate(_array(value, "entities")))
+def _selectors(tm: TermMap) -> Check[tuple[EntitySelector, ...]]:
+    """The entities member: a non-empty array of EntitySelectors (clause 5.2.33)."""
+    selectors = _SHAPE.list_of(lambda item, where: _selector(item, where, tm))
+    return lambda value, what: tuple(selectors(value, what))
 
 
 def _selector(item: Any, where: str, tm: TermMap) -> EntitySelector:
@@ -267,7 +228,7 @@ def _selector(item: Any, where: str, tm: TermMap) -> EntitySelector:
     prefix = where + "."
     entity_id = _optional(item, "id", check_uri, prefix)
     pattern = _optional(item, "idPattern", _id_pattern, prefix)
-    types = _required(item, "type", lambda v, w: parse_type_expr(_text(v, w), tm), prefix)
+    types: TypeExpr = _required(item, "type", lambda v, w: parse_type_expr(_text(v, w), tm), prefix)
     # 5.2.33: id takes precedence over idPattern.
     return EntitySelector(
         ids=frozenset({entity_id}) if entity_id is not None else None,
@@ -318,14 +279,14 @@ def _endpoint(endpoint: dict[str, Any]) -> Endpoint:
         raise BadRequestData(f"notification.endpoint.uri {uri} names no MQTT topic (mqtt://host:port/topic)")
     for member in ("timeout", "cooldown"):
         _optional(endpoint, member, _non_negative, prefix)
-    accept = _optional(endpoint, "accept", _one_of(ACCEPT), prefix)
+    accept = _optional(endpoint, "accept", _SHAPE.one_of(ACCEPT), prefix)
     receiver = _optional(endpoint, "receiverInfo", _key_values, prefix)
     notifier = _optional(endpoint, "notifierInfo", _key_values, prefix)
     for key, value in notifier or ():
         if key.startswith("MQTT-") and not mqtt:
             raise BadRequestData(f"notifierInfo {key} applies to mqtt and mqtts endpoints only")
         if key == "MQTT-QoS" and value not in MQTT_QOS:
-            raise BadRequestData(f"notifierInfo MQTT-QoS must be 0 or 1, got {value!r}")
+            raise BadRequestData(f"notifierInfo MQTT-QoS must be 0, 1 or 2 (clause 7.2), got {value!r}")
         if key == "MQTT-Version" and value not in MQTT_VERSIONS:
             raise BadRequestData(f"notifierInfo MQTT-Version must be mqtt3.1.1 or mqtt5.0, got {value!r}")
     return Endpoint(

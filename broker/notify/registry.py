@@ -17,17 +17,16 @@ from broker.errors import NgsiLdError
 from broker.jsonld.resolver import ContextResolver
 from broker.notify.model import Subscription
 from broker.notify.parse import compile_subscription
+from broker.store import subscriptions as rows
 from broker.store.listener import Listener
 from broker.store.pool import Connection
+from broker.store.subscriptions import SUBSCRIPTIONS_CHANNEL, SubscriptionBody
+from broker.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTIONS_CHANNEL = "ngsi_subscriptions"
-SEPARATOR = "\x1f"
-
-
-def change_payload(tenant: str, subscription_id: str) -> str:
-    return f"{tenant}{SEPARATOR}{subscription_id}"
+# The supervised part that keeps the registry's LISTEN (named on /ready while it is lost).
+LISTENER = "subscriptions.listener"
 
 
 class SubscriptionRegistry:
@@ -49,23 +48,22 @@ class SubscriptionRegistry:
     def remove(self, tenant: str, subscription_id: str) -> None:
         self._by_tenant.get(tenant, {}).pop(subscription_id, None)
 
-    async def _compile(self, row: asyncpg.Record) -> Subscription | None:
+    async def _compile(self, stored: SubscriptionBody) -> Subscription | None:
         try:
-            tm = await self._resolver.term_map(row["context"], tenant=row["tenant"])
-            return compile_subscription(row["tenant"], row["id"], row["body"], tm, row["context"])
+            tm = await self._resolver.term_map(stored.context, tenant=stored.tenant)
+            return compile_subscription(stored.tenant, stored.id, stored.body, tm, stored.context)
         except NgsiLdError as exc:
             # A stored subscription whose @context vanished: keep serving the others, say why.
             log.error(
-                "subscription %s of tenant %r cannot be loaded: %s", row["id"], row["tenant"], exc.detail
+                "subscription %s of tenant %r cannot be loaded: %s", stored.id, stored.tenant, exc.detail
             )
             return None
 
     async def load_all(self) -> None:
         """Read every subscription again and swap them in whole (deletions missed are dropped)."""
-        rows = await self._pool.fetch("SELECT tenant, id, body, context FROM subscriptions")
         loaded: dict[str, dict[str, Subscription]] = {}
-        for row in rows:
-            subscription = await self._compile(row)
+        for stored in await rows.bodies(self._pool):
+            subscription = await self._compile(stored)
             if subscription is not None:
                 loaded.setdefault(subscription.tenant, {})[subscription.id] = subscription
         self._by_tenant = loaded
@@ -73,27 +71,23 @@ class SubscriptionRegistry:
 
     async def refresh(self, tenant: str, subscription_id: str) -> None:
         """Reload one subscription from the database (or forget it when it is gone)."""
-        row = await self._pool.fetchrow(
-            "SELECT tenant, id, body, context FROM subscriptions WHERE tenant = $1 AND id = $2",
-            tenant,
-            subscription_id,
-        )
-        subscription = None if row is None else await self._compile(row)
+        stored = await rows.body(self._pool, tenant, subscription_id)
+        subscription = None if stored is None else await self._compile(stored)
         if subscription is None:
             self.remove(tenant, subscription_id)
         else:
             self.put(subscription)
 
     def _on_notify(self, _conn: Connection, _pid: int, _channel: str, payload: object) -> None:
-        tenant, _, subscription_id = str(payload).partition(SEPARATOR)
+        tenant, subscription_id = rows.changed(str(payload))
         task = asyncio.get_running_loop().create_task(self.refresh(tenant, subscription_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def start(self) -> None:
+    async def start(self, supervisor: Supervisor) -> None:
         """Listen first, then load, so no change between the two is missed; after a lost
         connection the listener listens again and everything is reloaded."""
-        await self._listener.start()
+        await self._listener.start(supervisor, LISTENER)
         await self.load_all()
 
     async def stop(self) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from broker.notify.matcher import OutboxRow
 from broker.store.pool import Connection
 
-# Workers LISTEN on this channel; the payload is the tenant (a hint, they re-check the table).
+# Notifiers LISTEN on this channel; the payload is the tenant (a hint, they re-check the table).
 OUTBOX_CHANNEL = "ngsi_outbox"
 
 _INSERT = """
@@ -16,6 +17,16 @@ SELECT $1, r.subscription_id, r.notification_id, r.entity_id, r.data
 FROM jsonb_to_recordset($2::jsonb)
      AS r(subscription_id text, notification_id text, entity_id text, data jsonb)
 """
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One entity of one notification to come: rows sharing ``notification_id`` go out together."""
+
+    subscription_id: str
+    notification_id: str
+    entity_id: str
+    data: dict[str, Any]
 
 
 async def insert(conn: Connection, tenant: str, rows: Sequence[OutboxRow]) -> None:

@@ -15,8 +15,11 @@ import asyncpg
 
 from broker.errors import AlreadyExists
 from broker.jsonld.resolver import ContextRef
-from broker.notify.registry import SUBSCRIPTIONS_CHANNEL, change_payload
 from broker.store.pool import Connection, Executor
+
+# Every process's registry LISTENs here; the payload names the one subscription to reload.
+SUBSCRIPTIONS_CHANNEL = "ngsi_subscriptions"
+SEPARATOR = "\x1f"
 
 _COLUMNS = """
     id, body, context, is_active, expires_at, created_at, modified_at, times_sent, times_failed,
@@ -44,8 +47,45 @@ class StoredSubscription:
     last_error_reason: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class SubscriptionBody:
+    """What a registry compiles a subscription from: its body as stored and its @context."""
+
+    tenant: str
+    id: str
+    body: dict[str, Any]
+    context: ContextRef
+
+
+def change_payload(tenant: str, subscription_id: str) -> str:
+    """The NOTIFY payload announcing a change of one subscription."""
+    return f"{tenant}{SEPARATOR}{subscription_id}"
+
+
+def changed(payload: str) -> tuple[str, str]:
+    """(tenant, subscription id) of a ``change_payload``."""
+    tenant, _, subscription_id = payload.partition(SEPARATOR)
+    return tenant, subscription_id
+
+
 def _stored(row: asyncpg.Record) -> StoredSubscription:
     return StoredSubscription(**dict(row))
+
+
+async def bodies(executor: Executor) -> list[SubscriptionBody]:
+    """Every subscription of every tenant, as a registry loads them."""
+    rows = await executor.fetch("SELECT tenant, id, body, context FROM subscriptions")
+    return [SubscriptionBody(**dict(row)) for row in rows]
+
+
+async def body(executor: Executor, tenant: str, subscription_id: str) -> SubscriptionBody | None:
+    """One subscription as a registry reloads it, or None once it is gone."""
+    row = await executor.fetchrow(
+        "SELECT tenant, id, body, context FROM subscriptions WHERE tenant = $1 AND id = $2",
+        tenant,
+        subscription_id,
+    )
+    return None if row is None else SubscriptionBody(**dict(row))
 
 
 async def _announce(conn: Connection, tenant: str, subscription_id: str) -> None:

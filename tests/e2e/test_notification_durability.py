@@ -9,31 +9,47 @@ carry the same notification id, and each entity's notifications arrive in order.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import time
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.conftest import database_url
+from tests.conftest import database_url, eventually
 from tests.e2e.test_process import broker_process, free_port, fresh_schema, wait_ready, with_search_path
 
 ENTITIES = 50
 UPDATES_PER_ENTITY = 100  # 5,000 updates
 RECEIVER_DOWN_SECONDS = 3.0
 DEADLINE_SECONDS = 240.0
+_PROBES = itertools.count()
 
 
 class Receiver:
-    """An HTTP endpoint that refuses notifications for a while from the first one, then records them."""
+    """An HTTP endpoint that refuses notifications for a while from the first one, then records them.
+
+    ``/probe`` takes the notifications of a second subscription at once, so the test can tell
+    when a process has loaded the subscriptions.
+    """
 
     def __init__(self) -> None:
         self.started: float | None = None
         self.received: list[dict[str, Any]] = []
         self.refused = 0
+        self.probes: list[dict[str, Any]] = []
+
+    async def probe(self, request: web.Request) -> web.Response:
+        self.probes.append(await request.json())
+        return web.Response(status=204)
+
+    def seen(self) -> set[tuple[str, int]]:
+        """(entity, value) of every update notified so far."""
+        return {(d["id"], d["n"]) for note in self.received for d in note["data"]}
 
     async def handle(self, request: web.Request) -> web.Response:
         if self.started is None:
@@ -43,6 +59,18 @@ class Receiver:
             return web.Response(status=503)
         self.received.append(await request.json())
         return web.Response(status=204)
+
+
+async def _probed(
+    session: aiohttp.ClientSession, receiver: Receiver, port: int, headers: dict[str, str]
+) -> bool:
+    """Write the probe entity through ``port``; True once that process notified a write of it
+    (then it holds both subscriptions: the probe one was created after the other)."""
+    url = f"http://127.0.0.1:{port}/ngsi-ld/v1/entities/urn:ngsi-ld:Probe:p/attrs"
+    value = f"{port}/{next(_PROBES)}"  # a new value each time: a repeated one is no update
+    async with session.patch(url, json={"n": {"type": "Property", "value": value}}, headers=headers) as r:
+        assert r.status == 204, await r.text()
+    return any(str(d["n"]).startswith(f"{port}/") for note in receiver.probes for d in note["data"])
 
 
 async def _update(
@@ -69,6 +97,7 @@ async def test_every_update_is_notified_once_per_id_in_order_through_outage_and_
     receiver = Receiver()
     app = web.Application()
     app.router.add_post("/notify", receiver.handle)
+    app.router.add_post("/probe", receiver.probe)
     runner = web.AppRunner(app)
     await runner.setup()
     receiver_port = free_port()
@@ -86,6 +115,9 @@ async def test_every_update_is_notified_once_per_id_in_order_through_outage_and_
                 )
                 base = f"http://127.0.0.1:{ports[1]}/ngsi-ld/v1"
                 entities = [{"id": i, "type": "Sensor", "n": {"type": "Property", "value": -1}} for i in ids]
+                entities.append(
+                    {"id": "urn:ngsi-ld:Probe:p", "type": "Probe", "n": {"type": "Property", "value": 0}}
+                )
                 async with session.post(
                     f"{base}/entityOperations/create", json=entities, headers=headers
                 ) as r:
@@ -102,26 +134,42 @@ async def test_every_update_is_notified_once_per_id_in_order_through_outage_and_
                 }
                 async with session.post(f"{base}/subscriptions", json=subscription, headers=headers) as r:
                     assert r.status == 201, await r.text()
-                await asyncio.sleep(0.5)  # both processes have the subscription (LISTEN/NOTIFY)
+                probe = {
+                    "type": "Subscription",
+                    "entities": [{"type": "Probe"}],
+                    "notification": {
+                        "format": "keyValues",
+                        "endpoint": {"uri": f"http://127.0.0.1:{receiver_port}/probe"},
+                    },
+                }
+                async with session.post(f"{base}/subscriptions", json=probe, headers=headers) as r:
+                    assert r.status == 201, await r.text()
+                for port in ports:  # both processes have the subscriptions (LISTEN/NOTIFY)
+                    await eventually(
+                        partial(_probed, session, receiver, port, headers), what=f"{port} loaded"
+                    )
+                done = 0
 
                 async def entity_stream(entity: str) -> None:
+                    nonlocal done
                     for value in range(UPDATES_PER_ENTITY):
                         await _update(session, ports, entity, value, headers)
+                        done += 1
 
+                expected = ENTITIES * UPDATES_PER_ENTITY
                 streams = asyncio.gather(*(entity_stream(i) for i in ids))
-                await asyncio.sleep(2.0)
+                await eventually(lambda: done >= expected // 2, what="half the updates acknowledged")
                 first.send_signal(signal.SIGKILL)
                 first.wait(timeout=10)
                 with broker_process(ports[0], dsn) as restarted:
                     await wait_ready(session, ports[0], restarted)
                     await streams
-                    expected = ENTITIES * UPDATES_PER_ENTITY
-                    deadline = time.monotonic() + DEADLINE_SECONDS
-                    while time.monotonic() < deadline:
-                        seen = {(d["id"], d["n"]) for note in receiver.received for d in note["data"]}
-                        if len(seen) >= expected:
-                            break
-                        await asyncio.sleep(0.5)
+                    await eventually(
+                        lambda: len(receiver.seen()) >= expected,
+                        within=DEADLINE_SECONDS,
+                        interval=0.5,
+                        what="every update notified",
+                    )
     finally:
         await runner.cleanup()
 

@@ -1,4 +1,4 @@
-"""Senders against real receivers: an aiohttp server on loopback and Mosquitto on 127.0.0.1:1883.
+"""Senders against real receivers: an aiohttp server on loopback and the Mosquitto of MQTT_URL.
 
 Also home of the two receivers test_worker.py uses: ``Receiver`` (HTTP, with a plan of
 answers per path) and ``MqttListener`` (a paho subscriber).
@@ -37,6 +37,7 @@ from broker.notify.delivery import (
     send_http,
 )
 from broker.notify.model import Endpoint
+from tests.conftest import EVENTUALLY_SECONDS, eventually
 
 MQTT_URL = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
 MQTT_HOST = urlsplit(MQTT_URL).hostname or "127.0.0.1"
@@ -91,12 +92,10 @@ class Receiver:
     def at(self, path: str) -> list[Received]:
         return [r for r in self.requests if r.path == path]
 
-    async def wait(self, path: str, count: int, within: float = 5.0) -> list[Received]:
-        """The first ``count`` requests to ``path``, waiting up to ``within`` seconds for them."""
-        deadline = time.monotonic() + within
-        while len(self.at(path)) < count:
-            assert time.monotonic() < deadline, f"{len(self.at(path))} of {count} requests to /{path} arrived"
-            await asyncio.sleep(0.01)
+    async def wait(self, path: str, count: int, within: float = EVENTUALLY_SECONDS) -> list[Received]:
+        """The first ``count`` requests to ``path``, once they have arrived (failing after ``within`` s)."""
+        arrived = lambda: len(self.at(path)) >= count  # noqa: E731
+        await eventually(arrived, within=within, what=f"{count} requests to /{path}")
         return self.at(path)[:count]
 
 
@@ -125,14 +124,14 @@ async def receiver() -> AsyncIterator[Receiver]:
 class MqttListener:
     """A paho subscriber on its own thread; messages reach the test through a list it polls."""
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, qos: int = 1) -> None:
         self.topic = topic
         self.messages: list[mqtt.MQTTMessage] = []
         self._subscribed = threading.Event()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"test-listener-{uuid.uuid4().hex[:8]}"
         )
-        self._client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        self._client.on_connect = lambda c, *_: c.subscribe(topic, qos=qos)
         self._client.on_subscribe = lambda *_: self._subscribed.set()
         self._client.on_message = lambda _c, _u, message: self.messages.append(message)
 
@@ -146,11 +145,10 @@ class MqttListener:
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
 
-    async def wait(self, count: int, within: float = 5.0) -> list[mqtt.MQTTMessage]:
-        deadline = time.monotonic() + within
-        while len(self.messages) < count:
-            assert time.monotonic() < deadline, f"{len(self.messages)} of {count} MQTT messages arrived"
-            await asyncio.sleep(0.01)
+    async def wait(self, count: int, within: float = EVENTUALLY_SECONDS) -> list[mqtt.MQTTMessage]:
+        """The first ``count`` messages, once they have arrived (failing after ``within`` s)."""
+        arrived = lambda: len(self.messages) >= count  # noqa: E731
+        await eventually(arrived, within=within, what=f"{count} MQTT messages on {self.topic}")
         return self.messages[:count]
 
 
@@ -250,13 +248,13 @@ async def test_a_refused_connection_is_a_short_delivery_error(session: aiohttp.C
 
 def test_mqtt_endpoints_parse_with_the_defaults_of_clause_7() -> None:
     target = mqtt_target(Endpoint(uri="mqtts://user:p%40ss@broker.example.org/city/flood/alerts"))
-    assert (target.host, target.port, target.tls) == ("broker.example.org", 8883, True)
-    assert (target.username, target.password) == ("user", "p@ss")
+    assert (target.broker.host, target.broker.port, target.broker.tls) == ("broker.example.org", 8883, True)
+    assert (target.broker.username, target.broker.password) == ("user", "p@ss")
     assert (target.topic, target.qos, target.version) == ("city/flood/alerts", 0, "mqtt5.0")
     plain = mqtt_target(
         Endpoint(uri="mqtt://h/t", notifier_info=(("MQTT-QoS", "1"), ("mqtt-version", "mqtt3.1.1")))
     )
-    assert (plain.port, plain.tls, plain.qos, plain.version, plain.username) == (
+    assert (plain.broker.port, plain.broker.tls, plain.qos, plain.version, plain.broker.username) == (
         1883,
         False,
         1,
@@ -269,6 +267,7 @@ def test_mqtt_endpoints_parse_with_the_defaults_of_clause_7() -> None:
     ("uri", "info", "reason"),
     [
         ("mqtt://h", (), "mqtt[s]://host[:port]/topic"),
+        ("mqtt://h:port/t", (), "invalid port"),
         ("mqtt://h/t", (("MQTT-QoS", "3"),), "MQTT-QoS '3'"),
         ("mqtt://h/t", (("MQTT-Version", "mqtt4"),), "MQTT-Version 'mqtt4'"),
     ],
@@ -284,7 +283,7 @@ async def publish_one(
     sender: MqttSender, uri: str, info: tuple[tuple[str, str], ...], **endpoint: Any
 ) -> tuple[dict[str, Any], mqtt.MQTTMessage]:
     topic = urlsplit(uri).path.lstrip("/")
-    async with MqttListener(topic) as listener:
+    async with MqttListener(topic, qos=2) as listener:
         note = sample()
         await sender.send(Endpoint(uri=uri, notifier_info=info, **endpoint), note, CONTEXT, "ayagawa")
         (message,) = await listener.wait(1)
@@ -310,16 +309,18 @@ async def test_mqtt_qos0_publish_carries_metadata_and_body() -> None:
     }
 
 
-@pytest.mark.parametrize("version", ["mqtt3.1.1", "mqtt5.0"])
-async def test_mqtt_qos1_publish_returns_once_acknowledged(version: str) -> None:
+@pytest.mark.parametrize(
+    ("version", "qos"), [("mqtt3.1.1", 1), ("mqtt5.0", 1), ("mqtt3.1.1", 2), ("mqtt5.0", 2)]
+)
+async def test_mqtt_qos1_and_2_publishes_return_once_acknowledged(version: str, qos: int) -> None:
     sender = MqttSender(timeout=2.0)
     try:
         uri = f"mqtt://notifier:secret@{MQTT_HOST}:{MQTT_PORT}/{mqtt_topic()}"
-        info = (("MQTT-QoS", "1"), ("MQTT-Version", version))
+        info = (("MQTT-QoS", str(qos)), ("MQTT-Version", version))
         note, message = await publish_one(sender, uri, info, accept="application/ld+json")
     finally:
         await sender.close()
-    assert message.qos == 1
+    assert message.qos == qos
     payload = orjson.loads(message.payload)
     assert payload["body"] == {**note, "@context": CONTEXT}
     assert payload["metadata"]["Content-Type"] == "application/ld+json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -15,8 +15,8 @@ import pytest
 
 from broker.api.keys import REGISTRY
 from broker.notify.model import Subscription
-from broker.notify.registry import SEPARATOR, SUBSCRIPTIONS_CHANNEL
-from tests.conftest import Api, database_url, new_id, problem
+from broker.store.subscriptions import SEPARATOR, SUBSCRIPTIONS_CHANNEL
+from tests.conftest import Api, database_url, eventually, new_id, problem
 from tests.integration.helpers import (
     DEFAULT_VOCAB,
     body_of,
@@ -25,6 +25,7 @@ from tests.integration.helpers import (
     local_path,
     with_link,
 )
+from tests.integration.test_delivery import serving
 
 SUBSCRIPTIONS = "/ngsi-ld/v1/subscriptions"
 EX = "https://example.org/city#"
@@ -327,7 +328,7 @@ INVALID_MEMBERS: list[tuple[str, dict[str, Any]]] = [
             "notification": {
                 "endpoint": {
                     "uri": "mqtt://127.0.0.1:1883/t",
-                    "notifierInfo": [{"key": "MQTT-QoS", "value": "2"}],
+                    "notifierInfo": [{"key": "MQTT-QoS", "value": "3"}],
                 }
             }
         },
@@ -437,9 +438,17 @@ async def test_updating_a_subscription_that_does_not_exist_answers_404(api: Api)
 async def test_an_expires_at_already_passed_does_not_block_other_updates(
     api: Api, db: asyncpg.Connection
 ) -> None:
-    future = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     subscription_id = await create(api, subscription(sub_id(), expiresAt=future))
-    await asyncio.sleep(1.1)
+    passed = datetime.now(UTC) - timedelta(minutes=1)
+    await db.execute(  # as if a day had passed: its expiresAt is behind us
+        "UPDATE subscriptions SET expires_at = $3, body = jsonb_set(body, '{expiresAt}', to_jsonb($4::text))"
+        " WHERE tenant = $1 AND id = $2",
+        api.tenant,
+        subscription_id,
+        passed,
+        passed.isoformat(),
+    )
     assert (await api.request("PATCH", path(subscription_id), {"q": "level>2"})).status == 204
     assert (await read(api, subscription_id))["status"] == "expired"
     later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
@@ -547,3 +556,59 @@ async def test_an_update_under_another_context_keeps_the_names_meaning(api: Api)
     assert (await read(api, subscription_id, headers=with_link(url)))["notification"]["attributes"] == [
         "level"
     ]
+
+
+# --- notifications through the whole broker ------------------------------------------------------
+
+
+async def test_notifications_resume_after_every_database_connection_is_cut(
+    api: Api, db: asyncpg.Connection
+) -> None:
+    """Issue 11, defect 2: after PostgreSQL drops the broker's connections (a restart), the
+    notifier listens again on a fresh connection and new changes are still notified."""
+    async with serving() as receiver:
+        gauge = new_id("Gauge")
+        entity = {"id": gauge, "type": "Gauge", "level": {"type": "Property", "value": 1.0}}
+        assert (await api.create(entity)).status == 201
+        subscription_id = await create(
+            api, subscription(sub_id(), notification={"endpoint": {"uri": receiver.url("cut")}})
+        )
+
+        async def level(value: float) -> None:
+            response = await api.request(
+                "PATCH",
+                f"/ngsi-ld/v1/entities/{gauge}/attrs",
+                {"level": {"type": "Property", "value": value}},
+            )
+            assert response.status == 204, await response.text()
+
+        await level(2.0)
+        await receiver.wait("cut", 1)
+        # Cut once that delivery has committed: nothing in flight, so nothing is sent twice.
+        await eventually(lambda: _times_sent(db, api.tenant, subscription_id), what="the delivery recorded")
+        await db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        await eventually(lambda: _level_accepted(level, 3.0), what="a write after the cut")
+        notes = await receiver.wait("cut", 2, within=30)
+    assert [n.body["data"][0]["level"]["value"] for n in notes] == [2.0, 3.0]
+    # Every part listens again: the broker is ready as before the cut.
+    await eventually(lambda: _ready(api), what="/ready answering 200 again")
+
+
+async def _ready(api: Api) -> bool:
+    response = await api.client.get("/ready")
+    return response.status == 200
+
+
+async def _times_sent(db: asyncpg.Connection, tenant: str, subscription_id: str) -> bool:
+    sent = await db.fetchval(
+        "SELECT times_sent FROM subscriptions WHERE tenant = $1 AND id = $2", tenant, subscription_id
+    )
+    return bool(sent == 1)
+
+
+async def _level_accepted(level: Callable[[float], Awaitable[None]], value: float) -> bool:
+    await level(value)
+    return True

@@ -241,6 +241,13 @@ def test_an_mqtt_endpoint_takes_notifier_info_for_qos_and_version(tm: TermMap) -
     assert endpoint.notifier_info == (("MQTT-QoS", "1"), ("MQTT-Version", "mqtt5.0"))
 
 
+@pytest.mark.parametrize("qos", ["0", "1", "2"])
+def test_every_mqtt_qos_of_clause_7_2_is_accepted(tm: TermMap, qos: str) -> None:
+    info = [{"key": "MQTT-QoS", "value": qos}]
+    body = minimal(notification={"endpoint": {"uri": "mqtt://127.0.0.1:1883/alerts", "notifierInfo": info}})
+    assert compile_body(body, tm).endpoint.notifier_info == (("MQTT-QoS", qos),)
+
+
 def test_receiver_info_pairs_are_kept_in_order(tm: TermMap) -> None:
     info = [{"key": "Authorization", "value": "Bearer x"}, {"key": "X-City", "value": "高松市"}]
     endpoint = compile_body(with_endpoint(receiverInfo=info, timeout=1000, cooldown=0), tm).endpoint
@@ -433,7 +440,7 @@ def test_each_invalid_member_is_refused_with_a_precise_bad_request_data(
 @pytest.mark.parametrize(
     ("qos", "version", "detail"),
     [
-        ("2", "mqtt5.0", "MQTT-QoS must be 0 or 1"),
+        ("3", "mqtt5.0", "MQTT-QoS must be 0, 1 or 2"),
         ("1", "mqtt4", "MQTT-Version must be mqtt3.1.1 or mqtt5.0"),
     ],
 )
