@@ -115,9 +115,14 @@ class Shape:
         return check
 
     def number(
-        self, *, unit: str = "", above: float | None = None, non_negative: bool = False
+        self,
+        *,
+        unit: str = "",
+        above: float | None = None,
+        non_negative: bool = False,
+        at_most: float | None = None,
     ) -> Check[float]:
-        """A finite JSON number (not a boolean), greater than ``above``, or not negative."""
+        """A finite JSON number (not a boolean), greater than ``above`` or not negative, up to ``at_most``."""
         noun = f"a number of {unit}" if unit else "a number"
 
         def check(value: Any, what: str) -> float:
@@ -128,6 +133,8 @@ class Shape:
                 self.fail(f"{what} must be greater than {bound}, got {value}")
             if non_negative and value < 0:
                 self.fail(f"{what} must not be negative, got {value}")
+            if at_most is not None and value > at_most:
+                self.fail(f"{what} must be at most {at_most:g} {unit}".rstrip() + f", got {value}")
             return float(value)
 
         return check

@@ -83,8 +83,12 @@ _text = _SHAPE.text()
 _object = _SHAPE.obj()
 _array = _SHAPE.list_of(_any)
 _flag = _SHAPE.flag()
-_positive = _SHAPE.number(unit="seconds", above=0)
-_non_negative = _SHAPE.number(unit="seconds", non_negative=True)
+# Durations past ten years mean nothing to a notifier, and far larger ones overflow the times
+# computed from them (Python's timedelta, PostgreSQL's timestamp): one such subscription stopped
+# every delivery of its process.
+MAX_SECONDS = 10 * 365.25 * 86400
+_positive = _SHAPE.number(unit="seconds", above=0, at_most=MAX_SECONDS)
+_non_negative = _SHAPE.number(unit="seconds", non_negative=True, at_most=MAX_SECONDS)
 
 
 def compile_subscription(

@@ -203,6 +203,16 @@ def test_throttling_zero_and_a_positive_time_interval_are_accepted(tm: TermMap) 
     assert compile_body(minimal(timeInterval=60), tm).time_interval == 60
 
 
+@pytest.mark.parametrize("member", ["throttling", "timeInterval"])
+def test_a_duration_past_ten_years_is_refused_before_it_can_overflow_the_notifiers_times(
+    tm: TermMap, member: str
+) -> None:
+    # 1e300 s once stopped every delivery of the process (timedelta and timestamp overflow).
+    for huge in (1e300, 10 * 365.25 * 86400 + 1):
+        with pytest.raises(BadRequestData, match=f"{member} must be at most"):
+            compile_body(minimal(**{member: huge}), tm)
+
+
 @pytest.mark.parametrize(
     ("name", "form"),
     [
