@@ -178,6 +178,9 @@ ngsi_pg_install() {
     ngsi_apt_install postgresql postgresql-contrib "postgresql-$v" \
         "postgresql-$v-postgis-3" "postgresql-$v-postgis-3-scripts"
     ngsi_pg_installed "$v" || ngsi_die "PostgreSQL $v with PostGIS still missing after apt-get install"
+    # apt may have upgraded the server's files under a running cluster (no systemd here to restart
+    # it): the old postgres then fails to load the new plpgsql.so ("undefined symbol").
+    NGSI_PG_PACKAGES_CHANGED=1
 }
 
 ngsi_pg_start() {
@@ -189,7 +192,11 @@ ngsi_pg_start() {
         ngsi_as_root pg_createcluster "$v" "$NGSI_PG_CLUSTER" >/dev/null
         ngsi_pg_read_cluster || ngsi_die "pg_createcluster $v $NGSI_PG_CLUSTER made no cluster"
     fi
-    if [[ $PG_STATUS != online* ]]; then
+    if [[ $PG_STATUS == online* && ${NGSI_PG_PACKAGES_CHANGED:-0} == 1 ]]; then
+        ngsi_log "postgresql: restarting cluster $PG_VER/$NGSI_PG_CLUSTER on the packages just installed"
+        ngsi_as_root pg_ctlcluster "$PG_VER" "$NGSI_PG_CLUSTER" restart >&2 ||
+            ngsi_die "pg_ctlcluster $PG_VER $NGSI_PG_CLUSTER restart failed (see /var/log/postgresql/)"
+    elif [[ $PG_STATUS != online* ]]; then
         ngsi_log "postgresql: starting cluster $PG_VER/$NGSI_PG_CLUSTER (port $PG_PORT)"
         # /run is empty after a container restart; the socket directory must exist.
         ngsi_as_root install -d -o postgres -g postgres -m 2775 /var/run/postgresql
