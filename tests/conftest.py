@@ -12,7 +12,7 @@ import inspect
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from broker.app import create_app
 from broker.config import Settings, load
+from tests.tasks import TaskWatch
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DEFAULT_TEST_DB = "postgresql://ngsi:ngsi@127.0.0.1:5432/ngsi_test"
@@ -80,6 +81,42 @@ async def eventually(
             detail = f"{what or 'condition'} not met within {within:g} s (last value: {last!r})"
             raise AssertionError(detail) from error
         await asyncio.sleep(interval)
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The event loop the tests run on: asyncio's, or uvloop's with NGSI_TEST_LOOP=uvloop.
+
+    deploy/test.sh runs the integration tests once more on uvloop (the loop the broker serves on),
+    as asyncpg's own test target does, and once with PYTHONASYNCIODEBUG=1.
+    """
+    if os.environ.get("NGSI_TEST_LOOP", "asyncio") == "uvloop":
+        import uvloop
+
+        return {"uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
+
+
+@pytest.fixture(autouse=True)
+async def no_tasks_left_behind() -> AsyncIterator[None]:
+    """Fail a test that leaves tasks it started still running after it (and its fixtures) ended.
+
+    A left-over task keeps working into the next test: that is how "passes alone, fails in the
+    suite" starts. The broker's own background tasks do not count (tests/tasks.py says which do).
+    """
+    watch = TaskWatch(asyncio.get_running_loop())
+    watch.install()
+    try:
+        yield
+    finally:
+        watch.uninstall()
+    left = await watch.left_running()
+    for task in left:
+        task.cancel()
+    if left:
+        names = "; ".join(f"{task.get_name()} {task.get_coro()!r}" for task in left)
+        pytest.fail(f"the test left tasks running: {names}", pytrace=False)
 
 
 def database_url() -> str:
