@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -53,6 +54,8 @@ from broker.temporal.maintenance import HistoryMaintenance
 log = logging.getLogger(__name__)
 
 HISTORY_MAINTENANCE = "history-maintenance"
+# How long shutdown waits for the pool's connections to be given back before closing them.
+POOL_CLOSE_SECONDS = 10.0
 
 
 async def _supervision(app: web.Application) -> AsyncIterator[None]:
@@ -77,7 +80,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[TENANTS] = Tenants()
     app[CONTEXTS] = ContextStore(pool, settings.base_url)
     yield
-    await pool.close()
+    try:
+        # Every request has been answered by now; a connection still held (a LISTEN being
+        # re-established, a stuck delivery) must not keep the process from exiting.
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_SECONDS)
+    except TimeoutError:
+        log.warning("database pool not closed within %g s: terminating its connections", POOL_CLOSE_SECONDS)
+        pool.terminate()
 
 
 async def _context_resolver(app: web.Application) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 import orjson
 from aiohttp import web
@@ -43,8 +44,9 @@ class _Refusal(asyncio.Protocol):
     """A connection beyond the cap: told 503 and closed, its request never read."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(_BUSY)
+        # A stream transport; not an isinstance check: uvloop's TCPTransport (the loop the broker
+        # serves on) does not derive from asyncio.WriteTransport.
+        cast(asyncio.WriteTransport, transport).write(_BUSY)
         transport.close()
 
 

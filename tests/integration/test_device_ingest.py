@@ -691,7 +691,7 @@ async def test_device_messages_sent_while_every_database_connection_is_cut_are_a
                 stored = await frames_stored(conn)
             await conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " WHERE datname = current_database() AND usename = current_user AND pid <> pg_backend_pid()"
             )
             return stored
         finally:

@@ -588,7 +588,7 @@ async def test_notifications_resume_after_every_database_connection_is_cut(
         await eventually(lambda: _times_sent(db, api.tenant, subscription_id), what="the delivery recorded")
         await db.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " WHERE datname = current_database() AND usename = current_user AND pid <> pg_backend_pid()"
         )
         await eventually(lambda: _level_accepted(level, 3.0), what="a write after the cut")
         notes = await receiver.wait("cut", 2, within=30)

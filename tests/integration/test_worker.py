@@ -608,7 +608,7 @@ async def test_after_every_connection_is_cut_the_notifier_listens_again_and_read
     try:
         await conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " WHERE datname = current_database() AND usename = current_user AND pid <> pg_backend_pid()"
         )
     finally:
         await conn.close()
