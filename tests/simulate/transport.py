@@ -14,7 +14,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from adapters.mqtt_loop import Broker, LoopClient
-from adapters.simulate.core import Outgoing, iso_z
+from tests.simulate.core import Outgoing, iso_z
 
 
 class Unreachable(Exception):
