@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 _BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
-# Kept with a dead letter whose raw message had personal ids replaced (see southbound._Redactor).
+# Kept with a dead letter whose raw message had personal ids replaced (see wiring._Redactor).
 REDACTED_HEADER = "x-hub-redacted"
 
 ACCEPTED = "accepted"

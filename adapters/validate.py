@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import fastjsonschema
-import jsonschema  # type: ignore[import-untyped]  # no stubs in the venv
+import jsonschema
 import orjson
 
 from adapters.device import EntityUpdate

@@ -7,9 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from adapters import http as device_http
-from adapters import provisioning_api
-from adapters.southbound import device_adapters
+from adapters import wiring as devices
 from broker.api import (
     batch,
     contexts,
@@ -155,7 +153,7 @@ def create_app(settings: Settings) -> web.Application:
     app[STATUS] = {}
     app.cleanup_ctx.extend([_supervision, _database, _history, _context_resolver, _subscriptions, _notifier])
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
-    app.cleanup_ctx.extend([provisioning_api.provisioning_context, device_adapters])
+    app.cleanup_ctx.extend(devices.CONTEXTS)
     app.router.add_routes(health.routes)
     app.router.add_routes(query.routes)
     app.router.add_routes(entities.routes)
@@ -166,7 +164,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(temporal.routes)
     app.router.add_routes(temporal_provision.routes)
     app.router.add_routes(retention.routes)
-    provisioning_api.add_routes(app)
-    device_http.add_routes(app)
+    devices.add_routes(app)
     unsupported.add_routes(app)
     return app

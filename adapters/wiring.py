@@ -1,9 +1,11 @@
-"""The device side assembled: which parser reads which message, and the pipeline's start and stop.
+"""The device side's composition root: its cleanup contexts, its routes, and how the parts connect.
 
-broker/app.py registers ``device_adapters`` as a cleanup context after the provisioning one; it
-builds the pipeline from the parts (family parsers, codecs, models, schemas, provisioning, dead
-letters), subscribes to the uplink topics of every family on MQTT, and starts the command
-dispatcher. Nothing here decides anything about a message: it only connects the parts.
+broker/app.py (the broker's composition root) knows the device side through this module only: it
+registers ``CONTEXTS`` (provisioning and dead letters, then the pipeline) after its own resources
+and adds the device routes with ``add_routes``. ``device_adapters`` builds the pipeline from the
+parts (family parsers, codecs, models, schemas, provisioning, dead letters), subscribes to the
+uplink topics of every family on MQTT, and starts the command dispatcher. Nothing here decides
+anything about a message: it only connects the parts.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from datetime import UTC, datetime
 import asyncpg
 from aiohttp import web
 
-from adapters import commands, iotagent, lorawan, sigfox
+from adapters import commands, iotagent, lorawan, provisioning_api, sigfox
+from adapters import http as device_http
 from adapters.codecs import decode
 from adapters.deadletters import DeadLetter, DeadLetters
 from adapters.device import DeviceConfig, EntityUpdate
-from adapters.http import PIPELINE
 from adapters.keys import DEAD_LETTERS, DEVICES, REPLAYER
 from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS, DeviceMessage, Rejected
 from adapters.models import normalise_message
@@ -158,7 +160,7 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
         max_bytes=settings.device_max_bytes,
     )
     pipeline.start()
-    app[PIPELINE] = pipeline
+    app[device_http.PIPELINE] = pipeline
     app[REPLAYER] = _Replayer(pipeline)
     writer.add_hook(commands.command_hook(registry))
     ingest = None
@@ -250,3 +252,13 @@ def _report(pipeline: Pipeline, ingest: MqttIngest | None) -> dict[str, object]:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def add_routes(app: web.Application) -> None:
+    """The device side's routes: provisioning and dead letters, then the webhooks and HTTP bindings."""
+    provisioning_api.add_routes(app)
+    device_http.add_routes(app)
+
+
+# In this order: the pipeline reads the registry and dead letters the first one opens.
+CONTEXTS = (provisioning_api.provisioning_context, device_adapters)
