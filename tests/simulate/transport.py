@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 import paho.mqtt.client as mqtt
 
-from adapters.mqtt_loop import Broker, LoopClient
+from broker.mqtt import Broker, LoopClient
 from tests.simulate.core import Outgoing, iso_z
 
 
