@@ -1,6 +1,6 @@
 """Typed application state of the device adapters (aiohttp AppKeys), next to broker.api.keys.
 
-The values are created by adapters.provisioning_api.provisioning_context, except REPLAYER, which
+The values are created by adapters.provisioning.api.provisioning_context, except REPLAYER, which
 the pipeline's wiring sets (the dead-letter replay handlers answer 501 while it is missing).
 """
 

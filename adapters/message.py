@@ -3,7 +3,7 @@
 The flow of one uplink:
     transport (MQTT message, HTTP webhook)                         adapters/mqtt.py, adapters/http.py
     -> family parser: raw bytes + topic/URL -> DeviceMessage      adapters/iotagent.py, lorawan.py, sigfox.py
-    -> provisioning: which device, tenant, mapping, codec, model  adapters/provisioning.py
+    -> provisioning: which device, tenant, mapping, codec, model  adapters/provisioning/
     -> codec: payload bytes -> measures                           adapters/codecs/
     -> model: measures -> Smart Data Model entities (EntityUpdate) adapters/models/
     -> validate against schemas/                                  adapters/validate.py

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import asyncpg
 from aiohttp import web
 
-from adapters import commands, iotagent, lorawan, provisioning_api, sigfox
+from adapters import commands, iotagent, lorawan, sigfox
 from adapters import http as device_http
 from adapters.codecs import decode
 from adapters.deadletters import DeadLetter, DeadLetters
@@ -32,6 +32,7 @@ from adapters.models import normalise_message
 from adapters.mqtt import MqttIngest
 from adapters.pipeline import ACCEPTED, REDACTED_HEADER, Inbound, Pipeline
 from adapters.provisioning import Registry
+from adapters.provisioning import api as provisioning_api
 from adapters.pseudonym import Pseudonymiser
 from adapters.validate import Validator
 from broker.api.keys import POOL, RESOLVER, SETTINGS, STATUS, WRITER

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.provisioning_fields import ld_type, parse_layout
-from adapters.provisioning_model import (
+from adapters.provisioning.fields import ld_type, parse_layout
+from adapters.provisioning.model import (
     DEVICE_FIELDS,
     GROUP_FIELDS,
     autoprovisioned,
@@ -21,7 +21,7 @@ from adapters.provisioning_model import (
     parse_group,
     resolve,
 )
-from adapters.provisioning_names import entity_uri, name_template
+from adapters.provisioning.names import entity_uri, name_template
 from broker.errors import BadRequestData
 
 

@@ -19,7 +19,7 @@ from adapters.codecs import decode
 from adapters.device import DeviceConfig, EntityUpdate
 from adapters.message import DeviceMessage, to_utc
 from adapters.models import normalise
-from adapters.provisioning_model import group_of, parse_device, parse_group, resolve
+from adapters.provisioning.model import group_of, parse_device, parse_group, resolve
 from adapters.pseudonym import Pseudonymiser
 from tests.simulate import flood, plows, tags
 from tests.simulate.core import Outgoing, Scenario

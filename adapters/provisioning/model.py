@@ -7,7 +7,7 @@ and renders them back; ``resolve`` merges a device with its group into the ``Dev
 pipeline uses. The database stores what ``group_json``/``device_json`` render and reads it back
 through the same parsers.
 
-Entity names are settled when a device is provisioned (adapters.provisioning_names), so they never move.
+Entity names are settled when a device is provisioned (adapters.provisioning.names), so they never move.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from adapters.device import (
     LayoutField,
     StaticAttribute,
 )
-from adapters.provisioning_fields import (
+from adapters.provisioning.fields import (
     WRONG_SYNTAX,
     as_bool,
     as_dict,
@@ -42,7 +42,7 @@ from adapters.provisioning_fields import (
     parse_static,
     static_json,
 )
-from adapters.provisioning_names import entity_uri, name_template, render_name
+from adapters.provisioning.names import entity_uri, name_template, render_name
 from broker.errors import BadRequestData
 from broker.model.parse import MAX_ID_LENGTH
 
