@@ -193,6 +193,43 @@ def test_a_layout_field_that_cannot_be_decoded_is_refused(field: dict[str, Any])
         parse_layout([field], "layout")
 
 
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        ({"explicitAttrs": "yes"}, "service group 'k': explicitAttrs must be true or false"),
+        ({"model_params": [1]}, "service group 'k': model_params must be a JSON object"),
+        (
+            {"attributes": [{"name": "t", "object_id": ""}]},
+            "service group 'k': attributes: 't': object_id must be a non-empty string",
+        ),
+        (
+            {"layout": [{"name": "x", "offset": 0, "length": 1, "scale": "big"}]},
+            "service group 'k': layout: 'x': scale must be a number",
+        ),
+        ({"apikey": "   "}, "service group: apikey must be a non-empty string"),
+    ],
+)
+def test_provisioning_fields_are_read_with_the_broker_shape_kit_and_named_wrong_syntax(
+    change: dict[str, Any], detail: str
+) -> None:
+    """One shape-validation kit (broker.shape) for the NGSI-LD bodies and the IoT Agent API: the
+    messages have its form, the errors carry the IoT Agent name WRONG_SYNTAX."""
+    with pytest.raises(BadRequestData) as caught:
+        parse_group({"apikey": "k", **change}, "town", "/")
+    assert (caught.value.detail, caught.value.extra) == (detail, {"name": "WRONG_SYNTAX"})
+
+
+def test_a_null_provisioning_field_counts_as_not_given() -> None:
+    group = parse_group(
+        {"apikey": "k", "explicitAttrs": None, "attributes": None, "model_params": None}, "town", "/"
+    )
+    assert (group.profile.explicit_attrs, group.profile.attributes, group.profile.model_params) == (
+        None,
+        (),
+        {},
+    )
+
+
 # --- rendering and parsing again gives the same values ----------------------------------------
 
 _INNER_KEYS = (
