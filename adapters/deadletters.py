@@ -21,10 +21,9 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from adapters.keys import DEAD_LETTERS, REPLAYER
+from adapters.keys import DEAD_LETTERS, REPLAYER, SETTINGS
 from adapters.message import Rejected, to_utc
 from broker import edge
-from broker.api.keys import SETTINGS
 from broker.errors import AlreadyExists, BadRequestData, NotImplementedYet, ResourceNotFound
 from broker.model.entity import format_time
 

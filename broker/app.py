@@ -42,7 +42,7 @@ from broker.jsonld.resolver import ContextResolver
 from broker.notify.dispatcher import Notifier
 from broker.notify.registry import SubscriptionRegistry
 from broker.query.duration import parse_keep
-from broker.store import create_pool, migrate
+from broker.store import create_pool, frames, migrate
 from broker.store.contexts import ContextStore
 from broker.store.tenants import Tenants
 from broker.supervise import Supervisor
@@ -144,6 +144,19 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
     await app[SUPERVISOR].cancel(HISTORY_MAINTENANCE)
 
 
+def _device_host(app: web.Application) -> devices.Host:
+    """What the device side is given of the broker (it imports nothing of broker.api or the store)."""
+    return devices.Host(
+        settings=app[SETTINGS],
+        pool=app[POOL],
+        writer=app[WRITER],
+        term_maps=app[RESOLVER].term_map,
+        status=app[STATUS],
+        forget_frames=frames.forget_before,
+        supervisor=app[SUPERVISOR],
+    )
+
+
 def create_app(settings: Settings) -> web.Application:
     """The broker application for ``settings`` (resources open when it starts)."""
     app = web.Application(
@@ -153,7 +166,7 @@ def create_app(settings: Settings) -> web.Application:
     app[STATUS] = {}
     app.cleanup_ctx.extend([_supervision, _database, _history, _context_resolver, _subscriptions, _notifier])
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
-    app.cleanup_ctx.extend(devices.CONTEXTS)
+    app.cleanup_ctx.extend(devices.contexts(_device_host))
     app.router.add_routes(health.routes)
     app.router.add_routes(query.routes)
     app.router.add_routes(entities.routes)

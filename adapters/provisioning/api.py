@@ -20,7 +20,7 @@ from aiohttp import web
 
 from adapters import deadletters
 from adapters.deadletters import DeadLetters
-from adapters.keys import DEAD_LETTERS, DEVICES
+from adapters.keys import DEAD_LETTERS, DEVICES, POOL, SETTINGS
 from adapters.provisioning import Registry
 from adapters.provisioning.fields import WRONG_SYNTAX
 from adapters.provisioning.model import (
@@ -34,7 +34,6 @@ from adapters.provisioning.model import (
 )
 from adapters.provisioning.store import ALL_PATHS
 from broker import edge
-from broker.api.keys import POOL, SETTINGS
 from broker.errors import BadRequestData, InvalidRequest, ResourceNotFound
 
 routes = web.RouteTableDef()
