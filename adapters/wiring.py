@@ -35,6 +35,7 @@ from adapters.pipeline import ACCEPTED, REDACTED_HEADER, Inbound, Pipeline
 from adapters.provisioning import Registry
 from adapters.provisioning import api as provisioning_api
 from adapters.pseudonym import Pseudonymiser
+from adapters.store import secrets as kept_secrets
 from adapters.validate import Validator
 
 __all__ = ["Host", "add_routes", "contexts"]
@@ -42,6 +43,7 @@ __all__ = ["Host", "add_routes", "contexts"]
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+PSEUDONYM_SECRET = "pseudonym"  # its name in hub_secrets
 TOPICS = (*lorawan.TTS_TOPICS, *lorawan.CHIRPSTACK_TOPICS, *iotagent.TOPICS)
 MQTT = web.AppKey("device_mqtt", MqttIngest)
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -133,12 +135,7 @@ async def pseudonym_secret(pool: asyncpg.Pool, configured: str) -> bytes:
     if configured:
         return configured.encode()
     async with pool.acquire() as conn:
-        await conn.execute(
-            "INSERT INTO hub_secrets (name, value) VALUES ('pseudonym', $1) ON CONFLICT DO NOTHING",
-            secrets.token_bytes(32),
-        )
-        value: bytes = await conn.fetchval("SELECT value FROM hub_secrets WHERE name = 'pseudonym'")
-    return value
+        return await kept_secrets.kept(conn, PSEUDONYM_SECRET, secrets.token_bytes(32))
 
 
 def default_client_id() -> str:

@@ -5,12 +5,13 @@ and shape kit, the clock, the supervisor, the term maps, the paho integration an
 LISTEN infrastructure of the store; what else it needs (settings, app keys, the term-map resolver,
 the redelivery-key housekeeping) the composition root gives it (adapters.keys.Host). In broker/,
 only app.py imports adapters, and only adapters.wiring. Nothing installed imports the tests (the
-simulators live there).
+simulators live there). SQL lives in the device side's store modules.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,50 @@ def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert forbidden_broker_imports(module) == ["broker.api.keys", "broker.config", "broker.store.frames"]
+
+
+# The device side's store modules: the only ones that may hold SQL.
+STORES = ("adapters/store", "adapters/provisioning/store.py")
+_SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT INTO|UPDATE\s+\w+\s+SET|DELETE FROM)\b", re.DOTALL)
+
+
+def sql_in(path: Path) -> list[str]:
+    """The SQL statements written in ``path`` (string constants, docstrings aside)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.value.split()[0] + " ..."
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and _SQL.search(node.value)
+    ]
+
+
+def test_the_device_side_writes_sql_only_in_its_store_modules() -> None:
+    wrong = [
+        f"{path.relative_to(ROOT)}: {statement}"
+        for path in _modules("adapters")
+        if not any(str(path.relative_to(ROOT)).startswith(store) for store in STORES)
+        for statement in sql_in(path)
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_sql_check_sees_a_statement_outside_a_docstring(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        '"""Claims rows with SELECT ... FROM outbox FOR UPDATE."""\n'
+        "async def f(conn):\n"
+        '    await conn.execute("DELETE FROM dead_letters WHERE id = $1", 1)\n',
+        encoding="utf-8",
+    )
+    assert sql_in(module) == ["DELETE ..."]
