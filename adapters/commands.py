@@ -27,7 +27,7 @@ import asyncpg
 import orjson
 
 from adapters import iotagent, lorawan
-from adapters.device import Command, DeviceConfig
+from adapters.device import Command, CommandState, DeviceConfig
 from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS
 from adapters.store import commands as store
 from adapters.store.commands import CHANNEL, NewCommand, Queued
@@ -41,7 +41,7 @@ from broker.store.pool import Connection
 
 log = logging.getLogger(__name__)
 
-PENDING, SENT, OK, ERROR = "PENDING", "SENT", "OK", "ERROR"
+PENDING, SENT, OK, ERROR = CommandState.PENDING, CommandState.SENT, CommandState.OK, CommandState.ERROR
 _STATUS_IRI = "https://uri.etsi.org/ngsi-ld/default-context/{name}_status"
 _INFO_IRI = "https://uri.etsi.org/ngsi-ld/default-context/{name}_info"
 
@@ -186,7 +186,7 @@ class Dispatcher:
                 log.warning("command status of tenant %r not shown on its entities: %s", tenant, error.detail)
         return sum(p.status == SENT for items in progress.values() for p in items)
 
-    def _send(self, queued: Queued) -> tuple[str | None, str | None]:
+    def _send(self, queued: Queued) -> tuple[CommandState | None, str | None]:
         device = self._devices.by_entity(queued.tenant, queued.entity_id)
         if device is None:
             return ERROR, "the device is no longer provisioned"
@@ -211,7 +211,7 @@ class Progress:
 
     entity_id: str
     command: str
-    status: str
+    status: CommandState
     info: str | None = None
 
 

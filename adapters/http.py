@@ -22,7 +22,7 @@ from aiohttp import web
 
 from adapters import commands, sigfox
 from adapters.keys import POOL, WRITER
-from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS
+from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS, Family
 from adapters.pipeline import ACCEPTED, REJECTED, Inbound, Pipeline, Verdict
 from broker.errors import BadRequestData, InternalError
 
@@ -42,7 +42,7 @@ class DeviceBacklog(InternalError):
     status = 503
 
 
-async def _receive(request: web.Request, family: str) -> Verdict:
+async def _receive(request: web.Request, family: Family) -> Verdict:
     inbound = Inbound(
         family=family,
         origin=request.path_qs,

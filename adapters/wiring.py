@@ -26,12 +26,22 @@ from adapters import commands, iotagent, lorawan, sigfox
 from adapters import http as device_http
 from adapters.codecs import decode
 from adapters.deadletters import DeadLetter, DeadLetters
-from adapters.device import DeviceConfig, EntityUpdate
+from adapters.device import DeviceConfig, EntityUpdate, ModelName
 from adapters.keys import DEAD_LETTERS, DEVICES, HOST, POOL, REPLAYER, SETTINGS, WRITER, ForgetFrames, Host
-from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS, DeviceMessage, Rejected
+from adapters.message import (
+    CHIRPSTACK,
+    FAMILIES,
+    IOTA_JSON,
+    IOTA_UL,
+    SIGFOX,
+    TTS,
+    DeviceMessage,
+    Family,
+    Rejected,
+)
 from adapters.models import normalise_message
 from adapters.mqtt import MqttIngest
-from adapters.pipeline import ACCEPTED, REDACTED_HEADER, Inbound, Pipeline
+from adapters.pipeline import ACCEPTED, REDACTED_HEADER, REJECTED, Inbound, Pipeline
 from adapters.provisioning import Registry
 from adapters.provisioning import api as provisioning_api
 from adapters.pseudonym import Pseudonymiser
@@ -49,7 +59,7 @@ MQTT = web.AppKey("device_mqtt", MqttIngest)
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 
-def family_of_topic(topic: str) -> str:
+def family_of_topic(topic: str) -> Family:
     """The family an MQTT topic belongs to (IoT Agent legacy topics: the parser looks at the body)."""
     if topic.startswith("v3/"):
         return TTS
@@ -101,7 +111,7 @@ class _Redactor:
         self._pseudonyms = pseudonyms
 
     def __call__(self, device: DeviceConfig | None, inbound: Inbound) -> bytes:
-        if device is not None and device.model != "BeaconDetector":
+        if device is not None and device.model != ModelName.BEACON_DETECTOR:
             return inbound.body
         if device is None and inbound.family not in (IOTA_JSON, IOTA_UL):
             return inbound.body
@@ -118,8 +128,10 @@ class _Replayer:
     async def replay(self, letter: DeadLetter) -> str:
         if letter.headers.get(REDACTED_HEADER):
             return "not replayable: its watch-tag ids were replaced by pseudonyms before it was kept"
+        if letter.family not in FAMILIES:
+            return f"not replayable: {letter.family!r} is not a family this broker reads"
         inbound = Inbound(
-            family=letter.family,
+            family=Family(letter.family),
             origin=letter.origin,
             body=letter.raw,
             received_at=letter.received_at,
@@ -127,7 +139,7 @@ class _Replayer:
             replay=True,
         )
         verdict = await self._pipeline.replay(inbound)
-        return ACCEPTED if verdict.status != "rejected" else (verdict.reason or "rejected")
+        return ACCEPTED if verdict.status != REJECTED else (verdict.reason or REJECTED)
 
 
 async def pseudonym_secret(pool: asyncpg.Pool, configured: str) -> bytes:

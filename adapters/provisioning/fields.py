@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from adapters.device import AttributeMapping, Command, LayoutField, StaticAttribute
-from adapters.message import FAMILIES
+from adapters.device import AttributeMapping, Codec, Command, LayoutField, StaticAttribute
+from adapters.message import FAMILIES, Family
 from broker.errors import BadRequestData
 from broker.model.parse import check_name, check_uri
 from broker.shape import Check, Shape
@@ -33,11 +33,12 @@ _LAT_LON = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*$")
 _KINDS = ("int", "float", "bool", "hex")
 # IoT Agent protocol names (and LoRaWAN network servers) -> adapters.message families.
 _PROTOCOLS = {
-    "iota-json": "iota-json", "pdi-iota-json": "iota-json", "json": "iota-json",
-    "iota-ul": "iota-ul", "pdi-iota-ultralight": "iota-ul", "ul": "iota-ul", "ultralight": "iota-ul",
-    "tts": "tts", "ttn": "tts", "the-things-stack": "tts",
-    "chirpstack": "chirpstack", "loraserver.io": "chirpstack",
-    "sigfox": "sigfox", "iota-sigfox": "sigfox",
+    "iota-json": Family.IOTA_JSON, "pdi-iota-json": Family.IOTA_JSON, "json": Family.IOTA_JSON,
+    "iota-ul": Family.IOTA_UL, "pdi-iota-ultralight": Family.IOTA_UL, "ul": Family.IOTA_UL,
+    "ultralight": Family.IOTA_UL,
+    "tts": Family.TTS, "ttn": Family.TTS, "the-things-stack": Family.TTS,
+    "chirpstack": Family.CHIRPSTACK, "loraserver.io": Family.CHIRPSTACK,
+    "sigfox": Family.SIGFOX, "iota-sigfox": Family.SIGFOX,
 }  # fmt: skip
 _LORAWAN_NAMES = ("lorawan", "iota-lorawan", "pdi-iota-lorawan")
 _DEV_EUI = re.compile(r"^[0-9a-fA-F]{16}$")
@@ -54,6 +55,7 @@ SHAPE = Shape(_bad, null_is_absent=True)
 FLAG = SHAPE.flag()
 OBJECT = SHAPE.obj()
 NUMBER = SHAPE.number()
+CODEC = SHAPE.enum_of(Codec)
 
 
 def key_text(limit: int = 256) -> Check[str]:
@@ -243,7 +245,7 @@ def commands_json(commands: tuple[Command, ...]) -> list[dict[str, Any]]:
 # --- LPWA: protocol names, IoTA-LoRaWAN settings, DevEUI ---------------------------------------
 
 
-def parse_protocol(value: Any, where: str) -> str | None:
+def parse_protocol(value: Any, where: str) -> Family | None:
     """The family an IoT Agent protocol name says (None: a LoRaWAN name, the settings say which)."""
     name = KEY(value, where).lower()
     if name in _LORAWAN_NAMES:
@@ -253,7 +255,7 @@ def parse_protocol(value: Any, where: str) -> str | None:
     return _PROTOCOLS[name]
 
 
-def lorawan_settings(data: dict[str, Any], what: str) -> tuple[str | None, str | None]:
+def lorawan_settings(data: dict[str, Any], what: str) -> tuple[Family | None, Codec | None]:
     """(protocol, codec) as IoTA-LoRaWAN says them: internal_attributes.lorawan's
     application_server.provider ("TTN", "loraserver.io", "chirpstack") and data_model."""
     internal = data.get("internal_attributes")
@@ -267,7 +269,7 @@ def lorawan_settings(data: dict[str, Any], what: str) -> tuple[str | None, str |
     model = lorawan.get("data_model")
     if model not in (None, "cayennelpp", "application_server"):
         raise _bad(f"{what}: data_model {model!r} is not supported (cayennelpp or application_server)")
-    return protocol, "cayennelpp" if model == "cayennelpp" else None
+    return protocol, Codec.CAYENNE if model == "cayennelpp" else None
 
 
 def parse_dev_eui(data: dict[str, Any], what: str) -> str | None:

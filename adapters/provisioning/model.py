@@ -17,14 +17,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from adapters.device import (
-    CODECS,
     AttributeMapping,
+    Codec,
     Command,
     DeviceConfig,
     LayoutField,
     StaticAttribute,
 )
+from adapters.message import Family
 from adapters.provisioning.fields import (
+    CODEC,
     FLAG,
     KEY,
     OBJECT,
@@ -85,8 +87,8 @@ class Profile:
     commands: tuple[Command, ...] = ()
     explicit_attrs: bool | None = None
     timestamp: bool | None = None
-    protocol: str | None = None
-    codec: str | None = None
+    protocol: Family | None = None
+    codec: Codec | None = None
     layout: tuple[LayoutField, ...] = ()
     model: str | None = None
     model_params: dict[str, Any] = field(default_factory=dict)
@@ -141,11 +143,9 @@ def _check_fields(data: dict[str, Any], allowed: frozenset[str], what: str) -> N
 
 def _parse_profile(data: dict[str, Any], what: str) -> Profile:
     lorawan_protocol, lorawan_codec = lorawan_settings(data, what)
-    codec = data.get("codec", lorawan_codec)
-    if codec is not None and codec not in CODECS:
-        raise BadRequestData(f"{what}: codec {codec!r} is not one of {', '.join(CODECS)}", name=WRONG_SYNTAX)
+    codec = SHAPE.optional(data, "codec", CODEC, f"{what}: ") or lorawan_codec
     layout = SHAPE.optional(data, "layout", parse_layout, f"{what}: ") or ()
-    if codec == "layout" and not layout:
+    if codec == Codec.LAYOUT and not layout:
         raise BadRequestData(f"{what}: codec 'layout' needs a non-empty layout", name=WRONG_SYNTAX)
     model = data.get("model")
     if model is not None and (not isinstance(model, str) or not _MODEL.match(model)):
@@ -235,7 +235,7 @@ def parse_device(data: Any, tenant: str, service_path: str, groups: list[Service
     profile = _parse_profile(data, what)
     apikey = None if data.get("apikey") == "" else SHAPE.optional(data, "apikey", KEY, f"{what}: ")
     dev_eui = parse_dev_eui(data, what)
-    if profile.protocol == "sigfox":
+    if profile.protocol == Family.SIGFOX:
         if not _SIGFOX_ID.match(device_id):
             raise BadRequestData(f"{what}: a Sigfox device id is 1-8 hex digits", name=WRONG_SYNTAX)
         device_id = device_id.upper()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.device import CommandState
 from broker.store.pool import Connection
 
 CHANNEL = "ngsi_commands"
@@ -88,7 +89,7 @@ async def claim_for_device(conn: Connection, tenant: str, device_id: str) -> Que
     return None if row is None else Queued(**dict(row))
 
 
-async def mark(conn: Connection, command_id: int, status: str, info: str | None) -> None:
+async def mark(conn: Connection, command_id: int, status: CommandState, info: str | None) -> None:
     """A claimed command was sent (or could not be): its new status, the time, the reason if any."""
     await conn.execute(
         "UPDATE device_commands SET status = $2, sent_at = now(), info = $3 WHERE id = $1",

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from adapters.device import CommandState
 from adapters.store import commands, secrets
 from adapters.store.commands import NewCommand
 from broker.store import create_pool
@@ -36,31 +37,34 @@ async def test_a_secret_is_kept_by_the_first_start_and_read_by_every_later_one(p
         await pool.execute("DELETE FROM hub_secrets WHERE name = $1", name)
 
 
-async def test_a_device_command_is_claimed_by_one_transaction_only_and_answered_oldest_first(
-    pool: asyncpg.Pool,
-) -> None:
+async def test_a_device_command_is_claimed_oldest_first_marked_and_answered(pool: asyncpg.Pool) -> None:
+    # One transaction, rolled back: the session app's dispatcher claims every committed PENDING
+    # command (its device unknown, it would mark it ERROR), and the NOTIFY of a rollback is not sent.
     tenant, device = f"t{uuid.uuid4().hex[:10]}", "gauge-1"
-    async with pool.acquire() as conn, conn.transaction():
-        await commands.queue(
-            conn,
-            tenant,
-            [
-                NewCommand(device, "urn:ngsi-ld:Device:gauge-1", "interval", '"0102"'),
-                NewCommand(device, "urn:ngsi-ld:Device:gauge-1", "interval", '"0304"'),
-            ],
-        )
-    async with pool.acquire() as a, a.transaction(), pool.acquire() as b, b.transaction():
-        mine = await commands.claim_for_device(a, tenant, device)
-        theirs = await commands.claim_for_device(b, tenant, device)
-        assert mine is not None
-        assert theirs is not None
-        assert (mine.value, theirs.value) == ("0102", "0304")  # SKIP LOCKED: each takes its own
-        await commands.mark(a, mine.id, "SENT", None)
     async with pool.acquire() as conn:
-        await commands.answer(conn, tenant, device, "interval", "done")
-        rows = await conn.fetch(
-            "SELECT status, info FROM device_commands WHERE tenant = $1 ORDER BY id", tenant
-        )
-    # The first was sent and is answered; the second was claimed but not marked, so still queued.
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await commands.queue(
+                conn,
+                tenant,
+                [
+                    NewCommand(device, "urn:ngsi-ld:Device:gauge-1", "interval", '"0102"'),
+                    NewCommand(device, "urn:ngsi-ld:Device:gauge-1", "interval", '"0304"'),
+                ],
+            )
+            first = await commands.claim_for_device(conn, tenant, device)
+            assert first is not None
+            assert (first.tenant, first.command, first.value) == (tenant, "interval", "0102")
+            await commands.mark(conn, first.id, CommandState.SENT, None)
+            second = await commands.claim_for_device(conn, tenant, device)
+            assert second is not None
+            assert second.value == "0304"  # the sent one is no longer PENDING
+            await commands.answer(conn, tenant, device, "interval", "done")
+            rows = await conn.fetch(
+                "SELECT status, info FROM device_commands WHERE tenant = $1 ORDER BY id", tenant
+            )
+        finally:
+            await transaction.rollback()
+    # The answer completes the oldest command sent or pending: the first.
     assert [(r["status"], r["info"]) for r in rows] == [("OK", "done"), ("PENDING", None)]
-    await pool.execute("DELETE FROM device_commands WHERE tenant = $1", tenant)

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.device import Codec
+from adapters.message import Family
 from adapters.provisioning.fields import ld_type, parse_layout
 from adapters.provisioning.model import (
     DEVICE_FIELDS,
@@ -375,3 +377,11 @@ def test_an_autoprovisioned_device_id_that_cannot_be_stored_is_refused(device_id
 
     with pytest.raises(BadRequestData):
         autoprovisioned(group, device_id)
+
+
+def test_a_provisioned_protocol_and_codec_are_members_of_their_enums() -> None:
+    device = parse_device({"device_id": "g", "protocol": "TTN", "codec": "cayennelpp"}, "town", "/", [])
+    again = parse_device(device_json(device), "town", "/", [])  # as the store reads it back
+    for profile in (device.profile, again.profile):
+        assert profile.protocol is Family.TTS
+        assert profile.codec is Codec.CAYENNE
