@@ -127,20 +127,26 @@ def _sub_properties(metadata: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+def _attribute_entry(item: dict[str, Any], where: str) -> tuple[str, str, str, dict[str, Any]]:
+    """What every attributes / static_attributes entry has: its name (not id or type), the name
+    messages call it by, its type as given (Property when absent) and its metadata."""
+    name = SHAPE.required(item, "name", attribute_name, f"{where}: ")
+    here = f"{where}: {name!r}"
+    if name in ("id", "type"):
+        raise _bad(f"{here}: 'id' and 'type' cannot be attribute names")
+    given = SHAPE.optional(item, "type", KEY, f"{here}: ") or PROPERTY
+    return name, here, given, SHAPE.optional(item, "metadata", OBJECT, f"{here}: ") or {}
+
+
 def parse_attributes(value: Any, where: str) -> tuple[AttributeMapping, ...]:
     """IoT Agent 'attributes': object_id (default: name), name, type, metadata; unique object ids."""
     out: list[AttributeMapping] = []
     for item in objects(value, where):
-        name = SHAPE.required(item, "name", attribute_name, f"{where}: ")
-        here = f"{where}: {name!r}"
+        name, here, given, metadata = _attribute_entry(item, where)
         for key in _UNSUPPORTED:
             if key in item:
                 raise _bad(f"{here}: {key} is not supported by this broker")
-        if name in ("id", "type"):
-            raise _bad(f"{here}: 'id' and 'type' cannot be attribute names")
         object_id = SHAPE.optional(item, "object_id", KEY, f"{here}: ") or name
-        given = SHAPE.optional(item, "type", KEY, f"{here}: ") or PROPERTY
-        metadata = SHAPE.optional(item, "metadata", OBJECT, f"{here}: ") or {}
         out.append(
             AttributeMapping(
                 object_id=object_id,
@@ -194,13 +200,8 @@ def parse_static(value: Any, where: str) -> tuple[StaticAttribute, ...]:
     """IoT Agent 'static_attributes': name, type, value (and metadata.unitCode)."""
     out: list[StaticAttribute] = []
     for item in objects(value, where):
-        name = SHAPE.required(item, "name", attribute_name, f"{where}: ")
-        here = f"{where}: {name!r}"
-        if name in ("id", "type"):
-            raise _bad(f"{here}: 'id' and 'type' cannot be attribute names")
-        given = SHAPE.optional(item, "type", KEY, f"{here}: ") or PROPERTY
+        name, here, given, metadata = _attribute_entry(item, where)
         kind = ld_type(given)
-        metadata = SHAPE.optional(item, "metadata", OBJECT, f"{here}: ") or {}
         raw = item.get("object", item.get("value")) if kind == RELATIONSHIP else item.get("value")
         value = _static_value(kind, given, raw, here)
         out.append(StaticAttribute(name, kind, value, _unit_code(item, metadata, here)))
