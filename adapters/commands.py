@@ -27,8 +27,10 @@ import asyncpg
 import orjson
 
 from adapters import iotagent, lorawan
-from adapters.device import Command, DeviceConfig
+from adapters.device import Command, CommandState, DeviceConfig
 from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS
+from adapters.store import commands as store
+from adapters.store.commands import CHANNEL, NewCommand, Queued
 from broker.errors import NgsiLdError
 from broker.ingest import Operation, Result, Writer
 from broker.model import ops
@@ -39,8 +41,7 @@ from broker.store.pool import Connection
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "ngsi_commands"
-PENDING, SENT, OK, ERROR = "PENDING", "SENT", "OK", "ERROR"
+PENDING, SENT, OK, ERROR = CommandState.PENDING, CommandState.SENT, CommandState.OK, CommandState.ERROR
 _STATUS_IRI = "https://uri.etsi.org/ngsi-ld/default-context/{name}_status"
 _INFO_IRI = "https://uri.etsi.org/ngsi-ld/default-context/{name}_info"
 
@@ -53,16 +54,6 @@ class Devices(Protocol):
 Publish = Callable[[str, bytes], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Queued:
-    id: int
-    tenant: str
-    device_id: str
-    entity_id: str
-    command: str
-    value: Any
-
-
 def local_name(iri: str) -> str:
     """The term an attribute IRI ends in; commands are provisioned by that short name."""
     return iri.rsplit("/", 1)[-1].rsplit("#", 1)[-1]
@@ -73,7 +64,7 @@ def command_hook(devices: Devices) -> Callable[[Connection, str, list[Result]], 
     the sent command a device's reply (<command>_status "OK") answers."""
 
     async def hook(conn: Connection, tenant: str, results: list[Result]) -> None:
-        queued: list[tuple[str, str, str, str]] = []
+        queued: list[NewCommand] = []
         answered: list[tuple[str, str, str]] = []
         for result in results:
             outcome = result.outcome
@@ -87,39 +78,19 @@ def command_hook(devices: Devices) -> Callable[[Connection, str, list[Result]], 
                 name = local_name(iri)
                 value = _command_value(outcome.entity, iri)
                 if name in names:
-                    queued.append((device.device_id, result.entity_id, name, orjson.dumps(value).decode()))
+                    queued.append(
+                        NewCommand(device.device_id, result.entity_id, name, orjson.dumps(value).decode())
+                    )
                 elif name.endswith("_status") and name[: -len("_status")] in names and value == OK:
                     command = name[: -len("_status")]
                     info = _command_value(outcome.entity, iri[: -len("_status")] + "_info")
                     answered.append((device.device_id, command, "" if info is None else str(info)))
         if queued:
-            await _queue(conn, tenant, queued)
+            await store.queue(conn, tenant, queued)
         for device_id, command, info in answered:
-            await conn.execute(
-                "UPDATE device_commands SET status = 'OK', answered_at = now(), info = $4"
-                " WHERE id = (SELECT id FROM device_commands WHERE tenant = $1 AND device_id = $2"
-                " AND command = $3 AND status IN ('SENT', 'PENDING') ORDER BY id LIMIT 1)",
-                tenant,
-                device_id,
-                command,
-                info,
-            )
+            await store.answer(conn, tenant, device_id, command, info)
 
     return hook
-
-
-async def _queue(conn: Connection, tenant: str, rows: list[tuple[str, str, str, str]]) -> None:
-    await conn.execute(
-        "INSERT INTO device_commands (tenant, device_id, entity_id, command, value)"
-        " SELECT $1, d, e, c, v::jsonb FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])"
-        " AS r (d, e, c, v)",
-        tenant,
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [r[2] for r in rows],
-        [r[3] for r in rows],
-    )
-    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, tenant)
 
 
 def _command_value(entity: Entity, iri: str) -> Any:
@@ -199,23 +170,11 @@ class Dispatcher:
         """Send what is queued for devices reachable over MQTT; return how many were sent."""
         progress: dict[str, list[Progress]] = {}
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT id, tenant, device_id, entity_id, command, value FROM device_commands"
-                " WHERE status = 'PENDING' ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED"
-            )
-            for row in rows:
-                queued = Queued(
-                    row["id"], row["tenant"], row["device_id"], row["entity_id"], row["command"], row["value"]
-                )
+            for queued in await store.claim_pending(conn):
                 status, info = self._send(queued)
                 if status is None:
                     continue
-                await conn.execute(
-                    "UPDATE device_commands SET status = $2, sent_at = now(), info = $3 WHERE id = $1",
-                    queued.id,
-                    status,
-                    info,
-                )
+                await store.mark(conn, queued.id, status, info)
                 progress.setdefault(queued.tenant, []).append(
                     Progress(queued.entity_id, queued.command, status, info)
                 )
@@ -227,7 +186,7 @@ class Dispatcher:
                 log.warning("command status of tenant %r not shown on its entities: %s", tenant, error.detail)
         return sum(p.status == SENT for items in progress.values() for p in items)
 
-    def _send(self, queued: Queued) -> tuple[str | None, str | None]:
+    def _send(self, queued: Queued) -> tuple[CommandState | None, str | None]:
         device = self._devices.by_entity(queued.tenant, queued.entity_id)
         if device is None:
             return ERROR, "the device is no longer provisioned"
@@ -252,7 +211,7 @@ class Progress:
 
     entity_id: str
     command: str
-    status: str
+    status: CommandState
     info: str | None = None
 
 
@@ -283,25 +242,14 @@ async def take_sigfox_downlink(
 ) -> bytes | None:
     """The oldest queued command of a Sigfox device, claimed for a BIDIR reply (8 bytes)."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            "SELECT id, entity_id, command, value FROM device_commands WHERE tenant = $1"
-            " AND device_id = $2 AND status = 'PENDING' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
-            tenant,
-            device_id,
-        )
-        if row is None:
+        queued = await store.claim_for_device(conn, tenant, device_id)
+        if queued is None:
             return None
-        value = row["value"]
         try:
-            payload = _downlink_bytes(value).ljust(8, b"\0")[:8]
+            payload = _downlink_bytes(queued.value).ljust(8, b"\0")[:8]
             status, info = SENT, None
         except ValueError as exc:
             payload, status, info = None, ERROR, str(exc)
-        await conn.execute(
-            "UPDATE device_commands SET status = $2, sent_at = now(), info = $3 WHERE id = $1",
-            row["id"],
-            status,
-            info,
-        )
-    await record_status(writer, tenant, [Progress(row["entity_id"], row["command"], status, info)])
+        await store.mark(conn, queued.id, status, info)
+    await record_status(writer, tenant, [Progress(queued.entity_id, queued.command, status, info)])
     return payload

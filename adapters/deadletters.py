@@ -21,10 +21,10 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from adapters.keys import DEAD_LETTERS, REPLAYER
+from adapters.keys import DEAD_LETTERS, REPLAYER, SETTINGS
 from adapters.message import Rejected, to_utc
+from adapters.store import deadletters as sql
 from broker import edge
-from broker.api.keys import SETTINGS
 from broker.errors import AlreadyExists, BadRequestData, NotImplementedYet, ResourceNotFound
 from broker.model.entity import format_time
 
@@ -33,10 +33,6 @@ log = logging.getLogger(__name__)
 ACCEPTED = "accepted"  # the Replayer's answer for a message stored this time
 _MAX_TEXT = 4096  # origin, reason and header values beyond this are cut
 _MAX_HEADERS = 32
-_COLUMNS = (
-    "id, tenant, received_at, family, origin, headers, device, raw, raw_size, reason,"
-    " replayed_at, replay_result"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +111,7 @@ class DeadLetters:
         data = _bytes(raw)
         return int(
             await self._pool.fetchval(
-                "INSERT INTO dead_letters (tenant, family, origin, headers, device, raw, raw_size, reason)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                sql.ADD,
                 _text(tenant, 256),
                 _text(family, 64),
                 _text(origin),
@@ -139,9 +134,7 @@ class DeadLetters:
     ) -> list[DeadLetter]:
         """``tenant``'s letters, newest first, of ``device`` and received at or after ``since`` if given."""
         rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM dead_letters WHERE tenant = $1"
-            " AND ($2::text IS NULL OR device = $2) AND ($3::timestamptz IS NULL OR received_at >= $3)"
-            " ORDER BY id DESC LIMIT $4 OFFSET $5",
+            sql.PAGE,
             tenant,
             device,
             since,
@@ -155,9 +148,7 @@ class DeadLetters:
     ) -> list[DeadLetter]:
         """Letters not yet replayed successfully, oldest first (so replays keep the order received)."""
         rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM dead_letters WHERE tenant = $1"
-            " AND ($2::text IS NULL OR device = $2) AND ($3::timestamptz IS NULL OR received_at >= $3)"
-            " AND replay_result IS DISTINCT FROM $5 ORDER BY id LIMIT $4",
+            sql.TO_REPLAY,
             tenant,
             device,
             since,
@@ -167,27 +158,21 @@ class DeadLetters:
         return [_letter(row) for row in rows]
 
     async def get(self, tenant: str, letter_id: int) -> DeadLetter | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM dead_letters WHERE tenant = $1 AND id = $2", tenant, letter_id
-        )
+        row = await self._pool.fetchrow(sql.GET, tenant, letter_id)
         return None if row is None else _letter(row)
 
     async def delete(self, tenant: str, letter_id: int) -> bool:
-        status = await self._pool.execute(
-            "DELETE FROM dead_letters WHERE tenant = $1 AND id = $2", tenant, letter_id
-        )
+        status = await self._pool.execute(sql.DELETE, tenant, letter_id)
         return bool(status != "DELETE 0")
 
     async def forget_before(self, days: int) -> int:
         """Drop letters received more than ``days`` ago (retention); return how many."""
-        status = await self._pool.execute(
-            "DELETE FROM dead_letters WHERE received_at < now() - make_interval(days => $1)", days
-        )
+        status = await self._pool.execute(sql.FORGET_BEFORE, days)
         return int(status.rsplit(" ", 1)[-1])
 
     async def mark_replayed(self, letter_id: int, result: str) -> None:
         await self._pool.execute(
-            "UPDATE dead_letters SET replayed_at = now(), replay_result = $2 WHERE id = $1",
+            sql.MARK_REPLAYED,
             letter_id,
             _text(result) or "no reason given",
         )

@@ -9,14 +9,43 @@ Smart Data Model and its parameters).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-# Codecs a device may name (adapters/codecs): how its raw payload bytes become measures.
-CAYENNE = "cayennelpp"
-ULTRALIGHT = "ultralight"
-JSON = "json"
-LAYOUT = "layout"
-CODECS = (CAYENNE, ULTRALIGHT, JSON, LAYOUT)
+from adapters.message import Family
+
+
+class Codec(StrEnum):
+    """Codecs a device may name (adapters/codecs): how its raw payload bytes become measures."""
+
+    CAYENNE = "cayennelpp"
+    ULTRALIGHT = "ultralight"
+    JSON = "json"
+    LAYOUT = "layout"
+
+
+CAYENNE, ULTRALIGHT, JSON, LAYOUT = Codec.CAYENNE, Codec.ULTRALIGHT, Codec.JSON, Codec.LAYOUT
+CODECS = tuple(Codec)
+
+
+class ModelName(StrEnum):
+    """The Smart Data Model families of adapters/models a device may name. A provisioned name
+    outside these is kept (DeviceConfig.model is text) and refused per message, with the known ones."""
+
+    FLOOD_MONITORING = "FloodMonitoring"
+    WATER_OBSERVED = "WaterObserved"
+    VEHICLE = "Vehicle"
+    BEACON_DETECTOR = "BeaconDetector"
+
+
+class CommandState(StrEnum):
+    """A device command's progress, shown on its entity as <command>_status (as the IoT Agents do)
+    and kept in device_commands.status."""
+
+    PENDING = "PENDING"
+    SENT = "SENT"
+    OK = "OK"
+    ERROR = "ERROR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +109,8 @@ class DeviceConfig:
     device_id: str
     entity_name: str
     entity_type: str
-    # "iota-json" | "iota-ul" | "tts" | "chirpstack" | "sigfox" (adapters.message families) or None: any.
-    protocol: str | None = None
+    # The family the device sends with, or None: any.
+    protocol: Family | None = None
     apikey: str | None = None
     dev_eui: str | None = None  # lower-case hex
     attributes: tuple[AttributeMapping, ...] = ()
@@ -91,10 +120,10 @@ class DeviceConfig:
     explicit_attrs: bool = False
     # IoT Agent 'timestamp': a TimeInstant measure sets observedAt (else the reception time does).
     timestamp: bool = True
-    codec: str | None = None
+    codec: Codec | None = None
     layout: tuple[LayoutField, ...] = ()
-    # Smart Data Model family in adapters/models ("FloodMonitoring", "WaterObserved", "Vehicle",
-    # "BeaconDetector"); None: the generic IoT Agent mapping only.
+    # Smart Data Model family in adapters/models (a ModelName when it is one this broker knows);
+    # None: the generic IoT Agent mapping only.
     model: str | None = None
     # Model parameters, e.g. referenceLevel/alertLevel/dangerLevel for a gauge, vehicleType for a plow.
     model_params: dict[str, Any] = field(default_factory=dict)

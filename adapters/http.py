@@ -21,9 +21,9 @@ import orjson
 from aiohttp import web
 
 from adapters import commands, sigfox
-from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS
+from adapters.keys import POOL, WRITER
+from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS, Family
 from adapters.pipeline import ACCEPTED, REJECTED, Inbound, Pipeline, Verdict
-from broker.api.keys import POOL, WRITER
 from broker.errors import BadRequestData, InternalError
 
 PIPELINE = web.AppKey("device_pipeline", Pipeline)
@@ -42,7 +42,7 @@ class DeviceBacklog(InternalError):
     status = 503
 
 
-async def _receive(request: web.Request, family: str) -> Verdict:
+async def _receive(request: web.Request, family: Family) -> Verdict:
     inbound = Inbound(
         family=family,
         origin=request.path_qs,

@@ -29,7 +29,7 @@ import orjson
 
 from adapters.codecs import measures_of, ultralight
 from adapters.codecs.fields import about_device
-from adapters.message import IOTA_JSON, IOTA_UL, DeviceMessage, Measures, Rejected, to_utc
+from adapters.message import IOTA_JSON, IOTA_UL, DeviceMessage, Family, Measures, Rejected, to_utc
 
 ATTRS = "attrs"
 CMDEXE = "cmdexe"
@@ -54,7 +54,7 @@ class Route(NamedTuple):
     """What an IoT Agent topic says: ``family`` None on legacy topics (the payload decides)."""
 
     kind: str  # ATTRS or CMDEXE
-    family: str | None
+    family: Family | None
     apikey: str
     device: str
     attr: str | None
@@ -75,7 +75,7 @@ def classify(topic: str) -> Route:
     return route
 
 
-def _route(family: str | None, parts: list[str]) -> Route | None:
+def _route(family: Family | None, parts: list[str]) -> Route | None:
     if len(parts) < 3 or not parts[0] or not parts[1]:
         return None
     apikey, device, rest = parts[0], parts[1], parts[2:]
@@ -146,7 +146,7 @@ def parse_http(origin: str, body: bytes, received_at: datetime, headers: Mapping
     )
 
 
-def _http_measures(path: str, device: str, body: bytes) -> tuple[str, list[Measures]]:
+def _http_measures(path: str, device: str, body: bytes) -> tuple[Family, list[Measures]]:
     """The family and measures of a request to one of the HTTP_PATHS."""
     if path == HTTP_PATHS[0]:
         return IOTA_JSON, _measures(IOTA_JSON, body)

@@ -3,7 +3,7 @@
 The flow of one uplink:
     transport (MQTT message, HTTP webhook)                         adapters/mqtt.py, adapters/http.py
     -> family parser: raw bytes + topic/URL -> DeviceMessage      adapters/iotagent.py, lorawan.py, sigfox.py
-    -> provisioning: which device, tenant, mapping, codec, model  adapters/provisioning.py
+    -> provisioning: which device, tenant, mapping, codec, model  adapters/provisioning/
     -> codec: payload bytes -> measures                           adapters/codecs/
     -> model: measures -> Smart Data Model entities (EntityUpdate) adapters/models/
     -> validate against schemas/                                  adapters/validate.py
@@ -16,15 +16,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-# The families a message can come from; a dead letter records it so a replay parses it the same way.
-IOTA_JSON = "iota-json"
-IOTA_UL = "iota-ul"
-TTS = "tts"
-CHIRPSTACK = "chirpstack"
-SIGFOX = "sigfox"
-FAMILIES = (IOTA_JSON, IOTA_UL, TTS, CHIRPSTACK, SIGFOX)
+
+class Family(StrEnum):
+    """The families a message can come from; a dead letter records it so a replay parses it the same
+    way, and a device's protocol names the one it sends with."""
+
+    IOTA_JSON = "iota-json"
+    IOTA_UL = "iota-ul"
+    TTS = "tts"
+    CHIRPSTACK = "chirpstack"
+    SIGFOX = "sigfox"
+
+
+# The members under the short names the parsers, models and commands use.
+IOTA_JSON, IOTA_UL, TTS = Family.IOTA_JSON, Family.IOTA_UL, Family.TTS
+CHIRPSTACK, SIGFOX = Family.CHIRPSTACK, Family.SIGFOX
+FAMILIES = tuple(Family)
 
 # Measures as decoded: attribute or object_id -> value (number, string, bool, list or JSON object).
 Measures = dict[str, Any]
@@ -50,7 +60,7 @@ class DeviceMessage:
     asks for its own codec.
     """
 
-    family: str
+    family: Family
     # Topic or URL path (with query) the message arrived on: kept in dead letters for a replay.
     origin: str
     device_id: str

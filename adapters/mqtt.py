@@ -1,6 +1,6 @@
 """The adapters' MQTT client: QoS 1 device messages acknowledged only after the commit.
 
-paho runs on the event loop (adapters/mqtt_loop.py), so message callbacks run next to the
+paho runs on the event loop (broker/mqtt), so message callbacks run next to the
 pipeline. The session is persistent (clean session off, a stable client id): what gateways
 publish while this process is down waits in the MQTT broker. With several processes, shared
 subscriptions ($share/<group>/...) split the messages between them. A message is acknowledged
@@ -17,7 +17,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from adapters.mqtt_loop import Broker, LoopClient
+from broker.mqtt import Broker, LoopClient
 
 log = logging.getLogger(__name__)
 

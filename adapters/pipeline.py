@@ -20,13 +20,14 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
 
 import asyncpg
 
 from adapters.device import DeviceConfig, EntityUpdate
-from adapters.message import DeviceMessage, Rejected
+from adapters.message import DeviceMessage, Family, Rejected
 from broker.errors import NgsiLdError
 from broker.ingest import Operation, Result, Writer
 from broker.jsonld.context import TermMap
@@ -39,20 +40,27 @@ log = logging.getLogger(__name__)
 
 _BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
-# Kept with a dead letter whose raw message had personal ids replaced (see southbound._Redactor).
+# Kept with a dead letter whose raw message had personal ids replaced (see wiring._Redactor).
 REDACTED_HEADER = "x-hub-redacted"
 
-ACCEPTED = "accepted"
-DUPLICATE = "duplicate"
-REJECTED = "rejected"
-IGNORED = "ignored"
+
+class Status(StrEnum):
+    """What became of one message (a Verdict's status)."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    IGNORED = "ignored"
+
+
+ACCEPTED, DUPLICATE, REJECTED, IGNORED = Status.ACCEPTED, Status.DUPLICATE, Status.REJECTED, Status.IGNORED
 
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
     """A message as a transport received it: enough to parse it again when a dead letter is replayed."""
 
-    family: str
+    family: Family
     origin: str  # MQTT topic, or HTTP path with its query string
     body: bytes
     received_at: datetime
@@ -65,7 +73,7 @@ class Inbound:
 class Verdict:
     """What became of one message: accepted, duplicate (a redelivery), rejected (dead letter) or ignored."""
 
-    status: str
+    status: Status
     reason: str | None = None
     tenant: str | None = None
     device: str | None = None

@@ -1,7 +1,5 @@
 """Command line: ``python -m broker`` runs the broker; ``--help`` lists the settings.
 
-``python -m broker simulate ...`` runs the device simulators (adapters/simulate).
-
 With NGSI_WORKERS above 1 (default: one per CPU core) this process is worker 0 and starts the
 others as child processes. Every worker serves the same HTTP port (SO_REUSEPORT: the kernel
 spreads connections) and joins the same MQTT shared subscription with a client id of its own,
@@ -42,14 +40,9 @@ _PR_SET_PDEATHSIG = 1
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["simulate"]:
-        from adapters.simulate.cli import main as simulate
-
-        return simulate(args[1:])
     parser = argparse.ArgumentParser(
         prog="python -m broker",
-        description="NGSI-LD context broker with built-in device adapters (city data hub). "
-        "'python -m broker simulate --help' runs the device simulators.",
+        description="NGSI-LD context broker with built-in device adapters (city data hub).",
         epilog=help_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -8,9 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from adapters import http as device_http
-from adapters import provisioning_api
-from adapters.southbound import device_adapters
+from adapters import wiring as devices
 from broker.api import (
     batch,
     contexts,
@@ -45,7 +43,7 @@ from broker.jsonld.resolver import ContextResolver
 from broker.notify.dispatcher import Notifier
 from broker.notify.registry import SubscriptionRegistry
 from broker.query.duration import parse_keep
-from broker.store import create_pool, migrate
+from broker.store import create_pool, frames, migrate
 from broker.store.contexts import ContextStore
 from broker.store.tenants import Tenants
 from broker.supervise import Supervisor
@@ -155,6 +153,19 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
     await app[SUPERVISOR].cancel(HISTORY_MAINTENANCE)
 
 
+def _device_host(app: web.Application) -> devices.Host:
+    """What the device side is given of the broker (it imports nothing of broker.api or the store)."""
+    return devices.Host(
+        settings=app[SETTINGS],
+        pool=app[POOL],
+        writer=app[WRITER],
+        term_maps=app[RESOLVER].term_map,
+        status=app[STATUS],
+        forget_frames=frames.forget_before,
+        supervisor=app[SUPERVISOR],
+    )
+
+
 def create_app(settings: Settings) -> web.Application:
     """The broker application for ``settings`` (resources open when it starts)."""
     app = web.Application(
@@ -164,7 +175,7 @@ def create_app(settings: Settings) -> web.Application:
     app[STATUS] = {}
     app.cleanup_ctx.extend([_supervision, _database, _history, _context_resolver, _subscriptions, _notifier])
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
-    app.cleanup_ctx.extend([provisioning_api.provisioning_context, device_adapters])
+    app.cleanup_ctx.extend(devices.contexts(_device_host))
     app.router.add_routes(health.routes)
     app.router.add_routes(query.routes)
     app.router.add_routes(entities.routes)
@@ -175,7 +186,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(temporal.routes)
     app.router.add_routes(temporal_provision.routes)
     app.router.add_routes(retention.routes)
-    provisioning_api.add_routes(app)
-    device_http.add_routes(app)
+    devices.add_routes(app)
     unsupported.add_routes(app)
     return app

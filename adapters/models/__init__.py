@@ -35,12 +35,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from adapters.device import DeviceConfig, EntityUpdate
+from adapters.device import DeviceConfig, EntityUpdate, ModelName
 from adapters.message import DeviceMessage, Measures, Rejected
 from adapters.models import beacon, common, flood, generic, health, vehicle
 from adapters.pseudonym import Pseudonymiser
 
-MODELS = ("FloodMonitoring", "WaterObserved", "Vehicle", "BeaconDetector")
+MODELS = tuple(ModelName)
 
 
 def normalise(
@@ -55,15 +55,15 @@ def normalise(
     if model is None:
         updates = [generic.entity(device, measures, observed_at)]
         observed = common.observed_time(device, measures, observed_at, None)
-    elif model == "BeaconDetector":
+    elif model == ModelName.BEACON_DETECTOR:
         updates = beacon.entities(device, measures, observed_at, pseudonyms)
         # Health is about the detector: its report time, and no battery read from a tag's sighting.
         observed = common.iso(observed_at)
         if "batteryMeasure" not in device.model_params:
             measures = {}
-    elif model in ("FloodMonitoring", "WaterObserved", "Vehicle"):
+    elif model in (ModelName.FLOOD_MONITORING, ModelName.WATER_OBSERVED, ModelName.VEHICLE):
         observed = common.observed_time(device, measures, observed_at, None)
-        family = vehicle if model == "Vehicle" else flood
+        family = vehicle if model == ModelName.VEHICLE else flood
         updates = family.entities(device, measures, observed)
     else:
         raise Rejected(f"device {device.device_id} names model {model!r}; known: {', '.join(MODELS)}")

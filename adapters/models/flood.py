@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.device import DeviceConfig, EntityUpdate
+from adapters.device import DeviceConfig, EntityUpdate, ModelName
 from adapters.message import Measures, Rejected
 from adapters.models import common, generic, health
 
@@ -32,9 +32,9 @@ def entities(device: DeviceConfig, measures: Measures, observed: str) -> list[En
     """FloodMonitoring (model FloodMonitoring); WaterObserved (model WaterObserved or waterObserved: true)."""
     current, distance, used = levels(device, measures)
     out: list[EntityUpdate] = []
-    if device.model != "WaterObserved":
+    if device.model != ModelName.WATER_OBSERVED:
         out.append(_flood_monitoring(device, measures, observed, current, distance, used))
-    if device.model == "WaterObserved" or device.model_params.get("waterObserved"):
+    if device.model == ModelName.WATER_OBSERVED or device.model_params.get("waterObserved"):
         out.append(_water_observed(device, measures, observed, current, used))
     return out
 
@@ -139,7 +139,7 @@ def _water_observed(
     if entity_id is None:
         entity_id = (
             device.entity_name
-            if device.model == "WaterObserved"
+            if device.model == ModelName.WATER_OBSERVED
             else common.sibling_id(device, "WaterObserved")
         )
     body: dict[str, Any] = {
@@ -152,7 +152,7 @@ def _water_observed(
     if not _add_location(device, body):
         # The SDM requires a location for WaterObserved: a gauge without one is misprovisioned.
         raise Rejected(f"gauge {device.device_id} has no model parameter 'location' for its WaterObserved")
-    if device.model == "WaterObserved":
+    if device.model == ModelName.WATER_OBSERVED:
         _add_mapped(device, measures, observed, used, body)
     return EntityUpdate(body, common.ENVIRONMENT)
 

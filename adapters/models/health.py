@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.device import DeviceConfig, EntityUpdate
+from adapters.device import DeviceConfig, EntityUpdate, ModelName
 from adapters.message import CHIRPSTACK, IOTA_UL, SIGFOX, TTS, Measures, Rejected
 from adapters.models import common
 
@@ -20,11 +20,11 @@ _MAX_MV = 3600.0
 _LOW = 0.2
 _PROTOCOLS = {TTS: "lora", CHIRPSTACK: "lora", SIGFOX: "sigfox", IOTA_UL: "ul20"}
 # What a device of each model measures (SDM ControlledPropertyType values).
-_CONTROLLED = {
-    "FloodMonitoring": ["waterLevel"],
-    "WaterObserved": ["waterLevel"],
-    "Vehicle": ["location", "speed", "heading"],
-    "BeaconDetector": ["location"],
+_CONTROLLED: dict[str, list[str]] = {
+    ModelName.FLOOD_MONITORING: ["waterLevel"],
+    ModelName.WATER_OBSERVED: ["waterLevel"],
+    ModelName.VEHICLE: ["location", "speed", "heading"],
+    ModelName.BEACON_DETECTOR: ["location"],
 }
 
 
@@ -43,7 +43,7 @@ def entity(device: DeviceConfig, measures: Measures, observed: str, radio: dict[
         "controlledProperty": common.prop(_controlled(device)),
         "dateLastValueReported": common.date_time(observed),
     }
-    protocol = _PROTOCOLS.get(device.protocol or "")
+    protocol = None if device.protocol is None else _PROTOCOLS.get(device.protocol)
     if protocol is not None:
         body["supportedProtocol"] = common.prop([protocol])
     battery = battery_level(device, measures)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from adapters.deadletters import ACCEPTED, DeadLetter, DeadLetters
 from adapters.keys import DEAD_LETTERS, REPLAYER
-from adapters.provisioning_api import add_routes, provisioning_context
+from adapters.provisioning.api import add_routes, provisioning_context
 from broker.api.keys import POOL
 from broker.app import create_app
 from broker.config import Settings

@@ -13,7 +13,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.keys import DEVICES
-from adapters.provisioning_api import add_routes, provisioning_context
+from adapters.provisioning.api import add_routes, provisioning_context
 from broker.app import create_app
 from broker.config import Settings
 from tests.conftest import problem

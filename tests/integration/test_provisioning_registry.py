@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from adapters.message import CHIRPSTACK, IOTA_JSON, SIGFOX, TTS, DeviceMessage, Rejected
+from adapters.message import CHIRPSTACK, IOTA_JSON, SIGFOX, TTS, DeviceMessage, Family, Rejected
 from adapters.provisioning import Registry, parse_device, parse_group
 from broker.store import create_pool, migrate
 from tests.conftest import database_url
@@ -49,7 +49,7 @@ async def eventually(check: Callable[[], Any], seconds: float = 5.0) -> Any:
     return result
 
 
-def message(family: str, device_id: str, **fields: Any) -> DeviceMessage:
+def message(family: Family, device_id: str, **fields: Any) -> DeviceMessage:
     return DeviceMessage(
         family=family, origin="test", device_id=device_id, received_at=datetime.now(UTC), **fields
     )

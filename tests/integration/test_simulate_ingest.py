@@ -24,9 +24,9 @@ import orjson
 import pytest
 
 from adapters.codecs import cayenne
-from adapters.simulate import simulate
-from adapters.simulate.cli import Summary, build_parser
 from tests.conftest import Api
+from tests.simulate import simulate
+from tests.simulate.cli import Summary, build_parser
 
 MQTT_URL = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
 START = "2026-09-01T00:00:00Z"

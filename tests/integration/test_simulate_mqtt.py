@@ -30,11 +30,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from paho.mqtt.enums import CallbackAPIVersion
 
-from adapters.simulate import main, simulate
-from adapters.simulate.cli import build_parser
+from tests.simulate import main, simulate
+from tests.simulate.cli import build_parser
 
 MQTT_URL = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
 START = "2026-09-01T00:00:00Z"
+# `python -m tests.simulate` runs from a source checkout's root (the simulators are not installed).
+_TREE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Subscriber:
@@ -232,8 +234,10 @@ async def test_an_mqtt_broker_going_away_stops_the_run_and_reports_it(tmp_path: 
 
 
 def test_ctrl_c_stops_a_run_and_still_prints_what_was_sent() -> None:
-    argv = [sys.executable, "-m", "adapters.simulate", "plows", "--count", "50", "--duration", "10m"]
-    process = subprocess.Popen([*argv, "--mqtt-url", MQTT_URL], stdout=subprocess.PIPE, text=True)
+    argv = [sys.executable, "-m", "tests.simulate", "plows", "--count", "50", "--duration", "10m"]
+    process = subprocess.Popen(
+        [*argv, "--mqtt-url", MQTT_URL], stdout=subprocess.PIPE, text=True, cwd=_TREE_ROOT
+    )
     time.sleep(4.0)  # started and sending (a plow reports within its first 20 s / 50)
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=10)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from adapters.codecs.cayenne import decode as cayenne_decode
 from adapters.codecs.layout import decode as layout_decode
 from adapters.device import AttributeMapping, DeviceConfig, EntityUpdate, LayoutField, StaticAttribute
-from adapters.message import Rejected, to_utc
+from adapters.message import Family, Rejected, to_utc
 from adapters.models import flood, normalise
 from adapters.models.common import point
 from adapters.pseudonym import Pseudonymiser
@@ -41,7 +41,7 @@ GAUGE = DeviceConfig(
     device_id="wl-kasuga-001",
     entity_name="urn:ngsi-ld:FloodMonitoring:kagawa-kasugagawa-001",
     entity_type="FloodMonitoring",
-    protocol="tts",
+    protocol=Family.TTS,
     model="FloodMonitoring",
     model_params={
         "levelMode": "bankRelative",
@@ -63,7 +63,7 @@ PLOW = DeviceConfig(
     device_id="plow-017",
     entity_name="urn:ngsi-ld:Vehicle:aizuwakamatsu-plow-017",
     entity_type="Vehicle",
-    protocol="chirpstack",
+    protocol=Family.CHIRPSTACK,
     model="Vehicle",
     model_params={
         "speedMeasure": "analog_in_2",
@@ -332,7 +332,7 @@ THERMO = DeviceConfig(
     device_id="thermo-1",
     entity_name="urn:ngsi-ld:Thermometer:thermo-1",
     entity_type="Thermometer",
-    protocol="iota-ul",
+    protocol=Family.IOTA_UL,
     attributes=(
         AttributeMapping("t", "temperature", "Number", unit_code="CEL"),
         AttributeMapping("p", "position", "geo:point"),

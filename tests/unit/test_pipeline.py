@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from adapters.device import DeviceConfig, EntityUpdate
-from adapters.message import DeviceMessage, Rejected
+from adapters.message import DeviceMessage, Family, Rejected
 from adapters.pipeline import ACCEPTED, DUPLICATE, REJECTED, Inbound, Pipeline
 from broker.ingest import Operation, Result
 from broker.jsonld.context import TermMap, core_term_map
@@ -79,7 +79,7 @@ class Devices:
 def parse(inbound: Inbound) -> DeviceMessage | None:
     body = orjson.loads(inbound.body)
     return DeviceMessage(
-        family="iota-json",
+        family=Family.IOTA_JSON,
         origin=inbound.origin,
         device_id=body["device"],
         received_at=inbound.received_at,
@@ -105,7 +105,7 @@ def pipeline(writer: FakeWriter, letters: Letters) -> Pipeline:
 
 
 def inbound(**body: Any) -> Inbound:
-    return Inbound("iota-json", "/json/k/d1/attrs", orjson.dumps(body), datetime.now(UTC))
+    return Inbound(Family.IOTA_JSON, "/json/k/d1/attrs", orjson.dumps(body), datetime.now(UTC))
 
 
 async def run(pipe: Pipeline, messages: list[Inbound]) -> list[Any]:
@@ -160,7 +160,7 @@ async def test_the_same_frame_twice_in_a_batch_or_later_is_a_duplicate() -> None
 @pytest.mark.parametrize("size", [65_537, 200_000])
 async def test_a_message_over_the_size_limit_is_refused_before_it_is_parsed(size: int) -> None:
     writer, letters = FakeWriter(), Letters()
-    big = Inbound("iota-json", "/json/k/d1/attrs", b"x" * size, datetime.now(UTC))
+    big = Inbound(Family.IOTA_JSON, "/json/k/d1/attrs", b"x" * size, datetime.now(UTC))
 
     (verdict,) = await run(pipeline(writer, letters), [big])
 

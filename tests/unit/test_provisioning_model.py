@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.provisioning_fields import ld_type, parse_layout
-from adapters.provisioning_model import (
+from adapters.device import Codec
+from adapters.message import Family
+from adapters.provisioning.fields import ld_type, parse_layout
+from adapters.provisioning.model import (
     DEVICE_FIELDS,
     GROUP_FIELDS,
     autoprovisioned,
@@ -21,7 +23,7 @@ from adapters.provisioning_model import (
     parse_group,
     resolve,
 )
-from adapters.provisioning_names import entity_uri, name_template
+from adapters.provisioning.names import entity_uri, name_template
 from broker.errors import BadRequestData
 
 
@@ -193,6 +195,43 @@ def test_a_layout_field_that_cannot_be_decoded_is_refused(field: dict[str, Any])
         parse_layout([field], "layout")
 
 
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        ({"explicitAttrs": "yes"}, "service group 'k': explicitAttrs must be true or false"),
+        ({"model_params": [1]}, "service group 'k': model_params must be a JSON object"),
+        (
+            {"attributes": [{"name": "t", "object_id": ""}]},
+            "service group 'k': attributes: 't': object_id must be a non-empty string",
+        ),
+        (
+            {"layout": [{"name": "x", "offset": 0, "length": 1, "scale": "big"}]},
+            "service group 'k': layout: 'x': scale must be a number",
+        ),
+        ({"apikey": "   "}, "service group: apikey must be a non-empty string"),
+    ],
+)
+def test_provisioning_fields_are_read_with_the_broker_shape_kit_and_named_wrong_syntax(
+    change: dict[str, Any], detail: str
+) -> None:
+    """One shape-validation kit (broker.shape) for the NGSI-LD bodies and the IoT Agent API: the
+    messages have its form, the errors carry the IoT Agent name WRONG_SYNTAX."""
+    with pytest.raises(BadRequestData) as caught:
+        parse_group({"apikey": "k", **change}, "town", "/")
+    assert (caught.value.detail, caught.value.extra) == (detail, {"name": "WRONG_SYNTAX"})
+
+
+def test_a_null_provisioning_field_counts_as_not_given() -> None:
+    group = parse_group(
+        {"apikey": "k", "explicitAttrs": None, "attributes": None, "model_params": None}, "town", "/"
+    )
+    assert (group.profile.explicit_attrs, group.profile.attributes, group.profile.model_params) == (
+        None,
+        (),
+        {},
+    )
+
+
 # --- rendering and parsing again gives the same values ----------------------------------------
 
 _INNER_KEYS = (
@@ -338,3 +377,11 @@ def test_an_autoprovisioned_device_id_that_cannot_be_stored_is_refused(device_id
 
     with pytest.raises(BadRequestData):
         autoprovisioned(group, device_id)
+
+
+def test_a_provisioned_protocol_and_codec_are_members_of_their_enums() -> None:
+    device = parse_device({"device_id": "g", "protocol": "TTN", "codec": "cayennelpp"}, "town", "/", [])
+    again = parse_device(device_json(device), "town", "/", [])  # as the store reads it back
+    for profile in (device.profile, again.profile):
+        assert profile.protocol is Family.TTS
+        assert profile.codec is Codec.CAYENNE

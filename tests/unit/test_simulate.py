@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from adapters.codecs.cayenne import decode, from_chirpstack
 from adapters.message import to_utc
-from adapters.simulate import flood, plows, tags
-from adapters.simulate.cli import build_parser, make_scenario
-from adapters.simulate.core import Outgoing, bearing_deg, distance_m, undecoded
+from tests.simulate import flood, plows, tags
+from tests.simulate.cli import build_parser, make_scenario
+from tests.simulate.core import Outgoing, bearing_deg, distance_m, undecoded
 
 START = datetime(2026, 9, 1, 0, 0, tzinfo=UTC)
 DAY_S = 86_400

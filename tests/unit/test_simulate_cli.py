@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from adapters.simulate import main
-from adapters.simulate.cli import build_parser, duration
+from tests.simulate import main
+from tests.simulate.cli import build_parser, duration
 
 START = "2026-09-01T00:00:00Z"
 

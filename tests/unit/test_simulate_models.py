@@ -19,11 +19,11 @@ from adapters.codecs import decode
 from adapters.device import DeviceConfig, EntityUpdate
 from adapters.message import DeviceMessage, to_utc
 from adapters.models import normalise
-from adapters.provisioning_model import group_of, parse_device, parse_group, resolve
+from adapters.provisioning.model import group_of, parse_device, parse_group, resolve
 from adapters.pseudonym import Pseudonymiser
-from adapters.simulate import flood, plows, tags
-from adapters.simulate.core import Outgoing, Scenario
-from adapters.simulate.provision import provisioning_requests
+from tests.simulate import flood, plows, tags
+from tests.simulate.core import Outgoing, Scenario
+from tests.simulate.provision import provisioning_requests
 
 START = datetime(2026, 9, 1, tzinfo=UTC)
 PSEUDONYMS = Pseudonymiser(b"simulator-test-secret-0123456789")

@@ -13,8 +13,8 @@ import aiohttp
 import orjson
 import paho.mqtt.client as mqtt
 
-from adapters.mqtt_loop import Broker, LoopClient
-from adapters.simulate.core import Outgoing, iso_z
+from broker.mqtt import Broker, LoopClient
+from tests.simulate.core import Outgoing, iso_z
 
 
 class Unreachable(Exception):

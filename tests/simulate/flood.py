@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from adapters.simulate.core import (
+from tests.simulate.core import (
     Outgoing,
     Scenario,
     SimDevice,

@@ -6,7 +6,7 @@ create, 200 on list and read, 204 on update and delete, 409 DUPLICATE_GROUP or
 DUPLICATE_DEVICE_ID, 404, 400 for a wrong field (nothing of that request is stored). Errors are
 NGSI-LD ProblemDetails carrying the IoT Agent error ``name``. Differences from the IoT Agents:
 attribute types come back in NGSI-LD terms where NGSI-LD was given, entity names are URIs (see
-adapters.provisioning_model), JEXL expressions are refused rather than evaluated.
+adapters.provisioning.model), JEXL expressions are refused rather than evaluated.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from aiohttp import web
 
 from adapters import deadletters
 from adapters.deadletters import DeadLetters
-from adapters.keys import DEAD_LETTERS, DEVICES
+from adapters.keys import DEAD_LETTERS, DEVICES, POOL, SETTINGS
 from adapters.provisioning import Registry
-from adapters.provisioning_fields import WRONG_SYNTAX
-from adapters.provisioning_model import (
+from adapters.provisioning.fields import WRONG_SYNTAX
+from adapters.provisioning.model import (
     Device,
     ServiceGroup,
     check_service_path,
@@ -32,9 +32,8 @@ from adapters.provisioning_model import (
     parse_device,
     parse_group,
 )
-from adapters.provisioning_store import ALL_PATHS
+from adapters.provisioning.store import ALL_PATHS
 from broker import edge
-from broker.api.keys import POOL, SETTINGS
 from broker.errors import BadRequestData, InvalidRequest, ResourceNotFound
 
 routes = web.RouteTableDef()

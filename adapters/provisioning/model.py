@@ -7,7 +7,7 @@ and renders them back; ``resolve`` merges a device with its group into the ``Dev
 pipeline uses. The database stores what ``group_json``/``device_json`` render and reads it back
 through the same parsers.
 
-Entity names are settled when a device is provisioned (adapters.provisioning_names), so they never move.
+Entity names are settled when a device is provisioned (adapters.provisioning.names), so they never move.
 """
 
 from __future__ import annotations
@@ -17,21 +17,25 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from adapters.device import (
-    CODECS,
     AttributeMapping,
+    Codec,
     Command,
     DeviceConfig,
     LayoutField,
     StaticAttribute,
 )
-from adapters.provisioning_fields import (
+from adapters.message import Family
+from adapters.provisioning.fields import (
+    CODEC,
+    FLAG,
+    KEY,
+    OBJECT,
+    SHAPE,
     WRONG_SYNTAX,
-    as_bool,
-    as_dict,
-    as_name,
-    as_text,
+    attribute_name,
     attributes_json,
     commands_json,
+    key_text,
     layout_json,
     lorawan_settings,
     parse_attributes,
@@ -42,7 +46,7 @@ from adapters.provisioning_fields import (
     parse_static,
     static_json,
 )
-from adapters.provisioning_names import entity_uri, name_template, render_name
+from adapters.provisioning.names import entity_uri, name_template, render_name
 from broker.errors import BadRequestData
 from broker.model.parse import MAX_ID_LENGTH
 
@@ -83,8 +87,8 @@ class Profile:
     commands: tuple[Command, ...] = ()
     explicit_attrs: bool | None = None
     timestamp: bool | None = None
-    protocol: str | None = None
-    codec: str | None = None
+    protocol: Family | None = None
+    codec: Codec | None = None
     layout: tuple[LayoutField, ...] = ()
     model: str | None = None
     model_params: dict[str, Any] = field(default_factory=dict)
@@ -139,29 +143,27 @@ def _check_fields(data: dict[str, Any], allowed: frozenset[str], what: str) -> N
 
 def _parse_profile(data: dict[str, Any], what: str) -> Profile:
     lorawan_protocol, lorawan_codec = lorawan_settings(data, what)
-    codec = data.get("codec", lorawan_codec)
-    if codec is not None and codec not in CODECS:
-        raise BadRequestData(f"{what}: codec {codec!r} is not one of {', '.join(CODECS)}", name=WRONG_SYNTAX)
-    layout = parse_layout(data.get("layout"), f"{what}: layout")
-    if codec == "layout" and not layout:
+    codec = SHAPE.optional(data, "codec", CODEC, f"{what}: ") or lorawan_codec
+    layout = SHAPE.optional(data, "layout", parse_layout, f"{what}: ") or ()
+    if codec == Codec.LAYOUT and not layout:
         raise BadRequestData(f"{what}: codec 'layout' needs a non-empty layout", name=WRONG_SYNTAX)
     model = data.get("model")
     if model is not None and (not isinstance(model, str) or not _MODEL.match(model)):
         raise BadRequestData(f"{what}: model {model!r} is not a model name", name=WRONG_SYNTAX)
-    entity_type = data.get("entity_type")
+    prefix = f"{what}: "
     return Profile(
-        entity_type=None if entity_type is None else as_name(entity_type, f"{what}: entity_type"),
-        attributes=parse_attributes(data.get("attributes"), f"{what}: attributes"),
-        static_attributes=parse_static(data.get("static_attributes"), f"{what}: static_attributes"),
-        commands=parse_commands(data.get("commands"), f"{what}: commands"),
-        explicit_attrs=as_bool(data.get("explicitAttrs"), f"{what}: explicitAttrs"),
-        timestamp=as_bool(data.get("timestamp"), f"{what}: timestamp"),
-        protocol=parse_protocol(data.get("protocol"), f"{what}: protocol") or lorawan_protocol,
+        entity_type=SHAPE.optional(data, "entity_type", attribute_name, prefix),
+        attributes=SHAPE.optional(data, "attributes", parse_attributes, prefix) or (),
+        static_attributes=SHAPE.optional(data, "static_attributes", parse_static, prefix) or (),
+        commands=SHAPE.optional(data, "commands", parse_commands, prefix) or (),
+        explicit_attrs=SHAPE.optional(data, "explicitAttrs", FLAG, prefix),
+        timestamp=SHAPE.optional(data, "timestamp", FLAG, prefix),
+        protocol=SHAPE.optional(data, "protocol", parse_protocol, prefix) or lorawan_protocol,
         codec=codec,
         layout=layout,
         model=model,
-        model_params=as_dict(data.get("model_params"), f"{what}: model_params"),
-        health=as_bool(data.get("health"), f"{what}: health"),
+        model_params=SHAPE.optional(data, "model_params", OBJECT, prefix) or {},
+        health=SHAPE.optional(data, "health", FLAG, prefix),
     )
 
 
@@ -188,15 +190,15 @@ def parse_group(data: Any, tenant: str, service_path: str) -> ServiceGroup:
     if not isinstance(data, dict):
         raise BadRequestData("a service group must be a JSON object", name=WRONG_SYNTAX)
     _check_fields(data, GROUP_FIELDS, "service group")
-    apikey = as_text(data.get("apikey"), "service group: apikey")
+    apikey = SHAPE.required(data, "apikey", KEY, "service group: ")
     what = f"service group {apikey!r}"
     resource = data.get("resource", "")
     if not isinstance(resource, str) or len(resource) > 256 or "\x00" in resource:
         raise BadRequestData(f"{what}: resource must be a string of up to 256 characters", name=WRONG_SYNTAX)
-    name_exp = data.get("entityNameExp")
+    name_exp = SHAPE.optional(data, "entityNameExp", key_text(MAX_ID_LENGTH), f"{what}: ")
     if name_exp is not None:
-        name_template(as_text(name_exp, f"{what}: entityNameExp", MAX_ID_LENGTH))
-    autoprovision = as_bool(data.get("autoprovision"), f"{what}: autoprovision")
+        name_template(name_exp)
+    autoprovision = SHAPE.optional(data, "autoprovision", FLAG, f"{what}: ")
     return ServiceGroup(
         tenant=tenant,
         service_path=service_path,
@@ -228,13 +230,12 @@ def parse_device(data: Any, tenant: str, service_path: str, groups: list[Service
     if not isinstance(data, dict):
         raise BadRequestData("a device must be a JSON object", name=WRONG_SYNTAX)
     _check_fields(data, DEVICE_FIELDS, "device")
-    device_id = as_text(data.get("device_id"), "device: device_id")
+    device_id = SHAPE.required(data, "device_id", KEY, "device: ")
     what = f"device {device_id!r}"
     profile = _parse_profile(data, what)
-    apikey = data.get("apikey")
-    apikey = None if apikey in (None, "") else as_text(apikey, f"{what}: apikey")
+    apikey = None if data.get("apikey") == "" else SHAPE.optional(data, "apikey", KEY, f"{what}: ")
     dev_eui = parse_dev_eui(data, what)
-    if profile.protocol == "sigfox":
+    if profile.protocol == Family.SIGFOX:
         if not _SIGFOX_ID.match(device_id):
             raise BadRequestData(f"{what}: a Sigfox device id is 1-8 hex digits", name=WRONG_SYNTAX)
         device_id = device_id.upper()
@@ -249,9 +250,9 @@ def parse_device(data: Any, tenant: str, service_path: str, groups: list[Service
     )
     group = group_of(device, groups)
     entity_type = _entity_type(device, group)
-    given = data.get("entity_name")
+    given = SHAPE.optional(data, "entity_name", key_text(MAX_ID_LENGTH), f"{what}: ")
     if given is not None:
-        name = entity_uri(as_text(given, f"{what}: entity_name", MAX_ID_LENGTH), entity_type)
+        name = entity_uri(given, entity_type)
     else:
         name = default_entity_name(group, device_id, entity_type)
     return replace(device, entity_name=name)
@@ -370,7 +371,7 @@ def resolve(device: Device, group: ServiceGroup | None, *, provisioned: bool = T
 def autoprovisioned(group: ServiceGroup, device_id: str) -> Device:
     """The device an unknown id sending with ``group``'s apikey becomes (IoT Agent autoprovision)."""
     entity_type = group.profile.entity_type or DEFAULT_TYPE
-    as_text(device_id, "device id")
+    KEY(device_id, "device id")
     try:
         device_id.encode("utf-8")
     except UnicodeEncodeError:

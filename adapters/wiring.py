@@ -1,9 +1,12 @@
-"""The device side assembled: which parser reads which message, and the pipeline's start and stop.
+"""The device side's composition root: its cleanup contexts, its routes, and how the parts connect.
 
-broker/app.py registers ``device_adapters`` as a cleanup context after the provisioning one; it
-builds the pipeline from the parts (family parsers, codecs, models, schemas, provisioning, dead
-letters), subscribes to the uplink topics of every family on MQTT, and starts the command
-dispatcher. Nothing here decides anything about a message: it only connects the parts.
+broker/app.py (the broker's composition root) knows the device side through this module only: it
+registers ``contexts(host)`` (what the broker gives the device side, a ``Host``; provisioning and
+dead letters; then the pipeline) after its own resources and adds the device routes with
+``add_routes``. ``device_adapters`` builds the pipeline from the parts (family parsers, codecs,
+models, schemas, provisioning, dead letters), subscribes to the uplink topics of every family on
+MQTT, and starts the command dispatcher. Nothing here decides anything about a message: it only
+connects the parts.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import asyncio
 import logging
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -20,29 +23,43 @@ import asyncpg
 from aiohttp import web
 
 from adapters import commands, iotagent, lorawan, sigfox
+from adapters import http as device_http
 from adapters.codecs import decode
 from adapters.deadletters import DeadLetter, DeadLetters
-from adapters.device import DeviceConfig, EntityUpdate
-from adapters.http import PIPELINE
-from adapters.keys import DEAD_LETTERS, DEVICES, REPLAYER
-from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS, DeviceMessage, Rejected
+from adapters.device import DeviceConfig, EntityUpdate, ModelName
+from adapters.keys import DEAD_LETTERS, DEVICES, HOST, POOL, REPLAYER, SETTINGS, WRITER, ForgetFrames, Host
+from adapters.message import (
+    CHIRPSTACK,
+    FAMILIES,
+    IOTA_JSON,
+    IOTA_UL,
+    SIGFOX,
+    TTS,
+    DeviceMessage,
+    Family,
+    Rejected,
+)
 from adapters.models import normalise_message
 from adapters.mqtt import MqttIngest
-from adapters.pipeline import ACCEPTED, REDACTED_HEADER, Inbound, Pipeline
+from adapters.pipeline import ACCEPTED, REDACTED_HEADER, REJECTED, Inbound, Pipeline
 from adapters.provisioning import Registry
+from adapters.provisioning import api as provisioning_api
 from adapters.pseudonym import Pseudonymiser
+from adapters.store import secrets as kept_secrets
 from adapters.validate import Validator
-from broker.api.keys import POOL, RESOLVER, SETTINGS, STATUS, WRITER
-from broker.store import frames
+
+__all__ = ["Host", "add_routes", "contexts"]
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+PSEUDONYM_SECRET = "pseudonym"  # its name in hub_secrets
 TOPICS = (*lorawan.TTS_TOPICS, *lorawan.CHIRPSTACK_TOPICS, *iotagent.TOPICS)
 MQTT = web.AppKey("device_mqtt", MqttIngest)
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 
-def family_of_topic(topic: str) -> str:
+def family_of_topic(topic: str) -> Family:
     """The family an MQTT topic belongs to (IoT Agent legacy topics: the parser looks at the body)."""
     if topic.startswith("v3/"):
         return TTS
@@ -94,7 +111,7 @@ class _Redactor:
         self._pseudonyms = pseudonyms
 
     def __call__(self, device: DeviceConfig | None, inbound: Inbound) -> bytes:
-        if device is not None and device.model != "BeaconDetector":
+        if device is not None and device.model != ModelName.BEACON_DETECTOR:
             return inbound.body
         if device is None and inbound.family not in (IOTA_JSON, IOTA_UL):
             return inbound.body
@@ -111,8 +128,10 @@ class _Replayer:
     async def replay(self, letter: DeadLetter) -> str:
         if letter.headers.get(REDACTED_HEADER):
             return "not replayable: its watch-tag ids were replaced by pseudonyms before it was kept"
+        if letter.family not in FAMILIES:
+            return f"not replayable: {letter.family!r} is not a family this broker reads"
         inbound = Inbound(
-            family=letter.family,
+            family=Family(letter.family),
             origin=letter.origin,
             body=letter.raw,
             received_at=letter.received_at,
@@ -120,7 +139,7 @@ class _Replayer:
             replay=True,
         )
         verdict = await self._pipeline.replay(inbound)
-        return ACCEPTED if verdict.status != "rejected" else (verdict.reason or "rejected")
+        return ACCEPTED if verdict.status != REJECTED else (verdict.reason or REJECTED)
 
 
 async def pseudonym_secret(pool: asyncpg.Pool, configured: str) -> bytes:
@@ -128,12 +147,7 @@ async def pseudonym_secret(pool: asyncpg.Pool, configured: str) -> bytes:
     if configured:
         return configured.encode()
     async with pool.acquire() as conn:
-        await conn.execute(
-            "INSERT INTO hub_secrets (name, value) VALUES ('pseudonym', $1) ON CONFLICT DO NOTHING",
-            secrets.token_bytes(32),
-        )
-        value: bytes = await conn.fetchval("SELECT value FROM hub_secrets WHERE name = 'pseudonym'")
-    return value
+        return await kept_secrets.kept(conn, PSEUDONYM_SECRET, secrets.token_bytes(32))
 
 
 def default_client_id() -> str:
@@ -142,7 +156,7 @@ def default_client_id() -> str:
 
 async def device_adapters(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the device pipeline, its MQTT subscriptions and the command dispatcher."""
-    settings, pool, writer = app[SETTINGS], app[POOL], app[WRITER]
+    settings, pool, writer, host = app[SETTINGS], app[POOL], app[WRITER], app[HOST]
     registry: Registry = app[DEVICES]
     pseudonyms = Pseudonymiser(await pseudonym_secret(pool, settings.pseudonym_secret))
     pipeline = Pipeline(
@@ -152,13 +166,13 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
         _Mapper(pseudonyms),
         Validator().check,
         app[DEAD_LETTERS],
-        app[RESOLVER].term_map,
+        host.term_maps,
         redact=_Redactor(pseudonyms),
         max_batch=settings.device_batch,
         max_bytes=settings.device_max_bytes,
     )
     pipeline.start()
-    app[PIPELINE] = pipeline
+    app[device_http.PIPELINE] = pipeline
     app[REPLAYER] = _Replayer(pipeline)
     writer.add_hook(commands.command_hook(registry))
     ingest = None
@@ -173,12 +187,12 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
         )
         await ingest.start()
         app[MQTT] = ingest
-    app[STATUS]["devices"] = lambda: _report(pipeline, ingest)
+    host.status["devices"] = lambda: _report(pipeline, ingest)
     dispatcher = commands.Dispatcher(pool, writer, registry, ingest.publish if ingest else None)
     loop = asyncio.get_running_loop()
     background = [
         loop.create_task(dispatcher.run()),
-        loop.create_task(_housekeeping(pool, app[DEAD_LETTERS])),
+        loop.create_task(_housekeeping(pool, app[DEAD_LETTERS], host.forget_frames)),
     ]
     log.info("device adapters ready (MQTT ingest %s)", "on" if ingest else "off")
     yield
@@ -203,13 +217,13 @@ FRAME_KEEP_DAYS = 8
 DEAD_LETTER_KEEP_DAYS = 30
 
 
-async def _housekeeping(pool: asyncpg.Pool, letters: DeadLetters) -> None:
+async def _housekeeping(pool: asyncpg.Pool, letters: DeadLetters, forget_frames: ForgetFrames) -> None:
     """Hourly: drop redelivery keys no network would redeliver any more (about a million a day
     for one town's plows) and dead letters past their month."""
     while True:
         try:
             async with pool.acquire() as conn:
-                keys = await frames.forget_before(conn, FRAME_KEEP_DAYS)
+                keys = await forget_frames(conn, FRAME_KEEP_DAYS)
             old = await letters.forget_before(DEAD_LETTER_KEEP_DAYS)
             if keys or old:
                 log.info(
@@ -250,3 +264,21 @@ def _report(pipeline: Pipeline, ingest: MqttIngest | None) -> dict[str, object]:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def contexts(host: Callable[[web.Application], Host]) -> list[CleanupContext]:
+    """The device side's cleanup contexts, to run after the broker's: ``host(app)`` says what the
+    broker gives it, then provisioning and dead letters open, then the pipeline."""
+
+    async def given(app: web.Application) -> AsyncIterator[None]:
+        found = host(app)
+        app[HOST], app[SETTINGS], app[POOL], app[WRITER] = found, found.settings, found.pool, found.writer
+        yield
+
+    return [given, provisioning_api.provisioning_context, device_adapters]
+
+
+def add_routes(app: web.Application) -> None:
+    """The device side's routes: provisioning and dead letters, then the webhooks and HTTP bindings."""
+    provisioning_api.add_routes(app)
+    device_http.add_routes(app)

@@ -14,10 +14,10 @@ from typing import TextIO
 
 import orjson
 
-from adapters.simulate import flood, plows, tags
-from adapters.simulate.core import Outgoing, Scenario, iso_z, undecoded
-from adapters.simulate.provision import provision, provisioning_requests
-from adapters.simulate.transport import DryRun, HttpPoster, MqttPublisher, Tally, Unreachable
+from tests.simulate import flood, plows, tags
+from tests.simulate.core import Outgoing, Scenario, iso_z, undecoded
+from tests.simulate.provision import provision, provisioning_requests
+from tests.simulate.transport import DryRun, HttpPoster, MqttPublisher, Tally, Unreachable
 
 SCENARIOS = ("flood", "plows", "tags")
 # Per scenario: tenant, apikey, network application, simulated duration, speed.
@@ -28,10 +28,10 @@ _DEFAULTS = {
 }
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 EPILOG = """examples:
-  python -m adapters.simulate flood --speed 600 --duration 24h --provision http://127.0.0.1:1026
-  python -m adapters.simulate plows --count 270 --duration 10m
-  python -m adapters.simulate tags --detectors 1475 --tags 3000 --speed 0 --messages 100000
-  python -m adapters.simulate flood --dry-run --duration 2h --seed 7 --start 2026-09-01T00:00:00Z
+  python -m tests.simulate flood --speed 600 --duration 24h --provision http://127.0.0.1:1026
+  python -m tests.simulate plows --count 270 --duration 10m
+  python -m tests.simulate tags --detectors 1475 --tags 3000 --speed 0 --messages 100000
+  python -m tests.simulate flood --dry-run --duration 2h --seed 7 --start 2026-09-01T00:00:00Z
 """
 
 
@@ -66,7 +66,7 @@ def positive(kind: type[int] | type[float]) -> Callable[[str], float]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m adapters.simulate",
+        prog="python -m tests.simulate",
         description="Publish realistic device streams over the real protocols (bounded runs).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -325,7 +325,7 @@ async def _provision(args: argparse.Namespace, tenant: str, scenario: Scenario, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m adapters.simulate` (and `python -m broker simulate`): 0 if nothing failed."""
+    """Entry point of `python -m tests.simulate`: 0 if nothing failed."""
     args = build_parser().parse_args(argv)
     try:
         summary = asyncio.run(simulate(args))

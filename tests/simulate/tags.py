@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from adapters.simulate.core import LocalGrid, Outgoing, Scenario, SimDevice, device_rng, hex_id, iso_z
+from tests.simulate.core import LocalGrid, Outgoing, Scenario, SimDevice, device_rng, hex_id, iso_z
 
 SCAN_INTERVAL_S = 10
 DETECTION_RADIUS_M = 30.0

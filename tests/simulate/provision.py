@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 
-from adapters.simulate.core import Scenario, SimDevice
+from tests.simulate.core import Scenario, SimDevice
 
 DEVICES_PER_REQUEST = 100
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from adapters.provisioning_fields import WRONG_SYNTAX
+from adapters.provisioning.fields import WRONG_SYNTAX
 from broker.errors import BadRequestData
 from broker.model.parse import check_uri
 

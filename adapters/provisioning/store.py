@@ -1,6 +1,6 @@
 """Service groups and devices in PostgreSQL (tables service_groups, devices of migration 0005).
 
-Rows hold what provisioning_model renders (one column per field the adapters use, the other IoT
+Rows hold what provisioning.model renders (one column per field the adapters use, the other IoT
 Agent fields in ``extra``) and are read back through the same parsers. Every change notifies
 ``ngsi_devices`` with the tenant in its transaction, so each process reloads that tenant.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from adapters.provisioning_model import (
+from adapters.provisioning.model import (
     Device,
     ServiceGroup,
     device_json,

@@ -1,20 +1,22 @@
 """The list fields of IoT Agent provisioning (attributes, static attributes, commands, our layouts).
 
-Each parser takes the JSON as given and returns the adapters.device dataclasses, converting the
-IoT Agents' NGSI-v2 attribute types to NGSI-LD ones here and nowhere else; each ``*_json``
-renders them back so that parsing the rendering gives the same values.
+Each parser is a check of the broker's shape kit (broker.shape: ``(value, name) -> typed value``)
+and returns the adapters.device dataclasses, converting the IoT Agents' NGSI-v2 attribute types to
+NGSI-LD ones here and nowhere else; each ``*_json`` renders them back so that parsing the rendering
+gives the same values. ``SHAPE`` is the kit as the IoT Agent API uses it: its errors carry the
+WRONG_SYNTAX name, and a member given as null counts as not given (as iotagent-node-lib reads it).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
-from adapters.device import AttributeMapping, Command, LayoutField, StaticAttribute
-from adapters.message import FAMILIES
+from adapters.device import AttributeMapping, Codec, Command, LayoutField, StaticAttribute
+from adapters.message import FAMILIES, Family
 from broker.errors import BadRequestData
 from broker.model.parse import check_name, check_uri
+from broker.shape import Check, Shape
 
 # The IoT Agent error name for a body it cannot accept (its "name" field, kept in ProblemDetails).
 WRONG_SYNTAX = "WRONG_SYNTAX"
@@ -31,11 +33,12 @@ _LAT_LON = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*$")
 _KINDS = ("int", "float", "bool", "hex")
 # IoT Agent protocol names (and LoRaWAN network servers) -> adapters.message families.
 _PROTOCOLS = {
-    "iota-json": "iota-json", "pdi-iota-json": "iota-json", "json": "iota-json",
-    "iota-ul": "iota-ul", "pdi-iota-ultralight": "iota-ul", "ul": "iota-ul", "ultralight": "iota-ul",
-    "tts": "tts", "ttn": "tts", "the-things-stack": "tts",
-    "chirpstack": "chirpstack", "loraserver.io": "chirpstack",
-    "sigfox": "sigfox", "iota-sigfox": "sigfox",
+    "iota-json": Family.IOTA_JSON, "pdi-iota-json": Family.IOTA_JSON, "json": Family.IOTA_JSON,
+    "iota-ul": Family.IOTA_UL, "pdi-iota-ultralight": Family.IOTA_UL, "ul": Family.IOTA_UL,
+    "ultralight": Family.IOTA_UL,
+    "tts": Family.TTS, "ttn": Family.TTS, "the-things-stack": Family.TTS,
+    "chirpstack": Family.CHIRPSTACK, "loraserver.io": Family.CHIRPSTACK,
+    "sigfox": Family.SIGFOX, "iota-sigfox": Family.SIGFOX,
 }  # fmt: skip
 _LORAWAN_NAMES = ("lorawan", "iota-lorawan", "pdi-iota-lorawan")
 _DEV_EUI = re.compile(r"^[0-9a-fA-F]{16}$")
@@ -48,41 +51,42 @@ def _bad(detail: str) -> BadRequestData:
     return BadRequestData(detail, name=WRONG_SYNTAX)
 
 
-def as_text(value: Any, where: str, limit: int = 256) -> str:
-    """A non-empty string of at most ``limit`` characters (keys must fit in a btree index entry)."""
-    if not isinstance(value, str) or not value.strip() or "\x00" in value:
-        raise _bad(f"{where} must be a non-empty string")
-    if len(value) > limit:
-        raise _bad(f"{where} is longer than {limit} characters")
-    return value
+SHAPE = Shape(_bad, null_is_absent=True)
+FLAG = SHAPE.flag()
+OBJECT = SHAPE.obj()
+NUMBER = SHAPE.number()
+CODEC = SHAPE.enum_of(Codec)
 
 
-def as_name(value: Any, where: str) -> str:
+def key_text(limit: int = 256) -> Check[str]:
+    """A string with something in it besides blanks, no NUL, at most ``limit`` characters (keys must
+    fit in a btree index entry)."""
+    text = SHAPE.text(limit=limit)
+
+    def check(value: Any, where: str) -> str:
+        found = text(value, where)
+        if not found.strip() or "\x00" in found:
+            SHAPE.fail(f"{where} must be a non-empty string")
+        return found
+
+    return check
+
+
+KEY = key_text()
+
+
+def attribute_name(value: Any, where: str) -> str:
+    """An NGSI-LD attribute or type name (broker.model.parse's rule), refused as WRONG_SYNTAX."""
     try:
         return check_name(value, where)
     except BadRequestData as error:
         raise _bad(error.detail) from None
 
 
-def as_bool(value: Any, where: str) -> bool | None:
-    if value is None or isinstance(value, bool):
-        return value
-    raise _bad(f"{where} must be true or false")
-
-
-def as_dict(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _bad(f"{where} must be a JSON object")
-    return value
-
-
-def as_list(value: Any, where: str) -> list[Any]:
-    if value is None:
-        return []
+def objects(value: Any, where: str) -> list[dict[str, Any]]:
+    """A JSON array of objects (the IoT Agents' attribute, command and layout lists)."""
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise _bad(f"{where} must be an array of objects")
+        SHAPE.fail(f"{where} must be an array of objects")
     return value
 
 
@@ -105,7 +109,7 @@ def _unit_code(item: dict[str, Any], metadata: dict[str, Any], where: str) -> st
         value = value.get("value")
     if value is None:
         return None
-    return as_text(value, f"{where}: unitCode")
+    return KEY(value, f"{where}: unitCode")
 
 
 def _sub_properties(metadata: dict[str, Any], where: str) -> dict[str, Any]:
@@ -114,7 +118,7 @@ def _sub_properties(metadata: dict[str, Any], where: str) -> dict[str, Any]:
     for name, meta in metadata.items():
         if name == "unitCode":
             continue
-        as_name(name, f"{where}: metadata name")
+        attribute_name(name, f"{where}: metadata name")
         if not isinstance(meta, dict) or ("value" not in meta and "object" not in meta):
             raise _bad(f"{where}: metadata {name!r} must be an object with a value")
         kind = ld_type(str(meta.get("type", PROPERTY)))
@@ -123,20 +127,26 @@ def _sub_properties(metadata: dict[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
+def _attribute_entry(item: dict[str, Any], where: str) -> tuple[str, str, str, dict[str, Any]]:
+    """What every attributes / static_attributes entry has: its name (not id or type), the name
+    messages call it by, its type as given (Property when absent) and its metadata."""
+    name = SHAPE.required(item, "name", attribute_name, f"{where}: ")
+    here = f"{where}: {name!r}"
+    if name in ("id", "type"):
+        raise _bad(f"{here}: 'id' and 'type' cannot be attribute names")
+    given = SHAPE.optional(item, "type", KEY, f"{here}: ") or PROPERTY
+    return name, here, given, SHAPE.optional(item, "metadata", OBJECT, f"{here}: ") or {}
+
+
 def parse_attributes(value: Any, where: str) -> tuple[AttributeMapping, ...]:
     """IoT Agent 'attributes': object_id (default: name), name, type, metadata; unique object ids."""
     out: list[AttributeMapping] = []
-    for item in as_list(value, where):
-        name = as_name(item.get("name"), f"{where}: name")
-        here = f"{where}: {name!r}"
+    for item in objects(value, where):
+        name, here, given, metadata = _attribute_entry(item, where)
         for key in _UNSUPPORTED:
             if key in item:
                 raise _bad(f"{here}: {key} is not supported by this broker")
-        if name in ("id", "type"):
-            raise _bad(f"{here}: 'id' and 'type' cannot be attribute names")
-        object_id = as_text(item.get("object_id", name), f"{here}: object_id")
-        given = as_text(item.get("type", PROPERTY), f"{here}: type")
-        metadata = as_dict(item.get("metadata"), f"{here}: metadata")
+        object_id = SHAPE.optional(item, "object_id", KEY, f"{here}: ") or name
         out.append(
             AttributeMapping(
                 object_id=object_id,
@@ -189,14 +199,9 @@ def _static_value(kind: str, given: str, value: Any, where: str) -> Any:
 def parse_static(value: Any, where: str) -> tuple[StaticAttribute, ...]:
     """IoT Agent 'static_attributes': name, type, value (and metadata.unitCode)."""
     out: list[StaticAttribute] = []
-    for item in as_list(value, where):
-        name = as_name(item.get("name"), f"{where}: name")
-        here = f"{where}: {name!r}"
-        if name in ("id", "type"):
-            raise _bad(f"{here}: 'id' and 'type' cannot be attribute names")
-        given = as_text(item.get("type", PROPERTY), f"{here}: type")
+    for item in objects(value, where):
+        name, here, given, metadata = _attribute_entry(item, where)
         kind = ld_type(given)
-        metadata = as_dict(item.get("metadata"), f"{here}: metadata")
         raw = item.get("object", item.get("value")) if kind == RELATIONSHIP else item.get("value")
         value = _static_value(kind, given, raw, here)
         out.append(StaticAttribute(name, kind, value, _unit_code(item, metadata, here)))
@@ -216,15 +221,13 @@ def static_json(statics: tuple[StaticAttribute, ...]) -> list[dict[str, Any]]:
 def parse_commands(value: Any, where: str) -> tuple[Command, ...]:
     """IoT Agent 'commands': name (type "command"), and ours: object_id, port (LoRaWAN FPort)."""
     out: list[Command] = []
-    for item in as_list(value, where):
-        name = as_name(item.get("name"), f"{where}: name")
-        object_id = item.get("object_id")
+    for item in objects(value, where):
+        name = SHAPE.required(item, "name", attribute_name, f"{where}: ")
+        object_id = SHAPE.optional(item, "object_id", KEY, f"{where}: ")
         port = item.get("port")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 223):
             raise _bad(f"{where}: {name!r}: port must be an integer 1..223")
-        out.append(
-            Command(name, None if object_id is None else as_text(object_id, f"{where}: object_id"), port)
-        )
+        out.append(Command(name, object_id, port))
     return tuple(out)
 
 
@@ -243,10 +246,9 @@ def commands_json(commands: tuple[Command, ...]) -> list[dict[str, Any]]:
 # --- LPWA: protocol names, IoTA-LoRaWAN settings, DevEUI ---------------------------------------
 
 
-def parse_protocol(value: Any, where: str) -> str | None:
-    if value is None:
-        return None
-    name = as_text(value, where).lower()
+def parse_protocol(value: Any, where: str) -> Family | None:
+    """The family an IoT Agent protocol name says (None: a LoRaWAN name, the settings say which)."""
+    name = KEY(value, where).lower()
     if name in _LORAWAN_NAMES:
         return None  # which network server: internal_attributes.lorawan says (see lorawan_settings)
     if name not in _PROTOCOLS:
@@ -254,7 +256,7 @@ def parse_protocol(value: Any, where: str) -> str | None:
     return _PROTOCOLS[name]
 
 
-def lorawan_settings(data: dict[str, Any], what: str) -> tuple[str | None, str | None]:
+def lorawan_settings(data: dict[str, Any], what: str) -> tuple[Family | None, Codec | None]:
     """(protocol, codec) as IoTA-LoRaWAN says them: internal_attributes.lorawan's
     application_server.provider ("TTN", "loraserver.io", "chirpstack") and data_model."""
     internal = data.get("internal_attributes")
@@ -263,11 +265,12 @@ def lorawan_settings(data: dict[str, Any], what: str) -> tuple[str | None, str |
         return None, None
     server = lorawan.get("application_server")
     provider = server.get("provider") if isinstance(server, dict) else None
-    protocol = parse_protocol(provider, f"{what}: internal_attributes.lorawan.application_server.provider")
+    where = f"{what}: internal_attributes.lorawan.application_server.provider"
+    protocol = None if provider is None else parse_protocol(provider, where)
     model = lorawan.get("data_model")
     if model not in (None, "cayennelpp", "application_server"):
         raise _bad(f"{what}: data_model {model!r} is not supported (cayennelpp or application_server)")
-    return protocol, "cayennelpp" if model == "cayennelpp" else None
+    return protocol, Codec.CAYENNE if model == "cayennelpp" else None
 
 
 def parse_dev_eui(data: dict[str, Any], what: str) -> str | None:
@@ -287,15 +290,12 @@ def parse_dev_eui(data: dict[str, Any], what: str) -> str | None:
     return value
 
 
-def _number(item: dict[str, Any], key: str, default: float, where: str) -> float:
-    value = item.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _bad(f"{where}: {key} must be a finite number")
-    return float(value)
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _layout_field(item: dict[str, Any], where: str) -> LayoutField:
-    name = as_name(item.get("name"), f"{where}: name")
+    name = SHAPE.required(item, "name", attribute_name, f"{where}: ")
     here = f"{where}: {name!r}"
     offset, length = item.get("offset"), item.get("length")
     for key, number in (("offset", offset), ("length", length)):
@@ -317,17 +317,16 @@ def _layout_field(item: dict[str, Any], where: str) -> LayoutField:
         ok = isinstance(bits, list) and len(bits) == 2 and all(type(b) is int for b in bits)
         if not ok or bits[0] < 0 or bits[1] < 1 or bits[0] + bits[1] > length * 8 or kind != "int":
             raise _bad(f"{here}: bits is [first bit, count] inside an integer field's {length * 8} bits")
-    flags = {key: item.get(key, default) for key, default in (("signed", False), ("big_endian", True))}
-    if not all(isinstance(flag, bool) for flag in flags.values()):
-        raise _bad(f"{here}: signed and big_endian must be true or false")
+    signed = SHAPE.optional(item, "signed", FLAG, f"{here}: ")
+    big_endian = SHAPE.optional(item, "big_endian", FLAG, f"{here}: ")
     return LayoutField(
         name=name,
         offset=offset,
         length=length,
-        signed=flags["signed"],
-        scale=_number(item, "scale", 1.0, here),
-        add=_number(item, "add", 0.0, here),
-        big_endian=flags["big_endian"],
+        signed=bool(signed),
+        scale=_or(SHAPE.optional(item, "scale", NUMBER, f"{here}: "), 1.0),
+        add=_or(SHAPE.optional(item, "add", NUMBER, f"{here}: "), 0.0),
+        big_endian=True if big_endian is None else big_endian,
         bits=None if bits is None else (bits[0], bits[1]),
         kind=kind,
     )
@@ -335,7 +334,7 @@ def _layout_field(item: dict[str, Any], where: str) -> LayoutField:
 
 def parse_layout(value: Any, where: str) -> tuple[LayoutField, ...]:
     """Our 'layout': [{name, offset, length, signed, scale, add, big_endian, bits, kind}]."""
-    fields = tuple(_layout_field(item, where) for item in as_list(value, where))
+    fields = tuple(_layout_field(item, where) for item in objects(value, where))
     names = [f.name for f in fields]
     if len(set(names)) != len(names):
         raise _bad(f"{where}: field names must be unique")

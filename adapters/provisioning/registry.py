@@ -27,16 +27,14 @@ import asyncpg
 
 from adapters.device import DeviceConfig
 from adapters.message import CHIRPSTACK, SIGFOX, TTS, DeviceMessage, Rejected
-from adapters.provisioning_model import (
+from adapters.provisioning.model import (
     Device,
     ServiceGroup,
     autoprovisioned,
     group_of,
-    parse_device,
-    parse_group,
     resolve,
 )
-from adapters.provisioning_store import (
+from adapters.provisioning.store import (
     CHANNEL,
     GROUP,
     Key,
@@ -47,16 +45,6 @@ from adapters.provisioning_store import (
 from broker.errors import BadRequestData
 from broker.store.listener import Listener
 from broker.store.pool import Connection
-
-__all__ = [
-    "CHANNEL",
-    "Device",
-    "ProvisioningStore",
-    "Registry",
-    "ServiceGroup",
-    "parse_device",
-    "parse_group",
-]
 
 log = logging.getLogger(__name__)
 
