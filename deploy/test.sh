@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run every check: `bash deploy/test.sh [pytest args...]`.
 # deploy/setup.sh --test prepares .venv and the test database (TEST_DATABASE_URL, by default the local
-# ngsi_test) and MQTT; then pytest, ruff (lint and format) and mypy --strict (code and tests) run in
+# ngsi_test) and MQTT; then pytest, (without arguments) the integration tests again under
+# PYTHONASYNCIODEBUG=1 and on uvloop, ruff (lint and format) and mypy --strict (code and tests) run in
 # that order, all of them even when one fails, and the script exits non-zero if any failed. Extra
-# arguments go to pytest.
+# arguments go to the first pytest run and skip the two extra runs.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,6 +40,14 @@ check() {
 }
 
 check pytest .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+if [[ $# -eq 0 ]]; then
+    # The integration suite twice more, as asyncpg's own test target does: with asyncio's debug mode
+    # (never-awaited coroutines, calls from the wrong thread, unclosed transports) and on uvloop, the
+    # loop the broker serves on. Only on a full run: arguments select tests for the first run alone.
+    check pytest-asyncio-debug env PYTHONASYNCIODEBUG=1 \
+        .venv/bin/python -m pytest -q -p no:cacheprovider tests/integration
+    check pytest-uvloop env NGSI_TEST_LOOP=uvloop .venv/bin/python -m pytest -q -p no:cacheprovider tests/integration
+fi
 check ruff .venv/bin/ruff check broker adapters tests
 check ruff-format .venv/bin/ruff format --check broker adapters tests
 check mypy .venv/bin/mypy --strict broker adapters tests
