@@ -156,6 +156,7 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
         redact=_Redactor(pseudonyms),
         max_batch=settings.device_batch,
         max_bytes=settings.device_max_bytes,
+        max_depth=settings.max_json_depth,
     )
     pipeline.start()
     app[PIPELINE] = pipeline

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import fastjsonschema
-import jsonschema  # type: ignore[import-untyped]  # no stubs in the venv
+import jsonschema  # type: ignore[import-untyped,unused-ignore]  # stubs only where types-jsonschema is installed
 import orjson
 
 from adapters.device import EntityUpdate

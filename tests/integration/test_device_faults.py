@@ -1,0 +1,165 @@
+"""Issue 11, device side: one bad device message is its own dead letter and never stops ingestion.
+
+Against the session's broker (real PostgreSQL, real Mosquitto, the aiohttp server): a message the
+edge refuses (nested deeper than NGSI_MAX_JSON_DEPTH), or whose data the database refuses (a NUL
+in a string), is answered 400 over HTTP (ETSI GS CIM 009 V1.9.1 clause 5.5.2, ProblemDetails of
+type BadRequestData), kept as a dead letter with the reason, acknowledged over MQTT, and the next
+message of the device is stored (clause 5.6.3, Append Entity Attributes, is what it becomes).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import asyncpg
+from aiohttp.test_utils import TestClient
+
+from adapters.southbound import MQTT
+from tests.conftest import Api, database_url, eventually
+from tests.integration.test_device_ingest import entity_when, mqtt_send, provision
+
+ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
+
+
+def nested(depth: int) -> bytes:
+    """{"x": [[[ ... 1 ... ]]]}: ``depth`` levels of arrays and objects (orjson writes at most 255)."""
+    return b'{"x": ' + b"[" * (depth - 1) + b"1" + b"]" * (depth - 1) + b"}"
+
+
+async def sensor(api: Api, *devices: str) -> tuple[str, list[str]]:
+    """Provision IoT Agent JSON sensors (default: 's1') under one new apikey; (apikey, entity ids)."""
+    apikey = f"fault{secrets.token_hex(4)}"
+    ids = [f"urn:ngsi-ld:Sensor:{secrets.token_hex(4)}" for _ in devices or ("s1",)]
+    await provision(
+        api,
+        *(
+            {"device_id": device, "entity_name": entity_id, "entity_type": "Sensor", "apikey": apikey}
+            for device, entity_id in zip(devices or ("s1",), ids, strict=True)
+        ),
+        groups=[{"apikey": apikey, "entity_type": "Sensor", "resource": "/iot/json"}],
+    )
+    return apikey, ids
+
+
+async def letters_of(origin: str) -> list[dict[str, Any]]:
+    """The dead letters of the messages that arrived on ``origin`` (any tenant)."""
+    conn = await asyncpg.connect(database_url())
+    try:
+        rows = await conn.fetch(
+            "SELECT tenant, device, reason, raw FROM dead_letters WHERE origin = $1 ORDER BY id", origin
+        )
+    finally:
+        await conn.close()
+    return [dict(row) for row in rows]
+
+
+async def refused(response: Any, detail_part: str) -> None:
+    body = await response.json(content_type=None)
+    assert response.status == 400, body
+    assert body["type"] == ERRORS + "BadRequestData", body
+    assert detail_part in body["detail"], body
+
+
+# --------------------------------------------------------------------------- defect 1: nesting depth
+
+
+async def test_a_body_nested_300_deep_over_http_is_a_dead_letter_and_the_next_message_is_stored(
+    api: Api,
+) -> None:
+    """Issue 11 defect 1 (HTTP): the storing task ended on orjson's recursion error."""
+    apikey, (entity_id,) = await sensor(api)
+    path = f"/iot/json?k={apikey}&i=s1"
+
+    await refused(await api.request("POST", path, raw=nested(300)), "deeper than 64 levels")
+
+    response = await api.request("POST", path, {"n": 1})
+    assert response.status == 200, await response.text()
+    entity = await entity_when(api, entity_id, within=0.5)
+    assert entity["n"]["value"] == 1
+    (letter,) = await letters_of(path)
+    assert letter["tenant"] == api.tenant  # read before its parser: the device is in the origin
+    assert "NGSI_MAX_JSON_DEPTH" in letter["reason"]
+
+
+async def test_a_deep_body_for_an_unknown_device_is_refused_and_ingestion_goes_on(api: Api) -> None:
+    """Issue 11 defect 1 as reported: any key, any id; the dead letter's redaction met the depth."""
+    apikey, (entity_id,) = await sensor(api)
+    path = f"/iot/json?k=nokey{secrets.token_hex(4)}&i=nobody"
+
+    await refused(await api.request("POST", path, raw=nested(300)), "deeper than")
+
+    (letter,) = await letters_of(path)
+    assert "deeper than" in letter["reason"]
+    response = await api.request("POST", f"/iot/json?k={apikey}&i=s1", {"n": 2})
+    assert response.status == 200, await response.text()
+    assert (await entity_when(api, entity_id, within=0.5))["n"]["value"] == 2
+
+
+async def test_a_body_at_the_depth_limit_is_stored(api: Api) -> None:
+    apikey, (entity_id,) = await sensor(api)
+
+    body = b'{"n": 3, "deep": ' + nested(63) + b"}"
+    response = await api.request("POST", f"/iot/json?k={apikey}&i=s1", raw=body)
+
+    assert response.status == 200, await response.text()
+    assert (await entity_when(api, entity_id, within=0.5))["n"]["value"] == 3
+
+
+async def test_a_deep_mqtt_message_is_dead_lettered_and_acknowledged_and_the_next_one_stored(
+    api: Api, client: TestClient[Any, Any]
+) -> None:
+    """Issue 11 defect 1 (MQTT): the poison message was never acknowledged, so redelivered forever."""
+    apikey, (entity_id,) = await sensor(api)
+    topic = f"/json/{apikey}/s1/attrs"
+    ingest = client.app[MQTT]
+    acknowledged = ingest.acknowledged
+
+    await mqtt_send(topic, nested(300))
+    await mqtt_send(topic, b'{"n": 4}')
+
+    assert (await entity_when(api, entity_id))["n"]["value"] == 4
+    await eventually(lambda: ingest.acknowledged >= acknowledged + 2, what="both messages acknowledged")
+    (letter,) = await letters_of(topic)
+    assert "deeper than 64 levels" in letter["reason"]
+
+
+# ------------------------------------------------------------------ data the database refuses
+
+
+async def test_a_string_with_a_nul_is_dead_lettered_not_retried_and_the_next_message_is_stored(
+    api: Api,
+) -> None:
+    """Issue 11: jsonb refuses U+0000; the pipeline took that for an outage and retried forever."""
+    apikey, (entity_id,) = await sensor(api)
+    path = f"/iot/json?k={apikey}&i=s1"
+
+    response = await api.request("POST", path, raw=b'{"label": "a\\u0000b"}', content_type="application/json")
+
+    await refused(response, "cannot store")
+    response = await api.request("POST", path, {"n": 5})
+    assert response.status == 200, await response.text()
+    entity = await entity_when(api, entity_id, within=0.5)
+    assert entity["n"]["value"] == 5
+    assert "label" not in entity
+    (letter,) = await letters_of(path)
+    assert "cannot store" in letter["reason"]
+    assert letter["device"] == "s1"
+
+
+async def test_a_nul_message_among_good_ones_over_mqtt_fails_alone(api: Api) -> None:
+    """A batch of one tenant is one transaction: the refused message is split out, the rest stored."""
+    apikey, (entity_id, other_entity) = await sensor(api, "s1", "s2")
+    topic = f"/json/{apikey}/s1/attrs"
+
+    await mqtt_send(topic, b'{"n": 6}')
+    await mqtt_send(topic, b'{"label": "x\\u0000"}')
+    await mqtt_send(f"/json/{apikey}/s2/attrs", b'{"n": 7}')
+    await mqtt_send(topic, b'{"m": 8}')
+
+    entity = await entity_when(api, entity_id, lambda e: "m" in e)
+    assert (entity["n"]["value"], entity["m"]["value"]) == (6, 8)
+    assert "label" not in entity
+    assert (await entity_when(api, other_entity))["n"]["value"] == 7
+    (letter,) = await letters_of(topic)
+    assert "cannot store" in letter["reason"]
