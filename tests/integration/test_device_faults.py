@@ -9,15 +9,28 @@ message of the device is stored (clause 5.6.3, Append Entity Attributes, is what
 
 from __future__ import annotations
 
+import copy
 import secrets
 from typing import Any
 
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient
 
 from adapters.southbound import MQTT
 from tests.conftest import Api, database_url, eventually
-from tests.integration.test_device_ingest import entity_when, mqtt_send, provision
+from tests.integration.test_device_ingest import (
+    SDM_ENVIRONMENT,
+    SDM_TRANSPORTATION,
+    dev_eui,
+    entity_when,
+    flood_id,
+    gauge,
+    mqtt_send,
+    provision,
+    tts_message,
+    uplink,
+)
 
 ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
 
@@ -163,3 +176,94 @@ async def test_a_nul_message_among_good_ones_over_mqtt_fails_alone(api: Api) -> 
     assert (await entity_when(api, other_entity))["n"]["value"] == 7
     (letter,) = await letters_of(topic)
     assert "cannot store" in letter["reason"]
+
+
+# ------------------------------------------------- defect 3: LoRaWAN redelivery keys (webhooks)
+
+
+async def verdicts(api: Api, path: str, bodies: list[dict[str, Any]]) -> list[str]:
+    """POST each body in turn to webhook ``path``; the pipeline's verdict of each."""
+    statuses = []
+    for body in bodies:
+        response = await api.request("POST", path, body)
+        assert response.status == 200, await response.text()
+        statuses.append((await response.json())["status"])
+    return statuses
+
+
+async def test_tts_webhook_uplinks_under_a_field_mask_are_each_stored_and_a_redelivery_is_a_duplicate(
+    api: Api,
+) -> None:
+    """Issue 11 defect 3: no f_cnt, no correlation ids, no received_at gave every uplink the key "0"."""
+    eui, entity_id = dev_eui(), flood_id()
+    device_id = f"wl-{eui[:6]}"
+    await provision(api, gauge(eui, entity_id))
+
+    def masked(level: float) -> dict[str, Any]:
+        full = tts_message(eui, device_id, level, f_cnt=0)
+        return {
+            "end_device_ids": full["end_device_ids"],
+            "uplink_message": {"decoded_payload": full["uplink_message"]["decoded_payload"]},
+        }
+
+    statuses = await verdicts(api, "/adapters/tts", [masked(-1.5), masked(-1.4), masked(-1.4), masked(-1.3)])
+
+    assert statuses == ["accepted", "accepted", "duplicate", "accepted"]
+    entity = await entity_when(api, entity_id, context=SDM_ENVIRONMENT, within=0.5)
+    assert entity["currentLevel"]["value"] == pytest.approx(0.7)
+
+
+async def test_a_tts_counter_reset_after_a_rejoin_is_stored_and_a_redelivery_after_it_is_a_duplicate(
+    api: Api,
+) -> None:
+    eui, entity_id = dev_eui(), flood_id()
+    device_id = f"wl-{eui[:6]}"
+    await provision(api, gauge(eui, entity_id))
+    bodies = []
+    for f_cnt, received in ((41, "2025-09-01T01:00:03.205Z"), (1, "2025-09-01T01:20:00.100Z")):
+        body = tts_message(eui, device_id, -1.0 + f_cnt / 100, f_cnt=f_cnt)
+        del body["correlation_ids"]
+        body["uplink_message"]["received_at"] = received
+        bodies.append(body)
+    # After the rejoin the device counts 1 again: the same counter as an uplink of its first session.
+    old_one = copy.deepcopy(bodies[1])
+    old_one["uplink_message"]["received_at"] = "2025-08-30T09:00:00.000Z"
+
+    statuses = await verdicts(api, "/adapters/tts", [old_one, bodies[0], bodies[1], bodies[1]])
+
+    assert statuses == ["accepted", "accepted", "accepted", "duplicate"]
+
+
+async def test_chirpstack_uplinks_without_deduplication_id_are_each_stored_and_a_redelivery_is_a_duplicate(
+    api: Api,
+) -> None:
+    eui = dev_eui()
+    entity_id = f"urn:ngsi-ld:Vehicle:plow-{eui[:6]}"
+    await provision(
+        api,
+        {
+            "device_id": f"plow-{eui[:6]}",
+            "dev_eui": eui,
+            "entity_name": entity_id,
+            "entity_type": "Vehicle",
+            "protocol": "chirpstack",
+            "model": "Vehicle",
+            "model_params": {"speedMeasure": "analog_in_2"},
+        },
+    )
+    bodies = []
+    for n, (f_cnt, at) in enumerate(((1, "21:40:20.512Z"), (2, "21:40:40.300Z"), (1, "23:00:00.000Z"))):
+        body = uplink("chirpstack_v4_uplink_snowplow.json")["message"]
+        del body["deduplicationId"]
+        body["deviceInfo"]["devEui"] = eui
+        body["fCnt"] = f_cnt
+        body["time"] = f"2025-01-15T{at}"
+        body["object"]["analogInput"]["2"] = 10.0 + n
+        bodies.append(body)
+
+    # The third uplink is the first after a rejoin: it counts 1 again.
+    statuses = await verdicts(api, "/adapters/chirpstack?event=up", [*bodies, bodies[1]])
+
+    assert statuses == ["accepted", "accepted", "accepted", "duplicate"]
+    vehicle = await entity_when(api, entity_id, context=SDM_TRANSPORTATION, within=0.5)
+    assert vehicle["speed"]["value"] == pytest.approx(12.0)
