@@ -15,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 
 import asyncpg
 from aiohttp import web
@@ -32,7 +33,7 @@ from adapters.pipeline import ACCEPTED, REDACTED_HEADER, Inbound, Pipeline
 from adapters.provisioning import Registry
 from adapters.pseudonym import Pseudonymiser
 from adapters.validate import Validator
-from broker.api.keys import POOL, RESOLVER, SETTINGS, STATUS, WRITER
+from broker.api.keys import POOL, RESOLVER, SETTINGS, STATUS, SUPERVISOR, WRITER
 from broker.store import frames
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_SECONDS = 10.0
 TOPICS = (*lorawan.TTS_TOPICS, *lorawan.CHIRPSTACK_TOPICS, *iotagent.TOPICS)
 MQTT = web.AppKey("device_mqtt", MqttIngest)
+COMMANDS = web.AppKey("device_commands", commands.Dispatcher)
+HOUSEKEEPING = "device-housekeeping"
 
 
 def family_of_topic(topic: str) -> str:
@@ -142,7 +145,7 @@ def default_client_id() -> str:
 
 async def device_adapters(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the device pipeline, its MQTT subscriptions and the command dispatcher."""
-    settings, pool, writer = app[SETTINGS], app[POOL], app[WRITER]
+    settings, pool, writer, supervisor = app[SETTINGS], app[POOL], app[WRITER], app[SUPERVISOR]
     registry: Registry = app[DEVICES]
     pseudonyms = Pseudonymiser(await pseudonym_secret(pool, settings.pseudonym_secret))
     pipeline = Pipeline(
@@ -157,8 +160,9 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
         max_batch=settings.device_batch,
         max_bytes=settings.device_max_bytes,
         max_depth=settings.max_json_depth,
+        clock=supervisor.clock,
     )
-    pipeline.start()
+    pipeline.start(supervisor)
     app[PIPELINE] = pipeline
     app[REPLAYER] = _Replayer(pipeline)
     writer.add_hook(commands.command_hook(registry))
@@ -171,21 +175,21 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
             lambda topic, body: pipeline.submit(Inbound(family_of_topic(topic), topic, body, _now())),
             share_group=settings.mqtt_share_group or None,
             backlog=lambda: pipeline.backlog,
+            clock=supervisor.clock,
         )
-        await ingest.start()
+        await ingest.start(supervisor)
         app[MQTT] = ingest
     app[STATUS]["devices"] = lambda: _report(pipeline, ingest)
-    dispatcher = commands.Dispatcher(pool, writer, registry, ingest.publish if ingest else None)
-    loop = asyncio.get_running_loop()
-    background = [
-        loop.create_task(dispatcher.run()),
-        loop.create_task(_housekeeping(pool, app[DEAD_LETTERS])),
-    ]
+    dispatcher = commands.Dispatcher(
+        pool, writer, registry, ingest.publish if ingest else None, clock=supervisor.clock
+    )
+    await dispatcher.start(supervisor)
+    app[COMMANDS] = dispatcher
+    supervisor.spawn(HOUSEKEEPING, partial(_housekeeping, pool, app[DEAD_LETTERS]))
     log.info("device adapters ready (MQTT ingest %s)", "on" if ingest else "off")
     yield
-    for task in background:
-        task.cancel()
-    await asyncio.gather(*background, return_exceptions=True)
+    await supervisor.cancel(HOUSEKEEPING)
+    await dispatcher.stop()
     # A graceful stop: take no more messages, store what was taken and acknowledge it while the
     # MQTT connection is still open; what is left after the grace period is redelivered later.
     if ingest is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -36,6 +36,7 @@ from broker.api.keys import (
     WRITER,
 )
 from broker.api.request import refuse_nul
+from broker.clock import SYSTEM, Clock
 from broker.config import Settings
 from broker.errors import error_middleware
 from broker.ingest import Writer
@@ -55,13 +56,16 @@ log = logging.getLogger(__name__)
 HISTORY_MAINTENANCE = "history-maintenance"
 
 
-async def _supervision(app: web.Application) -> AsyncIterator[None]:
-    """The supervisor of the process's background tasks: first up, last down."""
-    supervisor = Supervisor()
-    app[SUPERVISOR] = supervisor
-    app[STATUS]["components"] = supervisor.report
-    yield
-    await supervisor.stop()
+def _supervision(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def supervision(app: web.Application) -> AsyncIterator[None]:
+        """The supervisor of the process's background tasks: first up, last down."""
+        supervisor = Supervisor(clock)
+        app[SUPERVISOR] = supervisor
+        app[STATUS]["components"] = supervisor.report
+        yield
+        await supervisor.stop()
+
+    return supervision
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -146,14 +150,17 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
     await app[SUPERVISOR].cancel(HISTORY_MAINTENANCE)
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The broker application for ``settings`` (resources open when it starts)."""
+def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
+    """The broker application for ``settings`` (resources open when it starts); its supervised
+    parts back off on ``clock`` (a test's hand-driven clock)."""
     app = web.Application(
         middlewares=[error_middleware(), refuse_nul], client_max_size=settings.max_body_bytes
     )
     app[SETTINGS] = settings
     app[STATUS] = {}
-    app.cleanup_ctx.extend([_supervision, _database, _history, _context_resolver, _subscriptions, _notifier])
+    app.cleanup_ctx.extend(
+        [_supervision(clock), _database, _history, _context_resolver, _subscriptions, _notifier]
+    )
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
     app.cleanup_ctx.extend([provisioning_api.provisioning_context, device_adapters])
     app.router.add_routes(health.routes)
