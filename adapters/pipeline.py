@@ -25,10 +25,11 @@ from typing import Any, Protocol
 
 import orjson
 
+from adapters.device import JSON as JSON_CODEC
 from adapters.device import DeviceConfig, EntityUpdate
 from adapters.message import DeviceMessage, Rejected
 from broker.clock import SYSTEM, Clock
-from broker.edge import json_too_deep
+from broker.edge import json_too_deep, nests_deeper
 from broker.errors import Conflict, NgsiLdError
 from broker.ingest import Operation, Result, Writer
 from broker.jsonld.context import TermMap
@@ -439,6 +440,8 @@ class Pipeline:
             )
         try:
             updates = self._map(device, message)
+            if not message.measures and device.codec == JSON_CODEC:
+                self._check_depth(updates)
             for update in updates:
                 self._check(update)
             operations = [await self._operation(update, device, message) for update in updates]
@@ -447,6 +450,16 @@ class Pipeline:
         except NgsiLdError as error:
             raise _Refused(f"the mapped entity is not valid NGSI-LD: {error.detail}", device) from None
         return _Prepared(job, message, device, operations)
+
+    def _check_depth(self, updates: list[EntityUpdate]) -> None:
+        """Measures the JSON codec decoded from the payload (base64 or hex in the message, so
+        its text was not seen at the edge) are held to NGSI_MAX_JSON_DEPTH too."""
+        # An entity nests one level more than the measures it is made of (attribute -> value).
+        if any(nests_deeper(update.entity, self._max_depth + 1) for update in updates):
+            raise Rejected(
+                f"the decoded payload nests arrays and objects deeper than {self._max_depth} levels"
+                " (NGSI_MAX_JSON_DEPTH)"
+            )
 
     async def _operation(
         self, update: EntityUpdate, device: DeviceConfig, message: DeviceMessage

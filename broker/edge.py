@@ -85,8 +85,12 @@ def too_deep(raw: bytes, value: Any, limit: int) -> bool:
     A value cannot be deeper than its number of brackets, so the usual small message is cleared
     by two C-speed counts without walking it.
     """
-    if not _may_nest_deeper(raw, limit):
-        return False
+    return _may_nest_deeper(raw, limit) and nests_deeper(value, limit)
+
+
+def nests_deeper(value: Any, limit: int) -> bool:
+    """True when ``value`` nests arrays and objects more than ``limit`` deep (walks it: for a value
+    whose text was never seen whole, e.g. a device payload decoded from base64)."""
     level: list[tuple[Any, int]] = [(value, 1)]
     while level:
         node, depth = level.pop()

@@ -9,6 +9,7 @@ message of the device is stored (clause 5.6.3, Append Entity Attributes, is what
 
 from __future__ import annotations
 
+import base64
 import copy
 import secrets
 from typing import Any
@@ -267,3 +268,35 @@ async def test_chirpstack_uplinks_without_deduplication_id_are_each_stored_and_a
     assert statuses == ["accepted", "accepted", "accepted", "duplicate"]
     vehicle = await entity_when(api, entity_id, context=SDM_TRANSPORTATION, within=0.5)
     assert vehicle["speed"]["value"] == pytest.approx(12.0)
+
+
+# ------------------------------------------- nesting inside a payload the network encoded
+
+
+async def test_a_json_payload_decoded_from_base64_is_held_to_the_depth_limit_too(api: Api) -> None:
+    """The JSON codec reads frm_payload, which the edge saw only as base64 text."""
+    eui = dev_eui()
+    device_id = f"js-{eui[:6]}"
+    entity_id = f"urn:ngsi-ld:Sensor:{secrets.token_hex(4)}"
+    await provision(
+        api,
+        {
+            "device_id": device_id,
+            "dev_eui": eui,
+            "entity_name": entity_id,
+            "entity_type": "Sensor",
+            "protocol": "tts",
+            "codec": "json",
+        },
+    )
+
+    def uplink_of(payload: bytes, f_cnt: int) -> dict[str, Any]:
+        body = tts_message(eui, device_id, 0.0, f_cnt=f_cnt)
+        del body["uplink_message"]["decoded_payload"]
+        body["uplink_message"]["frm_payload"] = base64.b64encode(payload).decode()
+        return body
+
+    await refused(await api.request("POST", "/adapters/tts", uplink_of(nested(100), 1)), "decoded payload")
+    response = await api.request("POST", "/adapters/tts", uplink_of(b'{"n": 9}', 2))
+    assert response.status == 200, await response.text()
+    assert (await entity_when(api, entity_id, within=0.5))["n"]["value"] == 9
