@@ -8,7 +8,9 @@ what fails becomes a dead letter with the reason; the rest is written per tenant
 broker.ingest.Writer in one transaction, which also records each message's redelivery key,
 historises and queues notifications. The futures complete only after the commit (or after the
 dead letter is stored), which is when MQTT acknowledges and HTTP answers. A database outage
-stalls the batch and retries it with back-off: nothing is acknowledged that was not stored.
+stalls the batch and retries it with back-off: nothing is acknowledged that was not stored. Only
+that is retried (broker.store.faults): a message whose data the database refuses, or that meets
+any unexpected error, is its own dead letter, and the messages after it are stored (issue 11).
 """
 
 from __future__ import annotations

@@ -237,6 +237,7 @@ def _report(pipeline: Pipeline, ingest: MqttIngest | None) -> dict[str, object]:
         "accepted": stats.accepted,
         "duplicates": stats.duplicates,
         "rejected": stats.rejected,
+        "faults": stats.faults,
         "ignored": stats.ignored,
         "backlog": pipeline.backlog,
         "batches": stats.batches,
