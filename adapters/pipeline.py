@@ -271,7 +271,9 @@ class Pipeline:
                 self.stats.largest_batch = max(self.stats.largest_batch, len(jobs))
                 staged = await self._stage(jobs)
                 if self._storing is not None:
-                    await self._storing
+                    # Taken first: a storing task that failed fails this run once, not every restart.
+                    storing, self._storing = self._storing, None
+                    await storing
                 self._storing = asyncio.get_running_loop().create_task(self._until_stored(staged))
                 self._carry = []
                 self._staging = False
