@@ -17,7 +17,6 @@ as IoT Agents do: <command>_status (PENDING, SENT, OK, ERROR) and <command>_info
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,16 +30,22 @@ from adapters.device import Command, CommandState, DeviceConfig
 from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS
 from adapters.store import commands as store
 from adapters.store.commands import CHANNEL, NewCommand, Queued
+from broker.clock import SYSTEM, Clock, wait_event
 from broker.errors import NgsiLdError
 from broker.ingest import Operation, Result, Writer
 from broker.model import ops
 from broker.model.entity import Entity
 from broker.model.ops import Outcome
+from broker.store.faults import TRANSIENT
 from broker.store.listener import Listener
 from broker.store.pool import Connection
+from broker.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
+# Names under the process Supervisor (and on /ready while down): the dispatch loop and its LISTEN.
+PART = "device-commands"
+LISTEN_PART = "device-commands-listen"
 PENDING, SENT, OK, ERROR = CommandState.PENDING, CommandState.SENT, CommandState.OK, CommandState.ERROR
 _STATUS_IRI = "https://uri.etsi.org/ngsi-ld/default-context/{name}_status"
 _INFO_IRI = "https://uri.etsi.org/ngsi-ld/default-context/{name}_info"
@@ -135,36 +140,52 @@ def _downlink_bytes(value: Any) -> bytes:
 class Dispatcher:
     """Sends queued commands and records their progress in the devices' entities."""
 
-    def __init__(self, pool: asyncpg.Pool, writer: Writer, devices: Devices, publish: Publish | None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        writer: Writer,
+        devices: Devices,
+        publish: Publish | None,
+        *,
+        clock: Clock = SYSTEM,
+    ) -> None:
         self._pool = pool
         self._writer = writer
         self._devices = devices
         self._publish = publish
+        self._clock = clock
         self._wake = asyncio.Event()
+        self._listener = Listener(pool, CHANNEL, self.wake, self._catch_up, clock=clock)
+        self._supervisor: Supervisor | None = None
 
     def wake(self, *_: Any) -> None:
         self._wake.set()
 
+    async def _catch_up(self) -> None:
+        self.wake()  # NOTIFYs missed while the LISTEN was lost: the next dispatch finds their rows
+
+    async def start(self, supervisor: Supervisor) -> None:
+        """Listen for queued commands, then dispatch under ``supervisor`` (restarted after a fault)."""
+        await self._listener.start(supervisor, LISTEN_PART)
+        supervisor.spawn(PART, self.run)
+        self._supervisor = supervisor
+
+    async def stop(self) -> None:
+        if self._supervisor is not None:
+            await self._supervisor.cancel(PART)
+            self._supervisor = None
+        await self._listener.stop()
+
     async def run(self) -> None:
-        """Dispatch on every NOTIFY and at least every few seconds (a NOTIFY may be missed)."""
-
-        async def catch_up() -> None:
-            self.wake()
-
-        listener = Listener(self._pool, CHANNEL, self.wake, catch_up)
-        await listener.start()
-        try:
-            while True:
-                try:
-                    await self.dispatch()
-                except (OSError, asyncpg.PostgresError) as exc:
-                    log.warning("command dispatch failed (%s); retrying", exc)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(5.0):
-                        await self._wake.wait()
-                self._wake.clear()
-        finally:
-            await listener.stop()
+        """Dispatch on every NOTIFY and at least every few seconds (a NOTIFY may be missed); the
+        database being away is waited out here, anything else is a fault for the supervisor."""
+        while True:
+            try:
+                await self.dispatch()
+            except TRANSIENT as exc:
+                log.warning("command dispatch failed (%s); retrying", exc)
+            await wait_event(self._clock, self._wake, 5.0)
+            self._wake.clear()
 
     async def dispatch(self) -> int:
         """Send what is queued for devices reachable over MQTT; return how many were sent."""

@@ -7,9 +7,13 @@ integration (?event=up). Both omit fields at their zero value (f_cnt / fCnt 0 is
 
 What a message becomes: the network's decoded payload as measures (a ChirpStack CayenneLPP
 object converted to TTS's flat naming), the raw frame as payload for the device's own codec,
-the best gateway's rssi/snr/id/location as radio. The redelivery key is the frame counter plus
-the network's id of that uplink (TTS "as:up:" correlation id, ChirpStack deduplicationId): the
-counter alone repeats after a rejoin resets it, and the counter keeps the key readable.
+the best gateway's rssi/snr/id/location as radio. The redelivery key (issue 11 defect 3) tells a
+redelivery from another reading, never a constant: the frame counter plus the network's id of
+that uplink (TTS "as:up:" correlation id, ChirpStack deduplicationId); without an id, the counter
+plus the time the network server received the uplink (the same in every redelivery, another
+after a rejoin resets the counter); without either (a TTS webhook field mask), the counter plus
+a digest of the payload within a window of the time we received it, so a counter that goes back
+to a value it had in an earlier window starts a new session instead of being taken for a repeat.
 TTS's float32 artifacts are tidied (see _tidy). Other events (join, ack, downlink status...) are
 ignored (None). A ChirpStack status event with a battery level gives the measure
 ``batteryLevel`` as a fraction 0..1 (ChirpStack sends percent); a device on external power, or
@@ -19,6 +23,7 @@ one that cannot measure, gives nothing.
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import struct
 from collections.abc import Callable
@@ -79,7 +84,7 @@ def _tts_uplink(
             raise Rejected(f"end_device_ids.device_id {device!r} is not the topic's device {topic[2]!r}")
         application, tenant = topic[0], topic[1] or tenant
     dev_eui = f.text(ids, "dev_eui", "end_device_ids.")
-    counter = f.integer(uplink, "f_cnt", "uplink_message.") or 0
+    counter = f.integer(uplink, "f_cnt", "uplink_message.")
     time_field = "uplink_message.received_at" if uplink.get("received_at") else "received_at"
     time = f.text(uplink, "received_at", "uplink_message.") or f.text(message, "received_at", "")
     radio = _best_gateway(uplink.get("rx_metadata"), "uplink_message.rx_metadata", _tts_gateway)
@@ -92,7 +97,13 @@ def _tts_uplink(
         received_at=received_at,
         dev_eui=f.eui(dev_eui, "end_device_ids.dev_eui") if dev_eui else None,
         tenant=tenant,
-        frame=_frame(counter, _tts_uplink_id(message.get("correlation_ids"))),
+        frame=_frame(
+            counter,
+            _tts_uplink_id(message.get("correlation_ids")),
+            time,
+            _digest(uplink.get("frm_payload"), uplink.get("decoded_payload")),
+            received_at,
+        ),
         observed_at=to_utc(time, where=time_field) if time else None,
         measures=[
             _tidy(m) for m in _decoded(uplink.get("decoded_payload"), "uplink_message.decoded_payload")
@@ -168,7 +179,13 @@ def _chirpstack_event(
             return None
         frame, measures, radio = (f"status:{dedup}" if dedup else None), [battery], {}
     else:
-        frame = _frame(f.integer(message, "fCnt", "") or 0, dedup)
+        frame = _frame(
+            f.integer(message, "fCnt", ""),
+            dedup,
+            time or _ns_time(message.get("rxInfo")),
+            _digest(message.get("data"), message.get("object")),
+            received_at,
+        )
         measures = _chirpstack_measures(message.get("object"))
         radio = _best_gateway(message.get("rxInfo"), "rxInfo", _chirpstack_gateway)
         if application:
@@ -252,8 +269,46 @@ _Reader = Callable[[dict[str, Any], str], dict[str, Any]]
 # --- shared --------------------------------------------------------------------------------------
 
 
-def _frame(counter: int, uplink_id: str | None) -> str:
-    return f"{counter}:{uplink_id}" if uplink_id else str(counter)
+# Without a network id or time, a repeat of the same counter and payload within this many seconds
+# of the first is a redelivery: longer than a network server's retries, shorter than the time a
+# counter reset takes to come back to the same value. Without a counter either (a field mask
+# leaves only the decoded payload) the window is short, since a steady reading repeats its payload.
+_WINDOW_WITH_COUNTER = 3600
+_WINDOW_WITHOUT_COUNTER = 60
+
+
+def _frame(
+    counter: int | None, uplink_id: str | None, network_time: str | None, digest: str, received_at: datetime
+) -> str:
+    """The uplink's redelivery key (see the module docstring); f_cnt / fCnt 0 is omitted on the wire."""
+    number = counter or 0
+    if uplink_id:
+        return f"{number}:{uplink_id}"
+    if network_time:
+        return f"{number}@{network_time}"
+    window = _WINDOW_WITH_COUNTER if counter is not None else _WINDOW_WITHOUT_COUNTER
+    return f"{number}#{digest}@{int(received_at.timestamp()) // window * window}"
+
+
+def _digest(payload: Any, decoded: Any) -> str:
+    """A short digest of what the uplink carries (its raw frame, else what the network decoded)."""
+    if isinstance(payload, str):
+        data = payload.encode()
+    else:
+        try:
+            data = orjson.dumps(decoded, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            data = repr(decoded).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _ns_time(rx_info: Any) -> str | None:
+    """When ChirpStack's network server received the uplink (rxInfo[].nsTime), if it says."""
+    if isinstance(rx_info, list):
+        for item in rx_info:
+            if isinstance(item, dict) and isinstance(item.get("nsTime"), str):
+                return str(item["nsTime"])
+    return None
 
 
 def _decoded(value: Any, where: str) -> list[Measures]:

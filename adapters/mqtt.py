@@ -17,9 +17,14 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from broker.clock import SYSTEM, Clock, wait_event
 from broker.mqtt import Broker, LoopClient
+from broker.supervise import Supervisor
 
 log = logging.getLogger(__name__)
+
+# The connection keeper's name under the process Supervisor, and its health probe's (on /ready).
+PART = "device-mqtt"
 
 # Receives (topic, payload) and returns a future that completes once the message is safe.
 Handler = Callable[[str, bytes], "asyncio.Future[Any]"]
@@ -40,6 +45,7 @@ class MqttIngest:
         share_group: str | None = None,
         backlog: Callable[[], int] | None = None,
         high_water: int = 2000,
+        clock: Clock = SYSTEM,
     ) -> None:
         # Flow control: Mosquitto 2.0.11 keeps sending past max_inflight_messages once acks flow
         # (measured: 170,000 unacknowledged messages, 750 MB, in a minute of overload), so the
@@ -56,8 +62,14 @@ class MqttIngest:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self._connected = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._clock = clock
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._supervisor: Supervisor | None = None
+        # Why the last attempt to connect failed (None before the first attempt ends, and once it worked).
+        self._failure: str | None = None
+        self._attempted = False
         self.received = 0
         self.acknowledged = 0
 
@@ -65,9 +77,24 @@ class MqttIngest:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    async def start(self) -> None:
-        """Connect in the background (retrying with back-off) and return at once."""
-        self._task = asyncio.get_running_loop().create_task(self._stay_connected())
+    async def start(self, supervisor: Supervisor | None = None) -> None:
+        """Connect in the background (retrying with back-off) and return at once.
+
+        With ``supervisor``, the connection keeper is supervised (restarted after a fault) and the
+        connection is its health probe: /ready names ``device-mqtt`` while it is down.
+        """
+        if supervisor is None:
+            self._task = asyncio.get_running_loop().create_task(self.run())
+            return
+        self._supervisor = supervisor
+        supervisor.probe(PART, self.problem)
+        supervisor.spawn(PART, self.run)
+
+    def problem(self) -> str | None:
+        """None while connected (or still making its first attempt), else why not (a probe)."""
+        if self.connected or not self._attempted:
+            return None
+        return f"not connected to MQTT {self._paho.broker.where} ({self._failure or 'connection lost'})"
 
     async def wait_connected(self) -> None:
         """Until the client is connected and subscribed (callers bound it with asyncio.timeout)."""
@@ -76,6 +103,10 @@ class MqttIngest:
     async def close(self) -> None:
         """Disconnect; unacknowledged messages stay with the MQTT broker for the next session."""
         self._closing = True
+        if self._supervisor is not None:
+            self._supervisor.unprobe(PART)
+            await self._supervisor.cancel(PART)
+            self._supervisor = None
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -91,23 +122,33 @@ class MqttIngest:
         """Send ``payload`` (commands down to devices); paho queues it while disconnected."""
         self._paho.client.publish(topic, payload, qos=qos)
 
-    async def _stay_connected(self) -> None:
+    async def run(self) -> None:
+        """Keep the connection: connect, and again as soon as it is lost, backing off while the
+        MQTT broker is away. Anything but a refused or timed-out connection is a fault to restart."""
         attempt = 0
         while not self._closing:
-            if not self.connected:
-                try:
-                    await self._paho.connect()
-                    await asyncio.wait_for(self._connected.wait(), 10.0)
-                    attempt = 0
-                except (OSError, TimeoutError) as exc:
-                    delay = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
-                    attempt += 1
-                    log.warning(
-                        "MQTT %s unreachable (%s); retrying in %.1f s", self._paho.broker.where, exc, delay
-                    )
-                    await asyncio.sleep(delay)
-                    continue
-            await asyncio.sleep(1.0)
+            if self.connected:
+                self._lost.clear()
+                if self.connected:
+                    await self._lost.wait()
+                continue
+            try:
+                await self._paho.connect()
+                if not await wait_event(self._clock, self._connected, 10.0):
+                    raise TimeoutError("no CONNACK within 10 s")
+            except (OSError, TimeoutError) as exc:
+                self._failure = f"{type(exc).__name__}: {exc}"
+                delay = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
+                attempt += 1
+                log.warning(
+                    "MQTT %s unreachable (%s); retrying in %.1f s", self._paho.broker.where, exc, delay
+                )
+                await self._clock.sleep(delay)
+                continue
+            finally:
+                self._attempted = True
+            attempt = 0
+            self._failure = None
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
@@ -125,6 +166,7 @@ class MqttIngest:
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self._connected.clear()
+        self._lost.set()
         if not self._closing:
             log.warning("MQTT connection lost (%s); reconnecting", reason)
 

@@ -8,7 +8,9 @@ what fails becomes a dead letter with the reason; the rest is written per tenant
 broker.ingest.Writer in one transaction, which also records each message's redelivery key,
 historises and queues notifications. The futures complete only after the commit (or after the
 dead letter is stored), which is when MQTT acknowledges and HTTP answers. A database outage
-stalls the batch and retries it with back-off: nothing is acknowledged that was not stored.
+stalls the batch and retries it with back-off: nothing is acknowledged that was not stored. Only
+that is retried (broker.store.faults): a message whose data the database refuses, or that meets
+any unexpected error, is its own dead letter, and the messages after it are stored (issue 11).
 """
 
 from __future__ import annotations
@@ -24,21 +26,29 @@ from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
 
-import asyncpg
+import orjson
 
+from adapters.device import JSON as JSON_CODEC
 from adapters.device import DeviceConfig, EntityUpdate
 from adapters.message import DeviceMessage, Family, Rejected
-from broker.errors import NgsiLdError
+from broker.clock import SYSTEM, Clock
+from broker.edge import json_too_deep, nests_deeper
+from broker.errors import Conflict, NgsiLdError
 from broker.ingest import Operation, Result, Writer
 from broker.jsonld.context import TermMap
 from broker.model import ops
 from broker.model.entity import Entity, Instance
 from broker.model.ops import Outcome
 from broker.model.parse import parse_entity
+from broker.store.faults import is_transient
+from broker.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
 _BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+# The storing loop's name under the process Supervisor (and on /ready while it is down).
+PART = "device-pipeline"
 
 # Kept with a dead letter whose raw message had personal ids replaced (see wiring._Redactor).
 REDACTED_HEADER = "x-hub-redacted"
@@ -135,7 +145,8 @@ class _Staged:
     verdicts: dict[int, Verdict] = field(default_factory=dict)
     # (index, device if known, reason, device id) of each message to keep as a dead letter
     refusals: list[tuple[int, DeviceConfig | None, str, str | None]] = field(default_factory=list)
-    by_tenant: dict[str, list[tuple[int, _Prepared]]] = field(default_factory=lambda: defaultdict(list))
+    # One transaction each, in order: a tenant's messages, or one message split out of them.
+    writes: list[tuple[str, list[tuple[int, _Prepared]]]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -150,6 +161,8 @@ class Stats:
     batches: int = 0
     retries: int = 0
     largest_batch: int = 0
+    # Messages that met an unexpected error (a bug, logged with its traceback) and were dead-lettered.
+    faults: int = 0
 
 
 class Pipeline:
@@ -168,6 +181,8 @@ class Pipeline:
         redact: Redact | None = None,
         max_batch: int = 500,
         max_bytes: int = 65536,
+        max_depth: int = 64,
+        clock: Clock = SYSTEM,
     ) -> None:
         self._writer = writer
         self._devices = devices
@@ -179,8 +194,14 @@ class Pipeline:
         self._redact = redact
         self._max_batch = max_batch
         self._max_bytes = max_bytes
+        self._max_depth = max_depth  # NGSI_MAX_JSON_DEPTH, as at the HTTP edge
+        self._clock = clock
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._supervisor: Supervisor | None = None
+        # Jobs taken from the queue and not yet handed to a storing task: a restarted loop takes
+        # them first, so a fault in the loop loses no message.
+        self._carry: list[_Job] = []
         # A batch being staged, and the task storing the previous one (for drain).
         self._staging = False
         self._storing: asyncio.Task[None] | None = None
@@ -188,18 +209,21 @@ class Pipeline:
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._carry)
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+    def start(self, supervisor: Supervisor | None = None) -> None:
+        """Run the batch loop: under ``supervisor`` (restarted after a fault, shown on /ready) if given."""
+        if supervisor is None:
+            self._task = asyncio.get_running_loop().create_task(self.run())
+            return
+        self._supervisor = supervisor
+        supervisor.spawn(PART, self.run)
 
     async def drain(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for everything submitted to be stored or dead-lettered (a graceful
         stop: what is done then is acknowledged before the MQTT connection closes)."""
         deadline = asyncio.get_running_loop().time() + seconds
-        while (
-            self._queue.qsize() or self._staging or (self._storing is not None and not self._storing.done())
-        ):
+        while self.backlog or self._staging or (self._storing is not None and not self._storing.done()):
             if asyncio.get_running_loop().time() >= deadline:
                 return False
             await asyncio.sleep(0.02)
@@ -207,10 +231,20 @@ class Pipeline:
 
     async def close(self) -> None:
         """Stop taking batches; queued messages stay unacknowledged (MQTT redelivers them)."""
+        if self._supervisor is not None:
+            await self._supervisor.cancel(PART)
+            self._supervisor = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._storing is not None:
+            self._storing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._storing
+        for job in self._carry:
+            job.future.cancel()
+        self._carry = []
         while not self._queue.empty():
             self._queue.get_nowait().future.cancel()
 
@@ -227,14 +261,17 @@ class Pipeline:
 
     # --- the batch loop ---------------------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         """Stage a batch (parse, map, validate: CPU) while the previous one is being written (I/O).
 
         Writes stay in arrival order: a batch is written only after the previous one is stored.
+        A message's own faults end as its dead letter; a fault of the loop itself ends this call
+        (the supervisor logs it and runs the loop again), its batch kept for the next run.
         """
         try:
             while True:
-                jobs = [await self._queue.get()]
+                jobs = self._carry or [await self._queue.get()]
+                self._carry = jobs
                 self._staging = True
                 while len(jobs) < self._max_batch and not self._queue.empty():
                     jobs.append(self._queue.get_nowait())
@@ -242,41 +279,59 @@ class Pipeline:
                 self.stats.largest_batch = max(self.stats.largest_batch, len(jobs))
                 staged = await self._stage(jobs)
                 if self._storing is not None:
-                    await self._storing
+                    # Taken first: a storing task that failed fails this run once, not every restart.
+                    storing, self._storing = self._storing, None
+                    await storing
                 self._storing = asyncio.get_running_loop().create_task(self._until_stored(staged))
+                self._carry = []
                 self._staging = False
         finally:
-            if self._storing is not None:
-                self._storing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._storing
+            self._staging = False
 
     async def _until_stored(self, staged: _Staged) -> None:
         """Store a staged batch, retrying with back-off while the database is unavailable.
 
-        Each step (a dead letter, a tenant's transaction) is dropped from ``staged`` once done,
-        so a retry resumes where the failure was and nothing is stored twice.
+        Each step (a dead letter, a transaction) is dropped from ``staged`` once done, so a retry
+        resumes where the failure was and nothing is stored twice. Only the database being away
+        is retried; anything else is the fault of one message, which goes to dead letters.
         """
         attempt = 0
+        failure: Exception | None = None
         while True:
             try:
-                await self._store(staged)
+                if failure is None:
+                    await self._store(staged)
+                else:
+                    await self._give_up(staged, failure)
                 break
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, NgsiLdError) as exc:
-                # NgsiLdError here is the writer's Conflict after repeated races, or the pool's
-                # "database unavailable": both transient for a message that was valid.
+            except Exception as exc:
+                if failure is None and not _retryable(exc):
+                    # _store gives each message's fault to that message: this is a bug of ours.
+                    log.exception("device batch of %d could not be stored", len(staged.jobs))
+                    failure = exc
+                    continue
+                if not _retryable(exc):
+                    raise
                 delay = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
                 attempt += 1
                 self.stats.retries += 1
                 log.warning(
                     "device batch of %d not stored (%s); retrying in %.1f s", len(staged.jobs), exc, delay
                 )
-                await asyncio.sleep(delay)
+                await self._clock.sleep(delay)
         for index, job in enumerate(staged.jobs):
             verdict = staged.verdicts[index]
             self._count(verdict)
             if not job.future.done():
                 job.future.set_result(verdict)
+
+    async def _give_up(self, staged: _Staged, error: Exception) -> None:
+        """Dead-letter every message of ``staged`` still without a verdict, with ``error`` as reason."""
+        reason = _fault_reason("storing the message", error)
+        for index, job in enumerate(staged.jobs):
+            if index not in staged.verdicts:
+                self.stats.faults += 1
+                staged.verdicts[index] = await self._reject(job, None, reason, None)
 
     def _count(self, verdict: Verdict) -> None:
         if verdict.status == ACCEPTED:
@@ -292,9 +347,10 @@ class Pipeline:
         """Turn each message into operations, or into a refusal to keep as a dead letter."""
         staged = _Staged(jobs)
         seen: set[tuple[str, str, str]] = set()
+        by_tenant: dict[str, list[tuple[int, _Prepared]]] = defaultdict(list)
         for index, job in enumerate(jobs):
             try:
-                prepared = await self._prepare(job)
+                prepared = await self._prepare_until_read(job)
             except _Refused as refused:
                 staged.refusals.append((index, refused.config, refused.reason, refused.device))
                 continue
@@ -310,24 +366,81 @@ class Pipeline:
                     staged.verdicts[index] = Verdict(DUPLICATE, tenant=prepared.device.tenant, device=key[0])
                     continue
                 seen.add((prepared.device.tenant, *key))
-            staged.by_tenant[prepared.device.tenant].append((index, prepared))
+            by_tenant[prepared.device.tenant].append((index, prepared))
+        staged.writes = list(by_tenant.items())
         return staged
 
+    async def _prepare_until_read(self, job: _Job) -> _Prepared | None:
+        """``_prepare``, waiting out a database outage (@contexts are read from the database);
+        an unexpected error is this message's fault: Rejected with it as the reason."""
+        attempt = 0
+        while True:
+            try:
+                return await self._prepare(job)
+            except Rejected:
+                raise
+            except Exception as exc:
+                if not _retryable(exc):
+                    log.exception("device message on %s could not be read", job.inbound.origin)
+                    self.stats.faults += 1
+                    raise Rejected(_fault_reason("reading the message", exc)) from None
+                delay = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
+                attempt += 1
+                log.warning("device message not read (%s); retrying in %.1f s", exc, delay)
+                await self._clock.sleep(delay)
+
     async def _store(self, staged: _Staged) -> None:
-        while staged.refusals:
-            index, config, reason, device = staged.refusals[0]
-            staged.verdicts[index] = await self._reject(staged.jobs[index], config, reason, device)
-            staged.refusals.pop(0)
-        while staged.by_tenant:
-            tenant, items = next(iter(staged.by_tenant.items()))
-            staged.verdicts.update(await self._write(tenant, items))
-            del staged.by_tenant[tenant]
+        while staged.refusals or staged.writes:
+            if staged.refusals:
+                index, config, reason, device = staged.refusals[0]
+                staged.verdicts[index] = await self._reject(staged.jobs[index], config, reason, device)
+                staged.refusals.pop(0)
+                continue
+            tenant, items = staged.writes[0]
+            try:
+                verdicts = await self._write(tenant, items, staged.refusals)
+            except Exception as exc:
+                if _retryable(exc):
+                    raise
+                staged.writes.pop(0)
+                self._refused_by_database(tenant, items, exc, staged)
+                continue
+            staged.verdicts.update(verdicts)
+            staged.writes.pop(0)
+
+    def _refused_by_database(
+        self, tenant: str, items: list[tuple[int, _Prepared]], error: Exception, staged: _Staged
+    ) -> None:
+        """The database refused a transaction for its data (not for being away): run its messages
+        one by one, so the message the data belongs to is dead-lettered and the others are stored."""
+        if len(items) > 1:
+            log.info(
+                "a device transaction of %d messages for tenant %r was refused (%s); writing them one by one",
+                len(items),
+                tenant,
+                error,
+            )
+            staged.writes[0:0] = [(tenant, [item]) for item in items]
+            return
+        ((index, prepared),) = items
+        if isinstance(error, NgsiLdError):
+            reason = f"{error.title}: {error.detail}"
+        else:
+            log.error("device message of %s not stored", prepared.device.device_id, exc_info=error)
+            self.stats.faults += 1
+            reason = _fault_reason("storing the message", error)
+        staged.refusals.append((index, prepared.device, reason, prepared.device.device_id))
 
     async def _prepare(self, job: _Job) -> _Prepared | None:
         """Parse, look up, decode, map and validate one message; raises Rejected."""
         size = len(job.inbound.body)
         if size > self._max_bytes:
             raise Rejected(f"the message has {size} bytes, more than the limit of {self._max_bytes}")
+        if json_too_deep(job.inbound.body, self._max_depth):
+            raise Rejected(
+                f"the message nests arrays and objects deeper than {self._max_depth} levels"
+                " (NGSI_MAX_JSON_DEPTH)"
+            )
         message = self._parse(job.inbound)
         if message is None:
             return None
@@ -339,6 +452,8 @@ class Pipeline:
             )
         try:
             updates = self._map(device, message)
+            if not message.measures and device.codec == JSON_CODEC:
+                self._check_depth(updates)
             for update in updates:
                 self._check(update)
             operations = [await self._operation(update, device, message) for update in updates]
@@ -347,6 +462,16 @@ class Pipeline:
         except NgsiLdError as error:
             raise _Refused(f"the mapped entity is not valid NGSI-LD: {error.detail}", device) from None
         return _Prepared(job, message, device, operations)
+
+    def _check_depth(self, updates: list[EntityUpdate]) -> None:
+        """Measures the JSON codec decoded from the payload (base64 or hex in the message, so
+        its text was not seen at the edge) are held to NGSI_MAX_JSON_DEPTH too."""
+        # An entity nests one level more than the measures it is made of (attribute -> value).
+        if any(nests_deeper(update.entity, self._max_depth + 1) for update in updates):
+            raise Rejected(
+                f"the decoded payload nests arrays and objects deeper than {self._max_depth} levels"
+                " (NGSI_MAX_JSON_DEPTH)"
+            )
 
     async def _operation(
         self, update: EntityUpdate, device: DeviceConfig, message: DeviceMessage
@@ -365,43 +490,82 @@ class Pipeline:
             commands = partial(_attrs_of, stub, tm)
         return Operation(fragment.id, _append_or_create(fragment, commands), once=once)
 
-    async def _write(self, tenant: str, items: list[tuple[int, _Prepared]]) -> dict[int, Verdict]:
+    async def _write(
+        self,
+        tenant: str,
+        items: list[tuple[int, _Prepared]],
+        refusals: list[tuple[int, DeviceConfig | None, str, str | None]],
+    ) -> dict[int, Verdict]:
+        """One transaction for ``items``; a message an operation of which failed joins ``refusals``."""
         operations = [op for _, prepared in items for op in prepared.operations]
         results = iter(await self._writer.apply(tenant, operations, may_create_tenant=True))
         verdicts: dict[int, Verdict] = {}
         for index, prepared in items:
             mine = [next(results) for _ in prepared.operations]
-            verdicts[index] = await self._verdict(tenant, prepared, mine)
+            verdict = _verdict(tenant, prepared, mine)
+            if isinstance(verdict, str):
+                # Part of the message may be stored (another entity of it); the reason is kept.
+                refusals.append((index, prepared.device, verdict, prepared.device.device_id))
+            else:
+                verdicts[index] = verdict
         return verdicts
-
-    async def _verdict(self, tenant: str, prepared: _Prepared, results: list[Result]) -> Verdict:
-        device = prepared.device.device_id
-        if results and all(r.duplicate for r in results):
-            return Verdict(DUPLICATE, tenant=tenant, device=device)
-        errors = [r.error for r in results if r.error is not None]
-        if errors:
-            # Part of the message may be stored (another entity of it); the reason is kept.
-            reason = "; ".join(f"{e.title}: {e.detail}" for e in errors)
-            return await self._reject(prepared.job, prepared.device, reason, device)
-        ids = tuple(dict.fromkeys(r.entity_id for r in results))
-        return Verdict(ACCEPTED, tenant=tenant, device=device, entities=ids, message=prepared.message)
 
     async def _reject(
         self, job: _Job, device: DeviceConfig | None, reason: str, device_id: str | None
     ) -> Verdict:
+        """Keep ``job``'s message as a dead letter with ``reason`` (the database being away raises)."""
         inbound = job.inbound
         tenant = device.tenant if device else _tenant_hint(inbound)
         if not inbound.replay:
-            raw = self._redact(device, inbound) if self._redact is not None else inbound.body
-            headers = dict(inbound.headers)
+            raw, headers = self._letter_body(device, inbound), dict(inbound.headers)
             if raw != inbound.body:
                 # Personal ids were replaced: running this letter again would pseudonymise twice.
                 headers[REDACTED_HEADER] = "true"
-            await self._dead_letters.add(
-                tenant, inbound.family, inbound.origin, headers, device_id, raw, reason
-            )
-            log.info("device message on %s dead-lettered: %s", inbound.origin, reason)
+            try:
+                await self._dead_letters.add(
+                    tenant, inbound.family, inbound.origin, headers, device_id, raw, reason
+                )
+            except Exception as exc:
+                if _retryable(exc):
+                    raise
+                # Kept unacknowledged it would come back forever: the log is its last record.
+                log.exception(
+                    "device message on %s refused (%s); its dead letter failed", inbound.origin, reason
+                )
+                self.stats.faults += 1
+            else:
+                log.info("device message on %s dead-lettered: %s", inbound.origin, reason)
         return Verdict(REJECTED, reason=reason, tenant=tenant, device=device_id)
+
+    def _letter_body(self, device: DeviceConfig | None, inbound: Inbound) -> bytes:
+        if self._redact is None:
+            return inbound.body
+        try:
+            return self._redact(device, inbound)
+        except Exception:
+            log.exception("device message on %s could not be redacted for its dead letter", inbound.origin)
+            return orjson.dumps({"withheld": "could not be redacted", "bytes": len(inbound.body)})
+
+
+def _retryable(error: BaseException) -> bool:
+    """The database is away (or a write lost its races): the same message succeeds later."""
+    return is_transient(error) or isinstance(error, Conflict)
+
+
+def _fault_reason(doing: str, error: BaseException) -> str:
+    return f"unexpected error {doing} ({type(error).__name__}: {error}); see the broker log"
+
+
+def _verdict(tenant: str, prepared: _Prepared, results: list[Result]) -> Verdict | str:
+    """The message's verdict from its operations' results, or the reason to dead-letter it."""
+    device = prepared.device.device_id
+    if results and all(r.duplicate for r in results):
+        return Verdict(DUPLICATE, tenant=tenant, device=device)
+    errors = [r.error for r in results if r.error is not None]
+    if errors:
+        return "; ".join(f"{e.title}: {e.detail}" for e in errors)
+    ids = tuple(dict.fromkeys(r.entity_id for r in results))
+    return Verdict(ACCEPTED, tenant=tenant, device=device, entities=ids, message=prepared.message)
 
 
 def _attrs_of(body: dict[str, Any], tm: TermMap) -> dict[str, list[Instance]]:

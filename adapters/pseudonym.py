@@ -22,10 +22,13 @@ from typing import Any
 import orjson
 
 from adapters.message import Measures
+from broker.edge import too_deep
 
 DIGITS = 20
 _DERIVE = b"city-data-hub/watch-tag-pseudonym/v1\x00"
 _TAG_FIELDS = ("tag",)
+# Deepest JSON body redacted (orjson writes at most 255 levels); a deeper one is withheld.
+_MAX_DEPTH = 200
 
 
 class Pseudonymiser:
@@ -66,6 +69,9 @@ class Pseudonymiser:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
             return self._redact_ultralight(tenant, body, fields)
+        if too_deep(body, document, _MAX_DEPTH):
+            # Walking it would overflow the stack and orjson could not write it back (issue 11).
+            return _withheld(f"nested deeper than {_MAX_DEPTH} levels; may hold tag ids", body)
         return orjson.dumps(self._walk(tenant, document, fields))
 
     def _walk(self, tenant: str, node: Any, fields: Collection[str]) -> Any:
@@ -84,7 +90,7 @@ class Pseudonymiser:
         except UnicodeDecodeError:
             text = ""
         if "|" not in text:
-            return orjson.dumps({"withheld": "not JSON or UltraLight; may hold tag ids", "bytes": len(body)})
+            return _withheld("not JSON or UltraLight; may hold tag ids", body)
         groups = []
         for group in text.split("#"):
             parts = group.split("|")
@@ -94,6 +100,10 @@ class Pseudonymiser:
                     parts[i + 1] = self.tag_id(tenant, parts[i + 1])
             groups.append("|".join(parts))
         return "#".join(groups).encode()
+
+
+def _withheld(why: str, body: bytes) -> bytes:
+    return orjson.dumps({"withheld": why, "bytes": len(body)})
 
 
 def normalise(raw: Any) -> str:

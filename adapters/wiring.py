@@ -18,6 +18,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 
 import asyncpg
 from aiohttp import web
@@ -57,6 +58,8 @@ PSEUDONYM_SECRET = "pseudonym"  # its name in hub_secrets
 TOPICS = (*lorawan.TTS_TOPICS, *lorawan.CHIRPSTACK_TOPICS, *iotagent.TOPICS)
 MQTT = web.AppKey("device_mqtt", MqttIngest)
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+COMMANDS = web.AppKey("device_commands", commands.Dispatcher)
+HOUSEKEEPING = "device-housekeeping"
 
 
 def family_of_topic(topic: str) -> Family:
@@ -157,6 +160,7 @@ def default_client_id() -> str:
 async def device_adapters(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the device pipeline, its MQTT subscriptions and the command dispatcher."""
     settings, pool, writer, host = app[SETTINGS], app[POOL], app[WRITER], app[HOST]
+    supervisor = host.supervisor
     registry: Registry = app[DEVICES]
     pseudonyms = Pseudonymiser(await pseudonym_secret(pool, settings.pseudonym_secret))
     pipeline = Pipeline(
@@ -170,8 +174,10 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
         redact=_Redactor(pseudonyms),
         max_batch=settings.device_batch,
         max_bytes=settings.device_max_bytes,
+        max_depth=settings.max_json_depth,
+        clock=supervisor.clock,
     )
-    pipeline.start()
+    pipeline.start(supervisor)
     app[device_http.PIPELINE] = pipeline
     app[REPLAYER] = _Replayer(pipeline)
     writer.add_hook(commands.command_hook(registry))
@@ -184,21 +190,21 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
             lambda topic, body: pipeline.submit(Inbound(family_of_topic(topic), topic, body, _now())),
             share_group=settings.mqtt_share_group or None,
             backlog=lambda: pipeline.backlog,
+            clock=supervisor.clock,
         )
-        await ingest.start()
+        await ingest.start(supervisor)
         app[MQTT] = ingest
     host.status["devices"] = lambda: _report(pipeline, ingest)
-    dispatcher = commands.Dispatcher(pool, writer, registry, ingest.publish if ingest else None)
-    loop = asyncio.get_running_loop()
-    background = [
-        loop.create_task(dispatcher.run()),
-        loop.create_task(_housekeeping(pool, app[DEAD_LETTERS], host.forget_frames)),
-    ]
+    dispatcher = commands.Dispatcher(
+        pool, writer, registry, ingest.publish if ingest else None, clock=supervisor.clock
+    )
+    await dispatcher.start(supervisor)
+    app[COMMANDS] = dispatcher
+    supervisor.spawn(HOUSEKEEPING, partial(_housekeeping, pool, app[DEAD_LETTERS], host.forget_frames))
     log.info("device adapters ready (MQTT ingest %s)", "on" if ingest else "off")
     yield
-    for task in background:
-        task.cancel()
-    await asyncio.gather(*background, return_exceptions=True)
+    await supervisor.cancel(HOUSEKEEPING)
+    await dispatcher.stop()
     # A graceful stop: take no more messages, store what was taken and acknowledge it while the
     # MQTT connection is still open; what is left after the grace period is redelivered later.
     if ingest is not None:
@@ -246,6 +252,7 @@ def _report(pipeline: Pipeline, ingest: MqttIngest | None) -> dict[str, object]:
         "accepted": stats.accepted,
         "duplicates": stats.duplicates,
         "rejected": stats.rejected,
+        "faults": stats.faults,
         "ignored": stats.ignored,
         "backlog": pipeline.backlog,
         "batches": stats.batches,

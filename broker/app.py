@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -35,6 +35,7 @@ from broker.api.keys import (
     WRITER,
 )
 from broker.api.request import refuse_nul
+from broker.clock import SYSTEM, Clock
 from broker.config import Settings
 from broker.errors import error_middleware
 from broker.ingest import Writer
@@ -56,13 +57,16 @@ HISTORY_MAINTENANCE = "history-maintenance"
 POOL_CLOSE_SECONDS = 10.0
 
 
-async def _supervision(app: web.Application) -> AsyncIterator[None]:
-    """The supervisor of the process's background tasks: first up, last down."""
-    supervisor = Supervisor()
-    app[SUPERVISOR] = supervisor
-    app[STATUS]["components"] = supervisor.report
-    yield
-    await supervisor.stop()
+def _supervision(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def supervision(app: web.Application) -> AsyncIterator[None]:
+        """The supervisor of the process's background tasks: first up, last down."""
+        supervisor = Supervisor(clock)
+        app[SUPERVISOR] = supervisor
+        app[STATUS]["components"] = supervisor.report
+        yield
+        await supervisor.stop()
+
+    return supervision
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -166,14 +170,17 @@ def _device_host(app: web.Application) -> devices.Host:
     )
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The broker application for ``settings`` (resources open when it starts)."""
+def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
+    """The broker application for ``settings`` (resources open when it starts); its supervised
+    parts back off on ``clock`` (a test's hand-driven clock)."""
     app = web.Application(
         middlewares=[error_middleware(), refuse_nul], client_max_size=settings.max_body_bytes
     )
     app[SETTINGS] = settings
     app[STATUS] = {}
-    app.cleanup_ctx.extend([_supervision, _database, _history, _context_resolver, _subscriptions, _notifier])
+    app.cleanup_ctx.extend(
+        [_supervision(clock), _database, _history, _context_resolver, _subscriptions, _notifier]
+    )
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
     app.cleanup_ctx.extend(devices.contexts(_device_host))
     app.router.add_routes(health.routes)

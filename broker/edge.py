@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from broker.errors import BadRequestData, TooManyResults
@@ -84,8 +85,12 @@ def too_deep(raw: bytes, value: Any, limit: int) -> bool:
     A value cannot be deeper than its number of brackets, so the usual small message is cleared
     by two C-speed counts without walking it.
     """
-    if raw.count(b"[") + raw.count(b"{") <= limit:
-        return False
+    return _may_nest_deeper(raw, limit) and nests_deeper(value, limit)
+
+
+def nests_deeper(value: Any, limit: int) -> bool:
+    """True when ``value`` nests arrays and objects more than ``limit`` deep (walks it: for a value
+    whose text was never seen whole, e.g. a device payload decoded from base64)."""
     level: list[tuple[Any, int]] = [(value, 1)]
     while level:
         node, depth = level.pop()
@@ -96,3 +101,23 @@ def too_deep(raw: bytes, value: Any, limit: int) -> bool:
         elif isinstance(node, list):
             level.extend((child, depth + 1) for child in node if isinstance(child, dict | list))
     return False
+
+
+def json_too_deep(raw: bytes, limit: int) -> bool:
+    """True when ``raw`` is JSON text nesting arrays and objects more than ``limit`` deep.
+
+    For bodies parsed further on (device messages, whose family parser reads them): the usual
+    small message is cleared without parsing it; text that is not JSON is for its parser to refuse.
+    """
+    if not _may_nest_deeper(raw, limit):
+        return False
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return too_deep(raw, value, limit)
+
+
+def _may_nest_deeper(raw: bytes, limit: int) -> bool:
+    # A value cannot be deeper than its number of brackets (two C-speed counts).
+    return raw.count(b"[") + raw.count(b"{") > limit

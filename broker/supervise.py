@@ -52,6 +52,11 @@ class Supervisor:
         self._probes: dict[str, Probe] = {}
         self._stopping = False
 
+    @property
+    def clock(self) -> Clock:
+        """The clock the back-offs wait on (the supervised parts wait on it too)."""
+        return self._clock
+
     def spawn(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run ``run()`` for as long as the process runs; restart it whenever it raises or returns."""
         if name in self._components:

@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.edge import too_deep
+from broker.edge import nests_deeper, too_deep
 
 
 def nested(depth: int) -> Any:
@@ -56,3 +56,9 @@ json_values = st.recursive(
 @given(json_values, st.integers(1, 12))
 def test_too_deep_agrees_with_the_recursive_definition(value: Any, limit: int) -> None:
     assert too_deep(orjson.dumps(value), value, limit) == (depth_of(value) > limit)
+
+
+def test_a_parsed_value_is_walked_whole_when_its_text_was_never_seen() -> None:
+    """Device payloads decoded from base64 or hex: no text to count brackets in."""
+    assert nests_deeper(nested(65), 64)
+    assert not nests_deeper(nested(64), 64)

@@ -102,7 +102,7 @@ def test_tts_omits_a_zero_frame_counter_and_the_key_still_names_the_uplink() -> 
     assert message.frame == "0:01J9Z6X8Q0A1B2C3D4E5F6G7H8"
     bare = tts(edited(edited(TTS_SAMPLE["message"], "correlation_ids", ...), "uplink_message.f_cnt", 7))
     assert bare is not None
-    assert bare.frame == "7"
+    assert bare.frame == "7@2025-09-01T01:00:03.205Z"  # the network server's reception time
 
 
 def test_the_best_heard_gateway_gives_the_link_metadata() -> None:
@@ -451,3 +451,63 @@ def test_chirpstack_null_coordinates_pass_through_for_the_model_to_judge() -> No
 def test_any_bytes_as_a_lorawan_body_parse_or_are_rejected(body: bytes) -> None:
     _parses_or_is_rejected(lambda: lorawan.parse_tts(TTS_TOPIC, body, NOW))
     _parses_or_is_rejected(lambda: lorawan.parse_chirpstack(CS_TOPIC, body, NOW))
+
+
+# --- redelivery keys (issue 11 defect 3): a duplicate must be a duplicate ---------------------
+
+
+def masked_tts(decoded: dict[str, Any], **uplink: Any) -> dict[str, Any]:
+    """A TTS webhook body under a field mask: device ids and the decoded payload (and ``uplink``)."""
+    ids = TTS_SAMPLE["message"]["end_device_ids"]
+    return {"end_device_ids": ids, "uplink_message": {"decoded_payload": decoded, **uplink}}
+
+
+def key(message: DeviceMessage | None) -> str | None:
+    assert message is not None
+    return message.frame
+
+
+def test_without_counter_or_ids_distinct_readings_have_distinct_keys_and_a_redelivery_the_same() -> None:
+    """The defect: every uplink of such a device had the key "0", so all but the first were lost."""
+    first, second = masked_tts({"analog_in_1": -1.2}), masked_tts({"analog_in_1": -1.1})
+    assert key(tts(first, "/adapters/tts")) != key(tts(second, "/adapters/tts"))
+    assert key(tts(first, "/adapters/tts")) == key(tts(copy.deepcopy(first), "/adapters/tts"))
+
+
+def test_without_counter_or_ids_the_same_reading_a_minute_later_is_a_new_uplink() -> None:
+    body = orjson.dumps(masked_tts({"analog_in_1": -1.2}))
+    now = lorawan.parse_tts("/adapters/tts", body, NOW)
+    later = lorawan.parse_tts("/adapters/tts", body, NOW.replace(minute=2))
+    assert key(now) != key(later)
+
+
+def test_a_counter_reset_by_a_rejoin_gives_new_keys_when_the_network_time_differs() -> None:
+    before = edited(edited(TTS_SAMPLE["message"], "correlation_ids", ...), "uplink_message.f_cnt", 1)
+    after = edited(before, "uplink_message.received_at", "2025-09-03T07:10:00.001Z")
+    assert key(tts(before)) != key(tts(after))
+    assert key(tts(before)) == key(tts(copy.deepcopy(before)))
+
+
+def test_a_counter_that_comes_back_in_a_later_window_without_any_time_is_a_new_session() -> None:
+    body = orjson.dumps(masked_tts({"analog_in_1": -1.2}, f_cnt=3))
+    assert key(lorawan.parse_tts("/adapters/tts", body, NOW)) == key(
+        lorawan.parse_tts("/adapters/tts", body, NOW.replace(minute=30))
+    )
+    assert key(lorawan.parse_tts("/adapters/tts", body, NOW)) != key(
+        lorawan.parse_tts("/adapters/tts", body, NOW.replace(hour=5))
+    )
+
+
+def test_chirpstack_without_deduplication_id_keys_on_the_counter_and_the_network_time() -> None:
+    bare = edited(CS_SAMPLE["message"], "deduplicationId", ...)
+    assert key(chirpstack(bare)) == "10452@2025-01-15T21:40:20.512345678+00:00"
+    no_time = edited(bare, "time", ...)
+    assert key(chirpstack(no_time)) == "10452@2025-01-15T21:40:20.505Z"  # rxInfo nsTime
+    rejoined = edited(edited(no_time, "fCnt", ...), "rxInfo.0.nsTime", "2025-01-16T05:00:00.000Z")
+    assert key(chirpstack(rejoined)) == "0@2025-01-16T05:00:00.000Z"
+
+
+@given(readings=st.lists(st.integers(-5000, 5000), min_size=2, max_size=20, unique=True))
+def test_distinct_readings_never_share_a_key(readings: list[int]) -> None:
+    keys = {key(tts(masked_tts({"analog_in_1": r / 1000}), "/adapters/tts")) for r in readings}
+    assert len(keys) == len(readings)

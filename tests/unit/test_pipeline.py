@@ -13,6 +13,7 @@ import pytest
 from adapters.device import DeviceConfig, EntityUpdate
 from adapters.message import DeviceMessage, Family, Rejected
 from adapters.pipeline import ACCEPTED, DUPLICATE, REJECTED, Inbound, Pipeline
+from broker.errors import BadRequestData
 from broker.ingest import Operation, Result
 from broker.jsonld.context import TermMap, core_term_map
 from broker.model.entity import Entity
@@ -188,3 +189,78 @@ async def test_drain_waits_until_everything_taken_is_stored_and_gives_up_after_i
         assert all(f.done() for f in futures)
     finally:
         await pipe.close()
+
+
+# --- issue 11: one message's fault stays with that message ------------------------------------
+
+
+def crashing_mapper(device: DeviceConfig, message: DeviceMessage) -> list[EntityUpdate]:
+    if message.measures[0]["level"] == "crash":
+        raise TypeError("a bug in a model")
+    return mapper(device, message)
+
+
+async def test_an_unexpected_error_for_one_message_dead_letters_it_and_the_next_is_stored() -> None:
+    writer, letters = FakeWriter(), Letters()
+    pipe = Pipeline(writer, Devices(), parse, crashing_mapper, lambda _u: None, letters, term_map)  # type: ignore[arg-type]
+
+    verdicts = await run(pipe, [inbound(device="d1", level="crash"), inbound(device="d1", level=2)])
+
+    assert [v.status for v in verdicts] == [REJECTED, ACCEPTED]
+    assert "TypeError: a bug in a model" in letters.reasons[0]
+    assert pipe.stats.faults == 1
+
+
+class RefusingWriter(FakeWriter):
+    """Refuses any transaction holding a level of 13, as PostgreSQL refuses data it cannot store."""
+
+    async def apply(
+        self, tenant: str, operations: Sequence[Operation], *, may_create_tenant: bool
+    ) -> list[Result]:
+        self.calls.append(len(operations))
+        probe = [op.apply(None, "2026-11-22T00:00:00Z").entity for op in operations]
+        if any(e is not None and any(i[0].get("value") == 13 for i in e.attrs.values()) for e in probe):
+            raise BadRequestData("the database cannot store this data: unlucky")
+        self.calls.pop()
+        return await super().apply(tenant, operations, may_create_tenant=may_create_tenant)
+
+
+async def test_data_the_database_refuses_fails_its_message_alone_and_is_not_retried() -> None:
+    writer, letters = RefusingWriter(), Letters()
+
+    verdicts = await run(pipeline(writer, letters), [inbound(device="d1", level=n) for n in (12, 13, 14)])
+
+    assert [v.status for v in verdicts] == [ACCEPTED, REJECTED, ACCEPTED]
+    assert letters.reasons == [
+        "The request includes input data which does not meet the requirements of the operation: "
+        "the database cannot store this data: unlucky"
+    ]
+    (level,) = writer.store["urn:ngsi-ld:T:d1"].attrs.values()
+    assert level[0]["value"] == 14
+
+
+class BrokenLetters(Letters):
+    async def add(self, *args: Any) -> int:
+        raise ValueError("cannot keep this letter")
+
+
+async def test_a_dead_letter_that_cannot_be_kept_still_gives_a_verdict_and_the_next_is_stored() -> None:
+    writer, letters = FakeWriter(), BrokenLetters()
+
+    verdicts = await run(
+        pipeline(writer, letters), [inbound(device="zz", level=1), inbound(device="d1", level=2)]
+    )
+
+    assert [v.status for v in verdicts] == [REJECTED, ACCEPTED]
+
+
+async def test_a_message_nested_deeper_than_the_limit_is_refused_before_it_is_parsed() -> None:
+    writer, letters = FakeWriter(), Letters()
+    deep = Inbound(
+        Family.IOTA_JSON, "/json/k/d1/attrs", b'{"x": ' + b"[" * 300 + b"]" * 300 + b"}", datetime.now(UTC)
+    )
+
+    verdicts = await run(pipeline(writer, letters), [deep, inbound(device="d1", level=1)])
+
+    assert [v.status for v in verdicts] == [REJECTED, ACCEPTED]
+    assert "deeper than 64 levels" in letters.reasons[0]

@@ -84,3 +84,10 @@ def _not_json(body: bytes) -> bool:
 def test_a_dead_letter_that_is_neither_json_nor_ultralight_is_withheld(body: bytes) -> None:
     redacted = orjson.loads(PSEUDONYMS.redact_body("kakogawa", body))
     assert redacted == {"withheld": "not JSON or UltraLight; may hold tag ids", "bytes": len(body)}
+
+
+def test_a_dead_letter_nested_too_deep_to_search_is_withheld_not_a_crash() -> None:
+    """Issue 11 defect 1: orjson could not write a 300-deep body back and the pipeline died."""
+    body = b'{"x": ' + b"[" * 300 + b"]" * 300 + b"}"
+    redacted = orjson.loads(PSEUDONYMS.redact_body("kakogawa", body))
+    assert redacted == {"withheld": "nested deeper than 200 levels; may hold tag ids", "bytes": len(body)}
