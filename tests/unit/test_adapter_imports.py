@@ -31,6 +31,8 @@ ALLOWED = (
     "broker.mqtt",
     "broker.store.pool",
     "broker.store.listener",
+    # The one set of transient database errors (retried, never dead-lettered).
+    "broker.store.faults",
 )
 
 
