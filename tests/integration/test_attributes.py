@@ -92,7 +92,7 @@ async def test_partial_attribute_update_keeps_members_not_given(api: Api) -> Non
         "type": "Property",
         "value": 40.0,
         "unitCode": "KMH",
-        "observedAt": "2026-11-22T05:00:00.000Z",
+        "observedAt": "2026-11-22T05:00:00Z",
     }
 
 

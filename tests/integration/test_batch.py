@@ -172,7 +172,7 @@ async def test_batch_upsert_as_an_iot_agent_sends_it_answers_201_then_204_and_ne
                     "type": "Property",
                     "value": temperature,
                     "unitCode": "CEL",
-                    "observedAt": "2025-09-01T01:00:00.000Z",
+                    "observedAt": "2025-09-01T01:00:00Z",
                 },
                 "@context": context,
             }
