@@ -35,6 +35,7 @@ from broker.api.keys import (
     TENANTS,
     WRITER,
 )
+from broker.api.parameters import refuse_unknown_parameters
 from broker.api.request import refuse_nul
 from broker.config import Settings
 from broker.errors import error_middleware
@@ -149,7 +150,8 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     """The broker application for ``settings`` (resources open when it starts)."""
     app = web.Application(
-        middlewares=[error_middleware(), refuse_nul], client_max_size=settings.max_body_bytes
+        middlewares=[error_middleware(), refuse_nul, refuse_unknown_parameters],
+        client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[STATUS] = {}

@@ -13,7 +13,7 @@ from broker.api.keys import CONTEXTS, RESOLVER
 from broker.api.representation import json_body, no_content
 from broker.api.request import LD_JSON, read_json, term_map
 from broker.edge import flag, tenant_of
-from broker.errors import BadRequestData, OperationNotSupported, ResourceNotFound
+from broker.errors import BadRequestData, InvalidRequest, OperationNotSupported, ResourceNotFound
 from broker.jsonld.context import ContextError, context_objects
 from broker.store.contexts import StoredContext
 
@@ -43,8 +43,12 @@ async def add_context(request: web.Request) -> web.Response:
     try:
         context_objects(document)
     except ContextError as exc:
-        raise BadRequestData(f"the body must be a JSON object with an @context member: {exc}") from None
-    await term_map(request, document["@context"])  # refuse what cannot be used
+        # Clause 5.5.2 (and 6.29.3.1): a body that is no @context is an invalid request.
+        raise InvalidRequest(f"the body must be a JSON object with an @context member: {exc}") from None
+    try:
+        await term_map(request, document["@context"])  # refuse what cannot be used
+    except BadRequestData as exc:
+        raise InvalidRequest(exc.detail) from None
     stored = await request.app[CONTEXTS].host(tenant_of(request), dict(document))
     return no_content(request, 201, {"Location": stored.url})
 

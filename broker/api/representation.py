@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from broker.api.request import CONTEXT_REL, JSON, LD_JSON, csv_param
-from broker.errors import BadRequestData, NotAcceptable
+from broker.errors import BadRequestData, InvalidRequest, NotAcceptable
 from broker.jsonld.context import CORE_URL, TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.parse import check_name
@@ -112,7 +112,8 @@ def options(request: web.Request, allowed: set[str] | frozenset[str] = frozenset
     found = set(csv_param(request, "options") or [])
     unknown = found - allowed
     if unknown:
-        raise BadRequestData(f"unknown options: {', '.join(sorted(unknown))}")
+        # Clause 5.5.2: a value the operation does not define makes the request invalid.
+        raise InvalidRequest(f"unknown options: {', '.join(sorted(unknown))}")
     return found
 
 
@@ -122,10 +123,10 @@ def chosen(request: web.Request, table: Mapping[str, T], opts: set[str]) -> T | 
     fmt = request.query.get("format")
     if fmt is not None:
         if fmt not in table:
-            raise BadRequestData(f"format {fmt!r} is not one of {', '.join(table)}")
+            raise InvalidRequest(f"format {fmt!r} is not one of {', '.join(table)}")
         picked = {table[fmt]}
     if len(picked) > 1:
-        raise BadRequestData("options asks for more than one representation")
+        raise InvalidRequest("options asks for more than one representation")
     return picked.pop() if picked else None
 
 

@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from broker.errors import BadRequestData
+from broker.errors import BadRequestData, InvalidRequest
 from broker.jsonld.context import TermMap
 from broker.model.entity import (
     DEFAULT_MAX_INSTANCES,
@@ -99,6 +99,9 @@ def parse_entity(
     max_instances: int = DEFAULT_MAX_INSTANCES,
 ) -> Entity:
     """Parse a whole entity or an entity fragment (require_id/require_type False)."""
+    if isinstance(body, list):
+        # Clause 5.5.2: an array where an entity is expected is a malformed request, not bad data.
+        raise InvalidRequest("an entity must be a JSON object, not an array")
     if not isinstance(body, dict):
         raise BadRequestData("an entity must be a JSON object")
     raw_id = body.get("id", body.get("@id"))

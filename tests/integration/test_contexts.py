@@ -264,9 +264,10 @@ async def test_adding_a_context_with_ld_json_content_type_is_accepted(api: Api) 
 
 
 async def test_adding_a_body_without_at_context_answers_400(api: Api) -> None:
+    """Clauses 6.29.3.1 and 5.5.2: a body that is no @context document is an InvalidRequest."""
     for body in ({"Gauge": ONTOLOGY + "Gauge"}, [{"@context": TERMS}], "ctx"):
         response = await api.request("POST", CONTEXTS, body)
-        await problem(response, 400, "BadRequestData")
+        await problem(response, 400, "InvalidRequest")
 
 
 async def test_listing_contexts_with_details_shows_a_hosted_one_with_its_metadata(api: Api) -> None:

@@ -135,7 +135,7 @@ async def test_conflicting_representations_are_rejected(api: Api) -> None:
     entity_id = new_id()
     await api.create(gauge(entity_id))
     response = await api.get(entity_id, params={"options": "keyValues,concise"})
-    await problem(response, 400, "BadRequestData")
+    await problem(response, 400, "InvalidRequest")
 
 
 async def test_pick_omit_and_attrs_select_members(api: Api) -> None:

@@ -236,7 +236,7 @@ async def test_a_snowplow_track_comes_back_as_one_geojson_line_string(api: Api) 
     [
         ({}, 400, "BadRequestData"),
         ({"type": "FloodMonitoring", "timerel": "during", "timeAt": at(0)}, 400, "BadRequestData"),
-        ({"type": "FloodMonitoring", "options": "bogus"}, 400, "BadRequestData"),
+        ({"type": "FloodMonitoring", "options": "bogus"}, 400, "InvalidRequest"),
         ({"type": "FloodMonitoring", "options": "aggregatedValues"}, 400, "BadRequestData"),
         ({"type": "FloodMonitoring", "lastN": "0"}, 400, "BadRequestData"),
     ],
