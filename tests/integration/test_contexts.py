@@ -653,6 +653,8 @@ async def fetch(fetcher: ContextFetcher, url: str) -> bytes:
 
 
 async def test_the_smart_data_models_context_of_126_kb_sent_in_pieces_loads_whole(api: Api) -> None:
+    """Clause 6.3.5 (a Link header @context is dereferenced): read whole up to NGSI_CONTEXT_MAX_BYTES,
+    not truncated at the first network chunk (issue 13 item 12)."""
     entity_id = new_id()
     async with Remote() as remote:
         url = remote.url("/sdm.jsonld")
