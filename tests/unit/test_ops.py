@@ -318,12 +318,20 @@ def test_partial_update_deletes_a_sub_attribute_given_null() -> None:
 
 
 @pytest.mark.parametrize("marker", [NULL, {"value": NULL}, {"type": "Property", "value": NULL}])
-def test_partial_update_refuses_null_for_the_attribute_itself(marker: Any) -> None:
+def test_partial_update_with_null_removes_the_attribute(marker: Any) -> None:
+    """Clause 5.6.4 with 5.2.1's NGSI-LD Null: the instance is removed (issue 13 item 2)."""
     old = stored(SENSOR)
     before = copy.deepcopy(old)
-    with pytest.raises(BadRequestData):
-        ops.partial_update(old, ID, TEMP, patch(marker), T1)
+    entity = after(ops.partial_update(old, ID, TEMP, patch(marker), T1))
+    assert TEMP not in entity.attrs
     assert old == before
+
+
+def test_partial_update_of_another_attribute_type_is_refused() -> None:
+    """Clause 5.6.4: a Relationship fragment cannot patch a Property (issue 13 item 11)."""
+    old = stored(SENSOR)
+    with pytest.raises(BadRequestData, match="cannot patch"):
+        ops.partial_update(old, ID, TEMP, patch({"type": "Relationship", "object": "urn:x:1"}), T1)
 
 
 def test_partial_update_of_a_missing_attribute_is_resource_not_found() -> None:
