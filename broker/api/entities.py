@@ -7,7 +7,16 @@ from urllib.parse import quote
 from aiohttp import web
 
 from broker.api.keys import POOL, TENANTS, WRITER
-from broker.api.representation import GEO_JSON, accepted, json_response, no_content, options, view_of
+from broker.api.representation import (
+    GEO_JSON,
+    accepted,
+    json_response,
+    no_content,
+    nothing_left,
+    options,
+    selection_of,
+    view_of,
+)
 from broker.api.request import (
     geometry_property,
     link_context,
@@ -89,6 +98,8 @@ async def retrieve_entity(request: web.Request) -> web.Response:
     if wanted_type is not None and tm.expand(check_name(wanted_type, "type")) not in entity.types:
         raise ResourceNotFound(f"entity {entity_id} is not of type {wanted_type}")
     rendered = render_entity(entity, tm, view)
+    if nothing_left(entity.attrs, rendered, selection_of(request, tm)):
+        raise ResourceNotFound(f"entity {entity_id} has none of the attributes asked for")
     if media_type == GEO_JSON:
         feature = to_feature(entity, rendered, geometry_property(request, tm))
         return json_response(request, feature, context=context, media_type=GEO_JSON)

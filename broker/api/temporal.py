@@ -18,7 +18,16 @@ from aiohttp import web
 from broker.api.keys import POOL, SETTINGS, TENANTS
 from broker.api.paging import page_links, paging
 from broker.api.query import query_from_body, query_from_params
-from broker.api.representation import GEO_JSON, accepted, chosen, json_response, options
+from broker.api.representation import (
+    GEO_JSON,
+    accepted,
+    chosen,
+    json_response,
+    nothing_left,
+    options,
+    project,
+    selection_of,
+)
 from broker.api.request import csv_param, geometry_property, link_context, path_entity_id, read_body, term_map
 from broker.edge import tenant_of
 from broker.errors import BadRequestData, ResourceNotFound
@@ -144,6 +153,8 @@ async def _query(
         count=page.count,
     )
     body, _, cut = await _render(request, ask, tm, entities)
+    selection = selection_of(request, tm)
+    body = [project(item, selection, tm) for item in body]
     status, headers = _range_headers(ask, cut)
     if total is not None:
         headers["NGSILD-Results-Count"] = str(total)
@@ -205,9 +216,12 @@ async def retrieve_temporal(request: web.Request) -> web.Response:
     )
     if not entities:
         raise ResourceNotFound(f"entity {entity_id} has no temporal evolution here")
+    selection = selection_of(request, tm)
     body, streams, cut = await _render(request, ask, tm, entities)
     status, headers = _range_headers(ask, cut)
-    answer: dict[str, Any] = body[0]
+    answer: dict[str, Any] = project(body[0], selection, tm)
+    if nothing_left(answer, answer, selection) and not selection.by_attrs:
+        raise ResourceNotFound(f"entity {entity_id}: pick/omit leave nothing of its temporal evolution")
     if media_type == GEO_JSON:
         answer = render.track(answer, streams, entity_id, geometry_property(request, tm))
     return json_response(
