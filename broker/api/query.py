@@ -27,6 +27,7 @@ from broker.model.parse import check_name, check_uri
 from broker.model.render import View, render_entity, to_feature
 from broker.query.entity_query import EntityQuery, Selector
 from broker.query.geo import parse_geo_query
+from broker.query.order import OrderKey, parse_order_by
 from broker.query.qlang import parse_q
 from broker.query.qregex import translate_regex
 from broker.query.scope import parse_scope_q
@@ -35,7 +36,7 @@ from broker.store import query as entity_query
 
 routes = web.RouteTableDef()
 _FEDERATION = ("csf",)
-_LATER = ("join", "joinLevel", "entityMap", "containedBy", "orderBy")
+_LATER = ("join", "joinLevel", "entityMap", "containedBy")
 
 
 def _refuse_unbuilt(names: Any) -> None:
@@ -149,8 +150,21 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
+def order_of(raw: Any, tm: TermMap) -> tuple[OrderKey, ...]:
+    """The orderBy of the URL or of a Query object (this broker's extension, see broker/query/order.py)."""
+    if raw is None:
+        return ()
+    return parse_order_by(_text(raw, "orderBy"), tm)
+
+
 async def _answer(
-    request: web.Request, query: EntityQuery, tm: TermMap, view: View, context: ContextRef, media_type: str
+    request: web.Request,
+    query: EntityQuery,
+    tm: TermMap,
+    view: View,
+    context: ContextRef,
+    media_type: str,
+    order: tuple[OrderKey, ...] = (),
 ) -> web.Response:
     if query.is_empty and not flag(request, "local"):
         raise BadRequestData(
@@ -161,7 +175,7 @@ async def _answer(
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
     found, more, total = await entity_query.find(
-        pool, tenant, query, tm, limit=page.limit, offset=page.offset, count=page.count
+        pool, tenant, query, tm, limit=page.limit, offset=page.offset, count=page.count, order=order
     )
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
     links = page_links(request, page, more)
@@ -183,12 +197,14 @@ async def _answer(
 @routes.get("/ngsi-ld/v1/entities")
 @routes.get("/ngsi-ld/v1/entities/")
 async def query_entities(request: web.Request) -> web.Response:
-    """5.7.2 Query Entities (HTTP binding 6.4.3.2): type, id, idPattern, attrs, q, geo, scopeQ, paging."""
+    """5.7.2 Query Entities (HTTP binding 6.4.3.2): type, id, idPattern, attrs, q, geo, scopeQ, paging;
+    orderBy (this broker's extension)."""
     media_type = accepted(request, geo=True)
     context = link_context(request)
     tm = await term_map(request, context)
     view = view_of(request, tm)
-    return await _answer(request, query_from_params(request, tm), tm, view, context, media_type)
+    order = order_of(request.query.get("orderBy"), tm)
+    return await _answer(request, query_from_params(request, tm), tm, view, context, media_type, order)
 
 
 @routes.post("/ngsi-ld/v1/entityOperations/query")
@@ -205,4 +221,5 @@ async def query_entities_by_post(request: web.Request) -> web.Response:
     if query.attrs and pick is None:
         pick = frozenset(query.attrs) | {"id", "type", "scope"}
     view = replace(view, pick=pick, lang=lang if isinstance(lang, str) else view.lang)
-    return await _answer(request, query, tm, view, body.context, media_type)
+    order = order_of(body.data.get("orderBy", request.query.get("orderBy")), tm)
+    return await _answer(request, query, tm, view, body.context, media_type, order)
