@@ -14,14 +14,16 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from broker.api.keys import POOL, SETTINGS, TENANTS
+from broker.api.keys import POOL, SETTINGS, TENANTS, WRITER
 from broker.api.paging import page_links, paging
-from broker.api.representation import GEO_JSON, accepted, json_response, view_of
+from broker.api.representation import GEO_JSON, accepted, json_response, no_content, view_of
 from broker.api.request import csv_param, geometry_property, link_context, read_body, term_map
 from broker.edge import flag, tenant_of
-from broker.errors import BadRequestData, NotImplementedYet
+from broker.errors import BadRequestData, NotImplementedYet, TooManyResults
+from broker.ingest import Operation
 from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
+from broker.model import ops
 from broker.model.entity import LOCATION
 from broker.model.parse import check_name, check_uri
 from broker.model.render import View, render_entity, to_feature
@@ -223,3 +225,37 @@ async def query_entities_by_post(request: web.Request) -> web.Response:
     view = replace(view, pick=pick, lang=lang if isinstance(lang, str) else view.lang)
     order = order_of(body.data.get("orderBy", request.query.get("orderBy")), tm)
     return await _answer(request, query, tm, view, body.context, media_type, order)
+
+
+@routes.delete("/ngsi-ld/v1/entities")
+@routes.delete("/ngsi-ld/v1/entities/")
+async def purge_entities(request: web.Request) -> web.Response:
+    """5.6.21 Purge Entities (HTTP binding 6.4.3.3): delete every entity a query selects, through the
+    write path (history and entityDeleted notifications as for Delete Entity); 204.
+
+    At least one restriction is required (no accidental purge of a tenant), and at most
+    NGSI_MAX_PURGE entities: a purge selecting more answers 403 TooManyResults and deletes nothing.
+    """
+    tm = await term_map(request, link_context(request))
+    query = query_from_params(request, tm)
+    if query.is_empty:
+        raise BadRequestData("a purge needs at least one of type, id, idPattern, attrs, q, geoQ or scopeQ")
+    settings = request.app[SETTINGS]
+    tenant = tenant_of(request)
+    pool = request.app[POOL]
+    await request.app[TENANTS].require(pool, tenant)
+    ids = await entity_query.find_ids(pool, tenant, query, tm, limit=settings.max_purge + 1)
+    if len(ids) > settings.max_purge:
+        raise TooManyResults(
+            f"the purge selects more than {settings.max_purge} entities (NGSI_MAX_PURGE); narrow it down"
+        )
+    writer = request.app[WRITER]
+    for start in range(0, len(ids), settings.max_batch):
+        chunk = ids[start : start + settings.max_batch]
+        # An entity deleted meanwhile by another request is gone either way: its error is not reported.
+        await writer.apply(tenant, [_purge_one(i) for i in chunk], may_create_tenant=False)
+    return no_content(request)
+
+
+def _purge_one(entity_id: str) -> Operation:
+    return Operation(entity_id, lambda cur, now: ops.delete(cur, entity_id))

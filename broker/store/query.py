@@ -70,3 +70,18 @@ async def find(
             )
     more = len(rows) > limit
     return [from_row(row) for row in rows[:limit]], more, total
+
+
+async def find_ids(
+    pool: asyncpg.Pool, tenant: str, query: EntityQuery, tm: TermMap, *, limit: int
+) -> list[str]:
+    """The ids of at most ``limit`` entities matching ``query``, in id order (a purge's selection)."""
+    params = Params(tenant)
+    where = where_sql(query, tm, params)
+    async with read_only(pool) as conn:
+        rows = await conn.fetch(
+            f"SELECT e.id FROM entities e WHERE e.tenant = $1 AND {where} ORDER BY e.id"
+            f" LIMIT {params.add(limit)}",
+            *params.values,
+        )
+    return [row["id"] for row in rows]

@@ -248,7 +248,6 @@ async def test_an_unknown_entity_answers_404_resource_not_found(api: Api) -> Non
     [
         ("GET", "/ngsi-ld/v1/csourceRegistrations"),
         ("POST", "/ngsi-ld/v1/csourceRegistrations/"),
-        ("DELETE", "/ngsi-ld/v1/entities"),
     ],
 )
 async def test_resources_not_built_yet_answer_501_operation_not_supported(
