@@ -16,6 +16,7 @@ from broker.api import (
     discovery,
     entities,
     health,
+    info,
     query,
     retention,
     subscriptions,
@@ -164,6 +165,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(batch.routes)
     app.router.add_routes(contexts.routes)
     app.router.add_routes(discovery.routes)
+    app.router.add_routes(info.routes)
     app.router.add_routes(subscriptions.routes)
     app.router.add_routes(temporal.routes)
     app.router.add_routes(temporal_provision.routes)

@@ -67,6 +67,7 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", CONTEXTS): frozenset(),  # 6.29.3.1
     ("GET", CONTEXTS + "/{context_id}"): frozenset({"details"}),  # 6.30.3.1
     ("DELETE", CONTEXTS + "/{context_id}"): frozenset({"reload"}),  # 6.30.3.2
+    ("GET", "/ngsi-ld/v1/info/sourceIdentity"): _ANY,  # 6.33.3.1
 }
 
 

@@ -87,6 +87,10 @@ def json_response(
             body = [{"@context": context_url, **item} if isinstance(item, dict) else item for item in body]
     else:
         all_links.insert(0, f'<{context_url}>; rel="{CONTEXT_REL}"; type="{LD_JSON}"')
+        if media_type == GEO_JSON and isinstance(body, dict):
+            # Clause 4.5.16: a GeoJSON Feature or FeatureCollection carries its @context as a
+            # top-level member (the Link header stays, for clients reading it there).
+            body = {**body, "@context": context_url}
     if all_links:
         out_headers["Link"] = ", ".join(all_links)
     _echo_tenant(request, out_headers)
