@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from broker.api.join import flat, inline, join_of, read_linked
 from broker.api.keys import POOL, TENANTS, WRITER
 from broker.api.representation import (
     GEO_JSON,
@@ -82,7 +83,8 @@ async def create_entity(request: web.Request) -> web.Response:
 
 @routes.get(ENTITY)
 async def retrieve_entity(request: web.Request) -> web.Response:
-    """5.7.1 Retrieve Entity (HTTP binding 6.5.3.1): attrs/pick/omit, options, format, lang, GeoJSON."""
+    """5.7.1 Retrieve Entity (HTTP binding 6.5.3.1): attrs/pick/omit, options, format, lang, GeoJSON;
+    join=inline|flat with joinLevel (4.5.23)."""
     entity_id = path_entity_id(request)
     media_type = accepted(request, geo=True)
     context = link_context(request)
@@ -97,12 +99,19 @@ async def retrieve_entity(request: web.Request) -> web.Response:
     wanted_type = request.query.get("type")
     if wanted_type is not None and tm.expand(check_name(wanted_type, "type")) not in entity.types:
         raise ResourceNotFound(f"entity {entity_id} is not of type {wanted_type}")
+    join = join_of(request)
     rendered = render_entity(entity, tm, view)
     if nothing_left(entity.attrs, rendered, selection_of(request, tm)):
         raise ResourceNotFound(f"entity {entity_id} has none of the attributes asked for")
     if media_type == GEO_JSON:
         feature = to_feature(entity, rendered, geometry_property(request, tm))
         return json_response(request, feature, context=context, media_type=GEO_JSON)
+    if join is not None:
+        linked = await read_linked(request, [entity], join.level)
+        if join.mode == "flat":
+            answer = flat([rendered], linked, tm, view)
+            return json_response(request, answer, context=context, media_type=media_type)
+        rendered = inline(entity, rendered, tm, view, linked, join.level)
     return json_response(request, rendered, context=context, media_type=media_type)
 
 

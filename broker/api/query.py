@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from broker.api.join import Join, flat, inline, join_of, read_linked
 from broker.api.keys import POOL, SETTINGS, TENANTS, WRITER
 from broker.api.paging import page_links, paging
 from broker.api.representation import GEO_JSON, accepted, json_response, no_content, view_of
@@ -38,7 +39,7 @@ from broker.store import query as entity_query
 
 routes = web.RouteTableDef()
 _FEDERATION = ("csf",)
-_LATER = ("join", "joinLevel", "entityMap", "containedBy")
+_LATER = ("entityMap", "containedBy")
 
 
 def _refuse_unbuilt(names: Any) -> None:
@@ -167,6 +168,7 @@ async def _answer(
     context: ContextRef,
     media_type: str,
     order: tuple[OrderKey, ...] = (),
+    join: Join | None = None,
 ) -> web.Response:
     if query.is_empty and not flag(request, "local"):
         raise BadRequestData(
@@ -182,6 +184,14 @@ async def _answer(
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
     links = page_links(request, page, more)
     rendered = [render_entity(e, tm, view) for e in found]
+    if join is not None and media_type != GEO_JSON:
+        linked = await read_linked(request, found, join.level)
+        if join.mode == "flat":
+            rendered = flat(rendered, linked, tm, view)
+        else:
+            rendered = [
+                inline(e, r, tm, view, linked, join.level) for e, r in zip(found, rendered, strict=True)
+            ]
     if media_type == GEO_JSON:
         geometry = geometry_property(request, tm)
         collection = {
@@ -200,13 +210,14 @@ async def _answer(
 @routes.get("/ngsi-ld/v1/entities/")
 async def query_entities(request: web.Request) -> web.Response:
     """5.7.2 Query Entities (HTTP binding 6.4.3.2): type, id, idPattern, attrs, q, geo, scopeQ, paging;
-    orderBy (this broker's extension)."""
+    join/joinLevel (4.5.23); orderBy (this broker's extension)."""
     media_type = accepted(request, geo=True)
     context = link_context(request)
     tm = await term_map(request, context)
     view = view_of(request, tm)
     order = order_of(request.query.get("orderBy"), tm)
-    return await _answer(request, query_from_params(request, tm), tm, view, context, media_type, order)
+    query = query_from_params(request, tm)
+    return await _answer(request, query, tm, view, context, media_type, order, join_of(request))
 
 
 @routes.post("/ngsi-ld/v1/entityOperations/query")
@@ -224,7 +235,8 @@ async def query_entities_by_post(request: web.Request) -> web.Response:
         pick = frozenset(query.attrs) | {"id", "type", "scope"}
     view = replace(view, pick=pick, lang=lang if isinstance(lang, str) else view.lang)
     order = order_of(body.data.get("orderBy", request.query.get("orderBy")), tm)
-    return await _answer(request, query, tm, view, body.context, media_type, order)
+    join = join_of(request, body.data)
+    return await _answer(request, query, tm, view, body.context, media_type, order, join)
 
 
 @routes.delete("/ngsi-ld/v1/entities")
