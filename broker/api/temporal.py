@@ -101,14 +101,21 @@ async def _render(
     pool = request.app[POOL]
     tenant = tenant_of(request)
     ids = [entity_id for entity_id, _ in entities]
+    raw_datasets = csv_param(request, "datasetId")
+    datasets = frozenset(raw_datasets) if raw_datasets else None
     if ask.aggregation is not None:
         buckets = await read.aggregates(pool, tenant, ids, ask.attrs, ask.temporal, ask.aggregation)
+        if datasets is not None:
+            buckets = [b for b in buckets if (b.dataset_id or "@none") in datasets]
         return render.aggregated(entities, buckets, ask.aggregation.methods, tm), {}, None
     cap = request.app[SETTINGS].temporal_max_instances
     wanted = ask.temporal.last_n
     per_stream = wanted if wanted is not None and wanted <= cap else cap + 1
     rows = await read.instances(pool, tenant, ids, ask.attrs, ask.temporal, per_stream)
     streams = render.group(rows)
+    if datasets is not None:
+        # Clause 4.5.5 (datasetId): only the instances of the datasets asked for ("@none": the default).
+        render.keep_datasets(streams, datasets)
     cut = render.trim(streams, cap, newest_first=wanted is not None)
     if ask.shape is Shape.TEMPORAL_VALUES:
         return render.temporal_values(entities, streams, tm), streams, cut
