@@ -29,6 +29,7 @@ from broker.jsonld.context import (
     is_core_url,
 )
 from broker.jsonld.fetch import ContextFetcher
+from broker.store.faults import TRANSIENT
 from broker.store.tenants import DEFAULT_TENANT
 
 ContextRef = str | Mapping[str, Any] | list[Any] | None
@@ -93,7 +94,8 @@ class ContextResolver:
             term_map = compile_contexts(local, core_document())
         except ContextError as exc:
             raise BadRequestData(f"invalid @context: {exc}") from None
-        urls = [url for url in seen if not is_core_url(url)]
+        # Bundled documents (core, Smart Data Models) are no stored rows: nothing to count for them.
+        urls = [url for url in seen if not is_core_url(url) and bundled_document(url) is None]
         if _is_inline(ref):
             urls.append(await self._cache.keep_implicit(tenant, {"@context": ref}))
         self._maps[key] = (term_map, tuple(urls))
@@ -113,10 +115,17 @@ class ContextResolver:
             await self.flush_uses()
 
     async def flush_uses(self) -> None:
-        """Write the uses counted so far (the @context API calls this before it answers)."""
+        """Write the uses counted so far (the @context API calls this before it answers).
+
+        Best effort: numberOfHits is a statistic, so a database that is away loses these counts
+        rather than failing the request that happened to reach the threshold.
+        """
         uses, self._uses, self._pending_uses = self._uses, {}, 0
         for tenant, counts in uses.items():
-            await self._cache.count_uses(tenant, counts)
+            try:
+                await self._cache.count_uses(tenant, counts)
+            except TRANSIENT as exc:
+                log.warning("@context use counts of tenant %r not written: %s", tenant, exc)
 
     def forget(self, tenant: str, url: str) -> None:
         """Drop a URL's document and every compiled map (after a delete or reload)."""
