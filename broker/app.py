@@ -15,6 +15,7 @@ from broker.api import (
     discovery,
     entities,
     health,
+    info,
     query,
     retention,
     subscriptions,
@@ -34,6 +35,7 @@ from broker.api.keys import (
     TENANTS,
     WRITER,
 )
+from broker.api.parameters import refuse_unknown_parameters
 from broker.api.request import refuse_nul
 from broker.clock import SYSTEM, Clock
 from broker.config import Settings
@@ -174,7 +176,8 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     """The broker application for ``settings`` (resources open when it starts); its supervised
     parts back off on ``clock`` (a test's hand-driven clock)."""
     app = web.Application(
-        middlewares=[error_middleware(), refuse_nul], client_max_size=settings.max_body_bytes
+        middlewares=[error_middleware(), refuse_nul, refuse_unknown_parameters],
+        client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[STATUS] = {}
@@ -189,6 +192,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(batch.routes)
     app.router.add_routes(contexts.routes)
     app.router.add_routes(discovery.routes)
+    app.router.add_routes(info.routes)
     app.router.add_routes(subscriptions.routes)
     app.router.add_routes(temporal.routes)
     app.router.add_routes(temporal_provision.routes)

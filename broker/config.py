@@ -133,6 +133,21 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "NGSI_MAX_PURGE",
+        "max_purge",
+        "10000",
+        "most entities one purge (DELETE /ngsi-ld/v1/entities?type=...&q=...) may delete; "
+        "a purge matching more answers 403 TooManyResults and deletes nothing",
+        _positive_int,
+    ),
+    Setting(
+        "NGSI_MAX_JOIN_LEVEL",
+        "max_join_level",
+        "3",
+        "deepest joinLevel a query or retrieval with join=inline|flat may ask for; more answers 400",
+        _positive_int,
+    ),
+    Setting(
         "NGSI_CONTEXT_FETCH_TIMEOUT",
         "context_fetch_timeout",
         "5",
@@ -308,6 +323,8 @@ class Settings:
     max_batch: int
     max_instances: int
     max_page: int
+    max_purge: int
+    max_join_level: int
     context_fetch_timeout: float
     context_max_bytes: int
     context_allow_fetch: bool

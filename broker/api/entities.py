@@ -6,8 +6,18 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from broker.api.join import flat, inline, join_of, read_linked
 from broker.api.keys import POOL, TENANTS, WRITER
-from broker.api.representation import GEO_JSON, accepted, json_response, no_content, options, view_of
+from broker.api.representation import (
+    GEO_JSON,
+    accepted,
+    json_response,
+    no_content,
+    nothing_left,
+    options,
+    selection_of,
+    view_of,
+)
 from broker.api.request import (
     geometry_property,
     link_context,
@@ -21,8 +31,8 @@ from broker.errors import BadRequestData, ResourceNotFound
 from broker.ingest import Apply, Operation, Result
 from broker.jsonld.context import TermMap
 from broker.model import ops
-from broker.model.entity import Instance
-from broker.model.parse import check_name, check_time, check_uri, parse_instance
+from broker.model.entity import NGSI_LD, Instance
+from broker.model.parse import check_name, check_time, check_uri, parse_fragment, parse_instance
 from broker.model.render import render_entity, to_feature
 from broker.store import entities as entity_rows
 
@@ -31,6 +41,7 @@ ENTITIES = "/ngsi-ld/v1/entities"
 ENTITY = ENTITIES + "/{entity_id}"
 ATTRS = ENTITY + "/attrs"
 ATTR = ATTRS + "/{attr}"
+SCOPE = NGSI_LD + "scope"
 
 
 async def _apply_one(request: web.Request, entity_id: str, apply: Apply, *, creates: bool = False) -> Result:
@@ -72,7 +83,8 @@ async def create_entity(request: web.Request) -> web.Response:
 
 @routes.get(ENTITY)
 async def retrieve_entity(request: web.Request) -> web.Response:
-    """5.7.1 Retrieve Entity (HTTP binding 6.5.3.1): attrs/pick/omit, options, format, lang, GeoJSON."""
+    """5.7.1 Retrieve Entity (HTTP binding 6.5.3.1): attrs/pick/omit, options, format, lang, GeoJSON;
+    join=inline|flat with joinLevel (4.5.23)."""
     entity_id = path_entity_id(request)
     media_type = accepted(request, geo=True)
     context = link_context(request)
@@ -87,10 +99,19 @@ async def retrieve_entity(request: web.Request) -> web.Response:
     wanted_type = request.query.get("type")
     if wanted_type is not None and tm.expand(check_name(wanted_type, "type")) not in entity.types:
         raise ResourceNotFound(f"entity {entity_id} is not of type {wanted_type}")
+    join = join_of(request)
     rendered = render_entity(entity, tm, view)
+    if nothing_left(entity.attrs, rendered, selection_of(request, tm)):
+        raise ResourceNotFound(f"entity {entity_id} has none of the attributes asked for")
     if media_type == GEO_JSON:
         feature = to_feature(entity, rendered, geometry_property(request, tm))
         return json_response(request, feature, context=context, media_type=GEO_JSON)
+    if join is not None:
+        linked = await read_linked(request, [entity], join.level)
+        if join.mode == "flat":
+            answer = flat([rendered], linked, tm, view)
+            return json_response(request, answer, context=context, media_type=media_type)
+        rendered = inline(entity, rendered, tm, view, linked, join.level)
     return json_response(request, rendered, context=context, media_type=media_type)
 
 
@@ -153,7 +174,8 @@ async def append_attributes(request: web.Request) -> web.Response:
 @routes.patch(ATTRS)
 @routes.patch(ATTRS + "/")
 async def update_attributes(request: web.Request) -> web.Response:
-    """5.6.2 Update Attributes (HTTP binding 6.6.3.2): existing attributes only, 207 lists the rest."""
+    """5.6.2 Update Attributes (HTTP binding 6.6.3.2): existing attributes only, 207 lists the rest
+    (a scope where the entity has none); types given are added."""
     entity_id = path_entity_id(request)
     body = await read_body(request, allow_merge_patch=True)
     tm = await term_map(request, body.context)
@@ -162,21 +184,31 @@ async def update_attributes(request: web.Request) -> web.Response:
     return _update_result(request, result, tm)
 
 
-async def _attribute_input(request: web.Request, *, allow_null: bool) -> tuple[str, str, Instance]:
+async def _attribute_input(request: web.Request, *, partial: bool) -> tuple[str, str, Instance]:
     entity_id = path_entity_id(request)
-    body = await read_body(request, allow_merge_patch=allow_null)
+    body = await read_body(request, allow_merge_patch=partial)
     tm = await term_map(request, body.context)
-    name = tm.expand(check_name(request.match_info["attr"], "attribute name"))
+    name = _path_attribute(request, tm)
+    if name == SCOPE:
+        raise BadRequestData("scope is an entity member, not an attribute: update it with PATCH /attrs")
     data = body.data
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if k != "@context"}
-    return entity_id, name, parse_instance(name, data, tm, allow_null=allow_null)
+    if partial:
+        return entity_id, name, parse_fragment(name, data, tm)
+    return entity_id, name, parse_instance(name, data, tm)
+
+
+def _path_attribute(request: web.Request, tm: TermMap) -> str:
+    """The attribute named in the path, expanded; 400 for a name no attribute can have."""
+    return tm.expand(check_name(request.match_info["attr"], "attribute name in the path"))
 
 
 @routes.patch(ATTR)
 async def partial_attribute_update(request: web.Request) -> web.Response:
-    """5.6.4 Partial Attribute Update (HTTP binding 6.7.3.1)."""
-    entity_id, name, patch = await _attribute_input(request, allow_null=True)
+    """5.6.4 Partial Attribute Update (HTTP binding 6.7.3.1): a fragment of the attribute; NGSI-LD Null
+    as its value removes the instance; another attribute type is 400."""
+    entity_id, name, patch = await _attribute_input(request, partial=True)
     await _apply_one(
         request, entity_id, lambda cur, now: ops.partial_update(cur, entity_id, name, patch, now)
     )
@@ -185,8 +217,8 @@ async def partial_attribute_update(request: web.Request) -> web.Response:
 
 @routes.put(ATTR)
 async def replace_attribute(request: web.Request) -> web.Response:
-    """5.6.19 Replace Attribute (HTTP binding 6.7.3.3)."""
-    entity_id, name, new = await _attribute_input(request, allow_null=False)
+    """5.6.19 Replace Attribute (HTTP binding 6.7.3.3); scope is no attribute (400)."""
+    entity_id, name, new = await _attribute_input(request, partial=False)
     await _apply_one(
         request, entity_id, lambda cur, now: ops.replace_attribute(cur, entity_id, name, new, now)
     )
@@ -195,10 +227,14 @@ async def replace_attribute(request: web.Request) -> web.Response:
 
 @routes.delete(ATTR)
 async def delete_attribute(request: web.Request) -> web.Response:
-    """5.6.5 Delete Attribute (HTTP binding 6.7.3.2): default instance, ?datasetId=, or ?deleteAll=true."""
+    """5.6.5 Delete Attribute (HTTP binding 6.7.3.2): default instance, ?datasetId=, or ?deleteAll=true;
+    /attrs/scope removes the entity's scope (clause 4.18)."""
     entity_id = path_entity_id(request)
     tm = await term_map(request, link_context(request))
-    name = tm.expand(check_name(request.match_info["attr"], "attribute name"))
+    name = _path_attribute(request, tm)
+    if name == SCOPE:
+        await _apply_one(request, entity_id, lambda cur, now: ops.delete_scope(cur, entity_id, now))
+        return no_content(request)
     delete_all = flag(request, "deleteAll")
     raw_dataset = request.query.get("datasetId")
     dataset = None if raw_dataset is None else check_uri(raw_dataset, "datasetId")

@@ -14,19 +14,23 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from broker.api.keys import POOL, SETTINGS, TENANTS
+from broker.api.join import Join, flat, inline, join_of, read_linked
+from broker.api.keys import POOL, SETTINGS, TENANTS, WRITER
 from broker.api.paging import page_links, paging
-from broker.api.representation import GEO_JSON, accepted, json_response, view_of
+from broker.api.representation import GEO_JSON, accepted, json_response, no_content, view_of
 from broker.api.request import csv_param, geometry_property, link_context, read_body, term_map
 from broker.edge import flag, tenant_of
-from broker.errors import BadRequestData, NotImplementedYet
+from broker.errors import BadRequestData, NotImplementedYet, TooManyResults
+from broker.ingest import Operation
 from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
+from broker.model import ops
 from broker.model.entity import LOCATION
 from broker.model.parse import check_name, check_uri
 from broker.model.render import View, render_entity, to_feature
 from broker.query.entity_query import EntityQuery, Selector
 from broker.query.geo import parse_geo_query
+from broker.query.order import OrderKey, parse_order_by
 from broker.query.qlang import parse_q
 from broker.query.qregex import translate_regex
 from broker.query.scope import parse_scope_q
@@ -35,7 +39,7 @@ from broker.store import query as entity_query
 
 routes = web.RouteTableDef()
 _FEDERATION = ("csf",)
-_LATER = ("join", "joinLevel", "entityMap", "containedBy", "orderBy")
+_LATER = ("entityMap", "containedBy")
 
 
 def _refuse_unbuilt(names: Any) -> None:
@@ -149,8 +153,22 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
+def order_of(raw: Any, tm: TermMap) -> tuple[OrderKey, ...]:
+    """The orderBy of the URL or of a Query object (this broker's extension, see broker/query/order.py)."""
+    if raw is None:
+        return ()
+    return parse_order_by(_text(raw, "orderBy"), tm)
+
+
 async def _answer(
-    request: web.Request, query: EntityQuery, tm: TermMap, view: View, context: ContextRef, media_type: str
+    request: web.Request,
+    query: EntityQuery,
+    tm: TermMap,
+    view: View,
+    context: ContextRef,
+    media_type: str,
+    order: tuple[OrderKey, ...] = (),
+    join: Join | None = None,
 ) -> web.Response:
     if query.is_empty and not flag(request, "local"):
         raise BadRequestData(
@@ -161,11 +179,19 @@ async def _answer(
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
     found, more, total = await entity_query.find(
-        pool, tenant, query, tm, limit=page.limit, offset=page.offset, count=page.count
+        pool, tenant, query, tm, limit=page.limit, offset=page.offset, count=page.count, order=order
     )
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
     links = page_links(request, page, more)
     rendered = [render_entity(e, tm, view) for e in found]
+    if join is not None and media_type != GEO_JSON:
+        linked = await read_linked(request, found, join.level)
+        if join.mode == "flat":
+            rendered = flat(rendered, linked, tm, view)
+        else:
+            rendered = [
+                inline(e, r, tm, view, linked, join.level) for e, r in zip(found, rendered, strict=True)
+            ]
     if media_type == GEO_JSON:
         geometry = geometry_property(request, tm)
         collection = {
@@ -183,12 +209,15 @@ async def _answer(
 @routes.get("/ngsi-ld/v1/entities")
 @routes.get("/ngsi-ld/v1/entities/")
 async def query_entities(request: web.Request) -> web.Response:
-    """5.7.2 Query Entities (HTTP binding 6.4.3.2): type, id, idPattern, attrs, q, geo, scopeQ, paging."""
+    """5.7.2 Query Entities (HTTP binding 6.4.3.2): type, id, idPattern, attrs, q, geo, scopeQ, paging;
+    join/joinLevel (4.5.23); orderBy (this broker's extension)."""
     media_type = accepted(request, geo=True)
     context = link_context(request)
     tm = await term_map(request, context)
     view = view_of(request, tm)
-    return await _answer(request, query_from_params(request, tm), tm, view, context, media_type)
+    order = order_of(request.query.get("orderBy"), tm)
+    query = query_from_params(request, tm)
+    return await _answer(request, query, tm, view, context, media_type, order, join_of(request))
 
 
 @routes.post("/ngsi-ld/v1/entityOperations/query")
@@ -205,4 +234,40 @@ async def query_entities_by_post(request: web.Request) -> web.Response:
     if query.attrs and pick is None:
         pick = frozenset(query.attrs) | {"id", "type", "scope"}
     view = replace(view, pick=pick, lang=lang if isinstance(lang, str) else view.lang)
-    return await _answer(request, query, tm, view, body.context, media_type)
+    order = order_of(body.data.get("orderBy", request.query.get("orderBy")), tm)
+    join = join_of(request, body.data)
+    return await _answer(request, query, tm, view, body.context, media_type, order, join)
+
+
+@routes.delete("/ngsi-ld/v1/entities")
+@routes.delete("/ngsi-ld/v1/entities/")
+async def purge_entities(request: web.Request) -> web.Response:
+    """5.6.21 Purge Entities (HTTP binding 6.4.3.3): delete every entity a query selects, through the
+    write path (history and entityDeleted notifications as for Delete Entity); 204.
+
+    At least one restriction is required (no accidental purge of a tenant), and at most
+    NGSI_MAX_PURGE entities: a purge selecting more answers 403 TooManyResults and deletes nothing.
+    """
+    tm = await term_map(request, link_context(request))
+    query = query_from_params(request, tm)
+    if query.is_empty:
+        raise BadRequestData("a purge needs at least one of type, id, idPattern, attrs, q, geoQ or scopeQ")
+    settings = request.app[SETTINGS]
+    tenant = tenant_of(request)
+    pool = request.app[POOL]
+    await request.app[TENANTS].require(pool, tenant)
+    ids = await entity_query.find_ids(pool, tenant, query, tm, limit=settings.max_purge + 1)
+    if len(ids) > settings.max_purge:
+        raise TooManyResults(
+            f"the purge selects more than {settings.max_purge} entities (NGSI_MAX_PURGE); narrow it down"
+        )
+    writer = request.app[WRITER]
+    for start in range(0, len(ids), settings.max_batch):
+        chunk = ids[start : start + settings.max_batch]
+        # An entity deleted meanwhile by another request is gone either way: its error is not reported.
+        await writer.apply(tenant, [_purge_one(i) for i in chunk], may_create_tenant=False)
+    return no_content(request)
+
+
+def _purge_one(entity_id: str) -> Operation:
+    return Operation(entity_id, lambda cur, now: ops.delete(cur, entity_id))

@@ -7,17 +7,19 @@ NGSI-LD answer carries (6.3.5) and the tenant it concerns (6.3.14).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 
 from broker.api.request import CONTEXT_REL, JSON, LD_JSON, csv_param
-from broker.errors import BadRequestData, NotAcceptable
+from broker.errors import BadRequestData, InvalidRequest, NotAcceptable
 from broker.jsonld.context import CORE_URL, TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.parse import check_name
 from broker.model.render import FORMS, Form, View
+from broker.query.projection import Projected, parse_projection
 
 GEO_JSON = "application/geo+json"
 _OPTIONS = {*FORMS, "sysAttrs", "noOverwrite", "update", "replace"}
@@ -85,6 +87,10 @@ def json_response(
             body = [{"@context": context_url, **item} if isinstance(item, dict) else item for item in body]
     else:
         all_links.insert(0, f'<{context_url}>; rel="{CONTEXT_REL}"; type="{LD_JSON}"')
+        if media_type == GEO_JSON and isinstance(body, dict):
+            # Clause 4.5.16: a GeoJSON Feature or FeatureCollection carries its @context as a
+            # top-level member (the Link header stays, for clients reading it there).
+            body = {**body, "@context": context_url}
     if all_links:
         out_headers["Link"] = ", ".join(all_links)
     _echo_tenant(request, out_headers)
@@ -112,7 +118,8 @@ def options(request: web.Request, allowed: set[str] | frozenset[str] = frozenset
     found = set(csv_param(request, "options") or [])
     unknown = found - allowed
     if unknown:
-        raise BadRequestData(f"unknown options: {', '.join(sorted(unknown))}")
+        # Clause 5.5.2: a value the operation does not define makes the request invalid.
+        raise InvalidRequest(f"unknown options: {', '.join(sorted(unknown))}")
     return found
 
 
@@ -122,36 +129,108 @@ def chosen(request: web.Request, table: Mapping[str, T], opts: set[str]) -> T | 
     fmt = request.query.get("format")
     if fmt is not None:
         if fmt not in table:
-            raise BadRequestData(f"format {fmt!r} is not one of {', '.join(table)}")
+            raise InvalidRequest(f"format {fmt!r} is not one of {', '.join(table)}")
         picked = {table[fmt]}
     if len(picked) > 1:
-        raise BadRequestData("options asks for more than one representation")
+        raise InvalidRequest("options asks for more than one representation")
     return picked.pop() if picked else None
 
 
-def view_of(request: web.Request, tm: TermMap) -> View:
-    """The representation asked by format/options/attrs/pick/omit/lang/datasetId (clause 6.3.7)."""
-    opts = options(request)
-    form = chosen(request, FORMS, opts)
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What attrs/pick/omit keep of an entity (clause 4.21): expanded names, 'id'/'type'/'scope' as is."""
+
+    pick: frozenset[str] | None = None
+    omit: frozenset[str] = frozenset()
+    sub_pick: dict[str, frozenset[str]] | None = None
+    sub_omit: dict[str, frozenset[str]] | None = None
+    # True when the request named attributes (attrs or pick): an entity without any is not found.
+    by_attrs: bool = False
+
+    def keeps(self, name: str) -> bool:
+        """Whether the member ``name`` (expanded, or id/type/scope) is kept."""
+        return name not in self.omit and (self.pick is None or name in self.pick)
+
+
+_SYSTEM = frozenset({"@context", "createdAt", "modifiedAt", "deletedAt"})
+
+
+def project(body: dict[str, Any], selection: Selection, tm: TermMap) -> dict[str, Any]:
+    """A rendered entity (e.g. a temporal one) with only the members ``selection`` keeps."""
+    return {
+        key: value
+        for key, value in body.items()
+        if key in _SYSTEM or selection.keeps(key if key in ("id", "type", "scope") else tm.expand(key))
+    }
+
+
+def nothing_left(entity_attrs: Any, rendered: dict[str, Any], selection: Selection) -> bool:
+    """True when attrs names none of the entity's attributes, or pick/omit leave nothing of it:
+    a retrieval then answers 404 (clause 5.7.1, issue 13 item 3)."""
+    if selection.by_attrs:
+        assert selection.pick is not None
+        return selection.pick.isdisjoint(entity_attrs)
+    if selection.pick is not None or selection.omit:
+        return not set(rendered) - _SYSTEM
+    return False
+
+
+def selection_of(request: web.Request, tm: TermMap) -> Selection:
+    """The attrs, pick and omit parameters, checked: pick excludes the other two."""
     attrs = csv_param(request, "attrs")
-    pick = csv_param(request, "pick")
-    omit = csv_param(request, "omit")
+    pick = _projection(request, "pick")
+    omit = _projection(request, "omit")
     if pick is not None and (omit is not None or attrs is not None):
-        raise BadRequestData("pick cannot be combined with omit or attrs")
+        raise BadRequestData("pick cannot be combined with omit or attrs (clause 4.21)")
     selected: frozenset[str] | None = None
     if pick is not None:
-        selected = _names(pick, tm)
+        selected = _names([p.name for p in pick], tm)
     elif attrs is not None:
         selected = _names(attrs, tm) | {"id", "type", "scope"}
+    return Selection(
+        pick=selected,
+        omit=_names([p.name for p in omit if p.inner is None], tm) if omit else frozenset(),
+        sub_pick=_inner(pick, tm),
+        sub_omit=_inner(omit, tm),
+        by_attrs=attrs is not None,
+    )
+
+
+def view_of(request: web.Request, tm: TermMap) -> View:
+    """The representation asked by format/options/attrs/pick/omit/lang/datasetId (clauses 6.3.7, 4.21)."""
+    opts = options(request)
+    form = chosen(request, FORMS, opts)
+    picked = selection_of(request, tm)
     datasets = csv_param(request, "datasetId")
     return View(
         form=form or Form.NORMALIZED,
         sys_attrs="sysAttrs" in opts,
-        pick=selected,
-        omit=_names(omit, tm) if omit else frozenset(),
+        pick=picked.pick,
+        omit=picked.omit,
         lang=request.query.get("lang"),
         dataset_id=frozenset(datasets) if datasets else None,
+        sub_pick=picked.sub_pick,
+        sub_omit=picked.sub_omit,
     )
+
+
+def _projection(request: web.Request, name: str) -> tuple[Projected, ...] | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    return parse_projection(raw, name)
+
+
+def _inner(items: tuple[Projected, ...] | None, tm: TermMap) -> dict[str, frozenset[str]] | None:
+    """Per attribute, the sub-attribute names its braces list (one level is applied)."""
+    if not items:
+        return None
+    out = {
+        tm.expand(item.name): frozenset(tm.expand(sub.name) for sub in item.inner)
+        for item in items
+        if item.inner is not None
+    }
+    return out or None
 
 
 def _names(names: list[str], tm: TermMap) -> frozenset[str]:

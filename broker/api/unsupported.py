@@ -24,8 +24,6 @@ async def not_implemented(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    # 5.6.21 Purge Entities shares its path with create and query.
-    app.router.add_route("DELETE", "/ngsi-ld/v1/entities", not_implemented)
     for prefix in PREFIXES:
         app.router.add_route("*", prefix, not_implemented)
         app.router.add_route("*", prefix + "/{tail:.*}", not_implemented)

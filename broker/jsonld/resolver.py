@@ -29,6 +29,7 @@ from broker.jsonld.context import (
     is_core_url,
 )
 from broker.jsonld.fetch import ContextFetcher
+from broker.store.faults import TRANSIENT
 from broker.store.tenants import DEFAULT_TENANT
 
 ContextRef = str | Mapping[str, Any] | list[Any] | None
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 
 _MAX_DEPTH = 8
 _CACHE_SIZE = 1024
+# Uses of stored @contexts are counted in memory and written once this many have gathered (and
+# before the @context API reads them), not with one UPDATE per request.
+FLUSH_USES_EVERY = 100
 
 
 class ContextCache(Protocol):
@@ -47,6 +51,10 @@ class ContextCache(Protocol):
     async def find(self, tenant: str, url: str) -> dict[str, Any] | None: ...
 
     async def remember(self, tenant: str, url: str, document: dict[str, Any]) -> None: ...
+
+    async def keep_implicit(self, tenant: str, document: dict[str, Any]) -> str: ...
+
+    async def count_uses(self, tenant: str, uses: Mapping[str, int]) -> None: ...
 
 
 class ContextResolver:
@@ -59,28 +67,65 @@ class ContextResolver:
         # None: offline (NGSI_CONTEXT_ALLOW_FETCH=false), only bundled and stored contexts resolve.
         self._fetcher = fetcher
         self._max_json_depth = max_json_depth
-        self._maps: OrderedDict[tuple[str, bytes], TermMap] = OrderedDict()
+        # Per (tenant, context) the compiled map and the stored @context URLs it was made of.
+        self._maps: OrderedDict[tuple[str, bytes], tuple[TermMap, tuple[str, ...]]] = OrderedDict()
         self._documents: dict[tuple[str, str], dict[str, Any]] = {}
+        self._uses: dict[str, dict[str, int]] = {}
+        self._pending_uses = 0
 
     async def term_map(self, ref: ContextRef, *, tenant: str = DEFAULT_TENANT) -> TermMap:
-        """The compiled TermMap of ``ref`` in ``tenant`` (None or only core URLs give the core map)."""
+        """The compiled TermMap of ``ref`` in ``tenant`` (None or only core URLs give the core map).
+
+        An inline @context (an object, or an array holding one) is kept as ImplicitlyCreated;
+        each use of a stored @context is counted for its numberOfHits and lastUsage.
+        """
         if ref is None or (isinstance(ref, str) and is_core_url(ref)):
             return core_term_map()
         key = (tenant, orjson.dumps(ref, option=orjson.OPT_SORT_KEYS))
         cached = self._maps.get(key)
         if cached is not None:
             self._maps.move_to_end(key)
-            return cached
+            await self._count(tenant, cached[1])
+            return cached[0]
         local: list[Mapping[str, Any]] = []
-        await self._collect(ref, tenant, 0, set(), local)
+        seen: set[str] = set()
+        await self._collect(ref, tenant, 0, seen, local)
         try:
             term_map = compile_contexts(local, core_document())
         except ContextError as exc:
             raise BadRequestData(f"invalid @context: {exc}") from None
-        self._maps[key] = term_map
+        # Bundled documents (core, Smart Data Models) are no stored rows: nothing to count for them.
+        urls = [url for url in seen if not is_core_url(url) and bundled_document(url) is None]
+        if _is_inline(ref):
+            urls.append(await self._cache.keep_implicit(tenant, {"@context": ref}))
+        self._maps[key] = (term_map, tuple(urls))
         if len(self._maps) > _CACHE_SIZE:
             self._maps.popitem(last=False)
+        await self._count(tenant, urls)
         return term_map
+
+    async def _count(self, tenant: str, urls: tuple[str, ...] | list[str]) -> None:
+        if not urls:
+            return
+        counts = self._uses.setdefault(tenant, {})
+        for url in urls:
+            counts[url] = counts.get(url, 0) + 1
+        self._pending_uses += len(urls)
+        if self._pending_uses >= FLUSH_USES_EVERY:
+            await self.flush_uses()
+
+    async def flush_uses(self) -> None:
+        """Write the uses counted so far (the @context API calls this before it answers).
+
+        Best effort: numberOfHits is a statistic, so a database that is away loses these counts
+        rather than failing the request that happened to reach the threshold.
+        """
+        uses, self._uses, self._pending_uses = self._uses, {}, 0
+        for tenant, counts in uses.items():
+            try:
+                await self._cache.count_uses(tenant, counts)
+            except TRANSIENT as exc:
+                log.warning("@context use counts of tenant %r not written: %s", tenant, exc)
 
     def forget(self, tenant: str, url: str) -> None:
         """Drop a URL's document and every compiled map (after a delete or reload)."""
@@ -149,3 +194,8 @@ class ContextResolver:
         document = await self._fetch(url)
         self.forget(tenant, url)
         return document
+
+
+def _is_inline(ref: Any) -> bool:
+    """True when a @context is, or holds, a JSON object (not only URLs)."""
+    return isinstance(ref, Mapping) or (isinstance(ref, list) and any(isinstance(i, Mapping) for i in ref))

@@ -113,10 +113,12 @@ def is_null_value(value: Any) -> bool:
 
 
 def format_time(moment: datetime) -> str:
-    """ISO 8601 in UTC with a Z, milliseconds unless the time has finer precision."""
+    """ISO 8601 in UTC with a Z, in its shortest exact form (clause 4.6.3's examples):
+    whole seconds without a fraction, else milliseconds, else microseconds."""
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    spec = "milliseconds" if moment.microsecond % 1000 == 0 else "microseconds"
+    micro = moment.microsecond
+    spec = "seconds" if micro == 0 else "milliseconds" if micro % 1000 == 0 else "microseconds"
     # An aware UTC time prints '+00:00': swapping the suffix is cheaper than replace(tzinfo=None),
     # and every row read (two timestamps each) and every observedAt comes through here.
     return moment.isoformat(timespec=spec)[:-6] + "Z"

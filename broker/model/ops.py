@@ -166,12 +166,21 @@ def append(current: Entity | None, fragment: Entity, now: str, *, no_overwrite: 
 
 
 def update_attributes(current: Entity | None, fragment: Entity, now: str) -> Outcome:
-    """5.6.2 Update Attributes: replace existing instances only; NGSI-LD Null deletes one."""
+    """5.6.2 Update Attributes: replace existing instances only; NGSI-LD Null deletes one.
+
+    Types given are added (as Append does); a scope is replaced only where the entity has one,
+    else it is reported as not updated (scope is updated like an attribute, clause 4.18).
+    """
     entity = _require(current, fragment.id)
     _check_same_id(fragment, entity.id)
+    _add_types(entity, fragment.types)
     outcome = Outcome(entity)
     if fragment.scopes is not None:
-        entity.scopes = fragment.scopes or None
+        if entity.scopes:
+            entity.scopes = fragment.scopes or None
+            outcome.updated.append("scope")
+        else:
+            outcome.not_updated.append(("scope", "the entity has no scope"))
     for name, instances in fragment.attrs.items():
         if name not in entity.attrs:
             outcome.not_updated.extend((name, "attribute does not exist") for _ in instances)
@@ -291,10 +300,13 @@ def _drop_nulls(instance: Instance) -> Instance:
 
 
 def partial_update(current: Entity | None, entity_id: str, name: str, patch: Instance, now: str) -> Outcome:
-    """5.6.4 Partial Attribute Update: patch one existing instance; sub-attributes may be deleted."""
+    """5.6.4 Partial Attribute Update: patch one existing instance.
+
+    NGSI-LD Null as the value removes the instance (and the attribute with its last one); a patch
+    without "type" (a fragment of metadata and sub-attributes) keeps the value; a patch of another
+    attribute type (a Relationship onto a Property) is refused.
+    """
     entity = _require(current, entity_id)
-    if is_null_instance(patch):
-        raise BadRequestData("a partial attribute update cannot delete the attribute itself; use DELETE")
     existing = entity.attrs.get(name)
     wanted = dataset_id(patch)
     index = -1 if existing is None else find_instance(existing, wanted)
@@ -302,6 +314,15 @@ def partial_update(current: Entity | None, entity_id: str, name: str, patch: Ins
         what = "" if wanted is None else f" with datasetId {wanted}"
         raise ResourceNotFound(f"entity {entity_id} has no attribute {name}{what}")
     old = existing[index]
+    kind = patch.get("type")
+    if kind is not None and is_null_instance(patch):
+        del existing[index]
+        if not existing:
+            del entity.attrs[name]
+        _touch(entity, now)
+        return Outcome(entity, updated=[name])
+    if kind is not None and VALUE_MEMBER[kind] != VALUE_MEMBER[old["type"]]:
+        raise BadRequestData(f"attribute {name} is a {old['type']}; a {kind} cannot patch it")
     new: Instance = dict(old)
     for key, value in patch.items():
         if _is_sub_attribute(key):
@@ -309,13 +330,23 @@ def partial_update(current: Entity | None, entity_id: str, name: str, patch: Ins
                 new.pop(key, None)
             else:
                 new[key] = stamp(value, now, old[key].get("createdAt") if key in old else None)
-        elif key != "type" or VALUE_MEMBER[value] != VALUE_MEMBER[old["type"]]:
+        elif key != "type":
             new[key] = value
     new["modifiedAt"] = now
     _check_geometry(new)
     existing[index] = new
     _touch(entity, now)
     return Outcome(entity, updated=[name])
+
+
+def delete_scope(current: Entity | None, entity_id: str, now: str) -> Outcome:
+    """DELETE /attrs/scope (clause 4.18: scope is an entity member, not an attribute): drop the scope."""
+    entity = _require(current, entity_id)
+    if not entity.scopes:
+        raise ResourceNotFound(f"entity {entity_id} has no scope")
+    entity.scopes = None
+    _touch(entity, now)
+    return Outcome(entity, updated=["scope"])
 
 
 def replace_attribute(current: Entity | None, entity_id: str, name: str, new: Instance, now: str) -> Outcome:

@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from broker.errors import BadRequestData
+from broker.errors import BadRequestData, InvalidRequest
 from broker.jsonld.context import TermMap
 from broker.model.entity import (
     DEFAULT_MAX_INSTANCES,
@@ -41,6 +41,9 @@ _OTHER_MEMBERS = {m: frozenset(VALUE_MEMBER.values()) - {m} for m in VALUE_MEMBE
 # Members a client may send but the broker sets itself (or, for lang, uses only to select).
 _IGNORED_MEMBERS = frozenset({"createdAt", "modifiedAt", "deletedAt", "instanceId", "lang"})
 MAX_ID_LENGTH = 2048
+_RESERVED_TYPE_NAMES = frozenset({"type", "id", "scope", "value", "object"})
+# Members a Partial Attribute Update fragment may carry without a value member (clause 5.6.4).
+_FRAGMENT_MEMBERS = frozenset({"observedAt", "unitCode", "datasetId", "objectType"})
 
 
 def check_uri(value: Any, what: str) -> str:
@@ -72,6 +75,9 @@ def expand_types(raw: Any, tm: TermMap) -> list[str]:
         raise BadRequestData("entity type must not be empty")
     expanded: list[str] = []
     for name in names:
+        if name in _RESERVED_TYPE_NAMES or (isinstance(name, str) and name.startswith("@")):
+            # Clause 4.6.2 / 5.2.4: 'type', 'id' and JSON-LD keywords are members, not type names.
+            raise BadRequestData(f"{name!r} is a reserved member name and cannot be an entity type")
         iri = tm.expand(check_name(name, "entity type"))
         if iri not in expanded:
             expanded.append(iri)
@@ -99,6 +105,9 @@ def parse_entity(
     max_instances: int = DEFAULT_MAX_INSTANCES,
 ) -> Entity:
     """Parse a whole entity or an entity fragment (require_id/require_type False)."""
+    if isinstance(body, list):
+        # Clause 5.5.2: an array where an entity is expected is a malformed request, not bad data.
+        raise InvalidRequest("an entity must be a JSON object, not an array")
     if not isinstance(body, dict):
         raise BadRequestData("an entity must be a JSON object")
     raw_id = body.get("id", body.get("@id"))
@@ -191,6 +200,27 @@ def parse_instance(iri: str, raw: Any, tm: TermMap, *, allow_null: bool = False)
             sub = tm.expand(check_name(key, "sub-attribute name"))
             out[sub] = parse_instance(sub, value, tm, allow_null=allow_null)
     return out
+
+
+def parse_fragment(iri: str, raw: Any, tm: TermMap) -> Instance:
+    """The fragment of a Partial Attribute Update (clause 5.6.4): the members to change.
+
+    A fragment of metadata and sub-attributes only (``{"accuracy": {"value": 0.9}}``) changes
+    those and keeps the value; it comes back without "type" or value member. Anything else is
+    an attribute instance, normalized or concise, and may be NGSI-LD Null (removes the instance).
+    """
+    if _is_fragment(raw):
+        out = parse_instance(iri, {"type": "Property", "value": 0, **raw}, tm, allow_null=True)
+        del out["type"], out["value"]
+        return out
+    return parse_instance(iri, raw, tm, allow_null=True)
+
+
+def _is_fragment(raw: Any) -> bool:
+    """True for an object of metadata members and sub-attribute instances only, without type or value."""
+    if not isinstance(raw, dict) or not raw or "type" in raw or not _VALUE_KEYS.keys().isdisjoint(raw):
+        return False
+    return all(key in _FRAGMENT_MEMBERS or _is_instance_object(value) for key, value in raw.items())
 
 
 def _normalize(iri: str, raw: Any) -> dict[str, Any]:

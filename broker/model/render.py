@@ -5,6 +5,7 @@ Names are compacted with the request's TermMap; values are returned as stored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -40,6 +41,9 @@ class View:
     omit: frozenset[str] = frozenset()
     lang: str | None = None
     dataset_id: frozenset[str] | None = None
+    # Per expanded attribute name, the expanded sub-attribute names pick keeps / omit drops (braces).
+    sub_pick: Mapping[str, frozenset[str]] | None = None
+    sub_omit: Mapping[str, frozenset[str]] | None = None
 
 
 def render_entity(entity: Entity, tm: TermMap, view: View) -> dict[str, Any]:
@@ -59,6 +63,10 @@ def render_entity(entity: Entity, tm: TermMap, view: View) -> dict[str, Any]:
             instances = [i for i in instances if (i.get("datasetId") or "@none") in view.dataset_id]
             if not instances:
                 continue
+        if view.sub_pick is not None and name in view.sub_pick:
+            instances = [_project(i, view.sub_pick[name], keep=True) for i in instances]
+        if view.sub_omit is not None and name in view.sub_omit:
+            instances = [_project(i, view.sub_omit[name], keep=False) for i in instances]
         # Inside an array a bare value would read back as one Property holding the array.
         bare = len(instances) == 1
         rendered = [render_instance(i, tm, view, bare_ok=bare) for i in instances]
@@ -67,6 +75,11 @@ def render_entity(entity: Entity, tm: TermMap, view: View) -> dict[str, Any]:
         out["createdAt"] = entity.created_at
         out["modifiedAt"] = entity.modified_at
     return out
+
+
+def _project(instance: Instance, names: frozenset[str], *, keep: bool) -> Instance:
+    """An instance with only (keep) or without the sub-attributes ``names``; core members stay."""
+    return {k: v for k, v in instance.items() if ":" not in k or (k in names) == keep}
 
 
 def _keep(name: str, view: View) -> bool:

@@ -1,4 +1,5 @@
-"""Stored @context documents of each tenant: remote ones cached ('Cached'), client-added ones ('Hosted').
+"""Stored @context documents of each tenant: remote ones cached ('Cached'), client-added ones ('Hosted'),
+inline ones a request carried ('ImplicitlyCreated', clause 5.13.1).
 
 A tenant sees only its own rows. A remote document another tenant already fetched is shared
 read-only: it is copied into the asking tenant's cache instead of being fetched again, so each
@@ -7,12 +8,15 @@ tenant lists, reloads and deletes only its own copy.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 HOSTED_PATH = "/ngsi-ld/v1/jsonldContexts/"
 _COLUMNS = "id, url, kind, body, created_at, last_used_at, hits"
@@ -44,12 +48,10 @@ class ContextStore:
         return url.startswith(self._base_url + HOSTED_PATH)
 
     async def find(self, tenant: str, url: str) -> dict[str, Any] | None:
-        """The document ``tenant`` has for ``url`` (counting the use), or a copy of another's cached one."""
+        """The document ``tenant`` has for ``url``, or a copy of another's cached one (uses are counted
+        by the resolver, see count_uses)."""
         body: dict[str, Any] | None = await self._pool.fetchval(
-            "UPDATE jsonld_contexts SET hits = hits + 1, last_used_at = now()"
-            " WHERE tenant = $1 AND url = $2 RETURNING body",
-            tenant,
-            url,
+            "SELECT body FROM jsonld_contexts WHERE tenant = $1 AND url = $2", tenant, url
         )
         if body is None and not self.is_hosted(url):
             body = await self._pool.fetchval(
@@ -83,6 +85,34 @@ class ContextStore:
         )
         assert row is not None
         return StoredContext(**dict(row))
+
+    async def keep_implicit(self, tenant: str, document: dict[str, Any]) -> str:
+        """Keep an inline @context a request of ``tenant`` carried (kind ImplicitlyCreated, clause 5.13.1).
+
+        Its id is a digest of the tenant and the document: the same inline context, sent again,
+        is one row, only its use counted.
+        """
+        canonical = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+        context_id = hashlib.sha256(tenant.encode() + b"\x00" + canonical).hexdigest()[:32]
+        await self._pool.execute(
+            "INSERT INTO jsonld_contexts (id, tenant, url, kind, body)"
+            " VALUES ($1, $2, $3, 'ImplicitlyCreated', $4) ON CONFLICT DO NOTHING",
+            context_id,
+            tenant,
+            self.hosted_url(context_id),
+            document,
+        )
+        return self.hosted_url(context_id)
+
+    async def count_uses(self, tenant: str, uses: Mapping[str, int]) -> None:
+        """Add ``uses`` (per URL) to the contexts' numberOfHits and set their lastUsage (clause 5.2.35)."""
+        await self._pool.execute(
+            "UPDATE jsonld_contexts c SET hits = c.hits + u.n, last_used_at = now()"
+            " FROM unnest($2::text[], $3::bigint[]) AS u(url, n) WHERE c.tenant = $1 AND c.url = u.url",
+            tenant,
+            list(uses),
+            list(uses.values()),
+        )
 
     async def get(self, tenant: str, key: str) -> StoredContext | None:
         """A context of ``tenant`` by local id, or by its URL."""

@@ -59,6 +59,14 @@ async def fetch_one(conn: Executor, tenant: str, entity_id: str) -> Entity | Non
     return None if row is None else from_row(row)
 
 
+async def fetch_many(conn: Executor, tenant: str, ids: Collection[str]) -> dict[str, Entity]:
+    """The entities among ``ids`` that exist, by id (linked entity retrieval, one round trip)."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM entities WHERE tenant = $1 AND id = ANY($2::text[])", tenant, list(ids)
+    )
+    return {row["id"]: from_row(row) for row in rows}
+
+
 async def fetch_for_update(conn: Connection, tenant: str, ids: list[str]) -> dict[str, Entity]:
     """Lock and read the entities among ``ids`` that exist (sorted order avoids deadlocks)."""
     rows = await conn.fetch(

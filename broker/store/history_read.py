@@ -1,10 +1,11 @@
 """Reading history for the temporal API: a page of entities, then each stream's instances or aggregates.
 
 Entities are selected on ``history_streams`` (id, idPattern, type, attrs; a stream per
-entity, attribute and datasetId) and, for q, geoQ and scopeQ, on the entity's current
-state in ``entities``. Each selected stream is then read through the stream index
-(tenant, entity, attribute, datasetId, ts): ``lastN`` walks the daily partitions newest
-first and stops at the first that holds enough rows.
+entity, attribute and datasetId), for q and geoQ on the instances in the temporal window (so
+an entity created through the temporal API alone is found), and for scopeQ on the entity's
+current state in ``entities`` (the history keeps no scope). Each selected stream is then read
+through the stream index (tenant, entity, attribute, datasetId, ts): ``lastN`` walks the daily
+partitions newest first and stops at the first that holds enough rows.
 """
 
 from __future__ import annotations
@@ -74,17 +75,53 @@ def _selection_sql(
     parts = [where_sql(EntityQuery(selectors=query.selectors), tm, params, alias="s")]
     if attrs:
         parts.append(f"s.attr = ANY({params.add(list(attrs), 'text[]')})")
-    current = replace(query, selectors=(), attrs=None)
+    current = replace(query, selectors=(), attrs=None, q=None, geo=None)
     if not current.is_empty:
         parts.append(
             "EXISTS (SELECT 1 FROM entities e WHERE e.tenant = s.tenant AND e.id = s.id"
             f" AND {where_sql(current, tm, params, alias='e')})"
         )
+    if query.q is not None:
+        parts.append(_q_on_history(query, tq, tm, params))
+    if query.geo is not None:
+        parts.append(_geo_on_history(query, tq, tm, params))
     if tq.timerel is not None or tq.timeproperty == "deletedAt":
         parts.append(
             f"EXISTS (SELECT 1 FROM attribute_history h WHERE {_STREAM_JOIN} AND {window_sql(tq, params)})"
         )
     return " AND ".join(parts)
+
+
+def _instances_window(tq: TemporalQuery, params: Params) -> str:
+    """The stored instances (not deletion markers) of the window q and geoQ are evaluated on."""
+    return window_sql(TemporalQuery() if tq.timeproperty == "deletedAt" else tq, params)
+
+
+def _q_on_history(query: EntityQuery, tq: TemporalQuery, tm: TermMap, params: Params) -> str:
+    """q over the entity's history in the window (clause 5.7.4): each attribute holds every instance
+    it had there, and a term matches when one of them satisfies it, as for a multi-attribute."""
+    window = _instances_window(tq, params)
+    attrs = (
+        "(SELECT jsonb_object_agg(x.attr, x.instances) FROM"
+        " (SELECT h.attr, jsonb_agg(h.instance) AS instances"
+        f" FROM attribute_history h WHERE h.tenant = s.tenant AND h.entity_id = s.id AND {window}"
+        " GROUP BY h.attr) x)"
+    )
+    only_q = EntityQuery(q=query.q)
+    return f"EXISTS (SELECT 1 FROM (SELECT {attrs} AS attrs) hq WHERE {where_sql(only_q, tm, params, 'hq')})"
+
+
+def _geo_on_history(query: EntityQuery, tq: TemporalQuery, tm: TermMap, params: Params) -> str:
+    """geoQ over the positions the entity's GeoProperty had in the window: one of them must match."""
+    window = _instances_window(tq, params)
+    positions = (
+        "SELECT ST_Force2D(ST_SetSRID(ST_GeomFromGeoJSON(h.instance->'value'), 4326)) AS location"
+        f" FROM attribute_history h WHERE h.tenant = s.tenant AND h.entity_id = s.id"
+        f" AND h.attr = {params.add(query.geoproperty, 'text')} AND h.dataset_id = ''"
+        f" AND h.instance->>'type' = 'GeoProperty' AND {window}"
+    )
+    only_geo = EntityQuery(geo=query.geo)
+    return f"EXISTS (SELECT 1 FROM ({positions}) hg WHERE {where_sql(only_geo, tm, params, 'hg')})"
 
 
 async def _run(

@@ -11,6 +11,7 @@ from broker.errors import BadRequestData, TooComplexQuery
 from broker.jsonld.context import TermMap
 from broker.model.entity import Entity
 from broker.query.entity_query import EntityQuery, where_sql
+from broker.query.order import OrderKey, order_sql
 from broker.query.params import Params
 from broker.store.entities import from_row
 
@@ -45,8 +46,10 @@ async def find(
     limit: int,
     offset: int,
     count: bool,
+    order: tuple[OrderKey, ...] = (),
 ) -> tuple[list[Entity], bool, int | None]:
-    """One page of matching entities in id order, whether more follow, and the total when asked."""
+    """One page of matching entities in ``order`` (then id order), whether more follow, and the total
+    when asked."""
     params = Params(tenant)
     where = where_sql(query, tm, params)
     rows: list[asyncpg.Record] = []
@@ -54,10 +57,11 @@ async def find(
     async with read_only(pool) as conn:
         if limit > 0:
             page = Params(*params.values)
+            ordering = order_sql(order, page)
             rows = await conn.fetch(
                 "SELECT e.id, e.types, e.scopes, e.attrs, e.created_at, e.modified_at"
                 f" FROM entities e WHERE e.tenant = $1 AND {where}"
-                f" ORDER BY e.id LIMIT {page.add(limit + 1)} OFFSET {page.add(offset)}",
+                f" ORDER BY {ordering} LIMIT {page.add(limit + 1)} OFFSET {page.add(offset)}",
                 *page.values,
             )
         if count:
@@ -66,3 +70,18 @@ async def find(
             )
     more = len(rows) > limit
     return [from_row(row) for row in rows[:limit]], more, total
+
+
+async def find_ids(
+    pool: asyncpg.Pool, tenant: str, query: EntityQuery, tm: TermMap, *, limit: int
+) -> list[str]:
+    """The ids of at most ``limit`` entities matching ``query``, in id order (a purge's selection)."""
+    params = Params(tenant)
+    where = where_sql(query, tm, params)
+    async with read_only(pool) as conn:
+        rows = await conn.fetch(
+            f"SELECT e.id FROM entities e WHERE e.tenant = $1 AND {where} ORDER BY e.id"
+            f" LIMIT {params.add(limit)}",
+            *params.values,
+        )
+    return [row["id"] for row in rows]

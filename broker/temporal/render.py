@@ -56,24 +56,38 @@ def group(rows: list[StreamRow]) -> Streams:
 
 
 def trim(streams: Streams, limit: int, newest_first: bool) -> Cut | None:
-    """Cut every stream at the same time when one has more than ``limit`` rows (6.3.10, 206).
+    """Cut each stream (attribute and datasetId) holding more than ``limit`` rows to ``limit``
+    (clause 6.3.10, 206), and say which time range the answer is complete for.
 
-    Going forward the response ends at the earliest time a full stream reached; going back
-    (lastN) it starts at the latest such time, so the next request (timeAt = the cut) loses nothing.
+    Every entity of the page keeps its instances, each attribute up to the limit. Going forward
+    the range ends at the earliest last instance of a cut stream; going back (lastN) it starts at
+    the latest first instance of one, so the next request (timeAt = the range's end) loses nothing.
     """
-    full = [s for attrs in streams.values() for ds in attrs.values() for s in ds.values() if len(s) > limit]
-    if not full:
-        return None
-    ends = [s[-limit].time if newest_first else s[limit - 1].time for s in full]
-    boundary = max(ends) if newest_first else min(ends)
+    cut = False
+    bounds: list[datetime] = []
     times: list[datetime] = []
     for attrs in streams.values():
         for datasets in attrs.values():
             for key, stream in datasets.items():
-                kept = [r for r in stream if (r.time >= boundary if newest_first else r.time <= boundary)]
-                datasets[key] = kept
-                times.extend(r.time for r in kept)
-    return Cut(min(times), max(times)) if times else None
+                if len(stream) > limit:
+                    stream = stream[-limit:] if newest_first else stream[:limit]
+                    datasets[key] = stream
+                    cut = True
+                    bounds.append(stream[0].time if newest_first else stream[-1].time)
+                times.extend(r.time for r in stream)
+    if not cut or not times:
+        return None
+    if newest_first:
+        return Cut(max(bounds), max(times))
+    return Cut(min(times), min(bounds))
+
+
+def keep_datasets(streams: Streams, wanted: frozenset[str]) -> None:
+    """Drop the streams whose datasetId is not ``wanted`` ("@none" names the default instance)."""
+    for attrs in streams.values():
+        for datasets in attrs.values():
+            for key in [k for k in datasets if (k or "@none") not in wanted]:
+                del datasets[key]
 
 
 def _instance(row: StreamRow, tm: TermMap, view: View) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
+from broker.api.keys import SETTINGS
 from tests.conftest import Api, link_header
 
 BATCH = "/ngsi-ld/v1/entityOperations/"
@@ -79,10 +80,12 @@ def batch_errors(body: dict[str, Any]) -> dict[Any, dict[str, Any]]:
 
 
 async def host_context(api: Api, terms: dict[str, Any]) -> str:
-    """POST a Hosted @context; returns its URL (the Location header)."""
+    """POST a Hosted @context; returns its URL (the relative Location under the broker's base URL)."""
     response = await api.request("POST", CONTEXTS, {"@context": terms})
     assert response.status == 201, await response.text()
-    return response.headers["Location"]
+    location = response.headers["Location"]
+    assert location.startswith(CONTEXTS + "/"), location
+    return str(api.client.app[SETTINGS].base_url + location)
 
 
 def local_path(url: str) -> str:

@@ -92,7 +92,7 @@ async def test_partial_attribute_update_keeps_members_not_given(api: Api) -> Non
         "type": "Property",
         "value": 40.0,
         "unitCode": "KMH",
-        "observedAt": "2026-11-22T05:00:00.000Z",
+        "observedAt": "2026-11-22T05:00:00Z",
     }
 
 
@@ -105,11 +105,119 @@ async def test_partial_attribute_update_of_a_dataset_instance(api: Api) -> None:
     assert values == {None: 0.8, "urn:ngsi-ld:Dataset:sensor2": 0.5}
 
 
-async def test_partial_attribute_update_cannot_delete_the_attribute(api: Api) -> None:
+async def test_partial_attribute_update_with_ngsi_ld_null_removes_the_attribute(api: Api) -> None:
+    """Clause 5.6.4 with NGSI-LD Null (5.2.1): the attribute is removed (issue 13 item 2)."""
     entity_id = await _entity(api)
     response = await api.request("PATCH", attrs_path(entity_id, "speed"), {"value": NULL})
+    assert response.status == 204, await response.text()
+    assert "speed" not in await api.get_json(entity_id)
+    response = await api.request(
+        "PATCH", attrs_path(entity_id, "fuel"), {"value": NULL, "datasetId": "urn:ngsi-ld:Dataset:sensor2"}
+    )
+    assert response.status == 204, await response.text()
+    assert (await api.get_json(entity_id))["fuel"] == {"type": "Property", "value": 0.8}
+
+
+async def test_partial_attribute_update_of_only_a_sub_attribute_updates_it_and_keeps_the_value(
+    api: Api,
+) -> None:
+    """Clause 5.6.4: a fragment holding a sub-attribute updates that sub-attribute (issue 13 item 11)."""
+    entity_id = await _entity(api)
+    response = await api.request(
+        "PATCH", attrs_path(entity_id, "speed"), {"accuracy": {"type": "Property", "value": 0.5}}
+    )
+    assert response.status == 204, await response.text()
+    speed = (await api.get_json(entity_id))["speed"]
+    assert speed["value"] == 32.5
+    assert speed["unitCode"] == "KMH"
+    assert speed["accuracy"] == {"type": "Property", "value": 0.5}
+    response = await api.request("PATCH", attrs_path(entity_id, "speed"), {"accuracy": {"value": 0.25}})
+    assert response.status == 204, await response.text()
+    speed = (await api.get_json(entity_id))["speed"]
+    assert (speed["value"], speed["accuracy"]["value"]) == (32.5, 0.25)
+
+
+async def test_partial_attribute_update_with_another_attribute_type_is_400(api: Api) -> None:
+    """Clause 5.6.4: a Relationship fragment cannot patch a Property (issue 13 item 11)."""
+    entity_id = await _entity(api)
+    response = await api.request(
+        "PATCH", attrs_path(entity_id, "speed"), {"type": "Relationship", "object": "urn:ngsi-ld:X:1"}
+    )
     await problem(response, 400, "BadRequestData")
     assert (await api.get_json(entity_id))["speed"]["value"] == 32.5
+
+
+async def test_an_invalid_attribute_name_in_the_path_is_400(api: Api) -> None:
+    """Clauses 5.6.4 and 4.6.2: an attribute name with forbidden characters names nothing."""
+    entity_id = await _entity(api)
+    for method in ("PATCH", "PUT"):
+        response = await api.request(method, attrs_path(entity_id, "sp(eed"), {"value": 1})
+        await problem(response, 400, "BadRequestData")
+    await problem(await api.request("DELETE", attrs_path(entity_id, "sp(eed")), 400, "BadRequestData")
+
+
+async def test_update_attributes_with_type_adds_the_types(api: Api) -> None:
+    """Clause 5.6.2 (with the entity's type as in 5.6.3): types in the fragment are added (item 10)."""
+    entity_id = await _entity(api)
+    response = await api.request("PATCH", attrs_path(entity_id), {"type": "Snowplow", "heading": 180})
+    assert response.status == 204, await response.text()
+    body = await api.get_json(entity_id)
+    assert body["type"] == ["Vehicle", "Snowplow"]
+    assert body["heading"]["value"] == 180
+
+
+async def test_creating_an_entity_of_type_type_is_400(api: Api) -> None:
+    """Clause 4.6.2: 'type' is a member of the core @context (@type), not an entity type name."""
+    await _entity(api)
+    entity_id = new_id()
+    response = await api.create({"id": entity_id, "type": "type"})
+    await problem(response, 400, "BadRequestData")
+    await problem(await api.get(entity_id), 404, "ResourceNotFound")
+
+
+async def _scoped(api: Api) -> str:
+    entity_id = new_id("Vehicle")
+    response = await api.create(
+        {"id": entity_id, "type": "Vehicle", "scope": "/Kagawa/Takamatsu", "speed": 1}
+    )
+    assert response.status == 201, await response.text()
+    return entity_id
+
+
+async def test_delete_of_attrs_scope_removes_the_scope(api: Api) -> None:
+    """Clause 4.18: scope is an entity member; DELETE /attrs/scope removes it, 404 when there is none."""
+    entity_id = await _scoped(api)
+    response = await api.request("DELETE", attrs_path(entity_id, "scope"))
+    assert response.status == 204, await response.text()
+    body = await api.get_json(entity_id)
+    assert "scope" not in body
+    assert body["speed"]["value"] == 1
+    await problem(await api.request("DELETE", attrs_path(entity_id, "scope")), 404, "ResourceNotFound")
+
+
+async def test_put_of_attrs_scope_is_400(api: Api) -> None:
+    """Clause 4.18: scope is not an attribute, it cannot be replaced as one."""
+    entity_id = await _scoped(api)
+    response = await api.request("PUT", attrs_path(entity_id, "scope"), {"type": "Property", "value": "/X"})
+    await problem(response, 400, "BadRequestData")
+    assert (await api.get_json(entity_id))["scope"] == "/Kagawa/Takamatsu"
+
+
+async def test_update_attributes_of_scope_on_an_entity_without_scope_reports_it_in_a_207(api: Api) -> None:
+    """Clauses 5.6.2 and 4.18: a scope is updated only where there is one; else notUpdated (207)."""
+    entity_id = await _entity(api)
+    response = await api.request("PATCH", attrs_path(entity_id), {"scope": "/Kagawa", "heading": 45})
+    assert response.status == 207, await response.text()
+    result = await response.json()
+    assert result["updated"] == ["heading"]
+    assert [item["attributeName"] for item in result["notUpdated"]] == ["scope"]
+    body = await api.get_json(entity_id)
+    assert "scope" not in body
+    assert body["heading"]["value"] == 45
+    scoped = await _scoped(api)
+    response = await api.request("PATCH", attrs_path(scoped), {"scope": "/Kagawa"})
+    assert response.status == 204, await response.text()
+    assert (await api.get_json(scoped))["scope"] == "/Kagawa"
 
 
 async def test_partial_attribute_update_of_a_missing_attribute_is_404(api: Api) -> None:

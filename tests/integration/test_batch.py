@@ -14,6 +14,7 @@ from tests.integration.helpers import (
     batch,
     batch_errors,
     body_of,
+    context_server,
     ensure_tenant,
     thing,
     value_of,
@@ -172,7 +173,7 @@ async def test_batch_upsert_as_an_iot_agent_sends_it_answers_201_then_204_and_ne
                     "type": "Property",
                     "value": temperature,
                     "unitCode": "CEL",
-                    "observedAt": "2025-09-01T01:00:00.000Z",
+                    "observedAt": "2025-09-01T01:00:00Z",
                 },
                 "@context": context,
             }
@@ -279,9 +280,7 @@ async def test_batch_update_appends_and_overwrites_attributes_and_answers_204(ap
 async def test_batch_update_with_no_overwrite_keeps_existing_attributes_and_adds_new_ones(api: Api) -> None:
     entity_id = new_id()
     assert (await api.create(thing(entity_id, level=1))).status == 201
-    response = await batch(
-        api, "update", [thing(entity_id, level=2, size=10)], params={"options": "noOverwrite"}
-    )
+    response = await batch(api, "update", [thing(entity_id, size=10)], params={"options": "noOverwrite"})
     assert response.status == 204, await response.text()
     stored = await api.get_json(entity_id)
     assert value_of(stored, "level") == 1
@@ -433,9 +432,10 @@ async def test_batch_of_exactly_the_limit_is_accepted(api: Api) -> None:
     assert (await api.get(ids[-1])).status == 200
 
 
-async def test_batch_ld_json_with_one_element_missing_its_context_answers_400_and_stores_nothing(
+async def test_batch_ld_json_with_one_element_missing_its_context_answers_207_and_stores_the_other(
     api: Api,
 ) -> None:
+    """Clauses 6.3.5 and 5.2.16: the element without @context is reported, the other written (item 5)."""
     await ensure_tenant(api)
     with_context, without_context = new_id(), new_id()
     entities = [
@@ -443,19 +443,84 @@ async def test_batch_ld_json_with_one_element_missing_its_context_answers_400_an
         thing(without_context, level=2),
     ]
     response = await batch(api, "upsert", entities, content_type="application/ld+json")
-    await problem(response, 400, "BadRequestData")
-    await assert_absent(api, with_context)
+    body = await body_of(response)
+    assert response.status == 207, body
+    assert body["success"] == [with_context]
+    assert batch_errors(body)[without_context]["type"].endswith("/BadRequestData")
+    assert value_of(await api.get_json(with_context), "level") == 1
     await assert_absent(api, without_context)
 
 
-async def test_batch_json_with_an_element_carrying_a_context_answers_400_and_stores_nothing(api: Api) -> None:
+async def test_batch_json_with_an_element_carrying_a_context_answers_207_and_stores_the_other(
+    api: Api,
+) -> None:
+    """Clauses 6.3.5 and 5.2.16: an @context in an application/json element fails that element only."""
     await ensure_tenant(api)
     plain, with_context = new_id(), new_id()
     entities = [thing(plain, level=1), {**thing(with_context, level=2), "@context": CORE_UNVERSIONED}]
     response = await batch(api, "create", entities, content_type="application/json")
-    await problem(response, 400, "BadRequestData")
-    await assert_absent(api, plain)
+    body = await body_of(response)
+    assert response.status == 207, body
+    assert body["success"] == [plain]
+    assert batch_errors(body)[with_context]["type"].endswith("/BadRequestData")
     await assert_absent(api, with_context)
+
+
+async def test_batch_with_one_element_whose_context_cannot_be_fetched_answers_207(api: Api) -> None:
+    """Clauses 5.5.2 (LdContextNotAvailable) and 5.2.16: one element's unreachable @context fails it alone."""
+    await ensure_tenant(api)
+    good, unreachable = new_id(), new_id()
+    async with context_server({}) as server:
+        entities = [
+            {**thing(good, level=1), "@context": CORE_UNVERSIONED},
+            {**thing(unreachable, level=2), "@context": server.url("/missing.jsonld")},
+        ]
+        response = await batch(api, "create", entities, content_type="application/ld+json")
+    body = await body_of(response)
+    assert response.status == 207, body
+    assert body["success"] == [good]
+    assert batch_errors(body)[unreachable]["type"].endswith("/LdContextNotAvailable")
+    await assert_absent(api, unreachable)
+
+
+async def test_batch_operations_answer_400_for_an_empty_array(api: Api) -> None:
+    """Clauses 5.6.7-5.6.10, 5.6.20: a batch of no entities is BadRequestData."""
+    for operation in ("create", "upsert", "update", "merge", "delete"):
+        await problem(await batch(api, operation, []), 400, "BadRequestData")
+
+
+async def test_batch_update_with_no_overwrite_reports_the_attributes_not_updated(api: Api) -> None:
+    """Clause 5.6.9 with noOverwrite: the entity whose attribute was kept is reported with notUpdated."""
+    kept, fresh = new_id(), new_id()
+    assert (await api.create(thing(kept, level=1))).status == 201
+    assert (await api.create(thing(fresh, level=1))).status == 201
+    response = await batch(
+        api,
+        "update",
+        [thing(kept, level=2, size=10), thing(fresh, size=3)],
+        params={"options": "noOverwrite"},
+    )
+    body = await body_of(response)
+    assert response.status == 207, body
+    assert body["success"] == [fresh]
+    error = batch_errors(body)[kept]
+    assert error["notUpdated"] == [
+        {"attributeName": "level", "reason": "attribute exists and noOverwrite was requested"}
+    ]
+    assert error["updated"] == ["size"]
+    stored = await api.get_json(kept)
+    assert value_of(stored, "level") == 1
+    assert value_of(stored, "size") == 10
+
+
+async def test_batch_delete_accepts_an_array_of_ids_as_application_ld_json(api: Api) -> None:
+    """Clause 6.17.3.1: the ids of a batch delete carry no @context, in either media type (ngsildclient)."""
+    ids = [new_id(), new_id()]
+    assert (await batch(api, "create", [thing(i, level=1) for i in ids])).status == 201
+    response = await batch(api, "delete", ids, content_type="application/ld+json")
+    assert response.status == 204, await response.text()
+    for entity_id in ids:
+        await assert_absent(api, entity_id)
 
 
 async def test_batch_delete_with_an_id_that_is_not_a_uri_answers_400_and_deletes_nothing(api: Api) -> None:

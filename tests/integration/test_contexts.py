@@ -264,9 +264,10 @@ async def test_adding_a_context_with_ld_json_content_type_is_accepted(api: Api) 
 
 
 async def test_adding_a_body_without_at_context_answers_400(api: Api) -> None:
+    """Clauses 6.29.3.1 and 5.5.2: a body that is no @context document is an InvalidRequest."""
     for body in ({"Gauge": ONTOLOGY + "Gauge"}, [{"@context": TERMS}], "ctx"):
         response = await api.request("POST", CONTEXTS, body)
-        await problem(response, 400, "BadRequestData")
+        await problem(response, 400, "InvalidRequest")
 
 
 async def test_listing_contexts_with_details_shows_a_hosted_one_with_its_metadata(api: Api) -> None:
@@ -652,6 +653,8 @@ async def fetch(fetcher: ContextFetcher, url: str) -> bytes:
 
 
 async def test_the_smart_data_models_context_of_126_kb_sent_in_pieces_loads_whole(api: Api) -> None:
+    """Clause 6.3.5 (a Link header @context is dereferenced): read whole up to NGSI_CONTEXT_MAX_BYTES,
+    not truncated at the first network chunk (issue 13 item 12)."""
     entity_id = new_id()
     async with Remote() as remote:
         url = remote.url("/sdm.jsonld")
@@ -743,3 +746,61 @@ async def test_with_allow_private_a_name_on_loopback_is_fetched() -> None:
         remote.redirects["/start"] = remote.url("/ctx.jsonld", host="ctx.example")
         fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, allowed=any_address, dns=dns)
         assert orjson.loads(await fetch(fetcher, remote.url("/start"))) == {"@context": TERMS}
+
+
+# --- issue 13: core @context, ImplicitlyCreated, numberOfHits/lastUsage, relative Location ----------
+
+
+async def test_the_core_context_is_listed_served_and_refused_on_delete(api: Api) -> None:
+    """Clauses 5.13.3-5.13.5: the core @context is listed, served with its details, and not deletable."""
+    assert CORE_V19 in await list_contexts(api)
+    assert CORE_V19 in await list_contexts(api, kind="Cached")
+    [core] = [d for d in await list_contexts(api, details="true") if d["URL"] == CORE_V19]
+    assert core["kind"] == "Cached"
+    path = f"{CONTEXTS}/{core['localId']}"
+    details = await api.request("GET", path, params={"details": "true"})
+    assert details.status == 200, await details.text()
+    assert (await body_of(details))["URL"] == CORE_V19
+    served = await api.request("GET", path)
+    assert served.status == 200, await served.text()
+    assert "@context" in await body_of(served)
+    await problem(await api.request("DELETE", path), 400, "BadRequestData")
+    await problem(await api.request("DELETE", path, params={"reload": "true"}), 400, "BadRequestData")
+    assert CORE_V19 in await list_contexts(api)
+
+
+async def test_adding_a_context_answers_a_relative_location(api: Api) -> None:
+    """Clause 6.29.3.1: Location holds the path of the created @context resource."""
+    response = await api.request("POST", CONTEXTS, {"@context": TERMS})
+    assert response.status == 201, await response.text()
+    location = response.headers["Location"]
+    assert location.startswith(CONTEXTS + "/")
+    assert (await api.request("GET", location)).status == 200
+
+
+async def test_an_inline_context_is_kept_as_implicitly_created_once(api: Api) -> None:
+    """Clause 5.13.1: an inline @context of a request is stored as ImplicitlyCreated, listed and served."""
+    for _ in range(2):
+        entity = {**gauge(new_id("Gauge")), "@context": [TERMS, CORE_V19]}
+        assert (await api.create(entity)).status == 201
+    implicit = [d for d in await list_contexts(api, details="true") if d["kind"] == "ImplicitlyCreated"]
+    assert len(implicit) == 1
+    assert await list_contexts(api, kind="ImplicitlyCreated") == [implicit[0]["URL"]]
+    served = await api.request("GET", f"{CONTEXTS}/{implicit[0]['localId']}")
+    assert await body_of(served) == {"@context": [TERMS, CORE_V19]}
+    assert implicit[0]["numberOfHits"] == 2
+    assert implicit[0]["lastUsage"]
+
+
+async def test_using_a_hosted_context_counts_its_hits_and_sets_its_last_usage(api: Api) -> None:
+    """Clause 5.13.3 (the @context details of 5.2.35): numberOfHits and lastUsage follow the uses."""
+    url = await host_context(api, TERMS)
+    [before] = [d for d in await list_contexts(api, details="true") if d["URL"] == url]
+    assert before["numberOfHits"] == 0
+    assert "lastUsage" not in before
+    for _ in range(3):
+        assert (await api.create(gauge(new_id("Gauge")), headers=with_link(url))).status == 201
+    single = await api.request("GET", local_path(url), params={"details": "true"})
+    details = await body_of(single)
+    assert details["numberOfHits"] == 3
+    assert details["lastUsage"] >= details["createdAt"]

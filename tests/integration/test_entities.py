@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tests.conftest import Api, fixture_json, new_id, problem
@@ -37,7 +38,7 @@ async def test_create_entity_returns_201_and_the_entity_reads_back_normalized(ap
         "type": "Property",
         "value": 0.77,
         "unitCode": "MTR",
-        "observedAt": "2026-11-22T01:00:00.000Z",
+        "observedAt": "2026-11-22T01:00:00Z",
     }
     assert body["refDevice"] == {"type": "Relationship", "object": "urn:ngsi-ld:Device:gauge-1"}
     assert body["location"]["value"]["coordinates"] == [134.0631, 34.3335]
@@ -125,7 +126,7 @@ async def test_key_values_and_concise_representations(api: Api) -> None:
     assert concise["currentLevel"] == {
         "value": 0.77,
         "unitCode": "MTR",
-        "observedAt": "2026-11-22T01:00:00.000Z",
+        "observedAt": "2026-11-22T01:00:00Z",
     }
     assert concise["refDevice"] == {"object": "urn:ngsi-ld:Device:gauge-1"}
 
@@ -134,7 +135,7 @@ async def test_conflicting_representations_are_rejected(api: Api) -> None:
     entity_id = new_id()
     await api.create(gauge(entity_id))
     response = await api.get(entity_id, params={"options": "keyValues,concise"})
-    await problem(response, 400, "BadRequestData")
+    await problem(response, 400, "InvalidRequest")
 
 
 async def test_pick_omit_and_attrs_select_members(api: Api) -> None:
@@ -224,7 +225,7 @@ async def test_merge_entity_patches_members_and_null_deletes(api: Api) -> None:
         "type": "Property",
         "value": 1.6,
         "unitCode": "MTR",
-        "observedAt": "2026-11-21T17:00:00.000Z",
+        "observedAt": "2026-11-21T17:00:00Z",
     }
     assert "alertLevel" not in body
     assert body["status"]["value"] == "rising"
@@ -259,7 +260,7 @@ async def test_merge_entity_observed_at_parameter_fills_observed_at(api: Api) ->
     )
     assert response.status == 204
     body = await api.get_json(entity_id)
-    assert body["currentLevel"]["observedAt"] == "2026-11-22T03:00:00.000Z"
+    assert body["currentLevel"]["observedAt"] == "2026-11-22T03:00:00Z"
     assert body["currentLevel"]["value"] == 1.1
 
 
@@ -295,3 +296,22 @@ async def test_the_reference_entities_of_the_three_services_are_accepted(api: Ap
         )
         expected = {k for k in entity if k != "@context"}
         assert set(body) == expected, name
+
+
+SHORTEST_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6})?Z$")
+
+
+async def test_date_times_are_written_in_their_shortest_iso_8601_form(api: Api) -> None:
+    """Clause 4.6.3 (DateTime in ISO 8601, UTC) as annex C's examples write it: whole seconds carry
+    no '.000' (issue 13 item 14); an offset time is stored in UTC."""
+    entity_id = new_id()
+    entity = gauge(entity_id)
+    entity["currentLevel"]["observedAt"] = "2026-11-22T10:00:00.000+09:00"
+    entity["alertLevel"]["observedAt"] = "2026-11-22T01:00:00.250Z"
+    assert (await api.create(entity)).status == 201
+    body = await api.get_json(entity_id, params={"options": "sysAttrs"})
+    assert body["currentLevel"]["observedAt"] == "2026-11-22T01:00:00Z"
+    assert body["alertLevel"]["observedAt"] == "2026-11-22T01:00:00.250Z"
+    for stamp in (body["createdAt"], body["modifiedAt"], body["currentLevel"]["createdAt"]):
+        assert SHORTEST_TIME.match(stamp), stamp
+        assert not stamp.endswith((".000Z", "000000Z")), stamp

@@ -248,7 +248,6 @@ async def test_an_unknown_entity_answers_404_resource_not_found(api: Api) -> Non
     [
         ("GET", "/ngsi-ld/v1/csourceRegistrations"),
         ("POST", "/ngsi-ld/v1/csourceRegistrations/"),
-        ("DELETE", "/ngsi-ld/v1/entities"),
     ],
 )
 async def test_resources_not_built_yet_answer_501_operation_not_supported(
@@ -260,7 +259,7 @@ async def test_resources_not_built_yet_answer_501_operation_not_supported(
     await assert_problem_details(response, 501)
 
 
-@pytest.mark.parametrize("param", ["csf", "join", "entityMap"])
+@pytest.mark.parametrize("param", ["csf", "entityMap", "containedBy"])
 async def test_querying_entities_with_a_parameter_not_built_yet_answers_501(api: Api, param: str) -> None:
     entity_id = new_id()
     assert (await api.create(thing(entity_id, level=1))).status == 201

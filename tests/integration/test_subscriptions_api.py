@@ -219,9 +219,9 @@ async def test_delivery_state_is_rendered_in_the_notification_member(
     notification = (await read(api, subscription_id))["notification"]
     assert notification["timesSent"] == 7
     assert notification["timesFailed"] == 2
-    assert notification["lastNotification"] == "2026-11-22T01:00:00.000Z"
-    assert notification["lastSuccess"] == "2026-11-22T00:50:00.000Z"
-    assert notification["lastFailure"] == "2026-11-22T01:00:00.000Z"
+    assert notification["lastNotification"] == "2026-11-22T01:00:00Z"
+    assert notification["lastSuccess"] == "2026-11-22T00:50:00Z"
+    assert notification["lastFailure"] == "2026-11-22T01:00:00Z"
     assert notification["status"] == "failed"
     assert notification["consecutiveErrors"] == 2
     assert notification["lastErrorReason"] == "HTTP 503"

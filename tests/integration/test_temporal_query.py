@@ -61,9 +61,7 @@ async def test_retrieve_lists_every_instance_in_time_order_with_its_instance_id(
     assert body["id"] == gauge
     assert body["type"] == "FloodMonitoring"
     assert series(body) == [1.0, 2.0, 4.0, 3.0]
-    assert [i["observedAt"] for i in body["currentLevel"]] == [
-        at(m).replace(":00Z", ":00.000Z") for m, _ in READINGS
-    ]
+    assert [i["observedAt"] for i in body["currentLevel"]] == [at(m) for m, _ in READINGS]
     ids = [i["instanceId"] for i in body["currentLevel"]]
     assert len(set(ids)) == 4
     assert all(i.startswith("urn:ngsi-ld:") for i in ids)
@@ -109,7 +107,7 @@ async def test_attrs_picks_attributes_and_temporal_values_gives_value_time_pairs
     assert "alertLevel" not in body
     assert body["currentLevel"] == {
         "type": "Property",
-        "values": [[v, at(m).replace(":00Z", ":00.000Z")] for m, v in READINGS],
+        "values": [[v, at(m)] for m, v in READINGS],
     }
     both = await get(api, f"{TEMPORAL}/{gauge}", format="temporalValues")
     assert both["alertLevel"]["values"][0][0] == 1.4
@@ -230,7 +228,7 @@ async def test_a_snowplow_track_comes_back_as_one_geojson_line_string(api: Api) 
     assert feature["type"] == "Feature"
     assert feature["id"] == plow
     assert feature["geometry"] == {"type": "LineString", "coordinates": points}
-    assert feature["properties"]["coordTimes"] == [at(n).replace(":00Z", ":00.000Z") for n in range(3)]
+    assert feature["properties"]["coordTimes"] == [at(n) for n in range(3)]
 
 
 @pytest.mark.parametrize(
@@ -238,7 +236,7 @@ async def test_a_snowplow_track_comes_back_as_one_geojson_line_string(api: Api) 
     [
         ({}, 400, "BadRequestData"),
         ({"type": "FloodMonitoring", "timerel": "during", "timeAt": at(0)}, 400, "BadRequestData"),
-        ({"type": "FloodMonitoring", "options": "bogus"}, 400, "BadRequestData"),
+        ({"type": "FloodMonitoring", "options": "bogus"}, 400, "InvalidRequest"),
         ({"type": "FloodMonitoring", "options": "aggregatedValues"}, 400, "BadRequestData"),
         ({"type": "FloodMonitoring", "lastN": "0"}, 400, "BadRequestData"),
     ],
@@ -271,7 +269,7 @@ async def test_more_instances_than_a_response_holds_answer_206_with_content_rang
     response = await paged.request("GET", f"{TEMPORAL}/{gauge}")
     assert response.status == 206
     assert series(await body_of(response)) == [1.0, 2.0]
-    assert response.headers["Content-Range"] == f"date-time {at(0)[:-1]}.000Z-{at(10)[:-1]}.000Z/*"
+    assert response.headers["Content-Range"] == f"date-time {at(0)}-{at(10)}/*"
     following = await get(paged, f"{TEMPORAL}/{gauge}", timerel="after", timeAt=at(10))
     assert series(following) == [4.0, 3.0]
 
@@ -284,7 +282,7 @@ async def test_last_n_beyond_a_response_pages_backwards_from_the_newest(
     response = await paged.request("GET", f"{TEMPORAL}/{gauge}", params={"lastN": "3"})
     assert response.status == 206
     assert series(await body_of(response)) == [4.0, 3.0]
-    assert response.headers["Content-Range"] == f"date-time {at(30)[:-1]}.000Z-{at(20)[:-1]}.000Z/3"
+    assert response.headers["Content-Range"] == f"date-time {at(30)}-{at(20)}/3"
 
 
 async def test_last_n_reaches_back_past_the_recent_days_for_streams_that_need_it(api: Api) -> None:

@@ -15,9 +15,10 @@ from broker.model.parse import check_time, parse_entity
 
 
 def slow_format(moment: datetime) -> str:
-    """format_time as it was written before the fast path (the reference)."""
+    """format_time the long way (the reference): shortest exact form, clause 4.6.3."""
     moment = moment.astimezone(UTC)
-    spec = "milliseconds" if moment.microsecond % 1000 == 0 else "microseconds"
+    micro = moment.microsecond
+    spec = "seconds" if micro == 0 else "milliseconds" if micro % 1000 == 0 else "microseconds"
     return moment.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
@@ -30,6 +31,20 @@ def test_format_time_gives_the_same_text_for_utc_and_offset_times(moment: dateti
 
     assert format_time(moment) == slow_format(moment)
     assert format_time(shifted) == slow_format(moment)
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("2026-11-22T10:00:00+09:00", "2026-11-22T01:00:00Z"),
+        ("2026-11-22T01:00:00.000Z", "2026-11-22T01:00:00Z"),
+        ("2026-11-22T01:00:00.5Z", "2026-11-22T01:00:00.500Z"),
+        ("2026-11-22T01:00:00.000123Z", "2026-11-22T01:00:00.000123Z"),
+    ],
+)
+def test_a_date_time_is_written_in_its_shortest_exact_form(sent: str, stored: str) -> None:
+    """Clause 4.6.3 and the examples of annex C: no '.000' when there are no milliseconds (issue 13 item 14)."""
+    assert check_time(sent, "observedAt") == stored
 
 
 def test_a_repeated_observed_at_is_normalised_the_same_each_time() -> None:

@@ -18,9 +18,9 @@ EX = "https://example.org/"
 DEFAULT = "https://uri.etsi.org/ngsi-ld/default-context/"
 NULL = "urn:ngsi-ld:null"
 ID = "urn:ngsi-ld:Sensor:001"
-T0 = "2024-01-01T00:00:00.000Z"
-T1 = "2024-01-02T00:00:00.000Z"
-T2 = "2024-01-03T00:00:00.000Z"
+T0 = "2024-01-01T00:00:00Z"
+T1 = "2024-01-02T00:00:00Z"
+T2 = "2024-01-03T00:00:00Z"
 TEMP = EX + "temperature"
 HUMIDITY = DEFAULT + "humidity"
 ACCURACY = DEFAULT + "accuracy"
@@ -292,7 +292,7 @@ def test_partial_update_keeps_the_unit_code_the_patch_does_not_mention() -> None
     instance = entity.attrs[TEMP][0]
     assert instance["value"] == 30
     assert instance["unitCode"] == "CEL"
-    assert instance["observedAt"] == "2024-01-01T00:00:00.000Z"
+    assert instance["observedAt"] == "2024-01-01T00:00:00Z"
     assert instance[ACCURACY]["value"] == 0.5
     assert instance["type"] == "Property"
 
@@ -318,12 +318,20 @@ def test_partial_update_deletes_a_sub_attribute_given_null() -> None:
 
 
 @pytest.mark.parametrize("marker", [NULL, {"value": NULL}, {"type": "Property", "value": NULL}])
-def test_partial_update_refuses_null_for_the_attribute_itself(marker: Any) -> None:
+def test_partial_update_with_null_removes_the_attribute(marker: Any) -> None:
+    """Clause 5.6.4 with 5.2.1's NGSI-LD Null: the instance is removed (issue 13 item 2)."""
     old = stored(SENSOR)
     before = copy.deepcopy(old)
-    with pytest.raises(BadRequestData):
-        ops.partial_update(old, ID, TEMP, patch(marker), T1)
+    entity = after(ops.partial_update(old, ID, TEMP, patch(marker), T1))
+    assert TEMP not in entity.attrs
     assert old == before
+
+
+def test_partial_update_of_another_attribute_type_is_refused() -> None:
+    """Clause 5.6.4: a Relationship fragment cannot patch a Property (issue 13 item 11)."""
+    old = stored(SENSOR)
+    with pytest.raises(BadRequestData, match="cannot patch"):
+        ops.partial_update(old, ID, TEMP, patch({"type": "Relationship", "object": "urn:x:1"}), T1)
 
 
 def test_partial_update_of_a_missing_attribute_is_resource_not_found() -> None:
@@ -445,7 +453,7 @@ def test_merge_of_null_for_a_missing_attribute_is_ignored() -> None:
 
 
 def test_merge_uses_the_observed_at_parameter_for_attributes_that_had_one() -> None:
-    later = "2024-06-01T00:00:00.000Z"
+    later = "2024-06-01T00:00:00Z"
     entity = after(
         ops.merge(
             stored(SENSOR), fragment({"temperature": {"value": 1}, "humidity": 2}), T1, observed_at=later
@@ -457,8 +465,8 @@ def test_merge_uses_the_observed_at_parameter_for_attributes_that_had_one() -> N
 
 def test_merge_prefers_the_fragment_observed_at_over_the_parameter() -> None:
     frag = fragment({"temperature": {"value": 1, "observedAt": "2024-02-02T00:00:00Z"}})
-    entity = after(ops.merge(stored(SENSOR), frag, T1, observed_at="2024-06-01T00:00:00.000Z"))
-    assert entity.attrs[TEMP][0]["observedAt"] == "2024-02-02T00:00:00.000Z"
+    entity = after(ops.merge(stored(SENSOR), frag, T1, observed_at="2024-06-01T00:00:00Z"))
+    assert entity.attrs[TEMP][0]["observedAt"] == "2024-02-02T00:00:00Z"
 
 
 def test_merge_adds_types() -> None:

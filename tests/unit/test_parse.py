@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.errors import BadRequestData
+from broker.errors import BadRequestData, InvalidRequest
 from broker.jsonld.context import TermMap, compile_contexts, core_document
 from broker.model.entity import Instance, parse_time
 from broker.model.parse import parse_attribute, parse_entity, parse_instance
@@ -176,10 +176,16 @@ def test_an_entity_without_type_is_rejected(tm: TermMap, body: dict[str, Any]) -
         parse_entity(body, tm)
 
 
-@pytest.mark.parametrize("body", [[], "entity", 1, None])
+@pytest.mark.parametrize("body", ["entity", 1, None])
 def test_an_entity_that_is_not_an_object_is_rejected(tm: TermMap, body: Any) -> None:
     with pytest.raises(BadRequestData):
         parse_entity(body, tm)
+
+
+def test_an_array_where_an_entity_is_expected_is_an_invalid_request(tm: TermMap) -> None:
+    """Clause 5.5.2: InvalidRequest, the request's content is wrong (issue 13 item 4)."""
+    with pytest.raises(InvalidRequest):
+        parse_entity([], tm)
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,8 @@ from broker.model.render import Form, View, geometry_of, pick_language, render_e
 EX = "https://example.org/"
 DEFAULT = "https://uri.etsi.org/ngsi-ld/default-context/"
 ID = "urn:ngsi-ld:Sensor:001"
-T0 = "2024-01-01T00:00:00.000Z"
-T1 = "2024-01-02T00:00:00.000Z"
+T0 = "2024-01-01T00:00:00Z"
+T1 = "2024-01-02T00:00:00Z"
 POINT = {"type": "Point", "coordinates": [134.05, 34.34]}
 TM: TermMap = compile_contexts([{"ex": EX, "temperature": EX + "temperature"}], core_document())
 
@@ -116,7 +116,7 @@ def test_concise_output_keeps_metadata_and_sub_attributes() -> None:
     assert render_entity(entity, TM, CONCISE)["temperature"] == {
         "value": 21.5,
         "unitCode": "CEL",
-        "observedAt": "2024-01-01T00:00:00.000Z",
+        "observedAt": "2024-01-01T00:00:00Z",
         "accuracy": 0.5,
         "providedBy": {"object": "urn:ngsi-ld:Person:Bob"},
     }

@@ -1,0 +1,74 @@
+"""orderBy on Query Entities (GET /entities 6.4.3.2 and POST /entityOperations/query 6.23.3.1).
+
+V1.9.1 leaves the order of results to the broker (clause 5.7.2); orderBy is this broker's extension
+(broker/query/order.py): keys name, name;asc, name;desc or !name, the id breaking ties.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import Api, new_id, problem
+from tests.integration.helpers import body_of, thing
+
+ENTITIES = "/ngsi-ld/v1/entities"
+
+
+async def gauges(api: Api, kind: str) -> dict[float | None, str]:
+    """Four entities of ``kind`` with levels 2, 10, 1 and none; their ids by level."""
+    ids: dict[float | None, str] = {}
+    for value in (2.0, 10.0, 1.0, None):
+        entity_id = new_id(kind)
+        entity = thing(entity_id, kind) if value is None else thing(entity_id, kind, level=value)
+        assert (await api.create(entity)).status == 201
+        ids[value] = entity_id
+    return ids
+
+
+async def ordered(api: Api, kind: str, order: str, **extra: str) -> list[str]:
+    response = await api.request("GET", ENTITIES, params={"type": kind, "orderBy": order, **extra})
+    body = await body_of(response)
+    assert response.status == 200, body
+    return [item["id"] for item in body]
+
+
+async def test_order_by_an_attribute_ascending_and_descending(api: Api) -> None:
+    """Numbers in numeric order (10 after 2), the entity without the attribute last either way."""
+    ids = await gauges(api, "Gauge")
+    assert await ordered(api, "Gauge", "level") == [ids[1.0], ids[2.0], ids[10.0], ids[None]]
+    assert await ordered(api, "Gauge", "level;asc") == [ids[1.0], ids[2.0], ids[10.0], ids[None]]
+    assert await ordered(api, "Gauge", "level;desc") == [ids[10.0], ids[2.0], ids[1.0], ids[None]]
+    assert await ordered(api, "Gauge", "!level") == [ids[10.0], ids[2.0], ids[1.0], ids[None]]
+
+
+async def test_order_by_pages_without_overlap(api: Api) -> None:
+    """Paging (6.3.10) over an ordered query visits each entity once."""
+    ids = await gauges(api, "Gauge")
+    first = await ordered(api, "Gauge", "level;desc", limit="2")
+    second = await ordered(api, "Gauge", "level;desc", limit="2", offset="2")
+    assert first + second == [ids[10.0], ids[2.0], ids[1.0], ids[None]]
+
+
+async def test_order_by_id_and_modified_at(api: Api) -> None:
+    ids = await gauges(api, "Gauge")
+    assert await ordered(api, "Gauge", "id;desc") == sorted(ids.values(), reverse=True)
+    assert await ordered(api, "Gauge", "modifiedAt") == list(ids.values())
+
+
+async def test_order_by_in_a_posted_query(api: Api) -> None:
+    """POST /entityOperations/query takes orderBy in the Query object."""
+    ids = await gauges(api, "Gauge")
+    query: dict[str, Any] = {"type": "Query", "entities": [{"type": "Gauge"}], "orderBy": "level;desc"}
+    response = await api.request("POST", "/ngsi-ld/v1/entityOperations/query", query)
+    body = await body_of(response)
+    assert response.status == 200, body
+    assert [item["id"] for item in body] == [ids[10.0], ids[2.0], ids[1.0], ids[None]]
+
+
+@pytest.mark.parametrize("order", ["level;up", "!level;desc", "", "le vel", "a,b,c,d,e"])
+async def test_a_malformed_order_by_answers_400(api: Api, order: str) -> None:
+    await gauges(api, "Gauge")
+    response = await api.request("GET", ENTITIES, params={"type": "Gauge", "orderBy": order})
+    await problem(response, 400, "BadRequestData")
