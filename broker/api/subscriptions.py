@@ -21,7 +21,7 @@ from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.entity import format_time
 from broker.model.parse import check_uri
-from broker.notify.parse import compile_subscription, merge, recompact, with_defaults
+from broker.notify.parse import align_names, compile_subscription, merge, recompact, with_defaults
 from broker.notify.service import Prepared, SubscriptionService
 from broker.store import subscriptions as rows
 from broker.store.subscriptions import StoredSubscription
@@ -159,7 +159,8 @@ async def update_subscription(request: web.Request) -> web.Response:
 
     async def revise(stored: StoredSubscription) -> Prepared:
         stored_tm = await common.term_map(request, stored.context)
-        merged = with_defaults(merge(stored.body, recompact(fragment, tm, stored_tm, strict_q=True)))
+        moved = recompact(fragment, tm, stored_tm, strict_q=True)
+        merged = with_defaults(merge(stored.body, align_names(moved, stored.body)))
         return await _compile_for_storage(
             request, tenant, subscription_id, merged, stored_tm, stored.context, now
         )

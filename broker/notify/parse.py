@@ -45,6 +45,9 @@ from broker.query.types import TypeExpr, parse_type_expr
 from broker.shape import Check, Shape
 
 ENDPOINT_SCHEMES = frozenset({"http", "https", "mqtt", "mqtts"})
+# An older spelling of subscriptionName (issue 13 item 15): older clients, ngsildclient among them,
+# still send it. Accepted as an alias, and kept next to subscriptionName so they read it back.
+LEGACY_NAME = "name"
 ACCEPT = {"application/json": "application/json", "application/ld+json": "application/ld+json"}
 MQTT_VERSIONS = frozenset(version.value for version in MqttVersion)
 MQTT_QOS = frozenset(str(qos) for qos in sorted(QOS))
@@ -53,7 +56,7 @@ _MEMBERS = frozenset(
     {
         "id", "type", "subscriptionName", "description", "entities", "watchedAttributes",
         "notificationTrigger", "timeInterval", "q", "geoQ", "scopeQ", "lang", "isActive",
-        "notification", "expiresAt", "throttling", "jsonldContext",
+        "notification", "expiresAt", "throttling", "jsonldContext", LEGACY_NAME,
     }
 )  # fmt: skip
 # Read-only members the broker renders (5.2.2, 5.2.12, 5.2.14): a client echoing them back is not wrong.
@@ -112,8 +115,11 @@ def compile_subscription(
         raise BadRequestData(f'type must be "Subscription", got {body.get("type")!r}')
     if "id" in body and check_uri(body["id"], "id") != subscription_id:
         raise BadRequestData(f"id {body['id']} differs from the subscription's id {subscription_id}")
-    for member in ("subscriptionName", "description"):
+    for member in ("subscriptionName", LEGACY_NAME, "description"):
         _optional(body, member, _text)
+    legacy, name = body.get(LEGACY_NAME), body.get("subscriptionName")
+    if legacy is not None and name is not None and legacy != name:
+        raise BadRequestData("name is the former spelling of subscriptionName: give one, or both alike")
     entities = _optional(body, "entities", _selectors(tm))
     watched = _optional(body, "watchedAttributes", _names(tm))
     time_interval = _optional(body, "timeInterval", _positive)
@@ -327,6 +333,8 @@ def with_defaults(body: dict[str, Any]) -> dict[str, Any]:
     Only fills what is absent or of the right shape; ``compile_subscription`` judges the rest.
     """
     out = {k: v for k, v in body.items() if k not in READ_ONLY}
+    if LEGACY_NAME in out:
+        out.setdefault("subscriptionName", out[LEGACY_NAME])
     out.setdefault("isActive", True)
     notification = out.get("notification")
     if isinstance(notification, dict):
@@ -337,6 +345,21 @@ def with_defaults(body: dict[str, Any]) -> dict[str, Any]:
             notification["endpoint"] = {**endpoint, "accept": "application/json"}
         out["notification"] = notification
     return out
+
+
+def align_names(fragment: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """``fragment`` changing subscriptionName and its legacy alias ``name`` together (5.8.2).
+
+    A fragment naming one of them changes both where the stored body keeps both,
+    so the two never disagree after an update.
+    """
+    given = [member for member in ("subscriptionName", LEGACY_NAME) if member in fragment]
+    if len(given) != 1:
+        return fragment
+    other = LEGACY_NAME if given[0] == "subscriptionName" else "subscriptionName"
+    if other == LEGACY_NAME and LEGACY_NAME not in stored:
+        return fragment
+    return {**fragment, other: fragment[given[0]]}
 
 
 def merge(

@@ -182,6 +182,23 @@ async def test_a_path_id_that_is_not_a_uri_answers_400(api: Api) -> None:
     await problem(await api.request("GET", f"{SUBSCRIPTIONS}/not-a-uri"), 400, "BadRequestData")
 
 
+async def test_the_legacy_member_name_is_read_back_as_subscription_name_and_as_name(api: Api) -> None:
+    """Clause 5.2.12 subscriptionName; issue 13 item 15: ngsildclient sends ``name``, and filters its
+    listing on it."""
+    subscription_id = await create(api, subscription(sub_id(), name="flood gauges"))
+    body = await read(api, subscription_id)
+    assert body["subscriptionName"] == "flood gauges"
+    assert body["name"] == "flood gauges"
+    assert (await api.request("PATCH", path(subscription_id), {"subscriptionName": "gauges"})).status == 204
+    body = await read(api, subscription_id)
+    assert (body["subscriptionName"], body["name"]) == ("gauges", "gauges")
+
+
+async def test_a_name_differing_from_subscription_name_answers_400(api: Api) -> None:
+    body = subscription(sub_id(), name="a", subscriptionName="b")
+    await problem(await api.request("POST", SUBSCRIPTIONS, body), 400, "BadRequestData")
+
+
 # --- status rendering ----------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from broker.jsonld.context import TermMap, compile_contexts, core_document, core
 from broker.model.entity import LOCATION
 from broker.model.render import Form
 from broker.notify.model import DEFAULT_TRIGGERS, TRIGGERS, Endpoint, Subscription
-from broker.notify.parse import compile_subscription, merge, recompact, with_defaults
+from broker.notify.parse import align_names, compile_subscription, merge, recompact, with_defaults
 from broker.query.geo import Georel
 from broker.query.types import AllOf, AnyOf, TypeName
 
@@ -277,6 +277,37 @@ def test_read_only_members_a_client_echoes_back_are_ignored(tm: TermMap) -> None
 
 def test_subscription_name_and_description_are_accepted(tm: TermMap) -> None:
     assert compile_body(minimal(subscriptionName="gauges", description="flood watch"), tm).id == SUB_ID
+
+
+def test_name_is_accepted_as_the_legacy_spelling_of_subscription_name(tm: TermMap) -> None:
+    """Clause 5.2.12 subscriptionName; issue 13 item 15: ngsildclient sends ``name``."""
+    assert compile_body(minimal(name="gauges"), tm).id == SUB_ID
+    assert compile_body(minimal(name="gauges", subscriptionName="gauges"), tm).id == SUB_ID
+    stored = with_defaults(minimal(name="gauges"))
+    assert stored["subscriptionName"] == "gauges"
+    assert stored["name"] == "gauges", "kept, so a client reading back its own spelling finds it"
+
+
+@pytest.mark.parametrize("name", [1, "", None, "urn:ngsi-ld:null"])
+def test_a_legacy_name_that_is_no_text_is_refused(tm: TermMap, name: Any) -> None:
+    with pytest.raises(BadRequestData, match="name"):
+        compile_body(minimal(name=name), tm)
+
+
+def test_name_and_subscription_name_that_differ_are_refused(tm: TermMap) -> None:
+    with pytest.raises(BadRequestData, match="former spelling of subscriptionName"):
+        compile_body(minimal(name="a", subscriptionName="b"), tm)
+
+
+def test_an_update_of_either_spelling_changes_both_where_both_are_kept() -> None:
+    both = with_defaults(minimal(name="a"))
+    assert merge(both, align_names({"subscriptionName": "b"}, both))["name"] == "b"
+    assert merge(both, align_names({"name": "c"}, both))["subscriptionName"] == "c"
+    removed = merge(both, align_names({"name": "urn:ngsi-ld:null"}, both))
+    assert "name" not in removed
+    assert "subscriptionName" not in removed
+    spec_only = with_defaults(minimal(subscriptionName="a"))
+    assert "name" not in merge(spec_only, align_names({"subscriptionName": "b"}, spec_only))
 
 
 # --- what is refused -----------------------------------------------------------------------------
