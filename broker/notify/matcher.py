@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from broker.model.entity import Entity, Instance, now
-from broker.model.render import View, geometry_of, render_entity
+from broker.jsonld.context import TermMap
+from broker.model.entity import VALUE_MEMBER, Entity, Instance, now
+from broker.model.render import Form, View, geometry_of, render_entity
 from broker.notify.model import EntitySelector, Subscription
 from broker.query.geo_eval import matches_geo
 from broker.query.q_eval import matches_q
@@ -114,12 +115,31 @@ def render_for(subscription: Subscription, change: Change, deleted_at: str | Non
     view = View(form=subscription.form, sys_attrs=subscription.sys_attrs, pick=pick, lang=subscription.lang)
     entity = change.after
     if subscription.show_changes and change.before is not None:
-        entity = _with_previous_values(change.before, entity)
-    return render_entity(entity, subscription.tm, view)
+        entity = _with_previous_values(change.before, entity, subscription.tm)
+    body = render_entity(entity, subscription.tm, view)
+    if subscription.sys_attrs and subscription.form is Form.SIMPLIFIED:
+        # Clause 5.2.14 sysAttrs holds for every format: keyValues keeps the entity's own timestamps.
+        body["createdAt"] = entity.created_at
+        body["modifiedAt"] = entity.modified_at
+    return body
 
 
-def _with_previous_values(before: Entity, after: Entity) -> Entity:
-    """``after`` with previousValue/previousObject on the instances that changed (showChanges)."""
+# Clause 5.2.14 showChanges: the member holding each attribute type's value, and the one holding
+# its previous value (clauses 4.5.2-4.5.9 name them).
+_PREVIOUS = {
+    "value": "previousValue",
+    "object": "previousObject",
+    "languageMap": "previousLanguageMap",
+    "json": "previousJson",
+    "vocab": "previousVocab",
+    "valueList": "previousValueList",
+    "objectList": "previousObjectList",
+}
+
+
+def _with_previous_values(before: Entity, after: Entity, tm: TermMap) -> Entity:
+    """``after`` with previousValue, previousObject, previousLanguageMap, ... on the instances that
+    changed (showChanges); a previous vocab is compacted as the vocab itself is."""
     shown = after.copy()
     for name, instances in shown.attrs.items():
         old = {i.get("datasetId"): i for i in before.attrs.get(name, [])}
@@ -127,9 +147,12 @@ def _with_previous_values(before: Entity, after: Entity) -> Entity:
             previous = old.get(instance.get("datasetId"))
             if previous is None or previous.get("type") != instance.get("type"):
                 continue
-            for member, key in (("value", "previousValue"), ("object", "previousObject")):
-                if member in previous and previous[member] != instance.get(member):
-                    instances[index] = {**instance, key: previous[member]}
+            member = VALUE_MEMBER.get(instance["type"], "value")
+            if member in previous and previous[member] != instance.get(member):
+                value = previous[member]
+                if member == "vocab":
+                    value = [tm.compact(v) for v in value] if isinstance(value, list) else tm.compact(value)
+                instances[index] = {**instance, _PREVIOUS[member]: value}
     return shown
 
 

@@ -153,3 +153,49 @@ def test_match_keeps_change_order_and_gives_each_row_its_own_notification_id() -
     rows = match([subscription()], [Change(None, LEVEL_1), Change(LEVEL_1, LEVEL_2)])
     assert [r.data["currentLevel"]["value"] for r in rows] == [1.0, 2.5]
     assert len({r.notification_id for r in rows}) == 2
+
+
+# --- issue 13 item 8: what a notification carries (clauses 5.2.14, 5.8.6) -------------------------
+
+LABEL_EN = entity(
+    label={"type": "LanguageProperty", "languageMap": {"en": "Kasuga river"}},
+    meta={"type": "JsonProperty", "json": {"gauge": 1}},
+    kind={"type": "VocabProperty", "vocab": "River"},
+    tags={"type": "ListProperty", "valueList": [1, 2]},
+)
+LABEL_JA = entity(
+    label={"type": "LanguageProperty", "languageMap": {"ja": "春日川"}},
+    meta={"type": "JsonProperty", "json": {"gauge": 2}},
+    kind={"type": "VocabProperty", "vocab": "Lake"},
+    tags={"type": "ListProperty", "valueList": [3]},
+)
+
+
+def test_show_changes_gives_the_previous_member_of_every_attribute_type() -> None:
+    """Clause 5.2.14 showChanges: previousLanguageMap, previousJson, previousVocab (compacted as vocab
+    is), previousValueList."""
+    data = render_for(subscription(show_changes=True), Change(LABEL_EN, LABEL_JA))
+    assert data["label"] == {
+        "type": "LanguageProperty",
+        "languageMap": {"ja": "春日川"},
+        "previousLanguageMap": {"en": "Kasuga river"},
+    }
+    assert data["meta"]["previousJson"] == {"gauge": 1}
+    assert data["kind"] == {"type": "VocabProperty", "vocab": "Lake", "previousVocab": "River"}
+    assert data["tags"]["previousValueList"] == [1, 2]
+
+
+def test_show_changes_leaves_unchanged_attributes_without_a_previous_member() -> None:
+    data = render_for(subscription(show_changes=True), Change(LABEL_EN, LABEL_EN.copy()))
+    assert "previousLanguageMap" not in data["label"]
+    assert "previousVocab" not in data["kind"]
+
+
+def test_sys_attrs_in_key_values_gives_the_entity_its_timestamps() -> None:
+    """Clause 5.2.14 sysAttrs, whatever the format (ETSI test suite 046_17)."""
+    after = LEVEL_2.copy()
+    after.created_at, after.modified_at = "2026-12-01T00:00:00Z", "2026-12-02T00:00:00Z"
+    data = render_for(subscription(sys_attrs=True, form=Form.SIMPLIFIED), Change(LEVEL_1, after))
+    assert data["createdAt"] == "2026-12-01T00:00:00Z"
+    assert data["modifiedAt"] == "2026-12-02T00:00:00Z"
+    assert "createdAt" not in render_for(subscription(form=Form.SIMPLIFIED), Change(LEVEL_1, after))
