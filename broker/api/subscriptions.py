@@ -8,6 +8,7 @@ registry once committed; the other processes reload it on the NOTIFY of the same
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -58,16 +59,19 @@ async def _compile_for_storage(
     context: ContextRef,
     now: datetime | None,
 ) -> Prepared:
-    """Validate ``body``; if it names a jsonldContext, move it there (notifications use its terms).
+    """Validate ``body`` and compile it, with the term map of its jsonldContext if it names one.
 
-    Returns the compiled subscription with the body and @context to store.
+    The body is stored with the @context it was written in, so that its names and its q
+    keep their meaning; jsonldContext (clause 5.2.12) only decides how notifications are
+    compacted and which @context they name. Returns the compiled subscription with the body
+    and @context to store.
     """
-    compile_subscription(tenant, subscription_id, body, tm, context, now=now)
+    compiled = compile_subscription(tenant, subscription_id, body, tm, context, now=now)
     wanted = body.get("jsonldContext")
-    if isinstance(wanted, str) and wanted != context:
-        target = await common.term_map(request, wanted)
-        body, context, tm = recompact(body, tm, target, strict_q=True), wanted, target
-    return Prepared(compile_subscription(tenant, subscription_id, body, tm, context, now=now), body, context)
+    if isinstance(wanted, str):
+        notify_tm = await common.term_map(request, wanted)  # 503 LdContextNotAvailable when unreachable
+        compiled = replace(compiled, notify_tm=notify_tm)
+    return Prepared(compiled, body, context)
 
 
 async def _one_url(request: web.Request, context: ContextRef) -> str:

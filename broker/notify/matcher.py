@@ -106,7 +106,7 @@ def render_for(subscription: Subscription, change: Change, deleted_at: str | Non
     if change.after is None:
         assert change.before is not None
         gone = Entity(id=change.before.id, types=change.before.types)
-        body = render_entity(gone, subscription.tm, View(form=subscription.form))
+        body = render_entity(gone, subscription.render_tm, View(form=subscription.form))
         body["deletedAt"] = deleted_at or now()
         return body
     pick = None
@@ -115,8 +115,8 @@ def render_for(subscription: Subscription, change: Change, deleted_at: str | Non
     view = View(form=subscription.form, sys_attrs=subscription.sys_attrs, pick=pick, lang=subscription.lang)
     entity = change.after
     if subscription.show_changes and change.before is not None:
-        entity = _with_previous_values(change.before, entity, subscription.tm)
-    body = render_entity(entity, subscription.tm, view)
+        entity = _with_previous_values(change.before, entity, subscription.render_tm)
+    body = render_entity(entity, subscription.render_tm, view)
     if subscription.sys_attrs and subscription.form is Form.SIMPLIFIED:
         # Clause 5.2.14 sysAttrs holds for every format: keyValues keeps the entity's own timestamps.
         body["createdAt"] = entity.created_at

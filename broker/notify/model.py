@@ -61,7 +61,13 @@ class NotificationParams:
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
-    """A subscription as the matcher and the notifier use it (names are expanded IRIs)."""
+    """A subscription as the matcher and the notifier use it (names are expanded IRIs).
+
+    ``tm`` is the term map of the @context the subscription was written with (its names and
+    its q mean what they meant there); ``context`` is the @context its notifications name, and
+    ``notify_tm`` the term map they are compacted with: the jsonldContext member's when given
+    (clause 5.2.12), else the subscription's own.
+    """
 
     tenant: str
     id: str
@@ -85,6 +91,12 @@ class Subscription:
     throttling: float | None = None
     time_interval: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    notify_tm: TermMap | None = None
+
+    @property
+    def render_tm(self) -> TermMap:
+        """The term map notifications are compacted with."""
+        return self.notify_tm if self.notify_tm is not None else self.tm
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now

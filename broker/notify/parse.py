@@ -102,11 +102,14 @@ def compile_subscription(
     context: ContextRef,
     *,
     now: datetime | None = None,
+    notify_tm: TermMap | None = None,
 ) -> Subscription:
     """Validate a Subscription body and compile it; BadRequestData (400) names what is wrong.
 
     ``now`` given: ``expiresAt`` must lie after it (creating, or setting expiresAt
     in an update); a stored subscription that has expired since still compiles.
+    ``notify_tm`` is the term map of the body's jsonldContext, which notifications are
+    compacted with (None: ``tm``, until the caller has resolved it).
     """
     if not isinstance(body, dict):
         raise BadRequestData("a Subscription must be a JSON object")
@@ -156,6 +159,7 @@ def compile_subscription(
         form=params.form,
         sys_attrs=params.sys_attrs,
         show_changes=params.show_changes,
+        notify_tm=notify_tm if jsonld_context is not None else None,
     )
 
 

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
+from broker.api.keys import REGISTRY
 from broker.jsonld.context import CORE_URL
-from tests.conftest import Api, new_id
+from tests.conftest import Api, eventually, new_id
+from tests.integration.helpers import host_context, with_link
 from tests.integration.test_delivery import Received, Receiver, serving
-from tests.integration.test_subscriptions_api import create, sub_id
+from tests.integration.test_subscriptions_api import create, read, sub_id
 
 ENTITIES = "/ngsi-ld/v1/entities"
 LD_JSON = "application/ld+json"
@@ -40,9 +42,10 @@ async def subscribe(
     *,
     notification: dict[str, Any] | None = None,
     accept: str = "application/json",
+    headers: str | None = None,
     **members: Any,
 ) -> str:
-    """A subscription to every Gauge notifying ``receiver.url(path)``."""
+    """A subscription to every Gauge notifying ``receiver.url(path)``; ``headers``: a Link @context."""
     body: dict[str, Any] = {
         "id": sub_id(),
         "type": "Subscription",
@@ -53,7 +56,7 @@ async def subscribe(
         },
     }
     body.update(members)
-    return await create(api, body)
+    return await create(api, body, headers=None if headers is None else with_link(headers))
 
 
 async def created(api: Api, entity: dict[str, Any]) -> str:
@@ -67,9 +70,17 @@ async def patch(api: Api, entity_id: str, fragment: dict[str, Any]) -> None:
     assert response.status in (204, 207), await response.text()
 
 
-async def one(receiver: Receiver, path: str) -> Received:
-    [received] = await receiver.wait(path, 1)
-    return received
+async def one(api: Api, receiver: Receiver, path: str) -> Received:
+    """The first notification of ``api``'s tenant to ``path``.
+
+    Filtered by tenant: a loopback port is reused, and a broker of another test session still
+    retrying a notification to the port's former owner may reach this receiver.
+    """
+
+    def arrived() -> list[Received]:
+        return [r for r in receiver.at(path) if r.headers.get("NGSILD-Tenant") == api.tenant]
+
+    return (await eventually(arrived, what=f"a notification to /{path}"))[0]
 
 
 def level(value: float) -> dict[str, Any]:
@@ -86,7 +97,7 @@ async def test_an_ld_json_endpoint_gets_the_context_in_the_body_of_each_entity(
     entity_id = await created(api, gauge(new_id("Gauge")))
     await subscribe(api, receiver, "ld", accept=LD_JSON)
     await patch(api, entity_id, level(2.0))
-    received = await one(receiver, "ld")
+    received = await one(api, receiver, "ld")
     assert received.headers["Content-Type"] == LD_JSON
     assert "Link" not in received.headers
     assert received.body["@context"] == CORE_URL
@@ -101,7 +112,7 @@ async def test_a_json_endpoint_gets_the_context_as_a_link_and_none_in_the_body(
     entity_id = await created(api, gauge(new_id("Gauge")))
     await subscribe(api, receiver, "json")
     await patch(api, entity_id, level(2.0))
-    received = await one(receiver, "json")
+    received = await one(api, receiver, "json")
     assert CORE_URL in received.headers["Link"]
     assert "@context" not in received.body
     assert "@context" not in received.body["data"][0]
@@ -116,12 +127,12 @@ async def test_sys_attrs_gives_created_at_and_modified_at_in_every_format(
     await subscribe(api, receiver, "sys", notification={"format": form, "sysAttrs": True})
     await subscribe(api, receiver, "plain", notification={"format": form})
     await patch(api, entity_id, level(2.0))
-    data = (await one(receiver, "sys")).body["data"][0]
+    data = (await one(api, receiver, "sys")).body["data"][0]
     assert data["createdAt"].endswith("Z")
     assert data["modifiedAt"] >= data["createdAt"]
     if form != "keyValues":
         assert data["level"]["createdAt"] == data["createdAt"]
-    plain = (await one(receiver, "plain")).body["data"][0]
+    plain = (await one(api, receiver, "plain")).body["data"][0]
     assert "createdAt" not in plain
     assert "modifiedAt" not in plain
 
@@ -149,7 +160,7 @@ async def test_show_changes_gives_the_previous_language_map_json_and_vocab(
             "kind": {"type": "VocabProperty", "vocab": "lake"},
         },
     )
-    data = (await one(receiver, "changes")).body["data"][0]
+    data = (await one(api, receiver, "changes")).body["data"][0]
     assert data["label"]["languageMap"] == {"en": "Kasuga river"}
     assert data["label"]["previousLanguageMap"] == {"en": "Kasuga", "ja": "春日"}
     assert data["meta"]["json"] == {"id": "y"}
@@ -157,3 +168,78 @@ async def test_show_changes_gives_the_previous_language_map_json_and_vocab(
     assert data["kind"]["vocab"] == "lake"
     assert data["kind"]["previousVocab"] == "river"
     assert "previousValue" not in data["level"], "an attribute the patch left alone has no previous value"
+
+
+# --- jsonldContext (clause 5.2.12) --------------------------------------------------------------
+
+CITY = "https://example.org/city#"
+CITY_TERMS = {"Gauge": CITY + "Gauge", "level": CITY + "level"}
+SHORT_TERMS = {"G": CITY + "Gauge", "lvl": CITY + "level"}
+CORE_V18 = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
+
+
+async def test_a_jsonld_context_compacts_the_notifications_and_is_their_context(
+    api: Api, receiver: Receiver
+) -> None:
+    """Clause 5.2.12 jsonldContext (ETSI test suite 046_20): notifications are compacted with it and
+    name it as their @context; the subscription reads back with it."""
+    city = await host_context(api, CITY_TERMS)
+    short = await host_context(api, SHORT_TERMS)
+    entity_id = new_id("Gauge")
+    response = await api.create(gauge(entity_id), headers=with_link(city))
+    assert response.status == 201, await response.text()
+    subscription_id = await subscribe(
+        api, receiver, "short", accept=LD_JSON, jsonldContext=short, headers=city
+    )
+    await subscribe(api, receiver, "core", accept=LD_JSON, jsonldContext=CORE_V18, headers=city)
+    patched = await api.request("PATCH", f"{ENTITIES}/{entity_id}/attrs", level(2.0), headers=with_link(city))
+    assert patched.status == 204, await patched.text()
+    data = (await one(api, receiver, "short")).body["data"][0]
+    assert (data["type"], data["lvl"]["value"], data["@context"]) == ("G", 2.0, short)
+    data = (await one(api, receiver, "core")).body["data"][0]
+    assert (data["type"], data[CITY + "level"]["value"]) == (CITY + "Gauge", 2.0)
+    assert data["@context"] == CORE_V18
+    stored = await read(api, subscription_id, headers=with_link(city))
+    assert stored["jsonldContext"] == short
+    assert stored["entities"] == [{"type": "Gauge"}], "read back under the request's own @context"
+
+
+async def test_a_jsonld_context_given_in_an_update_compacts_the_next_notifications(
+    api: Api, receiver: Receiver
+) -> None:
+    """Clause 5.8.2 with 5.2.12 jsonldContext: an update may add it; names keep their meaning."""
+    city = await host_context(api, CITY_TERMS)
+    short = await host_context(api, SHORT_TERMS)
+    entity_id = new_id("Gauge")
+    assert (await api.create(gauge(entity_id), headers=with_link(city))).status == 201
+    subscription_id = await subscribe(api, receiver, "later", headers=city)
+    response = await api.request(
+        "PATCH", f"/ngsi-ld/v1/subscriptions/{subscription_id}", {"jsonldContext": short}
+    )
+    assert response.status == 204, await response.text()
+    await api.request("PATCH", f"{ENTITIES}/{entity_id}/attrs", level(3.0), headers=with_link(city))
+    received = await one(api, receiver, "later")
+    assert received.body["data"][0]["lvl"]["value"] == 3.0
+    assert short in received.headers["Link"]
+
+
+async def test_a_subscription_reloaded_from_the_store_keeps_its_jsonld_context(api: Api) -> None:
+    """Clause 5.2.12 jsonldContext: another process, compiling the stored row, compacts alike."""
+    city = await host_context(api, CITY_TERMS)
+    short = await host_context(api, SHORT_TERMS)
+    receiver_url = "http://127.0.0.1:9/n"
+    body = {
+        "type": "Subscription",
+        "entities": [{"type": "Gauge"}],
+        "q": "level>1",
+        "jsonldContext": short,
+        "notification": {"endpoint": {"uri": receiver_url}},
+    }
+    subscription_id = await create(api, body, headers=with_link(city))
+    registry = api.client.app[REGISTRY]
+    registry.remove(api.tenant, subscription_id)
+    await registry.refresh(api.tenant, subscription_id)
+    [compiled] = [s for s in registry.for_tenant(api.tenant) if s.id == subscription_id]
+    assert compiled.context == short
+    assert compiled.render_tm.compact(CITY + "level") == "lvl"
+    assert compiled.tm.expand("level") == CITY + "level", "q means what it meant when written"

@@ -552,11 +552,17 @@ async def test_a_jsonld_context_becomes_the_context_of_notifications_keeping_eac
     assert body["jsonldContext"] == url
 
 
-async def test_a_q_that_would_change_meaning_under_the_jsonld_context_answers_400(api: Api) -> None:
+async def test_a_q_keeps_the_meaning_it_was_written_with_under_a_jsonld_context(api: Api) -> None:
+    """Clause 5.2.12: jsonldContext decides how notifications are compacted, not what q means
+    (it was refused with 400 while the body was moved to the jsonldContext)."""
     url = await host_context(api, TERMS)
-    response = await api.request("POST", SUBSCRIPTIONS, subscription(sub_id(), jsonldContext=url))
-    body = await problem(response, 400, "BadRequestData")
-    assert "q names 'level'" in body["detail"]
+    subscription_id = await create(api, subscription(sub_id(), jsonldContext=url))
+    compiled = registered(api, subscription_id)
+    assert compiled is not None
+    assert compiled.watched == frozenset({DEFAULT_VOCAB + "level"})
+    assert compiled.tm.expand("level") == DEFAULT_VOCAB + "level", "q's level is the default vocabulary's"
+    assert compiled.render_tm.compact(EX + "level") == "level"
+    assert (await read(api, subscription_id))["q"] == "level>1.5"
 
 
 async def test_an_update_under_another_context_keeps_the_names_meaning(api: Api) -> None:
