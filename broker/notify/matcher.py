@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from broker.jsonld.context import TermMap
-from broker.model.entity import VALUE_MEMBER, Entity, Instance, now
+from broker.model.entity import VALUE_MEMBER, Entity, Instance, dataset_id, now
 from broker.model.render import Form, View, geometry_of, render_entity
-from broker.notify.model import EntitySelector, Subscription
+from broker.notify.model import DEFAULT_INSTANCE, ENTITY_MEMBERS, EntitySelector, Subscription
 from broker.query.geo_eval import matches_geo
 from broker.query.q_eval import matches_q
 from broker.query.scope import matches_scope
@@ -88,6 +88,11 @@ def concerns(subscription: Subscription, change: Change, moment: datetime) -> bo
     entity = change.after or change.before
     if entity is None or not _selected(subscription.entities, entity):
         return False
+    if subscription.dataset_ids is not None:
+        change = Change(
+            _instances(change.before, subscription.dataset_ids),
+            _instances(change.after, subscription.dataset_ids),
+        )
     if not triggers_of(change, subscription.watched) & subscription.triggers:
         return False
     if subscription.q is not None and not matches_q(subscription.q, entity, subscription.tm):
@@ -101,6 +106,34 @@ def concerns(subscription: Subscription, change: Change, moment: datetime) -> bo
     return True
 
 
+def _instances(entity: Entity | None, dataset_ids: frozenset[str]) -> Entity | None:
+    """``entity`` with only the attribute instances of ``dataset_ids`` (clause 5.2.12 datasetId)."""
+    if entity is None:
+        return None
+    kept = entity.copy()
+    kept.attrs = {
+        name: chosen
+        for name, instances in entity.attrs.items()
+        if (chosen := [i for i in instances if (dataset_id(i) or DEFAULT_INSTANCE) in dataset_ids])
+    }
+    return kept
+
+
+def _view(subscription: Subscription) -> View:
+    """How the subscription's notifications render an entity (clauses 5.2.14, 4.21, 5.2.12 datasetId)."""
+    pick = subscription.pick
+    if pick is None and subscription.attributes is not None:
+        pick = subscription.attributes | ENTITY_MEMBERS
+    return View(
+        form=subscription.form,
+        sys_attrs=subscription.sys_attrs,
+        pick=pick,
+        omit=subscription.omit,
+        lang=subscription.lang,
+        dataset_id=subscription.dataset_ids,
+    )
+
+
 def render_for(subscription: Subscription, change: Change, deleted_at: str | None = None) -> dict[str, Any]:
     """The entity as the subscription's notification carries it (clause 5.3.1)."""
     if change.after is None:
@@ -109,10 +142,7 @@ def render_for(subscription: Subscription, change: Change, deleted_at: str | Non
         body = render_entity(gone, subscription.render_tm, View(form=subscription.form))
         body["deletedAt"] = deleted_at or now()
         return body
-    pick = None
-    if subscription.attributes is not None:
-        pick = frozenset(subscription.attributes) | {"id", "type", "scope"}
-    view = View(form=subscription.form, sys_attrs=subscription.sys_attrs, pick=pick, lang=subscription.lang)
+    view = _view(subscription)
     entity = change.after
     if subscription.show_changes and change.before is not None:
         entity = _with_previous_values(change.before, entity, subscription.render_tm)

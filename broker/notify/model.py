@@ -27,6 +27,10 @@ TRIGGERS = frozenset(
     }
 )
 DEFAULT_TRIGGERS = frozenset({"attributeCreated", "attributeUpdated"})
+# Entity members that are not attributes: pick/omit name them as they are (clause 4.21).
+ENTITY_MEMBERS = frozenset({"id", "type", "scope"})
+# The datasetId standing for an attribute's default instance (clause 4.5.5).
+DEFAULT_INSTANCE = "@none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,8 @@ class NotificationParams:
     form: Form = Form.NORMALIZED
     sys_attrs: bool = False
     show_changes: bool = False
+    pick: frozenset[str] | None = None
+    omit: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,11 @@ class Subscription:
     throttling: float | None = None
     time_interval: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # Clause 5.2.14 pick/omit (entity members: id, type, scope as they are, attributes expanded).
+    pick: frozenset[str] | None = None
+    omit: frozenset[str] = frozenset()
+    # Clause 5.2.12 datasetId: the attribute instances concerned ("@none": the default one).
+    dataset_ids: frozenset[str] | None = None
     notify_tm: TermMap | None = None
 
     @property

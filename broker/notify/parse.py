@@ -30,7 +30,9 @@ from broker.model.parse import check_name, check_time, check_uri
 from broker.model.render import FORMS, Form
 from broker.mqtt import QOS, MqttVersion
 from broker.notify.model import (
+    DEFAULT_INSTANCE,
     DEFAULT_TRIGGERS,
+    ENTITY_MEMBERS,
     TRIGGERS,
     Endpoint,
     EntitySelector,
@@ -56,7 +58,7 @@ _MEMBERS = frozenset(
     {
         "id", "type", "subscriptionName", "description", "entities", "watchedAttributes",
         "notificationTrigger", "timeInterval", "q", "geoQ", "scopeQ", "lang", "isActive",
-        "notification", "expiresAt", "throttling", "jsonldContext", LEGACY_NAME,
+        "notification", "expiresAt", "throttling", "jsonldContext", "datasetId", LEGACY_NAME,
     }
 )  # fmt: skip
 # Read-only members the broker renders (5.2.2, 5.2.12, 5.2.14): a client echoing them back is not wrong.
@@ -67,12 +69,15 @@ NOTIFICATION_READ_ONLY = frozenset(
         "consecutiveErrors", "lastErrorReason",
     }
 )  # fmt: skip
-_NOTIFICATION_MEMBERS = frozenset({"attributes", "format", "sysAttrs", "showChanges", "endpoint"})
+_NOTIFICATION_MEMBERS = frozenset(
+    {"attributes", "format", "sysAttrs", "showChanges", "endpoint", "pick", "omit"}
+)
+
 _ENDPOINT_MEMBERS = frozenset({"uri", "accept", "receiverInfo", "notifierInfo", "timeout", "cooldown"})
 _SELECTOR_MEMBERS = frozenset({"id", "idPattern", "type"})
 _GEO_MEMBERS = frozenset({"georel", "geometry", "coordinates", "geoproperty"})
 # Parts of the specification this broker does not offer yet on subscriptions: 501, not a silent ignore.
-_NOT_BUILT = frozenset({"csf", "temporalQ", "datasetId"})
+_NOT_BUILT = frozenset({"csf", "temporalQ"})
 _NOTIFICATION_NOT_BUILT = frozenset({"join", "joinLevel"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TYPE_NAME = re.compile(r"[^(),;|\s]+")
@@ -137,6 +142,7 @@ def compile_subscription(
     triggers = _optional(body, "notificationTrigger", _triggers)
     jsonld_context = _optional(body, "jsonldContext", _http_uri)
     params = _notification_params(notification, tm)
+    dataset_ids = _optional(body, "datasetId", _dataset_ids)
     return Subscription(
         tenant=tenant,
         id=subscription_id,
@@ -159,6 +165,9 @@ def compile_subscription(
         form=params.form,
         sys_attrs=params.sys_attrs,
         show_changes=params.show_changes,
+        pick=params.pick,
+        omit=params.omit,
+        dataset_ids=dataset_ids,
         notify_tm=notify_tm if jsonld_context is not None else None,
     )
 
@@ -172,12 +181,51 @@ def _notification_params(notification: dict[str, Any], tm: TermMap) -> Notificat
     show_changes = _optional(notification, "showChanges", _flag, prefix) or False
     if show_changes and form is Form.SIMPLIFIED:
         raise BadRequestData("notification.showChanges cannot be true with format keyValues (clause 5.2.14)")
+    attributes = _optional(notification, "attributes", _names(tm), prefix)
+    pick = _optional(notification, "pick", _members(tm), prefix)
+    omit = _optional(notification, "omit", _members(tm), prefix)
+    _check_projection(attributes, pick, omit)
     return NotificationParams(
         endpoint=_endpoint(_required(notification, "endpoint", _object, prefix)),
-        attributes=_optional(notification, "attributes", _names(tm), prefix),
+        attributes=attributes,
         form=form,
         sys_attrs=_optional(notification, "sysAttrs", _flag, prefix) or False,
         show_changes=show_changes,
+        pick=pick,
+        omit=omit or frozenset(),
+    )
+
+
+def _members(tm: TermMap) -> Check[frozenset[str]]:
+    """pick/omit (clauses 5.2.14, 4.21): entity members, id/type/scope as they are, attributes expanded."""
+
+    def check(value: Any, what: str) -> frozenset[str]:
+        names = [check_name(name, f"{what} entry") for name in _array(value, what)]
+        for name in names:
+            if any(c in name for c in "{},"):
+                # Clause 4.21: braces select members of joined entities, and join is not built.
+                raise BadRequestData(f"{what} entry {name!r} contains a forbidden character")
+        return frozenset(name if name in ENTITY_MEMBERS else tm.expand(name) for name in names)
+
+    return check
+
+
+def _check_projection(
+    attributes: frozenset[str] | None, pick: frozenset[str] | None, omit: frozenset[str] | None
+) -> None:
+    """Clause 4.21: pick and omit replace attributes, and name no member in both."""
+    for member, given in (("pick", pick), ("omit", omit)):
+        if given is not None and attributes is not None:
+            raise BadRequestData(f"notification.{member} cannot be combined with notification.attributes")
+    if pick is not None and omit is not None and pick & omit:
+        raise BadRequestData("notification.pick and notification.omit name the same member")
+
+
+def _dataset_ids(value: Any, what: str) -> frozenset[str]:
+    """datasetId (clause 5.2.12): the attribute instances a subscription concerns, @none the default one."""
+    return frozenset(
+        DEFAULT_INSTANCE if item == DEFAULT_INSTANCE else check_uri(item, f"{what} entry")
+        for item in _array(value, what)
     )
 
 
@@ -409,6 +457,10 @@ def recompact(body: dict[str, Any], source: TermMap, target: TermMap, *, strict_
             selector["type"] = _TYPE_NAME.sub(lambda m: move(m.group()), selector["type"])
     move_list(out, "watchedAttributes")
     move_list(out.get("notification"), "attributes")
+    for member in ("pick", "omit"):
+        names = (out.get("notification") or {}).get(member)
+        if isinstance(names, list):
+            out["notification"][member] = [n if n in ENTITY_MEMBERS else move(n) for n in names]
     geo_q = out.get("geoQ")
     if isinstance(geo_q, dict) and "geoproperty" in geo_q:
         geo_q["geoproperty"] = move(geo_q["geoproperty"])

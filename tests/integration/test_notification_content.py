@@ -14,12 +14,13 @@ import pytest
 
 from broker.api.keys import REGISTRY
 from broker.jsonld.context import CORE_URL
-from tests.conftest import Api, eventually, new_id
+from tests.conftest import Api, eventually, new_id, problem
 from tests.integration.helpers import host_context, with_link
 from tests.integration.test_delivery import Received, Receiver, serving
 from tests.integration.test_subscriptions_api import create, read, sub_id
 
 ENTITIES = "/ngsi-ld/v1/entities"
+SUBSCRIPTIONS = "/ngsi-ld/v1/subscriptions"
 LD_JSON = "application/ld+json"
 
 
@@ -243,3 +244,70 @@ async def test_a_subscription_reloaded_from_the_store_keeps_its_jsonld_context(a
     assert compiled.context == short
     assert compiled.render_tm.compact(CITY + "level") == "lvl"
     assert compiled.tm.expand("level") == CITY + "level", "q means what it meant when written"
+
+
+# --- pick / omit (clauses 5.2.14, 4.21) and datasetId (clause 5.2.12) ------------------------------
+
+
+async def test_pick_and_omit_shape_the_notified_entity(api: Api, receiver: Receiver) -> None:
+    """Clause 4.21 projection in NotificationParams (ETSI test suite 046_42, 046_43)."""
+    entity_id = await created(api, gauge(new_id("Gauge"), status={"type": "Property", "value": "ok"}))
+    await subscribe(api, receiver, "pick", notification={"pick": ["id", "level"]})
+    await subscribe(api, receiver, "omit", notification={"omit": ["type", "level"]})
+    await patch(api, entity_id, level(2.0))
+    assert (await one(api, receiver, "pick")).body["data"] == [
+        {"id": entity_id, "level": {"type": "Property", "value": 2.0}}
+    ]
+    assert (await one(api, receiver, "omit")).body["data"] == [
+        {"id": entity_id, "status": {"type": "Property", "value": "ok"}}
+    ]
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        {"pick": ["id"], "omit": ["id"]},
+        {"pick": ["id"], "attributes": ["level"]},
+        {"omit": ["level"], "attributes": ["level"]},
+    ],
+)
+async def test_a_subscription_with_conflicting_pick_omit_or_attributes_answers_400(
+    api: Api, members: dict[str, Any]
+) -> None:
+    """Clause 4.21 (ETSI test suite 028_08): and nothing is stored, not even the tenant."""
+    body = {
+        "type": "Subscription",
+        "entities": [{"type": "Gauge"}],
+        "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}, **members},
+    }
+    await problem(await api.request("POST", SUBSCRIPTIONS, body), 400, "BadRequestData")
+    await problem(await api.request("GET", SUBSCRIPTIONS), 404, "NonexistentTenant")
+
+
+async def test_a_dataset_id_subscription_is_notified_only_those_instances(
+    api: Api, receiver: Receiver
+) -> None:
+    """Clause 5.2.12 datasetId (ETSI test suite 028_06, 046_19): stored, read back, and only the
+    instances of those datasetIds are notified, when one of them changes."""
+    french = "urn:ngsi-ld:Dataset:french-name"
+    entity_id = await created(
+        api,
+        gauge(
+            new_id("Gauge"),
+            name=[
+                {"type": "Property", "value": "Kasuga"},
+                {"type": "Property", "value": "Kasuga-gawa", "datasetId": french},
+            ],
+        ),
+    )
+    subscription_id = await subscribe(api, receiver, "dataset", datasetId=[french])
+    assert (await read(api, subscription_id))["datasetId"] == [french]
+    await patch(api, entity_id, {"name": {"type": "Property", "value": "Kasuga river"}})
+    await patch(api, entity_id, {"name": {"type": "Property", "value": "Le Kasuga", "datasetId": french}})
+    data = (await one(api, receiver, "dataset")).body["data"][0]
+    assert data == {
+        "id": entity_id,
+        "type": "Gauge",
+        "name": {"type": "Property", "value": "Le Kasuga", "datasetId": french},
+    }
+    # In order: had the change of the default instance been notified, it would have come first.

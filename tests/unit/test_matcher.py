@@ -199,3 +199,49 @@ def test_sys_attrs_in_key_values_gives_the_entity_its_timestamps() -> None:
     assert data["createdAt"] == "2026-12-01T00:00:00Z"
     assert data["modifiedAt"] == "2026-12-02T00:00:00Z"
     assert "createdAt" not in render_for(subscription(form=Form.SIMPLIFIED), Change(LEVEL_1, after))
+
+
+# --- pick, omit (clauses 5.2.14, 4.21) and datasetId (clause 5.2.12) ------------------------------
+
+NAMED = entity(
+    currentLevel=[
+        {"type": "Property", "value": 1.0},
+        {"type": "Property", "value": 1.1, "datasetId": "urn:ngsi-ld:Dataset:radar"},
+    ],
+    status={"type": "Property", "value": "ok"},
+)
+
+
+def test_pick_keeps_only_the_members_named() -> None:
+    """ETSI test suite 046_42: pick id and one attribute, the type goes too."""
+    data = render_for(subscription(pick=frozenset({"id", iri("status")})), Change(None, NAMED))
+    assert data == {"id": NAMED.id, "status": {"type": "Property", "value": "ok"}}
+
+
+def test_omit_drops_the_members_named() -> None:
+    data = render_for(subscription(omit=frozenset({"type", iri("currentLevel")})), Change(None, NAMED))
+    assert data == {"id": NAMED.id, "status": {"type": "Property", "value": "ok"}}
+
+
+def test_dataset_id_keeps_only_those_instances_in_the_notification() -> None:
+    """Clause 5.2.12 datasetId (ETSI test suite 046_19)."""
+    sub = subscription(dataset_ids=frozenset({"urn:ngsi-ld:Dataset:radar"}))
+    data = render_for(sub, Change(None, NAMED))
+    assert data["currentLevel"] == {
+        "type": "Property",
+        "value": 1.1,
+        "datasetId": "urn:ngsi-ld:Dataset:radar",
+    }
+    assert "status" not in data
+    default = render_for(subscription(dataset_ids=frozenset({"@none"})), Change(None, NAMED))
+    assert default["currentLevel"]["value"] == 1.0
+
+
+def test_dataset_id_fires_only_on_changes_to_those_instances() -> None:
+    sub = subscription(dataset_ids=frozenset({"urn:ngsi-ld:Dataset:radar"}))
+    default_changed = NAMED.copy()
+    default_changed.attrs[iri("currentLevel")][0]["value"] = 2.0
+    assert not concerns(sub, Change(NAMED, default_changed), NOW)
+    radar_changed = NAMED.copy()
+    radar_changed.attrs[iri("currentLevel")][1]["value"] = 2.0
+    assert concerns(sub, Change(NAMED, radar_changed), NOW)

@@ -521,7 +521,7 @@ def test_expires_at_in_the_past_is_refused_when_creating(tm: TermMap) -> None:
         compile_body(minimal(expiresAt=past), tm, now=NOW)
 
 
-@pytest.mark.parametrize("member", ["csf", "temporalQ", "datasetId"])
+@pytest.mark.parametrize("member", ["csf", "temporalQ"])
 def test_members_not_built_yet_answer_501_rather_than_being_ignored(tm: TermMap, member: str) -> None:
     with pytest.raises(NotImplementedYet, match=member):
         compile_body(minimal(**{member: "x"}), tm)
@@ -633,3 +633,52 @@ def test_recompact_refuses_a_q_whose_names_would_change_meaning(tm: TermMap) -> 
 def test_recompact_between_the_same_term_map_returns_the_body_as_it_is(tm: TermMap) -> None:
     body = minimal()
     assert recompact(body, tm, tm, strict_q=True) is body
+
+
+# --- pick, omit (clauses 5.2.14, 4.21) and datasetId (clause 5.2.12) ------------------------------
+
+
+def test_pick_and_omit_take_entity_members_as_they_are_and_attributes_expanded(tm: TermMap) -> None:
+    notification = {"endpoint": {"uri": "http://127.0.0.1:9/n"}, "pick": ["id", "speed"], "omit": ["type"]}
+    sub = compile_body(minimal(notification=notification), tm)
+    assert sub.pick == frozenset({"id", EX + "speed"})
+    assert sub.omit == frozenset({"type"})
+    assert compile_body(minimal(), tm).pick is None
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ({"pick": ["id"], "omit": ["id"]}, "name the same member"),  # ETSI test suite 028_08_01
+        ({"pick": ["id"], "attributes": ["speed"]}, "pick cannot be combined"),  # 028_08_02
+        ({"omit": ["speed"], "attributes": ["speed"]}, "omit cannot be combined"),  # 028_08_03
+        ({"pick": []}, "non-empty array"),
+        ({"pick": "id,speed"}, "non-empty array"),
+        ({"omit": ["a{b}"]}, "forbidden character"),
+    ],
+)
+def test_invalid_pick_and_omit_are_refused(tm: TermMap, members: dict[str, Any], message: str) -> None:
+    notification = {"endpoint": {"uri": "http://127.0.0.1:9/n"}, **members}
+    with pytest.raises(BadRequestData, match=message):
+        compile_body(minimal(notification=notification), tm)
+
+
+def test_dataset_id_takes_uris_and_none_for_the_default_instance(tm: TermMap) -> None:
+    sub = compile_body(minimal(datasetId=["urn:ngsi-ld:Dataset:a", "@none"]), tm)
+    assert sub.dataset_ids == frozenset({"urn:ngsi-ld:Dataset:a", "@none"})
+    assert compile_body(minimal(), tm).dataset_ids is None
+
+
+@pytest.mark.parametrize("value", [[], "urn:ngsi-ld:Dataset:a", ["not a uri"], [1]])
+def test_an_invalid_dataset_id_is_refused(tm: TermMap, value: Any) -> None:
+    with pytest.raises(BadRequestData, match="datasetId"):
+        compile_body(minimal(datasetId=value), tm)
+
+
+def test_recompact_moves_pick_and_omit_names_but_not_entity_members(tm: TermMap) -> None:
+    body = minimal(
+        notification={"endpoint": {"uri": "http://x/n"}, "pick": ["id", "speed"], "omit": ["type"]}
+    )
+    moved = recompact(body, tm, core_term_map(), strict_q=False)
+    assert moved["notification"]["pick"] == ["id", EX + "speed"]
+    assert moved["notification"]["omit"] == ["type"]
