@@ -9,29 +9,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from broker.jsonld.context import TermMap
-from broker.model.entity import VALUE_MEMBER, Entity, Instance, dataset_id, now
-from broker.model.render import Form, View, geometry_of, render_entity
-from broker.notify.model import DEFAULT_INSTANCE, ENTITY_MEMBERS, EntitySelector, Subscription
+from broker.model.entity import Entity, Instance, dataset_id
+from broker.model.render import geometry_of
+from broker.notify.content import render_for
+from broker.notify.model import DEFAULT_INSTANCE, Change, EntitySelector, Subscription
 from broker.query.geo_eval import matches_geo
 from broker.query.q_eval import matches_q
 from broker.query.scope import matches_scope
 from broker.query.types import matches_type
 from broker.store.outbox import OutboxRow
 
+__all__ = ["Change", "concerns", "match", "render_for", "triggers_of"]
+
 _SYSTEM = ("createdAt", "modifiedAt")
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One operation's effect on one entity; ``after`` is None when it was deleted."""
-
-    before: Entity | None
-    after: Entity | None
 
 
 def _same(old: list[Instance], new: list[Instance]) -> bool:
@@ -44,26 +36,41 @@ def _same(old: list[Instance], new: list[Instance]) -> bool:
 
 
 def triggers_of(change: Change, watched: frozenset[str] | None) -> set[str]:
-    """The notification triggers a change fires, restricted to ``watched`` attributes."""
+    """The notification triggers a change fires, restricted to ``watched`` attributes.
+
+    Each datasetId instance counts as an attribute (clause 4.5.5): removing one fires
+    attributeDeleted, adding one attributeCreated. Deleting the entity deletes each of
+    its attributes too (ETSI test suite 046_22_12).
+    """
     before, after = change.before, change.after
-    if after is None:
-        return {"entityDeleted"} if before is not None else set()
-    fired: set[str] = set()
+    if before is None and after is None:
+        return set()
     old = before.attrs if before is not None else {}
-    for name, instances in after.attrs.items():
-        if watched is not None and name not in watched:
-            continue
-        if name not in old:
-            fired.add("attributeCreated")
-        elif not _same(old[name], instances):
-            fired.add("attributeUpdated")
-    for name in old:
-        if name not in after.attrs and (watched is None or name in watched):
-            fired.add("attributeDeleted")
-    if before is None:
+    new = after.attrs if after is not None else {}
+    fired: set[str] = set()
+    for name in old.keys() | new.keys():
+        if watched is None or name in watched:
+            fired |= _attribute_triggers(old.get(name, []), new.get(name, []))
+    if after is None:
+        fired.add("entityDeleted")
+    elif before is None:
         fired.add("entityCreated")
     elif fired or (watched is None and (before.types != after.types or before.scopes != after.scopes)):
         fired.add("entityUpdated")
+    return fired
+
+
+def _attribute_triggers(old: list[Instance], new: list[Instance]) -> set[str]:
+    """attributeCreated/Updated/Deleted of one attribute, instance by instance."""
+    before = {dataset_id(i): i for i in old}
+    after = {dataset_id(i): i for i in new}
+    fired: set[str] = set()
+    if before.keys() - after.keys():
+        fired.add("attributeDeleted")
+    if after.keys() - before.keys():
+        fired.add("attributeCreated")
+    if any(not _same([before[key]], [after[key]]) for key in before.keys() & after.keys()):
+        fired.add("attributeUpdated")
     return fired
 
 
@@ -117,73 +124,6 @@ def _instances(entity: Entity | None, dataset_ids: frozenset[str]) -> Entity | N
         if (chosen := [i for i in instances if (dataset_id(i) or DEFAULT_INSTANCE) in dataset_ids])
     }
     return kept
-
-
-def _view(subscription: Subscription) -> View:
-    """How the subscription's notifications render an entity (clauses 5.2.14, 4.21, 5.2.12 datasetId)."""
-    pick = subscription.pick
-    if pick is None and subscription.attributes is not None:
-        pick = subscription.attributes | ENTITY_MEMBERS
-    return View(
-        form=subscription.form,
-        sys_attrs=subscription.sys_attrs,
-        pick=pick,
-        omit=subscription.omit,
-        lang=subscription.lang,
-        dataset_id=subscription.dataset_ids,
-    )
-
-
-def render_for(subscription: Subscription, change: Change, deleted_at: str | None = None) -> dict[str, Any]:
-    """The entity as the subscription's notification carries it (clause 5.3.1)."""
-    if change.after is None:
-        assert change.before is not None
-        gone = Entity(id=change.before.id, types=change.before.types)
-        body = render_entity(gone, subscription.render_tm, View(form=subscription.form))
-        body["deletedAt"] = deleted_at or now()
-        return body
-    view = _view(subscription)
-    entity = change.after
-    if subscription.show_changes and change.before is not None:
-        entity = _with_previous_values(change.before, entity, subscription.render_tm)
-    body = render_entity(entity, subscription.render_tm, view)
-    if subscription.sys_attrs and subscription.form is Form.SIMPLIFIED:
-        # Clause 5.2.14 sysAttrs holds for every format: keyValues keeps the entity's own timestamps.
-        body["createdAt"] = entity.created_at
-        body["modifiedAt"] = entity.modified_at
-    return body
-
-
-# Clause 5.2.14 showChanges: the member holding each attribute type's value, and the one holding
-# its previous value (clauses 4.5.2-4.5.9 name them).
-_PREVIOUS = {
-    "value": "previousValue",
-    "object": "previousObject",
-    "languageMap": "previousLanguageMap",
-    "json": "previousJson",
-    "vocab": "previousVocab",
-    "valueList": "previousValueList",
-    "objectList": "previousObjectList",
-}
-
-
-def _with_previous_values(before: Entity, after: Entity, tm: TermMap) -> Entity:
-    """``after`` with previousValue, previousObject, previousLanguageMap, ... on the instances that
-    changed (showChanges); a previous vocab is compacted as the vocab itself is."""
-    shown = after.copy()
-    for name, instances in shown.attrs.items():
-        old = {i.get("datasetId"): i for i in before.attrs.get(name, [])}
-        for index, instance in enumerate(instances):
-            previous = old.get(instance.get("datasetId"))
-            if previous is None or previous.get("type") != instance.get("type"):
-                continue
-            member = VALUE_MEMBER.get(instance["type"], "value")
-            if member in previous and previous[member] != instance.get(member):
-                value = previous[member]
-                if member == "vocab":
-                    value = [tm.compact(v) for v in value] if isinstance(value, list) else tm.compact(value)
-                instances[index] = {**instance, _PREVIOUS[member]: value}
-    return shown
 
 
 def match(subscriptions: Iterable[Subscription], changes: Iterable[Change]) -> list[OutboxRow]:

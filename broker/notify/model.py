@@ -8,7 +8,7 @@ from datetime import datetime
 
 from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
-from broker.model.entity import LOCATION
+from broker.model.entity import LOCATION, Entity
 from broker.model.render import Form
 from broker.query.geo import GeoQuery
 from broker.query.qlang import QExpr
@@ -31,6 +31,14 @@ DEFAULT_TRIGGERS = frozenset({"attributeCreated", "attributeUpdated"})
 ENTITY_MEMBERS = frozenset({"id", "type", "scope"})
 # The datasetId standing for an attribute's default instance (clause 4.5.5).
 DEFAULT_INSTANCE = "@none"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One operation's effect on one entity; ``after`` is None when it was deleted."""
+
+    before: Entity | None
+    after: Entity | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -311,3 +311,111 @@ async def test_a_dataset_id_subscription_is_notified_only_those_instances(
         "name": {"type": "Property", "value": "Le Kasuga", "datasetId": french},
     }
     # In order: had the change of the default instance been notified, it would have come first.
+
+
+# --- issue 13 item 1: deletion notifications (clauses 5.2.12 attributeDeleted, 5.8.6) -------------
+
+NULL = "urn:ngsi-ld:null"
+RADAR = "urn:ngsi-ld:Dataset:radar"
+
+
+def with_status(entity_id: str) -> dict[str, Any]:
+    return gauge(
+        entity_id,
+        status={"type": "Property", "value": "ok"},
+        name=[
+            {"type": "Property", "value": "Kasuga"},
+            {"type": "Property", "value": "Kasuga radar", "datasetId": RADAR},
+        ],
+    )
+
+
+async def deleted_ok(api: Api, path: str, params: dict[str, str] | None = None) -> None:
+    response = await api.request("DELETE", path, params=params)
+    assert response.status == 204, await response.text()
+
+
+@pytest.mark.parametrize(("form", "expected"), [("keyValues", NULL), ("concise", NULL)])
+async def test_deleting_an_attribute_notifies_it_as_ngsi_ld_null(
+    api: Api, receiver: Receiver, form: str, expected: Any
+) -> None:
+    """Clause 5.6.5 Delete Attribute with the attributeDeleted trigger (ETSI test suite 046_22_01)."""
+    entity_id = await created(api, with_status(new_id("Gauge")))
+    await subscribe(
+        api, receiver, "gone", notification={"format": form}, notificationTrigger=["attributeDeleted"]
+    )
+    await deleted_ok(api, f"{ENTITIES}/{entity_id}/attrs/status")
+    data = (await one(api, receiver, "gone")).body["data"][0]
+    assert data["status"] == expected
+    assert data["level"] == 1.0
+
+
+async def test_a_deleted_attribute_carries_deleted_at_in_normalized_form(
+    api: Api, receiver: Receiver
+) -> None:
+    """ETSI test suite 046_22_02 / 046_22_11 (sysAttrs): the attribute's own timestamps too."""
+    entity_id = await created(api, with_status(new_id("Gauge")))
+    await subscribe(
+        api,
+        receiver,
+        "gone",
+        notification={"sysAttrs": True},
+        notificationTrigger=["attributeDeleted"],
+        watchedAttributes=["status"],
+    )
+    await deleted_ok(api, f"{ENTITIES}/{entity_id}/attrs/status")
+    status = (await one(api, receiver, "gone")).body["data"][0]["status"]
+    assert status["type"] == "Property"
+    assert status["value"] == NULL
+    assert status["createdAt"] <= status["modifiedAt"] <= status["deletedAt"]
+
+
+async def test_a_merge_patch_with_ngsi_ld_null_notifies_attribute_deleted(
+    api: Api, receiver: Receiver
+) -> None:
+    """Clause 5.6.17 Merge Entity: urn:ngsi-ld:null removes the attribute, which is notified."""
+    entity_id = await created(api, with_status(new_id("Gauge")))
+    await subscribe(
+        api, receiver, "merge", notification={"format": "keyValues"}, notificationTrigger=["attributeDeleted"]
+    )
+    response = await api.request(
+        "PATCH", f"{ENTITIES}/{entity_id}", {"status": {"type": "Property", "value": NULL}}
+    )
+    assert response.status == 204, await response.text()
+    assert (await one(api, receiver, "merge")).body["data"][0]["status"] == NULL
+
+
+async def test_deleting_one_dataset_id_instance_notifies_that_instance(api: Api, receiver: Receiver) -> None:
+    """Clause 5.6.5 with datasetId (ETSI test suite 046_22_07/08): the other instance as it is."""
+    entity_id = await created(api, with_status(new_id("Gauge")))
+    await subscribe(
+        api, receiver, "instance", notificationTrigger=["attributeDeleted"], watchedAttributes=["name"]
+    )
+    await deleted_ok(api, f"{ENTITIES}/{entity_id}/attrs/name", {"datasetId": RADAR})
+    name = (await one(api, receiver, "instance")).body["data"][0]["name"]
+    assert {"type": "Property", "value": "Kasuga"} in name
+    [gone] = [i for i in name if i.get("datasetId") == RADAR]
+    assert gone["value"] == NULL
+    assert gone["deletedAt"].endswith("Z")
+
+
+async def test_deleting_the_entity_notifies_attribute_deleted_and_entity_deleted_subscriptions(
+    api: Api, receiver: Receiver
+) -> None:
+    """Clause 5.6.6 Delete Entity (ETSI test suite 046_22_12, 046_22_13): attributeDeleted
+    subscriptions get the watched attributes as Null; entityDeleted with sysAttrs its timestamps."""
+    entity_id = await created(api, with_status(new_id("Gauge")))
+    await subscribe(
+        api, receiver, "attr", notificationTrigger=["attributeDeleted"], watchedAttributes=["status"]
+    )
+    await subscribe(
+        api, receiver, "entity", notification={"sysAttrs": True}, notificationTrigger=["entityDeleted"]
+    )
+    await deleted_ok(api, f"{ENTITIES}/{entity_id}")
+    attr = (await one(api, receiver, "attr")).body["data"][0]
+    assert set(attr) == {"id", "type", "deletedAt", "status"}
+    assert attr["status"]["value"] == NULL
+    assert attr["status"]["deletedAt"] == attr["deletedAt"]
+    whole = (await one(api, receiver, "entity")).body["data"][0]
+    assert set(whole) == {"id", "type", "createdAt", "modifiedAt", "deletedAt"}
+    assert whole["createdAt"] <= whole["modifiedAt"] <= whole["deletedAt"]
