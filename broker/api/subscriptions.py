@@ -121,7 +121,7 @@ async def query_subscriptions(request: web.Request) -> web.Response:
     found, more, total = await rows.page(pool, tenant, limit=page.limit, offset=page.offset, count=page.count)
     rendered = [await _render(request, stored, context, tm, sys_attrs=sys_attrs) for stored in found]
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-    links = common.page_links(request, page, more)
+    links = common.page_links(request, page, more, media_type=media_type)
     return common.json_response(
         request, rendered, context=context, media_type=media_type, headers=headers, links=links
     )

@@ -203,7 +203,7 @@ def _members(tm: TermMap) -> Check[frozenset[str]]:
         names = [check_name(name, f"{what} entry") for name in _array(value, what)]
         for name in names:
             if any(c in name for c in "{},"):
-                # Clause 4.21: braces select members of joined entities, and join is not built.
+                # Clause 4.21: nested projection (braces) is not offered on notifications yet.
                 raise BadRequestData(f"{what} entry {name!r} contains a forbidden character")
         return frozenset(name if name in ENTITY_MEMBERS else tm.expand(name) for name in names)
 

@@ -266,6 +266,27 @@ async def test_query_pages_in_id_order_with_links_and_counts(api: Api) -> None:
     assert only_count.headers["NGSILD-Results-Count"] == "5"
 
 
+@pytest.mark.parametrize("base", [SUBSCRIPTIONS, SUBSCRIPTIONS + "/"])
+@pytest.mark.parametrize("media_type", ["application/json", LD_JSON])
+async def test_paging_links_keep_the_path_as_requested_and_the_negotiated_media_type(
+    api: Api, base: str, media_type: str
+) -> None:
+    """Clauses 5.8.4 and 6.3.10 (ETSI test suite 029_04): prev then next, each typed as the response."""
+    for _ in range(3):
+        await create(api, subscription(sub_id()))
+    response = await api.request(
+        "GET", base, params={"limit": "1", "offset": "1"}, headers={"Accept": media_type}
+    )
+    assert response.status == 200, await response.text()
+    assert response.content_type == media_type
+    links = [link.strip() for link in response.headers["Link"].split(",")]
+    paging = [link for link in links if "json-ld#context" not in link]
+    assert paging == [
+        f'<{base}?limit=1&offset=0>; rel="prev"; type="{media_type}"',
+        f'<{base}?limit=1&offset=2>; rel="next"; type="{media_type}"',
+    ]
+
+
 async def test_query_renders_each_subscription_with_its_status(api: Api) -> None:
     await create(api, subscription(sub_id(), isActive=False))
     [body] = await body_of(await api.request("GET", SUBSCRIPTIONS))
