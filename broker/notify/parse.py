@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from yarl import URL
@@ -151,7 +152,7 @@ def compile_subscription(
         entities=entities or (),
         watched=watched,
         triggers=triggers if triggers is not None else DEFAULT_TRIGGERS,
-        q=_optional(body, "q", lambda v, w: parse_q(_text(v, w))),
+        q=_optional(body, "q", lambda v, w: subscription_q(_text(v, w))),
         geo=geo,
         geoproperty=geoproperty,
         scope=_optional(body, "scopeQ", lambda v, w: parse_scope_q(_text(v, w))),
@@ -170,6 +171,25 @@ def compile_subscription(
         dataset_ids=dataset_ids,
         notify_tm=notify_tm if jsonld_context is not None else None,
     )
+
+
+def subscription_q(text: str) -> QExpr:
+    """A subscription's q (clause 5.2.12), also as ngsildclient sends it: percent-encoded.
+
+    A q is JSON text here, not a URL parameter, but ngsildclient 0.5.2 encodes it as one
+    ("level%3E3"). Decoded only when it does not parse as written, so a q comparing with a
+    text that holds a "%" keeps its meaning.
+    """
+    try:
+        return parse_q(text)
+    except BadRequestData:
+        decoded = unquote(text)
+        if decoded == text:
+            raise
+    try:
+        return parse_q(decoded)
+    except BadRequestData:
+        return parse_q(text)  # the error about the q as written
 
 
 def _notification_params(notification: dict[str, Any], tm: TermMap) -> NotificationParams:
@@ -465,7 +485,7 @@ def recompact(body: dict[str, Any], source: TermMap, target: TermMap, *, strict_
     if isinstance(geo_q, dict) and "geoproperty" in geo_q:
         geo_q["geoproperty"] = move(geo_q["geoproperty"])
     if strict_q and isinstance(out.get("q"), str):
-        for name in _q_names(parse_q(out["q"])):
+        for name in _q_names(subscription_q(out["q"])):
             if source.expand(name) != target.expand(name):
                 raise BadRequestData(
                     f"q names {name!r}, which this request's @context expands to {source.expand(name)} "

@@ -682,3 +682,19 @@ def test_recompact_moves_pick_and_omit_names_but_not_entity_members(tm: TermMap)
     moved = recompact(body, tm, core_term_map(), strict_q=False)
     assert moved["notification"]["pick"] == ["id", EX + "speed"]
     assert moved["notification"]["omit"] == ["type"]
+
+
+def test_a_percent_encoded_q_as_ngsildclient_sends_it_is_decoded(tm: TermMap) -> None:
+    """Clause 5.2.12 q; ngsildclient 0.5.2 URL-encodes a subscription's q in the JSON body."""
+    assert compile_body(minimal(q="speed%3E50"), tm).q == compile_body(minimal(q="speed>50"), tm).q
+
+
+def test_a_q_that_parses_as_written_is_not_decoded(tm: TermMap) -> None:
+    sub = compile_body(minimal(q='speed=="50%25"'), tm)
+    assert sub.q == compile_body(minimal(q='speed=="50%25"'), tm).q
+    assert "50%25" in repr(sub.q)
+
+
+def test_a_q_wrong_either_way_names_the_q_as_written(tm: TermMap) -> None:
+    with pytest.raises(BadRequestData, match="%3E%3E"):
+        compile_body(minimal(q="speed%3E%3E1"), tm)
