@@ -3,8 +3,8 @@
 The entity as the subscription asks for it: its format, pick/omit or attributes, sysAttrs,
 language and datasetIds, with showChanges' previous values; attributes (or datasetId
 instances) that the change removed appear with NGSI-LD Null as their value (clause 5.2.1),
-stamped with ``deletedAt`` in the normalized form, and a deleted entity carries its
-``deletedAt`` (with its own timestamps under sysAttrs).
+stamped with ``deletedAt`` under sysAttrs, and a deleted entity carries its ``deletedAt``
+(with its own createdAt/modifiedAt under sysAttrs).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ _PREVIOUS = {
 # Clause 5.2.1: a deleted LanguageProperty's languageMap is this object, any other value the URI.
 _NULL_LANGUAGE_MAP = {"@none": NULL_URI}
 _TIMES = ("createdAt", "modifiedAt")
+_VALUE_MEMBERS = frozenset(VALUE_MEMBER.values())
 
 
 def view_of(subscription: Subscription) -> View:
@@ -73,7 +74,7 @@ def render_for(subscription: Subscription, change: Change, deleted_at: str | Non
         # Clause 5.2.14 sysAttrs holds for every format: keyValues keeps the entity's own timestamps.
         body["createdAt"] = shown.created_at
         body["modifiedAt"] = shown.modified_at
-    if subscription.form is Form.NORMALIZED:
+    if subscription.sys_attrs and subscription.form is not Form.SIMPLIFIED:
         _stamp_deleted(body, at)
     if after is None:
         body["deletedAt"] = at
@@ -122,7 +123,8 @@ def _tombstone(instance: Instance, show_changes: bool, tm: TermMap) -> Instance:
 
 
 def _stamp_deleted(body: dict[str, Any], at: str) -> None:
-    """deletedAt on every rendered instance holding NGSI-LD Null (normalized form)."""
+    """deletedAt on every rendered instance holding NGSI-LD Null: a system attribute like createdAt
+    and modifiedAt, so with sysAttrs only (ETSI test suite 046_22_02 has none, 046_22_11 has it)."""
     for key, rendered in body.items():
         if key in ENTITY_MEMBERS or not isinstance(rendered, dict | list):
             continue
@@ -132,11 +134,7 @@ def _stamp_deleted(body: dict[str, Any], at: str) -> None:
 
 
 def _is_tombstone(instance: dict[str, Any]) -> bool:
-    kind = instance.get("type")
-    if not isinstance(kind, str) or kind not in VALUE_MEMBER:
-        return False
-    value = instance.get(VALUE_MEMBER[kind])
-    return value in (NULL_URI, _NULL_LANGUAGE_MAP)
+    return any(instance.get(member) in (NULL_URI, _NULL_LANGUAGE_MAP) for member in _VALUE_MEMBERS)
 
 
 def _previous(member: str, value: Any, tm: TermMap) -> Any:
