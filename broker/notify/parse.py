@@ -408,6 +408,8 @@ def with_defaults(body: dict[str, Any]) -> dict[str, Any]:
     if LEGACY_NAME in out:
         out.setdefault("subscriptionName", out[LEGACY_NAME])
     out.setdefault("isActive", True)
+    # Clause 5.2.12's default, shown on retrieval as the ETSI suite expects (028_01, 028_06).
+    out.setdefault("notificationTrigger", sorted(DEFAULT_TRIGGERS))
     notification = out.get("notification")
     if isinstance(notification, dict):
         notification = {k: v for k, v in notification.items() if k not in NOTIFICATION_READ_ONLY}

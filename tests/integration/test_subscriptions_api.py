@@ -103,6 +103,7 @@ async def test_a_created_subscription_reads_back_with_its_defaults_and_status(ap
     assert body["q"] == "level>1.5"
     assert body["isActive"] is True
     assert body["status"] == "active"
+    assert body["notificationTrigger"] == ["attributeCreated", "attributeUpdated"], "5.2.12's default"
     notification = body["notification"]
     assert notification["format"] == "normalized"
     assert notification["endpoint"] == {"uri": "http://127.0.0.1:9/notify", "accept": "application/json"}

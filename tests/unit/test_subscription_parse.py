@@ -562,6 +562,7 @@ def test_with_defaults_fills_the_defaults_and_drops_read_only_members() -> None:
     body["notification"]["timesSent"] = 4
     stored = with_defaults(body)
     assert stored["isActive"] is True
+    assert stored["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]
     assert stored["notification"]["format"] == "normalized"
     assert stored["notification"]["endpoint"]["accept"] == "application/json"
     assert "status" not in stored
