@@ -51,33 +51,36 @@ def view_of(subscription: Subscription) -> View:
 def render_for(subscription: Subscription, change: Change, deleted_at: str | None = None) -> dict[str, Any]:
     """The entity as the subscription's notification carries it (clause 5.3.1)."""
     before, after = change.before, change.after
-    at = deleted_at or now()
     tm = subscription.render_tm
+    removed: dict[str, list[Instance]] = {}
+    if before is not None and _shows_deletions(subscription):
+        removed = _tombstones(before, after, subscription, tm)
     if after is None:
         assert before is not None
         shown = Entity(
             id=before.id, types=before.types, created_at=before.created_at, modified_at=before.modified_at
         )
-        if _shows_deletions(subscription):
-            shown.attrs = _tombstones(before, None, subscription, tm)
+        shown.attrs = removed
     else:
         shown = after
         if subscription.show_changes and before is not None:
             shown = _with_previous_values(before, shown, tm)
-        if before is not None and _shows_deletions(subscription):
+        if removed:
             shown = shown.copy()
-            for name, gone in _tombstones(before, after, subscription, tm).items():
+            for name, gone in removed.items():
                 shown.attrs[name] = shown.attrs.get(name, []) + gone
-    view = view_of(subscription)
-    body = render_entity(shown, tm, view)
+    body = render_entity(shown, tm, view_of(subscription))
     if subscription.sys_attrs and subscription.form is Form.SIMPLIFIED:
         # Clause 5.2.14 sysAttrs holds for every format: keyValues keeps the entity's own timestamps.
         body["createdAt"] = shown.created_at
         body["modifiedAt"] = shown.modified_at
-    if subscription.sys_attrs and subscription.form is not Form.SIMPLIFIED:
-        _stamp_deleted(body, at)
-    if after is None:
-        body["deletedAt"] = at
+    if removed or after is None:
+        # The write's own time when an update removed something (its modifiedAt), else now.
+        at = deleted_at or (after.modified_at if after is not None else None) or now()
+        if subscription.sys_attrs and subscription.form is not Form.SIMPLIFIED:
+            _stamp_deleted(body, at)
+        if after is None:
+            body["deletedAt"] = at
     return body
 
 

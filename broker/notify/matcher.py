@@ -8,7 +8,7 @@ each one asks. The rows go to the outbox in the same transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from broker.model.entity import Entity, Instance, dataset_id
@@ -62,6 +62,8 @@ def triggers_of(change: Change, watched: frozenset[str] | None) -> set[str]:
 
 def _attribute_triggers(old: list[Instance], new: list[Instance]) -> set[str]:
     """attributeCreated/Updated/Deleted of one attribute, instance by instance."""
+    if len(old) == 1 and len(new) == 1 and dataset_id(old[0]) == dataset_id(new[0]):
+        return set() if _same(old, new) else {"attributeUpdated"}  # the usual case, without dicts
     before = {dataset_id(i): i for i in old}
     after = {dataset_id(i): i for i in new}
     fired: set[str] = set()
@@ -88,19 +90,23 @@ def _selected(selectors: tuple[EntitySelector, ...], entity: Entity) -> bool:
     return False
 
 
-def concerns(subscription: Subscription, change: Change, moment: datetime) -> bool:
-    """True when ``change`` must be notified to ``subscription``."""
+# The triggers of a change for (watched attributes, datasetIds): the same for every subscription
+# that shares them, so ``match`` computes them once per change.
+FiredBy = Callable[[frozenset[str] | None, frozenset[str] | None], set[str]]
+
+
+def concerns(
+    subscription: Subscription, change: Change, moment: datetime, fired: FiredBy | None = None
+) -> bool:
+    """True when ``change`` must be notified to ``subscription`` (``fired``: its triggers, memoised)."""
     if not subscription.active or subscription.expired(moment) or subscription.time_interval:
         return False
     entity = change.after or change.before
     if entity is None or not _selected(subscription.entities, entity):
         return False
-    if subscription.dataset_ids is not None:
-        change = Change(
-            _instances(change.before, subscription.dataset_ids),
-            _instances(change.after, subscription.dataset_ids),
-        )
-    if not triggers_of(change, subscription.watched) & subscription.triggers:
+    if fired is None:
+        fired = _firing(change)
+    if not fired(subscription.watched, subscription.dataset_ids) & subscription.triggers:
         return False
     if subscription.q is not None and not matches_q(subscription.q, entity, subscription.tm):
         return False
@@ -111,6 +117,22 @@ def concerns(subscription: Subscription, change: Change, moment: datetime) -> bo
         if geometry is None or not matches_geo(subscription.geo, geometry):
             return False
     return True
+
+
+def _firing(change: Change) -> FiredBy:
+    """The triggers ``change`` fires per (watched, datasetIds), each computed once."""
+    memo: dict[tuple[frozenset[str] | None, frozenset[str] | None], set[str]] = {}
+
+    def fired(watched: frozenset[str] | None, dataset_ids: frozenset[str] | None) -> set[str]:
+        key = (watched, dataset_ids)
+        if key not in memo:
+            seen = change
+            if dataset_ids is not None:
+                seen = Change(_instances(change.before, dataset_ids), _instances(change.after, dataset_ids))
+            memo[key] = triggers_of(seen, watched)
+        return memo[key]
+
+    return fired
 
 
 def _instances(entity: Entity | None, dataset_ids: frozenset[str]) -> Entity | None:
@@ -136,8 +158,9 @@ def match(subscriptions: Iterable[Subscription], changes: Iterable[Change]) -> l
     for change in changes:
         entity = change.after or change.before
         assert entity is not None
+        fired = _firing(change)
         for subscription in candidates:
-            if concerns(subscription, change, moment):
+            if concerns(subscription, change, moment, fired):
                 rows.append(
                     OutboxRow(
                         subscription.id,

@@ -102,7 +102,7 @@ async def test_an_ld_json_endpoint_gets_the_context_in_the_body_of_each_entity(
     assert received.headers["Content-Type"] == LD_JSON
     assert "Link" not in received.headers
     assert received.body["@context"] == CORE_URL
-    assert received.body["data"][0]["@context"] == CORE_URL
+    assert received.body["data"][0].get("@context") == CORE_URL, (received.headers, received.body)
     assert received.body["data"][0]["level"]["value"] == 2.0
 
 
