@@ -8,6 +8,7 @@ registry once committed; the other processes reload it on the NOTIFY of the same
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +22,7 @@ from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.entity import format_time
 from broker.model.parse import check_uri
-from broker.notify.parse import compile_subscription, merge, recompact, with_defaults
+from broker.notify.parse import align_names, compile_subscription, merge, recompact, with_defaults
 from broker.notify.service import Prepared, SubscriptionService
 from broker.store import subscriptions as rows
 from broker.store.subscriptions import StoredSubscription
@@ -58,16 +59,19 @@ async def _compile_for_storage(
     context: ContextRef,
     now: datetime | None,
 ) -> Prepared:
-    """Validate ``body``; if it names a jsonldContext, move it there (notifications use its terms).
+    """Validate ``body`` and compile it, with the term map of its jsonldContext if it names one.
 
-    Returns the compiled subscription with the body and @context to store.
+    The body is stored with the @context it was written in, so that its names and its q
+    keep their meaning; jsonldContext (clause 5.2.12) only decides how notifications are
+    compacted and which @context they name. Returns the compiled subscription with the body
+    and @context to store.
     """
-    compile_subscription(tenant, subscription_id, body, tm, context, now=now)
+    compiled = compile_subscription(tenant, subscription_id, body, tm, context, now=now)
     wanted = body.get("jsonldContext")
-    if isinstance(wanted, str) and wanted != context:
-        target = await common.term_map(request, wanted)
-        body, context, tm = recompact(body, tm, target, strict_q=True), wanted, target
-    return Prepared(compile_subscription(tenant, subscription_id, body, tm, context, now=now), body, context)
+    if isinstance(wanted, str):
+        notify_tm = await common.term_map(request, wanted)  # 503 LdContextNotAvailable when unreachable
+        compiled = replace(compiled, notify_tm=notify_tm)
+    return Prepared(compiled, body, context)
 
 
 async def _one_url(request: web.Request, context: ContextRef) -> str:
@@ -117,7 +121,7 @@ async def query_subscriptions(request: web.Request) -> web.Response:
     found, more, total = await rows.page(pool, tenant, limit=page.limit, offset=page.offset, count=page.count)
     rendered = [await _render(request, stored, context, tm, sys_attrs=sys_attrs) for stored in found]
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-    links = common.page_links(request, page, more)
+    links = common.page_links(request, page, more, media_type=media_type)
     return common.json_response(
         request, rendered, context=context, media_type=media_type, headers=headers, links=links
     )
@@ -159,7 +163,8 @@ async def update_subscription(request: web.Request) -> web.Response:
 
     async def revise(stored: StoredSubscription) -> Prepared:
         stored_tm = await common.term_map(request, stored.context)
-        merged = with_defaults(merge(stored.body, recompact(fragment, tm, stored_tm, strict_q=True)))
+        moved = recompact(fragment, tm, stored_tm, strict_q=True)
+        merged = with_defaults(merge(stored.body, align_names(moved, stored.body)))
         return await _compile_for_storage(
             request, tenant, subscription_id, merged, stored_tm, stored.context, now
         )

@@ -82,9 +82,15 @@ def headers_for(endpoint: Endpoint, context_url: str, tenant: str) -> dict[str, 
 
 
 def body_for(endpoint: Endpoint, note: dict[str, Any], context_url: str) -> dict[str, Any]:
-    """The notification, with its @context as a member when sent as application/ld+json."""
+    """The notification, with its @context as a member when sent as application/ld+json.
+
+    Clause 5.8.6 (and 6.3.11: no Link header then): the @context goes in the body, on the
+    Notification and on each entity of ``data``, so that an entity taken out of the
+    notification is still a JSON-LD document on its own.
+    """
     if media_type(endpoint) == JSON_LD:
-        return {**note, "@context": context_url}
+        data = [{**entity, "@context": context_url} for entity in note["data"]]
+        return {**note, "data": data, "@context": context_url}
     return note
 
 

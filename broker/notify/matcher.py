@@ -8,29 +8,22 @@ each one asks. The rows go to the outbox in the same transaction.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
-from broker.model.entity import Entity, Instance, now
-from broker.model.render import View, geometry_of, render_entity
-from broker.notify.model import EntitySelector, Subscription
+from broker.model.entity import Entity, Instance, dataset_id
+from broker.model.render import geometry_of
+from broker.notify.content import render_for
+from broker.notify.model import DEFAULT_INSTANCE, Change, EntitySelector, Subscription
 from broker.query.geo_eval import matches_geo
 from broker.query.q_eval import matches_q
 from broker.query.scope import matches_scope
 from broker.query.types import matches_type
 from broker.store.outbox import OutboxRow
 
+__all__ = ["Change", "concerns", "match", "render_for", "triggers_of"]
+
 _SYSTEM = ("createdAt", "modifiedAt")
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One operation's effect on one entity; ``after`` is None when it was deleted."""
-
-    before: Entity | None
-    after: Entity | None
 
 
 def _same(old: list[Instance], new: list[Instance]) -> bool:
@@ -43,26 +36,43 @@ def _same(old: list[Instance], new: list[Instance]) -> bool:
 
 
 def triggers_of(change: Change, watched: frozenset[str] | None) -> set[str]:
-    """The notification triggers a change fires, restricted to ``watched`` attributes."""
+    """The notification triggers a change fires, restricted to ``watched`` attributes.
+
+    Each datasetId instance counts as an attribute (clause 4.5.5): removing one fires
+    attributeDeleted, adding one attributeCreated. Deleting the entity deletes each of
+    its attributes too (ETSI test suite 046_22_12).
+    """
     before, after = change.before, change.after
-    if after is None:
-        return {"entityDeleted"} if before is not None else set()
-    fired: set[str] = set()
+    if before is None and after is None:
+        return set()
     old = before.attrs if before is not None else {}
-    for name, instances in after.attrs.items():
-        if watched is not None and name not in watched:
-            continue
-        if name not in old:
-            fired.add("attributeCreated")
-        elif not _same(old[name], instances):
-            fired.add("attributeUpdated")
-    for name in old:
-        if name not in after.attrs and (watched is None or name in watched):
-            fired.add("attributeDeleted")
-    if before is None:
+    new = after.attrs if after is not None else {}
+    fired: set[str] = set()
+    for name in old.keys() | new.keys():
+        if watched is None or name in watched:
+            fired |= _attribute_triggers(old.get(name, []), new.get(name, []))
+    if after is None:
+        fired.add("entityDeleted")
+    elif before is None:
         fired.add("entityCreated")
     elif fired or (watched is None and (before.types != after.types or before.scopes != after.scopes)):
         fired.add("entityUpdated")
+    return fired
+
+
+def _attribute_triggers(old: list[Instance], new: list[Instance]) -> set[str]:
+    """attributeCreated/Updated/Deleted of one attribute, instance by instance."""
+    if len(old) == 1 and len(new) == 1 and dataset_id(old[0]) == dataset_id(new[0]):
+        return set() if _same(old, new) else {"attributeUpdated"}  # the usual case, without dicts
+    before = {dataset_id(i): i for i in old}
+    after = {dataset_id(i): i for i in new}
+    fired: set[str] = set()
+    if before.keys() - after.keys():
+        fired.add("attributeDeleted")
+    if after.keys() - before.keys():
+        fired.add("attributeCreated")
+    if any(not _same([before[key]], [after[key]]) for key in before.keys() & after.keys()):
+        fired.add("attributeUpdated")
     return fired
 
 
@@ -80,14 +90,23 @@ def _selected(selectors: tuple[EntitySelector, ...], entity: Entity) -> bool:
     return False
 
 
-def concerns(subscription: Subscription, change: Change, moment: datetime) -> bool:
-    """True when ``change`` must be notified to ``subscription``."""
+# The triggers of a change for (watched attributes, datasetIds): the same for every subscription
+# that shares them, so ``match`` computes them once per change.
+FiredBy = Callable[[frozenset[str] | None, frozenset[str] | None], set[str]]
+
+
+def concerns(
+    subscription: Subscription, change: Change, moment: datetime, fired: FiredBy | None = None
+) -> bool:
+    """True when ``change`` must be notified to ``subscription`` (``fired``: its triggers, memoised)."""
     if not subscription.active or subscription.expired(moment) or subscription.time_interval:
         return False
     entity = change.after or change.before
     if entity is None or not _selected(subscription.entities, entity):
         return False
-    if not triggers_of(change, subscription.watched) & subscription.triggers:
+    if fired is None:
+        fired = _firing(change)
+    if not fired(subscription.watched, subscription.dataset_ids) & subscription.triggers:
         return False
     if subscription.q is not None and not matches_q(subscription.q, entity, subscription.tm):
         return False
@@ -100,37 +119,33 @@ def concerns(subscription: Subscription, change: Change, moment: datetime) -> bo
     return True
 
 
-def render_for(subscription: Subscription, change: Change, deleted_at: str | None = None) -> dict[str, Any]:
-    """The entity as the subscription's notification carries it (clause 5.3.1)."""
-    if change.after is None:
-        assert change.before is not None
-        gone = Entity(id=change.before.id, types=change.before.types)
-        body = render_entity(gone, subscription.tm, View(form=subscription.form))
-        body["deletedAt"] = deleted_at or now()
-        return body
-    pick = None
-    if subscription.attributes is not None:
-        pick = frozenset(subscription.attributes) | {"id", "type", "scope"}
-    view = View(form=subscription.form, sys_attrs=subscription.sys_attrs, pick=pick, lang=subscription.lang)
-    entity = change.after
-    if subscription.show_changes and change.before is not None:
-        entity = _with_previous_values(change.before, entity)
-    return render_entity(entity, subscription.tm, view)
+def _firing(change: Change) -> FiredBy:
+    """The triggers ``change`` fires per (watched, datasetIds), each computed once."""
+    memo: dict[tuple[frozenset[str] | None, frozenset[str] | None], set[str]] = {}
+
+    def fired(watched: frozenset[str] | None, dataset_ids: frozenset[str] | None) -> set[str]:
+        key = (watched, dataset_ids)
+        if key not in memo:
+            seen = change
+            if dataset_ids is not None:
+                seen = Change(_instances(change.before, dataset_ids), _instances(change.after, dataset_ids))
+            memo[key] = triggers_of(seen, watched)
+        return memo[key]
+
+    return fired
 
 
-def _with_previous_values(before: Entity, after: Entity) -> Entity:
-    """``after`` with previousValue/previousObject on the instances that changed (showChanges)."""
-    shown = after.copy()
-    for name, instances in shown.attrs.items():
-        old = {i.get("datasetId"): i for i in before.attrs.get(name, [])}
-        for index, instance in enumerate(instances):
-            previous = old.get(instance.get("datasetId"))
-            if previous is None or previous.get("type") != instance.get("type"):
-                continue
-            for member, key in (("value", "previousValue"), ("object", "previousObject")):
-                if member in previous and previous[member] != instance.get(member):
-                    instances[index] = {**instance, key: previous[member]}
-    return shown
+def _instances(entity: Entity | None, dataset_ids: frozenset[str]) -> Entity | None:
+    """``entity`` with only the attribute instances of ``dataset_ids`` (clause 5.2.12 datasetId)."""
+    if entity is None:
+        return None
+    kept = entity.copy()
+    kept.attrs = {
+        name: chosen
+        for name, instances in entity.attrs.items()
+        if (chosen := [i for i in instances if (dataset_id(i) or DEFAULT_INSTANCE) in dataset_ids])
+    }
+    return kept
 
 
 def match(subscriptions: Iterable[Subscription], changes: Iterable[Change]) -> list[OutboxRow]:
@@ -143,8 +158,9 @@ def match(subscriptions: Iterable[Subscription], changes: Iterable[Change]) -> l
     for change in changes:
         entity = change.after or change.before
         assert entity is not None
+        fired = _firing(change)
         for subscription in candidates:
-            if concerns(subscription, change, moment):
+            if concerns(subscription, change, moment, fired):
                 rows.append(
                     OutboxRow(
                         subscription.id,

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
-from broker.model.entity import LOCATION
+from broker.model.entity import LOCATION, Entity
 from broker.model.render import Form
 from broker.query.geo import GeoQuery
 from broker.query.qlang import QExpr
@@ -27,6 +27,18 @@ TRIGGERS = frozenset(
     }
 )
 DEFAULT_TRIGGERS = frozenset({"attributeCreated", "attributeUpdated"})
+# Entity members that are not attributes: pick/omit name them as they are (clause 4.21).
+ENTITY_MEMBERS = frozenset({"id", "type", "scope"})
+# The datasetId standing for an attribute's default instance (clause 4.5.5).
+DEFAULT_INSTANCE = "@none"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One operation's effect on one entity; ``after`` is None when it was deleted."""
+
+    before: Entity | None
+    after: Entity | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +69,19 @@ class NotificationParams:
     form: Form = Form.NORMALIZED
     sys_attrs: bool = False
     show_changes: bool = False
+    pick: frozenset[str] | None = None
+    omit: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
-    """A subscription as the matcher and the notifier use it (names are expanded IRIs)."""
+    """A subscription as the matcher and the notifier use it (names are expanded IRIs).
+
+    ``tm`` is the term map of the @context the subscription was written with (its names and
+    its q mean what they meant there); ``context`` is the @context its notifications name, and
+    ``notify_tm`` the term map they are compacted with: the jsonldContext member's when given
+    (clause 5.2.12), else the subscription's own.
+    """
 
     tenant: str
     id: str
@@ -85,6 +105,17 @@ class Subscription:
     throttling: float | None = None
     time_interval: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # Clause 5.2.14 pick/omit (entity members: id, type, scope as they are, attributes expanded).
+    pick: frozenset[str] | None = None
+    omit: frozenset[str] = frozenset()
+    # Clause 5.2.12 datasetId: the attribute instances concerned ("@none": the default one).
+    dataset_ids: frozenset[str] | None = None
+    notify_tm: TermMap | None = None
+
+    @property
+    def render_tm(self) -> TermMap:
+        """The term map notifications are compacted with."""
+        return self.notify_tm if self.notify_tm is not None else self.tm
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from yarl import URL
@@ -30,7 +31,9 @@ from broker.model.parse import check_name, check_time, check_uri
 from broker.model.render import FORMS, Form
 from broker.mqtt import QOS, MqttVersion
 from broker.notify.model import (
+    DEFAULT_INSTANCE,
     DEFAULT_TRIGGERS,
+    ENTITY_MEMBERS,
     TRIGGERS,
     Endpoint,
     EntitySelector,
@@ -45,6 +48,9 @@ from broker.query.types import TypeExpr, parse_type_expr
 from broker.shape import Check, Shape
 
 ENDPOINT_SCHEMES = frozenset({"http", "https", "mqtt", "mqtts"})
+# An older spelling of subscriptionName (issue 13 item 15): older clients, ngsildclient among them,
+# still send it. Accepted as an alias, and kept next to subscriptionName so they read it back.
+LEGACY_NAME = "name"
 ACCEPT = {"application/json": "application/json", "application/ld+json": "application/ld+json"}
 MQTT_VERSIONS = frozenset(version.value for version in MqttVersion)
 MQTT_QOS = frozenset(str(qos) for qos in sorted(QOS))
@@ -53,7 +59,7 @@ _MEMBERS = frozenset(
     {
         "id", "type", "subscriptionName", "description", "entities", "watchedAttributes",
         "notificationTrigger", "timeInterval", "q", "geoQ", "scopeQ", "lang", "isActive",
-        "notification", "expiresAt", "throttling", "jsonldContext",
+        "notification", "expiresAt", "throttling", "jsonldContext", "datasetId", LEGACY_NAME,
     }
 )  # fmt: skip
 # Read-only members the broker renders (5.2.2, 5.2.12, 5.2.14): a client echoing them back is not wrong.
@@ -64,12 +70,15 @@ NOTIFICATION_READ_ONLY = frozenset(
         "consecutiveErrors", "lastErrorReason",
     }
 )  # fmt: skip
-_NOTIFICATION_MEMBERS = frozenset({"attributes", "format", "sysAttrs", "showChanges", "endpoint"})
+_NOTIFICATION_MEMBERS = frozenset(
+    {"attributes", "format", "sysAttrs", "showChanges", "endpoint", "pick", "omit"}
+)
+
 _ENDPOINT_MEMBERS = frozenset({"uri", "accept", "receiverInfo", "notifierInfo", "timeout", "cooldown"})
 _SELECTOR_MEMBERS = frozenset({"id", "idPattern", "type"})
 _GEO_MEMBERS = frozenset({"georel", "geometry", "coordinates", "geoproperty"})
 # Parts of the specification this broker does not offer yet on subscriptions: 501, not a silent ignore.
-_NOT_BUILT = frozenset({"csf", "temporalQ", "datasetId"})
+_NOT_BUILT = frozenset({"csf", "temporalQ"})
 _NOTIFICATION_NOT_BUILT = frozenset({"join", "joinLevel"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TYPE_NAME = re.compile(r"[^(),;|\s]+")
@@ -99,11 +108,14 @@ def compile_subscription(
     context: ContextRef,
     *,
     now: datetime | None = None,
+    notify_tm: TermMap | None = None,
 ) -> Subscription:
     """Validate a Subscription body and compile it; BadRequestData (400) names what is wrong.
 
     ``now`` given: ``expiresAt`` must lie after it (creating, or setting expiresAt
     in an update); a stored subscription that has expired since still compiles.
+    ``notify_tm`` is the term map of the body's jsonldContext, which notifications are
+    compacted with (None: ``tm``, until the caller has resolved it).
     """
     if not isinstance(body, dict):
         raise BadRequestData("a Subscription must be a JSON object")
@@ -112,8 +124,11 @@ def compile_subscription(
         raise BadRequestData(f'type must be "Subscription", got {body.get("type")!r}')
     if "id" in body and check_uri(body["id"], "id") != subscription_id:
         raise BadRequestData(f"id {body['id']} differs from the subscription's id {subscription_id}")
-    for member in ("subscriptionName", "description"):
+    for member in ("subscriptionName", LEGACY_NAME, "description"):
         _optional(body, member, _text)
+    legacy, name = body.get(LEGACY_NAME), body.get("subscriptionName")
+    if legacy is not None and name is not None and legacy != name:
+        raise BadRequestData("name is the former spelling of subscriptionName: give one, or both alike")
     entities = _optional(body, "entities", _selectors(tm))
     watched = _optional(body, "watchedAttributes", _names(tm))
     time_interval = _optional(body, "timeInterval", _positive)
@@ -128,6 +143,7 @@ def compile_subscription(
     triggers = _optional(body, "notificationTrigger", _triggers)
     jsonld_context = _optional(body, "jsonldContext", _http_uri)
     params = _notification_params(notification, tm)
+    dataset_ids = _optional(body, "datasetId", _dataset_ids)
     return Subscription(
         tenant=tenant,
         id=subscription_id,
@@ -136,7 +152,7 @@ def compile_subscription(
         entities=entities or (),
         watched=watched,
         triggers=triggers if triggers is not None else DEFAULT_TRIGGERS,
-        q=_optional(body, "q", lambda v, w: parse_q(_text(v, w))),
+        q=_optional(body, "q", lambda v, w: subscription_q(_text(v, w))),
         geo=geo,
         geoproperty=geoproperty,
         scope=_optional(body, "scopeQ", lambda v, w: parse_scope_q(_text(v, w))),
@@ -150,7 +166,30 @@ def compile_subscription(
         form=params.form,
         sys_attrs=params.sys_attrs,
         show_changes=params.show_changes,
+        pick=params.pick,
+        omit=params.omit,
+        dataset_ids=dataset_ids,
+        notify_tm=notify_tm if jsonld_context is not None else None,
     )
+
+
+def subscription_q(text: str) -> QExpr:
+    """A subscription's q (clause 5.2.12), also as ngsildclient sends it: percent-encoded.
+
+    A q is JSON text here, not a URL parameter, but ngsildclient 0.5.2 encodes it as one
+    ("level%3E3"). Decoded only when it does not parse as written, so a q comparing with a
+    text that holds a "%" keeps its meaning.
+    """
+    try:
+        return parse_q(text)
+    except BadRequestData:
+        decoded = unquote(text)
+        if decoded == text:
+            raise
+    try:
+        return parse_q(decoded)
+    except BadRequestData:
+        return parse_q(text)  # the error about the q as written
 
 
 def _notification_params(notification: dict[str, Any], tm: TermMap) -> NotificationParams:
@@ -162,12 +201,51 @@ def _notification_params(notification: dict[str, Any], tm: TermMap) -> Notificat
     show_changes = _optional(notification, "showChanges", _flag, prefix) or False
     if show_changes and form is Form.SIMPLIFIED:
         raise BadRequestData("notification.showChanges cannot be true with format keyValues (clause 5.2.14)")
+    attributes = _optional(notification, "attributes", _names(tm), prefix)
+    pick = _optional(notification, "pick", _members(tm), prefix)
+    omit = _optional(notification, "omit", _members(tm), prefix)
+    _check_projection(attributes, pick, omit)
     return NotificationParams(
         endpoint=_endpoint(_required(notification, "endpoint", _object, prefix)),
-        attributes=_optional(notification, "attributes", _names(tm), prefix),
+        attributes=attributes,
         form=form,
         sys_attrs=_optional(notification, "sysAttrs", _flag, prefix) or False,
         show_changes=show_changes,
+        pick=pick,
+        omit=omit or frozenset(),
+    )
+
+
+def _members(tm: TermMap) -> Check[frozenset[str]]:
+    """pick/omit (clauses 5.2.14, 4.21): entity members, id/type/scope as they are, attributes expanded."""
+
+    def check(value: Any, what: str) -> frozenset[str]:
+        names = [check_name(name, f"{what} entry") for name in _array(value, what)]
+        for name in names:
+            if any(c in name for c in "{},"):
+                # Clause 4.21: nested projection (braces) is not offered on notifications yet.
+                raise BadRequestData(f"{what} entry {name!r} contains a forbidden character")
+        return frozenset(name if name in ENTITY_MEMBERS else tm.expand(name) for name in names)
+
+    return check
+
+
+def _check_projection(
+    attributes: frozenset[str] | None, pick: frozenset[str] | None, omit: frozenset[str] | None
+) -> None:
+    """Clause 4.21: pick and omit replace attributes, and name no member in both."""
+    for member, given in (("pick", pick), ("omit", omit)):
+        if given is not None and attributes is not None:
+            raise BadRequestData(f"notification.{member} cannot be combined with notification.attributes")
+    if pick is not None and omit is not None and pick & omit:
+        raise BadRequestData("notification.pick and notification.omit name the same member")
+
+
+def _dataset_ids(value: Any, what: str) -> frozenset[str]:
+    """datasetId (clause 5.2.12): the attribute instances a subscription concerns, @none the default one."""
+    return frozenset(
+        DEFAULT_INSTANCE if item == DEFAULT_INSTANCE else check_uri(item, f"{what} entry")
+        for item in _array(value, what)
     )
 
 
@@ -327,7 +405,11 @@ def with_defaults(body: dict[str, Any]) -> dict[str, Any]:
     Only fills what is absent or of the right shape; ``compile_subscription`` judges the rest.
     """
     out = {k: v for k, v in body.items() if k not in READ_ONLY}
+    if LEGACY_NAME in out:
+        out.setdefault("subscriptionName", out[LEGACY_NAME])
     out.setdefault("isActive", True)
+    # Clause 5.2.12's default, shown on retrieval as the ETSI suite expects (028_01, 028_06).
+    out.setdefault("notificationTrigger", sorted(DEFAULT_TRIGGERS))
     notification = out.get("notification")
     if isinstance(notification, dict):
         notification = {k: v for k, v in notification.items() if k not in NOTIFICATION_READ_ONLY}
@@ -337,6 +419,21 @@ def with_defaults(body: dict[str, Any]) -> dict[str, Any]:
             notification["endpoint"] = {**endpoint, "accept": "application/json"}
         out["notification"] = notification
     return out
+
+
+def align_names(fragment: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """``fragment`` changing subscriptionName and its legacy alias ``name`` together (5.8.2).
+
+    A fragment naming one of them changes both where the stored body keeps both,
+    so the two never disagree after an update.
+    """
+    given = [member for member in ("subscriptionName", LEGACY_NAME) if member in fragment]
+    if len(given) != 1:
+        return fragment
+    other = LEGACY_NAME if given[0] == "subscriptionName" else "subscriptionName"
+    if other == LEGACY_NAME and LEGACY_NAME not in stored:
+        return fragment
+    return {**fragment, other: fragment[given[0]]}
 
 
 def merge(
@@ -382,11 +479,15 @@ def recompact(body: dict[str, Any], source: TermMap, target: TermMap, *, strict_
             selector["type"] = _TYPE_NAME.sub(lambda m: move(m.group()), selector["type"])
     move_list(out, "watchedAttributes")
     move_list(out.get("notification"), "attributes")
+    for member in ("pick", "omit"):
+        names = (out.get("notification") or {}).get(member)
+        if isinstance(names, list):
+            out["notification"][member] = [n if n in ENTITY_MEMBERS else move(n) for n in names]
     geo_q = out.get("geoQ")
     if isinstance(geo_q, dict) and "geoproperty" in geo_q:
         geo_q["geoproperty"] = move(geo_q["geoproperty"])
     if strict_q and isinstance(out.get("q"), str):
-        for name in _q_names(parse_q(out["q"])):
+        for name in _q_names(subscription_q(out["q"])):
             if source.expand(name) != target.expand(name):
                 raise BadRequestData(
                     f"q names {name!r}, which this request's @context expands to {source.expand(name)} "

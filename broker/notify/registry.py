@@ -51,7 +51,13 @@ class SubscriptionRegistry:
     async def _compile(self, stored: SubscriptionBody) -> Subscription | None:
         try:
             tm = await self._resolver.term_map(stored.context, tenant=stored.tenant)
-            return compile_subscription(stored.tenant, stored.id, stored.body, tm, stored.context)
+            wanted = stored.body.get("jsonldContext")
+            notify_tm = None
+            if isinstance(wanted, str):
+                notify_tm = await self._resolver.term_map(wanted, tenant=stored.tenant)
+            return compile_subscription(
+                stored.tenant, stored.id, stored.body, tm, stored.context, notify_tm=notify_tm
+            )
         except NgsiLdError as exc:
             # A stored subscription whose @context vanished: keep serving the others, say why.
             log.error(

@@ -53,8 +53,10 @@ class SubscriptionService:
             # Checked before hosting an inline @context, so a repeated request leaves nothing behind.
             raise AlreadyExists(f"subscription {compiled.id} already exists")
         if context is not None and not isinstance(context, str):
-            context = await host_context(context)
-            compiled = replace(compiled, context=context)
+            hosted = await host_context(context)
+            if compiled.context == context:  # not replaced by a jsonldContext
+                compiled = replace(compiled, context=hosted)
+            context = hosted
         async with self._pool.acquire() as conn, conn.transaction():
             await self._tenants.ensure(conn, tenant)
             await rows.insert(

@@ -212,7 +212,9 @@ async def test_ld_json_notification_carries_its_context_in_the_body_and_no_link(
     assert request.headers["Content-Type"] == "application/ld+json"
     assert "Link" not in request.headers
     assert "NGSILD-Tenant" not in request.headers  # the default tenant
-    assert request.body == {**note, "@context": CORE_URL}
+    # Clause 5.8.6: on the Notification, and on each entity of data (ETSI test suite 046_14).
+    data = [{**entity, "@context": CORE_URL} for entity in note["data"]]
+    assert request.body == {**note, "data": data, "@context": CORE_URL}
 
 
 async def test_a_non_2xx_answer_is_a_delivery_error_naming_the_status(
@@ -322,7 +324,8 @@ async def test_mqtt_qos1_and_2_publishes_return_once_acknowledged(version: str, 
         await sender.close()
     assert message.qos == qos
     payload = orjson.loads(message.payload)
-    assert payload["body"] == {**note, "@context": CONTEXT}
+    data = [{**entity, "@context": CONTEXT} for entity in note["data"]]
+    assert payload["body"] == {**note, "data": data, "@context": CONTEXT}
     assert payload["metadata"]["Content-Type"] == "application/ld+json"
     assert "Link" not in payload["metadata"]
 

@@ -103,6 +103,7 @@ async def test_a_created_subscription_reads_back_with_its_defaults_and_status(ap
     assert body["q"] == "level>1.5"
     assert body["isActive"] is True
     assert body["status"] == "active"
+    assert body["notificationTrigger"] == ["attributeCreated", "attributeUpdated"], "5.2.12's default"
     notification = body["notification"]
     assert notification["format"] == "normalized"
     assert notification["endpoint"] == {"uri": "http://127.0.0.1:9/notify", "accept": "application/json"}
@@ -182,6 +183,23 @@ async def test_a_path_id_that_is_not_a_uri_answers_400(api: Api) -> None:
     await problem(await api.request("GET", f"{SUBSCRIPTIONS}/not-a-uri"), 400, "BadRequestData")
 
 
+async def test_the_legacy_member_name_is_read_back_as_subscription_name_and_as_name(api: Api) -> None:
+    """Clause 5.2.12 subscriptionName; issue 13 item 15: ngsildclient sends ``name``, and filters its
+    listing on it."""
+    subscription_id = await create(api, subscription(sub_id(), name="flood gauges"))
+    body = await read(api, subscription_id)
+    assert body["subscriptionName"] == "flood gauges"
+    assert body["name"] == "flood gauges"
+    assert (await api.request("PATCH", path(subscription_id), {"subscriptionName": "gauges"})).status == 204
+    body = await read(api, subscription_id)
+    assert (body["subscriptionName"], body["name"]) == ("gauges", "gauges")
+
+
+async def test_a_name_differing_from_subscription_name_answers_400(api: Api) -> None:
+    body = subscription(sub_id(), name="a", subscriptionName="b")
+    await problem(await api.request("POST", SUBSCRIPTIONS, body), 400, "BadRequestData")
+
+
 # --- status rendering ----------------------------------------------------------------------------
 
 
@@ -247,6 +265,27 @@ async def test_query_pages_in_id_order_with_links_and_counts(api: Api) -> None:
     only_count = await api.request("GET", SUBSCRIPTIONS, params={"limit": "0", "count": "true"})
     assert await body_of(only_count) == []
     assert only_count.headers["NGSILD-Results-Count"] == "5"
+
+
+@pytest.mark.parametrize("base", [SUBSCRIPTIONS, SUBSCRIPTIONS + "/"])
+@pytest.mark.parametrize("media_type", ["application/json", LD_JSON])
+async def test_paging_links_keep_the_path_as_requested_and_the_negotiated_media_type(
+    api: Api, base: str, media_type: str
+) -> None:
+    """Clauses 5.8.4 and 6.3.10 (ETSI test suite 029_04): prev then next, each typed as the response."""
+    for _ in range(3):
+        await create(api, subscription(sub_id()))
+    response = await api.request(
+        "GET", base, params={"limit": "1", "offset": "1"}, headers={"Accept": media_type}
+    )
+    assert response.status == 200, await response.text()
+    assert response.content_type == media_type
+    links = [link.strip() for link in response.headers["Link"].split(",")]
+    paging = [link for link in links if "json-ld#context" not in link]
+    assert paging == [
+        f'<{base}?limit=1&offset=0>; rel="prev"; type="{media_type}"',
+        f'<{base}?limit=1&offset=2>; rel="next"; type="{media_type}"',
+    ]
 
 
 async def test_query_renders_each_subscription_with_its_status(api: Api) -> None:
@@ -535,11 +574,17 @@ async def test_a_jsonld_context_becomes_the_context_of_notifications_keeping_eac
     assert body["jsonldContext"] == url
 
 
-async def test_a_q_that_would_change_meaning_under_the_jsonld_context_answers_400(api: Api) -> None:
+async def test_a_q_keeps_the_meaning_it_was_written_with_under_a_jsonld_context(api: Api) -> None:
+    """Clause 5.2.12: jsonldContext decides how notifications are compacted, not what q means
+    (it was refused with 400 while the body was moved to the jsonldContext)."""
     url = await host_context(api, TERMS)
-    response = await api.request("POST", SUBSCRIPTIONS, subscription(sub_id(), jsonldContext=url))
-    body = await problem(response, 400, "BadRequestData")
-    assert "q names 'level'" in body["detail"]
+    subscription_id = await create(api, subscription(sub_id(), jsonldContext=url))
+    compiled = registered(api, subscription_id)
+    assert compiled is not None
+    assert compiled.watched == frozenset({DEFAULT_VOCAB + "level"})
+    assert compiled.tm.expand("level") == DEFAULT_VOCAB + "level", "q's level is the default vocabulary's"
+    assert compiled.render_tm.compact(EX + "level") == "level"
+    assert (await read(api, subscription_id))["q"] == "level>1.5"
 
 
 async def test_an_update_under_another_context_keeps_the_names_meaning(api: Api) -> None:

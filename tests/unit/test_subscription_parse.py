@@ -16,7 +16,7 @@ from broker.jsonld.context import TermMap, compile_contexts, core_document, core
 from broker.model.entity import LOCATION
 from broker.model.render import Form
 from broker.notify.model import DEFAULT_TRIGGERS, TRIGGERS, Endpoint, Subscription
-from broker.notify.parse import compile_subscription, merge, recompact, with_defaults
+from broker.notify.parse import align_names, compile_subscription, merge, recompact, with_defaults
 from broker.query.geo import Georel
 from broker.query.types import AllOf, AnyOf, TypeName
 
@@ -279,6 +279,37 @@ def test_subscription_name_and_description_are_accepted(tm: TermMap) -> None:
     assert compile_body(minimal(subscriptionName="gauges", description="flood watch"), tm).id == SUB_ID
 
 
+def test_name_is_accepted_as_the_legacy_spelling_of_subscription_name(tm: TermMap) -> None:
+    """Clause 5.2.12 subscriptionName; issue 13 item 15: ngsildclient sends ``name``."""
+    assert compile_body(minimal(name="gauges"), tm).id == SUB_ID
+    assert compile_body(minimal(name="gauges", subscriptionName="gauges"), tm).id == SUB_ID
+    stored = with_defaults(minimal(name="gauges"))
+    assert stored["subscriptionName"] == "gauges"
+    assert stored["name"] == "gauges", "kept, so a client reading back its own spelling finds it"
+
+
+@pytest.mark.parametrize("name", [1, "", None, "urn:ngsi-ld:null"])
+def test_a_legacy_name_that_is_no_text_is_refused(tm: TermMap, name: Any) -> None:
+    with pytest.raises(BadRequestData, match="name"):
+        compile_body(minimal(name=name), tm)
+
+
+def test_name_and_subscription_name_that_differ_are_refused(tm: TermMap) -> None:
+    with pytest.raises(BadRequestData, match="former spelling of subscriptionName"):
+        compile_body(minimal(name="a", subscriptionName="b"), tm)
+
+
+def test_an_update_of_either_spelling_changes_both_where_both_are_kept() -> None:
+    both = with_defaults(minimal(name="a"))
+    assert merge(both, align_names({"subscriptionName": "b"}, both))["name"] == "b"
+    assert merge(both, align_names({"name": "c"}, both))["subscriptionName"] == "c"
+    removed = merge(both, align_names({"name": "urn:ngsi-ld:null"}, both))
+    assert "name" not in removed
+    assert "subscriptionName" not in removed
+    spec_only = with_defaults(minimal(subscriptionName="a"))
+    assert "name" not in merge(spec_only, align_names({"subscriptionName": "b"}, spec_only))
+
+
 # --- what is refused -----------------------------------------------------------------------------
 
 
@@ -490,7 +521,7 @@ def test_expires_at_in_the_past_is_refused_when_creating(tm: TermMap) -> None:
         compile_body(minimal(expiresAt=past), tm, now=NOW)
 
 
-@pytest.mark.parametrize("member", ["csf", "temporalQ", "datasetId"])
+@pytest.mark.parametrize("member", ["csf", "temporalQ"])
 def test_members_not_built_yet_answer_501_rather_than_being_ignored(tm: TermMap, member: str) -> None:
     with pytest.raises(NotImplementedYet, match=member):
         compile_body(minimal(**{member: "x"}), tm)
@@ -531,6 +562,7 @@ def test_with_defaults_fills_the_defaults_and_drops_read_only_members() -> None:
     body["notification"]["timesSent"] = 4
     stored = with_defaults(body)
     assert stored["isActive"] is True
+    assert stored["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]
     assert stored["notification"]["format"] == "normalized"
     assert stored["notification"]["endpoint"]["accept"] == "application/json"
     assert "status" not in stored
@@ -602,3 +634,68 @@ def test_recompact_refuses_a_q_whose_names_would_change_meaning(tm: TermMap) -> 
 def test_recompact_between_the_same_term_map_returns_the_body_as_it_is(tm: TermMap) -> None:
     body = minimal()
     assert recompact(body, tm, tm, strict_q=True) is body
+
+
+# --- pick, omit (clauses 5.2.14, 4.21) and datasetId (clause 5.2.12) ------------------------------
+
+
+def test_pick_and_omit_take_entity_members_as_they_are_and_attributes_expanded(tm: TermMap) -> None:
+    notification = {"endpoint": {"uri": "http://127.0.0.1:9/n"}, "pick": ["id", "speed"], "omit": ["type"]}
+    sub = compile_body(minimal(notification=notification), tm)
+    assert sub.pick == frozenset({"id", EX + "speed"})
+    assert sub.omit == frozenset({"type"})
+    assert compile_body(minimal(), tm).pick is None
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ({"pick": ["id"], "omit": ["id"]}, "name the same member"),  # ETSI test suite 028_08_01
+        ({"pick": ["id"], "attributes": ["speed"]}, "pick cannot be combined"),  # 028_08_02
+        ({"omit": ["speed"], "attributes": ["speed"]}, "omit cannot be combined"),  # 028_08_03
+        ({"pick": []}, "non-empty array"),
+        ({"pick": "id,speed"}, "non-empty array"),
+        ({"omit": ["a{b}"]}, "forbidden character"),
+    ],
+)
+def test_invalid_pick_and_omit_are_refused(tm: TermMap, members: dict[str, Any], message: str) -> None:
+    notification = {"endpoint": {"uri": "http://127.0.0.1:9/n"}, **members}
+    with pytest.raises(BadRequestData, match=message):
+        compile_body(minimal(notification=notification), tm)
+
+
+def test_dataset_id_takes_uris_and_none_for_the_default_instance(tm: TermMap) -> None:
+    sub = compile_body(minimal(datasetId=["urn:ngsi-ld:Dataset:a", "@none"]), tm)
+    assert sub.dataset_ids == frozenset({"urn:ngsi-ld:Dataset:a", "@none"})
+    assert compile_body(minimal(), tm).dataset_ids is None
+
+
+@pytest.mark.parametrize("value", [[], "urn:ngsi-ld:Dataset:a", ["not a uri"], [1]])
+def test_an_invalid_dataset_id_is_refused(tm: TermMap, value: Any) -> None:
+    with pytest.raises(BadRequestData, match="datasetId"):
+        compile_body(minimal(datasetId=value), tm)
+
+
+def test_recompact_moves_pick_and_omit_names_but_not_entity_members(tm: TermMap) -> None:
+    body = minimal(
+        notification={"endpoint": {"uri": "http://x/n"}, "pick": ["id", "speed"], "omit": ["type"]}
+    )
+    moved = recompact(body, tm, core_term_map(), strict_q=False)
+    assert moved["notification"]["pick"] == ["id", EX + "speed"]
+    assert moved["notification"]["omit"] == ["type"]
+
+
+def test_a_percent_encoded_q_as_ngsildclient_sends_it_is_decoded(tm: TermMap) -> None:
+    """Clause 5.2.12 q; ngsildclient 0.5.2 URL-encodes a subscription's q in the JSON body."""
+    assert compile_body(minimal(q="speed%3E50"), tm).q == compile_body(minimal(q="speed>50"), tm).q
+
+
+def test_a_q_that_parses_as_written_is_not_decoded(tm: TermMap) -> None:
+    sub = compile_body(minimal(q='speed=="50%25"'), tm)
+    assert sub.q == compile_body(minimal(q='speed=="50%25"'), tm).q
+    assert "50%25" in repr(sub.q)
+
+
+def test_a_q_wrong_either_way_names_the_q_as_written(tm: TermMap) -> None:
+    with pytest.raises(BadRequestData, match="%3E%3E"):
+        compile_body(minimal(q="speed%3E%3E1"), tm)
