@@ -16,7 +16,6 @@ any unexpected error, is its own dead letter, and the messages after it are stor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,6 +41,7 @@ from broker.model.ops import Outcome
 from broker.model.parse import parse_entity
 from broker.store.faults import is_transient
 from broker.supervise import Supervisor
+from broker.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -234,14 +234,8 @@ class Pipeline:
         if self._supervisor is not None:
             await self._supervisor.cancel(PART)
             self._supervisor = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._storing is not None:
-            self._storing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._storing
+        await cancel_and_wait(self._task)
+        await cancel_and_wait(self._storing)
         for job in self._carry:
             job.future.cancel()
         self._carry = []

@@ -9,11 +9,12 @@ never depends on how fast a loaded machine happens to run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
+
+from broker.tasks import cancel_and_wait
 
 
 class Cancellable(Protocol):
@@ -70,9 +71,7 @@ async def wait_event(clock: Clock, event: asyncio.Event, seconds: float) -> bool
     try:
         await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (waiter, timer):
-            task.cancel()
-        for task in (waiter, timer):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Not "cancel, then await with CancelledError suppressed": that swallowed the caller's
+        # own cancellation when it came meanwhile, and a supervised loop never stopped.
+        await cancel_and_wait(waiter, timer)
     return event.is_set()

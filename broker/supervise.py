@@ -11,12 +11,12 @@ register a probe instead. ``problems()`` is what ``/ready`` answers 503 with.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from broker.clock import SYSTEM, Clock
+from broker.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +100,12 @@ class Supervisor:
         component = self._components.pop(name, None)
         if component is None or component.task is None:
             return
-        component.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await component.task
+        await cancel_and_wait(component.task)
 
     async def stop(self) -> None:
         """Cancel every supervised task and wait for them to end."""
         self._stopping = True
-        tasks = [c.task for c in self._components.values() if c.task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*(c.task for c in self._components.values()))
         self._components.clear()
 
     async def _keep(self, component: _Component) -> None:

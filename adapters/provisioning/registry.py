@@ -45,6 +45,7 @@ from adapters.provisioning.store import (
 from broker.errors import BadRequestData
 from broker.store.listener import Listener
 from broker.store.pool import Connection
+from broker.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -310,11 +311,7 @@ class Registry:
 
     async def stop(self) -> None:
         """Stop listening and the upkeep task; store what autoprovision still holds."""
-        for task in (self._background, self._refresher):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(self._background, self._refresher)
         with contextlib.suppress(*_TRANSIENT):
             await self.persist_pending()
         await self._listener.stop()

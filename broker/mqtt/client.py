@@ -26,6 +26,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from broker.mqtt.address import QOS, Broker, MqttVersion
+from broker.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +139,7 @@ class LoopClient:
             with contextlib.suppress(Exception):
                 await self._connecting
         if self._misc is not None:
-            self._misc.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._misc
+            await cancel_and_wait(self._misc)
             self._misc = None
         if self.client.socket() is not None:
             self.client.disconnect()

@@ -27,6 +27,7 @@ ALLOWED = (
     "broker.shape",
     "broker.clock",
     "broker.supervise",
+    "broker.tasks",
     "broker.jsonld.context",
     "broker.mqtt",
     "broker.store.pool",
