@@ -22,7 +22,8 @@ from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.entity import format_time
 from broker.model.parse import check_uri
-from broker.notify.parse import align_names, compile_subscription, merge, recompact, with_defaults
+from broker.notify.body import align_names, merge, recompact, with_defaults
+from broker.notify.parse import compile_subscription
 from broker.notify.service import Prepared, SubscriptionService
 from broker.store import subscriptions as rows
 from broker.store.subscriptions import StoredSubscription

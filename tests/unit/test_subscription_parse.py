@@ -15,8 +15,9 @@ from broker.errors import BadRequestData, NgsiLdError, NotImplementedYet, TooCom
 from broker.jsonld.context import TermMap, compile_contexts, core_document, core_term_map
 from broker.model.entity import LOCATION
 from broker.model.render import Form
+from broker.notify.body import align_names, merge, recompact, with_defaults
 from broker.notify.model import DEFAULT_TRIGGERS, TRIGGERS, Endpoint, Subscription
-from broker.notify.parse import align_names, compile_subscription, merge, recompact, with_defaults
+from broker.notify.parse import compile_subscription
 from broker.query.geo import Georel
 from broker.query.types import AllOf, AnyOf, TypeName
 
