@@ -72,3 +72,24 @@ async def test_a_malformed_order_by_answers_400(api: Api, order: str) -> None:
     await gauges(api, "Gauge")
     response = await api.request("GET", ENTITIES, params={"type": "Gauge", "orderBy": order})
     await problem(response, 400, "BadRequestData")
+
+
+async def test_order_by_on_a_temporal_query_uses_the_newest_value_in_the_window(api: Api) -> None:
+    """GET /temporal/entities (6.18.3.2) takes orderBy too: an attribute orders by its newest value."""
+    ids = await gauges(api, "Gauge")
+    response = await api.request(
+        "PATCH", f"{ENTITIES}/{ids[1.0]}/attrs", {"level": {"type": "Property", "value": 20.0}}
+    )
+    assert response.status == 204, await response.text()
+    response = await api.request(
+        "GET", "/ngsi-ld/v1/temporal/entities", params={"type": "Gauge", "orderBy": "level;desc"}
+    )
+    body = await body_of(response)
+    assert response.status == 200, body
+    # The gauge without a level has no history, so no temporal evolution to list.
+    assert [item["id"] for item in body] == [ids[1.0], ids[10.0], ids[2.0]]
+    response = await api.request(
+        "GET", "/ngsi-ld/v1/temporal/entities", params={"type": "Gauge", "orderBy": "id;desc"}
+    )
+    with_history = [i for v, i in ids.items() if v is not None]
+    assert [item["id"] for item in await body_of(response)] == sorted(with_history, reverse=True)
