@@ -30,7 +30,7 @@ from broker.model.parse import check_name, check_uri
 from broker.model.render import View, render_entity, to_feature
 from broker.query.entity_query import EntityQuery, Selector
 from broker.query.geo import parse_geo_query
-from broker.query.order import OrderKey, parse_order_by
+from broker.query.order import DEFAULT_COLLATION, OrderKey, parse_order_by
 from broker.query.qlang import parse_q
 from broker.query.qregex import translate_regex
 from broker.query.scope import parse_scope_q
@@ -153,11 +153,26 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def order_of(raw: Any, tm: TermMap) -> tuple[OrderKey, ...]:
-    """The orderBy of the URL or of a Query object (this broker's extension, see broker/query/order.py)."""
+def order_of(request: web.Request, tm: TermMap, body: Any = None) -> tuple[OrderKey, ...]:
+    """The ordering (clause 4.23) of the URL, or of a Query object's ``ordering`` (5.2.43)."""
+    source: Any = request.query
+    if isinstance(body, dict) and isinstance(body.get("ordering"), dict):
+        source = body["ordering"]
+    elif isinstance(body, dict) and "orderBy" in body:
+        source = body
+    raw = source.get("orderBy")
     if raw is None:
         return ()
-    return parse_order_by(_text(raw, "orderBy"), tm)
+    collation = source.get("collation")
+    if collation is not None and collation != DEFAULT_COLLATION:
+        raise NotImplementedYet(f"collation {collation!r}: only {DEFAULT_COLLATION} is offered")
+    origin = source.get("orderFrom")
+    if origin is not None and not isinstance(origin, str):
+        origin = orjson.dumps(origin).decode()
+    geometry = source.get("orderGeometry")
+    return parse_order_by(
+        _text(raw, "orderBy"), tm, origin, None if geometry is None else _text(geometry, "orderGeometry")
+    )
 
 
 async def _answer(
@@ -210,12 +225,12 @@ async def _answer(
 @routes.get("/ngsi-ld/v1/entities/")
 async def query_entities(request: web.Request) -> web.Response:
     """5.7.2 Query Entities (HTTP binding 6.4.3.2): type, id, idPattern, attrs, q, geo, scopeQ, paging;
-    join/joinLevel (4.5.23); orderBy (this broker's extension)."""
+    join/joinLevel (4.5.23); orderBy (4.23)."""
     media_type = accepted(request, geo=True)
     context = link_context(request)
     tm = await term_map(request, context)
     view = view_of(request, tm)
-    order = order_of(request.query.get("orderBy"), tm)
+    order = order_of(request, tm)
     query = query_from_params(request, tm)
     return await _answer(request, query, tm, view, context, media_type, order, join_of(request))
 
@@ -234,7 +249,7 @@ async def query_entities_by_post(request: web.Request) -> web.Response:
     if query.attrs and pick is None:
         pick = frozenset(query.attrs) | {"id", "type", "scope"}
     view = replace(view, pick=pick, lang=lang if isinstance(lang, str) else view.lang)
-    order = order_of(body.data.get("orderBy", request.query.get("orderBy")), tm)
+    order = order_of(request, tm, body.data)
     join = join_of(request, body.data)
     return await _answer(request, query, tm, view, body.context, media_type, order, join)
 

@@ -182,13 +182,13 @@ async def _query(
 @routes.get(TEMPORAL)
 @routes.get(TEMPORAL + "/")
 async def query_temporal(request: web.Request) -> web.Response:
-    """5.7.4 Query Temporal Evolution of Entities (HTTP binding 6.18.3.2); orderBy as on /entities."""
+    """5.7.4 Query Temporal Evolution of Entities (HTTP binding 6.18.3.2); orderBy (4.23) as on /entities."""
     media_type = accepted(request)
     context = link_context(request)
     tm = await term_map(request, context)
     query = query_from_params(request, tm)
     ask = _ask(request, tm, dict(request.query), csv_param(request, "attrs"))
-    order = order_of(request.query.get("orderBy"), tm)
+    order = order_of(request, tm)
     return await _query(request, query, ask, tm, context, media_type, order)
 
 
@@ -205,7 +205,7 @@ async def query_temporal_by_post(request: web.Request) -> web.Response:
         raise BadRequestData("temporalQ must be a TemporalQuery object")
     attrs = body.data.get("attrs")
     ask = _ask(request, tm, temporal, attrs if isinstance(attrs, list) else None)
-    order = order_of(body.data.get("orderBy", request.query.get("orderBy")), tm)
+    order = order_of(request, tm, body.data)
     return await _query(request, query, ask, tm, body.context, media_type, order)
 
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import asyncpg
 
+from broker.errors import BadRequestData
 from broker.jsonld.context import TermMap
 from broker.model.entity import VALUE_MEMBER
 from broker.query.entity_query import EntityQuery, where_sql
-from broker.query.order import OrderKey
+from broker.query.order import OrderKey, instance_value, sort_terms
 from broker.query.params import Params
 from broker.query.temporal import Aggregation, TemporalQuery, TimeRel
 from broker.store.query import read_only
@@ -191,12 +192,16 @@ def _order_sql(keys: tuple[OrderKey, ...], tq: TemporalQuery, params: Params) ->
                 "modifiedAt": "(SELECT max(h.modified_at) FROM attribute_history h"
                 " WHERE h.tenant = $1 AND h.entity_id = s.id)",
             }[key.name]
+        elif key.origin is not None:
+            raise BadRequestData("orderBy dist-asc/dist-desc is not offered on temporal queries")
         else:
-            expression = (
-                f"(SELECT {_VALUE} FROM attribute_history h WHERE h.tenant = $1 AND h.entity_id = s.id"
+            instance = (
+                "(SELECT h.instance FROM attribute_history h WHERE h.tenant = $1 AND h.entity_id = s.id"
                 f" AND h.attr = {params.add(key.name, 'text')} AND h.dataset_id = ''"
                 f" AND {_instances_window(tq, params)} ORDER BY {time_column(tq)} DESC LIMIT 1)"
             )
+            parts.extend(sort_terms(instance_value(instance, key, params), key.descending))
+            continue
         parts.append(f"{expression} {'DESC' if key.descending else 'ASC'} NULLS LAST")
     parts.append("s.id")
     return ", ".join(parts)
