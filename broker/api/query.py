@@ -17,7 +17,7 @@ from aiohttp import web
 from broker.api.join import Join, flat, inline, join_of, read_linked
 from broker.api.keys import POOL, SETTINGS, TENANTS, WRITER
 from broker.api.paging import page_links, paging
-from broker.api.representation import GEO_JSON, accepted, json_response, no_content, view_of
+from broker.api.representation import GEO_JSON, accepted, json_response, no_content, selection_of, view_of
 from broker.api.request import csv_param, geometry_property, link_context, read_body, term_map
 from broker.edge import flag, tenant_of
 from broker.errors import BadRequestData, NotImplementedYet, TooManyResults
@@ -249,6 +249,11 @@ async def query_entities_by_post(request: web.Request) -> web.Response:
     if query.attrs and pick is None:
         pick = frozenset(query.attrs) | {"id", "type", "scope"}
     view = replace(view, pick=pick, lang=lang if isinstance(lang, str) else view.lang)
+    if "pick" in body.data or "omit" in body.data:
+        picked = selection_of(request, tm, body.data)
+        view = replace(
+            view, pick=picked.pick, omit=picked.omit, sub_pick=picked.sub_pick, sub_omit=picked.sub_omit
+        )
     order = order_of(request, tm, body.data)
     join = join_of(request, body.data)
     return await _answer(request, query, tm, view, body.context, media_type, order, join)

@@ -146,6 +146,7 @@ async def _query(
     context: ContextRef,
     media_type: str,
     order: tuple[OrderKey, ...] = (),
+    query_body: Any = None,
 ) -> web.Response:
     if query.is_empty and not ask.attrs:
         raise BadRequestData(
@@ -168,7 +169,7 @@ async def _query(
         order=order,
     )
     body, _, cut = await _render(request, ask, tm, entities)
-    selection = selection_of(request, tm)
+    selection = selection_of(request, tm, query_body)
     body = [project(item, selection, tm) for item in body]
     status, headers = _range_headers(ask, cut)
     if total is not None:
@@ -206,7 +207,7 @@ async def query_temporal_by_post(request: web.Request) -> web.Response:
     attrs = body.data.get("attrs")
     ask = _ask(request, tm, temporal, attrs if isinstance(attrs, list) else None)
     order = order_of(request, tm, body.data)
-    return await _query(request, query, ask, tm, body.context, media_type, order)
+    return await _query(request, query, ask, tm, body.context, media_type, order, body.data)
 
 
 @routes.get(TEMPORAL + "/{entity_id}")
