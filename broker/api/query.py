@@ -39,10 +39,13 @@ from broker.store import query as entity_query
 
 routes = web.RouteTableDef()
 _FEDERATION = ("csf",)
-_LATER = ("entityMap", "containedBy")
+# expandValues (JSON-LD coercion of q values) is not built; jsonKeys needs nothing here, since
+# values are never expanded.
+_LATER = ("entityMap", "containedBy", "expandValues")
 
 
-def _refuse_unbuilt(names: Any) -> None:
+def refuse_unbuilt(names: Any) -> None:
+    """501 for the parameters this broker does not honour yet, rather than ignoring them silently."""
     later = [name for name in (*_FEDERATION, *_LATER) if name in names]
     if later:
         raise NotImplementedYet(f"{', '.join(later)} not implemented by this broker yet")
@@ -69,7 +72,7 @@ def _geoproperty(raw: str | None, tm: TermMap) -> str:
 
 def query_from_params(request: web.Request, tm: TermMap) -> EntityQuery:
     """The EntityQuery of GET /entities' parameters."""
-    _refuse_unbuilt(request.query)
+    refuse_unbuilt(request.query)
     types = request.query.get("type")
     ids = csv_param(request, "id")
     pattern = id_pattern(request.query.get("idPattern"))
@@ -100,7 +103,7 @@ def query_from_body(body: Any, tm: TermMap) -> EntityQuery:
     """The EntityQuery of a Query object (clause 5.2.23) posted to entityOperations/query."""
     if not isinstance(body, dict) or body.get("type") != "Query":
         raise BadRequestData('the body must be a Query object with "type": "Query"')
-    _refuse_unbuilt(body)
+    refuse_unbuilt(body)
     selectors = tuple(_selector(item, tm) for item in _list(body.get("entities", []), "entities"))
     geo_q = body.get("geoQ")
     if geo_q is not None and not isinstance(geo_q, dict):

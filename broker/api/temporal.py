@@ -17,7 +17,7 @@ from aiohttp import web
 
 from broker.api.keys import POOL, SETTINGS, TENANTS
 from broker.api.paging import page_links, paging
-from broker.api.query import order_of, query_from_body, query_from_params
+from broker.api.query import order_of, query_from_body, query_from_params, refuse_unbuilt
 from broker.api.representation import (
     GEO_JSON,
     accepted,
@@ -215,6 +215,7 @@ async def retrieve_temporal(request: web.Request) -> web.Response:
     """5.7.3 Retrieve Temporal Evolution of an Entity (HTTP binding 6.19.3.1); geo+json gives its track."""
     media_type = accepted(request, geo=True)
     entity_id = path_entity_id(request)
+    refuse_unbuilt(request.query)
     context = link_context(request)
     tm = await term_map(request, context)
     ask = _ask(request, tm, dict(request.query), csv_param(request, "attrs"))
