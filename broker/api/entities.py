@@ -8,6 +8,7 @@ from aiohttp import web
 
 from broker.api.join import flat, inline, join_of, read_linked
 from broker.api.keys import POOL, TENANTS, WRITER
+from broker.api.query import refuse_unbuilt
 from broker.api.representation import (
     GEO_JSON,
     accepted,
@@ -86,6 +87,7 @@ async def retrieve_entity(request: web.Request) -> web.Response:
     """5.7.1 Retrieve Entity (HTTP binding 6.5.3.1): attrs/pick/omit, options, format, lang, GeoJSON;
     join=inline|flat with joinLevel (4.5.23)."""
     entity_id = path_entity_id(request)
+    refuse_unbuilt(request.query)
     media_type = accepted(request, geo=True)
     context = link_context(request)
     tm = await term_map(request, context)

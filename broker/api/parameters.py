@@ -22,7 +22,7 @@ _PAGING = frozenset({"limit", "offset", "count"})
 _SELECTION = frozenset(
     {"id", "type", "idPattern", "q", "georel", "geometry", "coordinates", "geoproperty", "scopeQ"}
 )
-_ORDER = frozenset({"orderBy"})
+_ORDER = frozenset({"orderBy", "orderFrom", "orderGeometry", "collation"})
 _TEMPORAL = frozenset(
     {"timerel", "timeAt", "endTimeAt", "timeproperty", "lastN", "aggrMethods", "aggrPeriodDuration"}
 )

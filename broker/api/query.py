@@ -17,7 +17,7 @@ from aiohttp import web
 from broker.api.join import Join, flat, inline, join_of, read_linked
 from broker.api.keys import POOL, SETTINGS, TENANTS, WRITER
 from broker.api.paging import page_links, paging
-from broker.api.representation import GEO_JSON, accepted, json_response, no_content, view_of
+from broker.api.representation import GEO_JSON, accepted, json_response, no_content, selection_of, view_of
 from broker.api.request import csv_param, geometry_property, link_context, read_body, term_map
 from broker.edge import flag, tenant_of
 from broker.errors import BadRequestData, NotImplementedYet, TooManyResults
@@ -30,7 +30,7 @@ from broker.model.parse import check_name, check_uri
 from broker.model.render import View, render_entity, to_feature
 from broker.query.entity_query import EntityQuery, Selector
 from broker.query.geo import parse_geo_query
-from broker.query.order import OrderKey, parse_order_by
+from broker.query.order import DEFAULT_COLLATION, OrderKey, parse_order_by
 from broker.query.qlang import parse_q
 from broker.query.qregex import translate_regex
 from broker.query.scope import parse_scope_q
@@ -39,10 +39,13 @@ from broker.store import query as entity_query
 
 routes = web.RouteTableDef()
 _FEDERATION = ("csf",)
-_LATER = ("entityMap", "containedBy")
+# expandValues (JSON-LD coercion of q values) is not built; jsonKeys needs nothing here, since
+# values are never expanded.
+_LATER = ("entityMap", "containedBy", "expandValues")
 
 
-def _refuse_unbuilt(names: Any) -> None:
+def refuse_unbuilt(names: Any) -> None:
+    """501 for the parameters this broker does not honour yet, rather than ignoring them silently."""
     later = [name for name in (*_FEDERATION, *_LATER) if name in names]
     if later:
         raise NotImplementedYet(f"{', '.join(later)} not implemented by this broker yet")
@@ -69,7 +72,7 @@ def _geoproperty(raw: str | None, tm: TermMap) -> str:
 
 def query_from_params(request: web.Request, tm: TermMap) -> EntityQuery:
     """The EntityQuery of GET /entities' parameters."""
-    _refuse_unbuilt(request.query)
+    refuse_unbuilt(request.query)
     types = request.query.get("type")
     ids = csv_param(request, "id")
     pattern = id_pattern(request.query.get("idPattern"))
@@ -100,7 +103,7 @@ def query_from_body(body: Any, tm: TermMap) -> EntityQuery:
     """The EntityQuery of a Query object (clause 5.2.23) posted to entityOperations/query."""
     if not isinstance(body, dict) or body.get("type") != "Query":
         raise BadRequestData('the body must be a Query object with "type": "Query"')
-    _refuse_unbuilt(body)
+    refuse_unbuilt(body)
     selectors = tuple(_selector(item, tm) for item in _list(body.get("entities", []), "entities"))
     geo_q = body.get("geoQ")
     if geo_q is not None and not isinstance(geo_q, dict):
@@ -153,11 +156,26 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def order_of(raw: Any, tm: TermMap) -> tuple[OrderKey, ...]:
-    """The orderBy of the URL or of a Query object (this broker's extension, see broker/query/order.py)."""
+def order_of(request: web.Request, tm: TermMap, body: Any = None) -> tuple[OrderKey, ...]:
+    """The ordering (clause 4.23) of the URL, or of a Query object's ``ordering`` (5.2.43)."""
+    source: Any = request.query
+    if isinstance(body, dict) and isinstance(body.get("ordering"), dict):
+        source = body["ordering"]
+    elif isinstance(body, dict) and "orderBy" in body:
+        source = body
+    raw = source.get("orderBy")
     if raw is None:
         return ()
-    return parse_order_by(_text(raw, "orderBy"), tm)
+    collation = source.get("collation")
+    if collation is not None and collation != DEFAULT_COLLATION:
+        raise NotImplementedYet(f"collation {collation!r}: only {DEFAULT_COLLATION} is offered")
+    origin = source.get("orderFrom")
+    if origin is not None and not isinstance(origin, str):
+        origin = orjson.dumps(origin).decode()
+    geometry = source.get("orderGeometry")
+    return parse_order_by(
+        _text(raw, "orderBy"), tm, origin, None if geometry is None else _text(geometry, "orderGeometry")
+    )
 
 
 async def _answer(
@@ -210,12 +228,12 @@ async def _answer(
 @routes.get("/ngsi-ld/v1/entities/")
 async def query_entities(request: web.Request) -> web.Response:
     """5.7.2 Query Entities (HTTP binding 6.4.3.2): type, id, idPattern, attrs, q, geo, scopeQ, paging;
-    join/joinLevel (4.5.23); orderBy (this broker's extension)."""
+    join/joinLevel (4.5.23); orderBy (4.23)."""
     media_type = accepted(request, geo=True)
     context = link_context(request)
     tm = await term_map(request, context)
     view = view_of(request, tm)
-    order = order_of(request.query.get("orderBy"), tm)
+    order = order_of(request, tm)
     query = query_from_params(request, tm)
     return await _answer(request, query, tm, view, context, media_type, order, join_of(request))
 
@@ -234,7 +252,12 @@ async def query_entities_by_post(request: web.Request) -> web.Response:
     if query.attrs and pick is None:
         pick = frozenset(query.attrs) | {"id", "type", "scope"}
     view = replace(view, pick=pick, lang=lang if isinstance(lang, str) else view.lang)
-    order = order_of(body.data.get("orderBy", request.query.get("orderBy")), tm)
+    if "pick" in body.data or "omit" in body.data:
+        picked = selection_of(request, tm, body.data)
+        view = replace(
+            view, pick=picked.pick, omit=picked.omit, sub_pick=picked.sub_pick, sub_omit=picked.sub_omit
+        )
+    order = order_of(request, tm, body.data)
     join = join_of(request, body.data)
     return await _answer(request, query, tm, view, body.context, media_type, order, join)
 

@@ -175,11 +175,18 @@ def nothing_left(entity_attrs: Any, rendered: dict[str, Any], selection: Selecti
     return False
 
 
-def selection_of(request: web.Request, tm: TermMap) -> Selection:
-    """The attrs, pick and omit parameters, checked: pick excludes the other two."""
+def selection_of(request: web.Request, tm: TermMap, body: Any = None) -> Selection:
+    """The attrs, pick and omit parameters (or a Query object's members), checked: pick excludes
+    the other two."""
     attrs = csv_param(request, "attrs")
     pick = _projection(request, "pick")
     omit = _projection(request, "omit")
+    if isinstance(body, dict) and ("pick" in body or "omit" in body):
+        # Table 5.2.23-1: in a Query object they are arrays of projection strings.
+        attrs = None
+        pick, omit = _member_projection(body, "pick"), _member_projection(body, "omit")
+        if "attrs" in body and pick is not None:
+            raise BadRequestData("pick cannot be combined with attrs (clause 4.21)")
     if pick is not None and (omit is not None or attrs is not None):
         raise BadRequestData("pick cannot be combined with omit or attrs (clause 4.21)")
     selected: frozenset[str] | None = None
@@ -219,6 +226,17 @@ def _projection(request: web.Request, name: str) -> tuple[Projected, ...] | None
     if raw is None:
         return None
     return parse_projection(raw, name)
+
+
+def _member_projection(body: dict[str, Any], name: str) -> tuple[Projected, ...] | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise BadRequestData(f"{name} must be a non-empty array of attribute projection strings")
+    return parse_projection(",".join(value), name)
 
 
 def _inner(items: tuple[Projected, ...] | None, tm: TermMap) -> dict[str, frozenset[str]] | None:

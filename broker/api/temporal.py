@@ -17,7 +17,7 @@ from aiohttp import web
 
 from broker.api.keys import POOL, SETTINGS, TENANTS
 from broker.api.paging import page_links, paging
-from broker.api.query import query_from_body, query_from_params
+from broker.api.query import order_of, query_from_body, query_from_params, refuse_unbuilt
 from broker.api.representation import (
     GEO_JSON,
     accepted,
@@ -37,6 +37,7 @@ from broker.model.entity import format_time
 from broker.model.parse import check_name
 from broker.model.render import FORMS, Form
 from broker.query.entity_query import EntityQuery, Selector
+from broker.query.order import OrderKey
 from broker.query.temporal import Aggregation, TemporalQuery, parse_aggregation, parse_temporal
 from broker.store import history_read as read
 from broker.temporal import render
@@ -138,7 +139,14 @@ def _range_headers(ask: Ask, cut: render.Cut | None) -> tuple[int, dict[str, str
 
 
 async def _query(
-    request: web.Request, query: EntityQuery, ask: Ask, tm: TermMap, context: ContextRef, media_type: str
+    request: web.Request,
+    query: EntityQuery,
+    ask: Ask,
+    tm: TermMap,
+    context: ContextRef,
+    media_type: str,
+    order: tuple[OrderKey, ...] = (),
+    query_body: Any = None,
 ) -> web.Response:
     if query.is_empty and not ask.attrs:
         raise BadRequestData(
@@ -158,9 +166,10 @@ async def _query(
         limit=page.limit,
         offset=page.offset,
         count=page.count,
+        order=order,
     )
     body, _, cut = await _render(request, ask, tm, entities)
-    selection = selection_of(request, tm)
+    selection = selection_of(request, tm, query_body)
     body = [project(item, selection, tm) for item in body]
     status, headers = _range_headers(ask, cut)
     if total is not None:
@@ -174,13 +183,14 @@ async def _query(
 @routes.get(TEMPORAL)
 @routes.get(TEMPORAL + "/")
 async def query_temporal(request: web.Request) -> web.Response:
-    """5.7.4 Query Temporal Evolution of Entities (HTTP binding 6.18.3.2)."""
+    """5.7.4 Query Temporal Evolution of Entities (HTTP binding 6.18.3.2); orderBy (4.23) as on /entities."""
     media_type = accepted(request)
     context = link_context(request)
     tm = await term_map(request, context)
     query = query_from_params(request, tm)
     ask = _ask(request, tm, dict(request.query), csv_param(request, "attrs"))
-    return await _query(request, query, ask, tm, context, media_type)
+    order = order_of(request, tm)
+    return await _query(request, query, ask, tm, context, media_type, order)
 
 
 @routes.post("/ngsi-ld/v1/temporal/entityOperations/query")
@@ -196,7 +206,8 @@ async def query_temporal_by_post(request: web.Request) -> web.Response:
         raise BadRequestData("temporalQ must be a TemporalQuery object")
     attrs = body.data.get("attrs")
     ask = _ask(request, tm, temporal, attrs if isinstance(attrs, list) else None)
-    return await _query(request, query, ask, tm, body.context, media_type)
+    order = order_of(request, tm, body.data)
+    return await _query(request, query, ask, tm, body.context, media_type, order, body.data)
 
 
 @routes.get(TEMPORAL + "/{entity_id}")
@@ -204,6 +215,7 @@ async def retrieve_temporal(request: web.Request) -> web.Response:
     """5.7.3 Retrieve Temporal Evolution of an Entity (HTTP binding 6.19.3.1); geo+json gives its track."""
     media_type = accepted(request, geo=True)
     entity_id = path_entity_id(request)
+    refuse_unbuilt(request.query)
     context = link_context(request)
     tm = await term_map(request, context)
     ask = _ask(request, tm, dict(request.query), csv_param(request, "attrs"))

@@ -16,9 +16,11 @@ from typing import Any
 
 import asyncpg
 
+from broker.errors import BadRequestData
 from broker.jsonld.context import TermMap
 from broker.model.entity import VALUE_MEMBER
 from broker.query.entity_query import EntityQuery, where_sql
+from broker.query.order import OrderKey, instance_value, sort_terms
 from broker.query.params import Params
 from broker.query.temporal import Aggregation, TemporalQuery, TimeRel
 from broker.store.query import read_only
@@ -147,17 +149,20 @@ async def page_entities(
     limit: int,
     offset: int,
     count: bool,
+    order: tuple[OrderKey, ...] = (),
 ) -> tuple[list[tuple[str, list[str]]], bool, int | None]:
-    """One page of temporal entities (id, types) in id order, whether more follow, the total if asked."""
+    """One page of temporal entities (id, types) in ``order`` then id order, whether more follow, the
+    total if asked."""
     params = Params(tenant)
     where = _selection_sql(query, attrs, tq, tm, params)
     found: list[tuple[str, list[str]]] = []
     if limit > 0:
         page = Params(*params.values)
+        ordering = _order_sql(order, tq, page)
         rows = await _run(
             pool,
             "SELECT s.id, min(s.types) AS types FROM history_streams s"
-            f" WHERE s.tenant = $1 AND {where} GROUP BY s.id ORDER BY s.id"
+            f" WHERE s.tenant = $1 AND {where} GROUP BY s.id ORDER BY {ordering}"
             f" LIMIT {page.add(limit + 1)} OFFSET {page.add(offset)}",
             page.values,
         )
@@ -171,6 +176,35 @@ async def page_entities(
         )
         total = int(rows[0]["n"])
     return found[:limit], len(found) > limit, total
+
+
+def _order_sql(keys: tuple[OrderKey, ...], tq: TemporalQuery, params: Params) -> str:
+    """ORDER BY of a temporal page: id, type, or an attribute's newest value in the window (its
+    default instance); createdAt/modifiedAt are the first and last write of the entity's history."""
+    parts: list[str] = []
+    for key in keys:
+        if not key.attribute:
+            expression = {
+                "id": "s.id",
+                "type": "min(s.types)[1]",
+                "createdAt": "(SELECT min(h.created_at) FROM attribute_history h"
+                " WHERE h.tenant = $1 AND h.entity_id = s.id)",
+                "modifiedAt": "(SELECT max(h.modified_at) FROM attribute_history h"
+                " WHERE h.tenant = $1 AND h.entity_id = s.id)",
+            }[key.name]
+        elif key.origin is not None:
+            raise BadRequestData("orderBy dist-asc/dist-desc is not offered on temporal queries")
+        else:
+            instance = (
+                "(SELECT h.instance FROM attribute_history h WHERE h.tenant = $1 AND h.entity_id = s.id"
+                f" AND h.attr = {params.add(key.name, 'text')} AND h.dataset_id = ''"
+                f" AND {_instances_window(tq, params)} ORDER BY {time_column(tq)} DESC LIMIT 1)"
+            )
+            parts.extend(sort_terms(instance_value(instance, key, params), key.descending))
+            continue
+        parts.append(f"{expression} {'DESC' if key.descending else 'ASC'} NULLS LAST")
+    parts.append("s.id")
+    return ", ".join(parts)
 
 
 def _streams_sql(ids: list[str], attrs: tuple[str, ...] | None, params: Params) -> str:

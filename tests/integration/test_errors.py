@@ -259,13 +259,20 @@ async def test_resources_not_built_yet_answer_501_operation_not_supported(
     await assert_problem_details(response, 501)
 
 
-@pytest.mark.parametrize("param", ["csf", "entityMap", "containedBy"])
+@pytest.mark.parametrize("param", ["csf", "entityMap", "containedBy", "expandValues"])
 async def test_querying_entities_with_a_parameter_not_built_yet_answers_501(api: Api, param: str) -> None:
+    """A parameter V1.9.1 defines but this broker does not honour is 501, never silently ignored."""
     entity_id = new_id()
     assert (await api.create(thing(entity_id, level=1))).status == 201
     response = await api.request("GET", ENTITIES, params={"type": "Thing", param: "x"})
     await problem(response, 501, "OperationNotSupported")
     await assert_problem_details(response, 501)
+    response = await api.request("GET", f"{ENTITIES}/{entity_id}", params={param: "x"})
+    await problem(response, 501, "OperationNotSupported")
+    if param in ("csf", "expandValues"):
+        # entityMap and containedBy are no parameters of the temporal retrieval (6.19.3.1): 400 there.
+        response = await api.request("GET", f"/ngsi-ld/v1/temporal/entities/{entity_id}", params={param: "x"})
+        await problem(response, 501, "OperationNotSupported")
 
 
 @pytest.mark.parametrize("path", ["/nothing-here", "/ngsi-ld/v2/entities", "/ngsi-ld/v1/unknownResource"])

@@ -115,3 +115,32 @@ async def test_pick_and_omit_apply_on_temporal_retrieval_and_query(api: Api) -> 
     assert [set(item) for item in await body_of(response)] == [{"id", "heading"}]
     response = await api.request("GET", path, params={"pick": "ghost"})
     await problem(response, 404, "ResourceNotFound")
+
+
+async def test_pick_and_omit_in_a_posted_query_object(api: Api) -> None:
+    """Table 5.2.23-1: a Query object's pick and omit (arrays of projection strings) apply as in the URL."""
+    entity_id = await created(api)
+    post = "/ngsi-ld/v1/entityOperations/query"
+    query: dict[str, Any] = {
+        "type": "Query",
+        "entities": [{"type": "Snowplow"}],
+        "pick": ["id", "speed{source}"],
+    }
+    [picked] = await body_of(await api.request("POST", post, query))
+    assert set(picked) == {"id", "speed"}
+    assert "source" in picked["speed"]
+    assert "accuracy" not in picked["speed"]
+    query = {"type": "Query", "entities": [{"type": "Snowplow"}], "omit": ["heading"]}
+    [omitted] = await body_of(await api.request("POST", post, query))
+    assert "heading" not in omitted
+    assert omitted["id"] == entity_id
+    query = {"type": "Query", "entities": [{"type": "Snowplow"}], "pick": []}
+    await problem(await api.request("POST", post, query), 400, "BadRequestData")
+    temporal = {
+        "type": "Query",
+        "entities": [{"type": "Snowplow"}],
+        "pick": ["id", "heading"],
+        "temporalQ": {},
+    }
+    response = await api.request("POST", "/ngsi-ld/v1/temporal/entityOperations/query", temporal)
+    assert [set(item) for item in await body_of(response)] == [{"id", "heading"}]

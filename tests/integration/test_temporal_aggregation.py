@@ -108,3 +108,12 @@ async def test_a_gauge_day_of_five_minute_readings_averages_per_ten_minutes(api:
     assert body["avg"][:2] == [[0.5, at(0), at(10)], [2.5, at(10), at(20)]]
     assert body["avg"][-1] == [286.5, at(1430), f"{DAY[:-2]}20T00:00:00Z"]
     assert [m[0] for m in body["max"]] == [float(n + 1) for n in range(0, 288, 2)]
+
+
+async def test_periods_start_at_time_at_as_the_spec_example_shows(api: Api) -> None:
+    """Clause 4.5.19 and example C.5.14: with timerel=between the first period starts at timeAt, even
+    off a round boundary (issue 13 item 7)."""
+    gauge = await gauge_with(api, FOUR)
+    window = {"timerel": "between", "timeAt": at(5), "endTimeAt": at(45)}
+    body = await aggregated(api, gauge, aggrMethods="max", aggrPeriodDuration="PT20M", **window)
+    assert body["max"] == [[4.0, at(5), at(25)], [3.0, at(25), at(45)]]
