@@ -72,11 +72,6 @@ async def test_batch_create_upsert_and_update_succeed_for_every_entity(ngsi: Any
         assert (result.n_ok, result.n_err) == (3, 0), result
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 item 5: batch delete of an id array sent as application/ld+json answers 400"
-    " ('must carry an @context'); the entity/batch helper's item, which also breaks purge()",
-)
 async def test_batch_delete_and_purge_remove_the_entities(ngsi: Any) -> None:
     """Clause 5.6.10 Batch Delete, as ngsildclient's delete() and purge() send it."""
     gauges = [gauge(f"kasuga-00{i}", float(i)) for i in range(2, 5)]
