@@ -61,7 +61,8 @@ class Supervisor:
         """Run ``run()`` for as long as the process runs; restart it whenever it raises or returns."""
         if name in self._components:
             raise ValueError(f"a component named {name!r} is already supervised")
-        component = _Component(name, run)
+        # Running from now on: /ready must not blip "not running" before the task's first step.
+        component = _Component(name, run, running=True)
         self._components[name] = component
         component.task = asyncio.get_running_loop().create_task(self._keep(component), name=name)
 

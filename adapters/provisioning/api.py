@@ -20,7 +20,7 @@ from aiohttp import web
 
 from adapters import deadletters
 from adapters.deadletters import DeadLetters
-from adapters.keys import DEAD_LETTERS, DEVICES, POOL, SETTINGS
+from adapters.keys import DEAD_LETTERS, DEVICES, HOST, POOL, SETTINGS
 from adapters.provisioning import Registry
 from adapters.provisioning.fields import WRONG_SYNTAX
 from adapters.provisioning.model import (
@@ -45,8 +45,9 @@ _ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 async def provisioning_context(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the provisioning registry and the dead letters (after the broker's database)."""
-    registry = Registry(app[POOL])
-    await registry.start()
+    supervisor = app[HOST].supervisor
+    registry = Registry(app[POOL], clock=supervisor.clock)
+    await registry.start(supervisor)
     app[DEVICES] = registry
     app[DEAD_LETTERS] = DeadLetters(app[POOL], max_raw_bytes=app[SETTINGS].device_max_bytes)
     yield

@@ -11,6 +11,9 @@ gets a DeviceConfig made from the group at once (provisioned=False), cached, and
 background task stores the queued devices every ``flush_interval`` seconds (INSERT .. ON CONFLICT
 DO NOTHING, so two processes making the same device store it once) and the NOTIFY of that
 commit turns them into stored devices everywhere. ``persist_pending`` does the same on demand.
+
+Both the upkeep task (``device-provisioning``) and the LISTEN (``device-provisioning-listen``) run
+under the process's supervisor: a fault is logged, restarted with back-off and shown on ``/ready``.
 """
 
 from __future__ import annotations
@@ -42,12 +45,17 @@ from adapters.provisioning.store import (
     device_of_row,
     group_of_row,
 )
+from broker.clock import SYSTEM, Clock
 from broker.errors import BadRequestData
 from broker.store.listener import Listener
 from broker.store.pool import Connection
+from broker.supervise import Supervisor
 from broker.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+PART = "device-provisioning"
+LISTEN_PART = "device-provisioning-listen"
 
 _TRANSIENT = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 # (tenant, service path, apikey, device id): one autoprovisioned device.
@@ -139,10 +147,16 @@ class Registry:
     """All service groups and devices, with the synchronous lookups the pipeline makes."""
 
     def __init__(
-        self, pool: asyncpg.Pool, *, flush_interval: float = 0.5, resync_interval: float = 300.0
+        self,
+        pool: asyncpg.Pool,
+        *,
+        flush_interval: float = 0.5,
+        resync_interval: float = 300.0,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.store = ProvisioningStore(pool)
         self._pool = pool
+        self._clock = clock
         self._flush_interval = flush_interval
         self._resync_interval = resync_interval
         self._tenants: dict[str, _Tenant] = {}
@@ -151,8 +165,8 @@ class Registry:
         self._pending: dict[_AutoKey, Device] = {}
         self._dirty: set[str] = set()
         self._refresher: asyncio.Task[None] | None = None
-        self._background: asyncio.Task[None] | None = None
-        self._listener = Listener(pool, CHANNEL, self._on_notify, self.load_all)
+        self._supervisor: Supervisor | None = None
+        self._listener = Listener(pool, CHANNEL, self._on_notify, self.load_all, clock=clock)
 
     # --- lookups (hot path, no I/O) -------------------------------------------------------------
 
@@ -289,11 +303,11 @@ class Registry:
             except _TRANSIENT as exc:
                 log.warning("provisioning of tenant %r not reloaded (%s); the next resync will", tenant, exc)
 
-    async def _maintain(self) -> None:
-        """Store autoprovisioned devices often; reload everything now and then."""
+    async def maintain(self) -> None:
+        """Store autoprovisioned devices often; reload everything now and then (the supervised part)."""
         waited = 0.0
         while True:
-            await asyncio.sleep(self._flush_interval)
+            await self._clock.sleep(self._flush_interval)
             waited += self._flush_interval
             try:
                 await self.persist_pending()
@@ -303,15 +317,20 @@ class Registry:
             except _TRANSIENT as exc:
                 log.warning("provisioning upkeep failed (%s); retrying", exc)
 
-    async def start(self) -> None:
-        """Listen first, then load, so no change between the two is missed."""
-        await self._listener.start()
+    async def start(self, supervisor: Supervisor) -> None:
+        """Listen first, then load, so no change between the two is missed; then keep up under
+        ``supervisor``."""
+        await self._listener.start(supervisor, LISTEN_PART)
         await self.load_all()
-        self._background = asyncio.get_running_loop().create_task(self._maintain())
+        supervisor.spawn(PART, self.maintain)
+        self._supervisor = supervisor
 
     async def stop(self) -> None:
         """Stop listening and the upkeep task; store what autoprovision still holds."""
-        await cancel_and_wait(self._background, self._refresher)
+        if self._supervisor is not None:
+            await self._supervisor.cancel(PART)
+            self._supervisor = None
+        await cancel_and_wait(self._refresher)
         with contextlib.suppress(*_TRANSIENT):
             await self.persist_pending()
         await self._listener.stop()

@@ -2,7 +2,7 @@
 
 Each test serves a broker app of its own whose Supervisor backs off on a ManualClock, raises
 inside one part (the pipeline's batch loop, the MQTT connection keeper, the command dispatcher,
-the housekeeping), and asserts that /ready answers 503 naming that part while it waits for its
+the housekeeping, the provisioning upkeep), and asserts that /ready answers 503 naming that part while it waits for its
 restart, that /health keeps answering, and that once the clock moves past the back-off the part
 runs again, /ready answers 200 and a device message is stored through it (ETSI GS CIM 009
 V1.9.1 clause 5.6.3, Append Entity Attributes, is what the message becomes).
@@ -27,6 +27,8 @@ from adapters import commands, pipeline
 from adapters import mqtt as device_mqtt
 from adapters.deadletters import DeadLetters
 from adapters.http import PIPELINE
+from adapters.keys import DEVICES
+from adapters.provisioning import registry as provisioning
 from adapters.wiring import COMMANDS, HOUSEKEEPING, MQTT
 from broker.api.keys import SUPERVISOR
 from broker.app import create_app
@@ -216,3 +218,28 @@ async def test_a_fault_in_the_housekeeping_restarts_it(
         response = await broker.api.request("POST", f"/iot/json?k={broker.apikey}&i=s1", {"n": 5})
         assert response.status == 200, await response.text()
         await broker.stored(5)
+
+
+async def test_a_fault_in_the_provisioning_upkeep_restarts_it_and_autoprovisioned_devices_are_stored(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = broker.client.app[DEVICES]
+    monkeypatch.setattr(registry, "persist_pending", fail_once(registry.persist_pending))
+
+    # The upkeep stores autoprovisioned devices every flush interval of the app's clock.
+    await eventually(lambda: broker.clock.sleepers > 0, what="the upkeep waiting for its flush")
+    await broker.clock.advance(0.5)
+    await broker.down_is(provisioning.PART, f"restarting after: {FAULT}")
+    await broker.restarted(provisioning.PART)
+
+    # A device the group does not list yet is made on the fly, then stored by the restarted upkeep.
+    response = await broker.api.request("POST", f"/iot/json?k={broker.apikey}&i=auto-1", {"n": 6})
+    assert response.status == 200, await response.text()
+    headers = {"fiware-service": broker.api.tenant, "fiware-servicepath": "/"}
+
+    async def stored() -> bool:
+        await broker.clock.advance(0.5)
+        found = await broker.api.request("GET", "/iot/devices/auto-1", headers=headers)
+        return found.status == 200
+
+    await eventually(stored, what="the autoprovisioned device stored")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,8 +12,10 @@ import pytest
 
 from adapters.message import CHIRPSTACK, IOTA_JSON, SIGFOX, TTS, DeviceMessage, Family, Rejected
 from adapters.provisioning import Registry, parse_device, parse_group
+from adapters.provisioning.registry import LISTEN_PART, PART
 from broker.store import create_pool, migrate
-from tests.conftest import database_url
+from broker.supervise import Supervisor
+from tests.conftest import database_url, eventually
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,11 @@ async def pool() -> AsyncIterator[asyncpg.Pool]:
 async def registries(pool: asyncpg.Pool) -> AsyncIterator[tuple[Registry, Registry]]:
     """Two registries on one database, as two broker processes hold them."""
     first, second = Registry(pool, flush_interval=0.05), Registry(pool, flush_interval=0.05)
-    await first.start()
-    await second.start()
+    supervisor = Supervisor()
+    await first.start(supervisor)
+    await second.start(Supervisor())
+    assert set(supervisor.report()) == {PART, LISTEN_PART}, "the upkeep and the LISTEN are supervised"
+    assert supervisor.problems() == {}
     yield first, second
     await first.stop()
     await second.stop()
@@ -38,15 +42,6 @@ async def registries(pool: asyncpg.Pool) -> AsyncIterator[tuple[Registry, Regist
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-async def eventually(check: Callable[[], Any], seconds: float = 5.0) -> Any:
-    """Wait until ``check()`` is truthy (a NOTIFY travels asynchronously); fail after ``seconds``."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not (result := check()):
-        assert asyncio.get_running_loop().time() < deadline, "the registry never saw the change"
-        await asyncio.sleep(0.02)
-    return result
 
 
 def message(family: Family, device_id: str, **fields: Any) -> DeviceMessage:

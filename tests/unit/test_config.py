@@ -180,3 +180,12 @@ def test_zero_workers_means_one_per_core_and_negative_is_refused() -> None:
     assert load({"NGSI_WORKERS": "0"}).workers == 0
     with pytest.raises(ConfigError, match="NGSI_WORKERS"):
         load({"NGSI_WORKERS": "-1"})
+
+
+def test_the_readme_lists_every_setting_with_its_default() -> None:
+    readme = (BROKER_SOURCE.parent / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", readme, flags=re.MULTILINE))
+    for setting in SETTINGS:
+        assert setting.env in rows, f"README's configuration table lacks {setting.env}"
+        shown = rows[setting.env].strip()
+        assert shown == (f"`{setting.default}`" if setting.default else "(empty)"), setting.env

@@ -47,6 +47,25 @@ async def test_a_task_that_raises_is_reported_down_then_restarted_after_its_back
         await supervisor.stop()
 
 
+async def test_a_part_just_spawned_counts_as_running_before_its_first_step() -> None:
+    supervisor = Supervisor(ManualClock())
+    started = asyncio.Event()
+
+    async def run() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    supervisor.spawn("worker", run)
+    try:
+        # No await between spawn and the probe: the task has not run a step yet.
+        assert not started.is_set()
+        assert supervisor.problems() == {}
+        assert supervisor.report()["worker"] == {"running": True, "restarts": 0, "lastError": None}
+        await eventually(started.is_set, what="the first step")
+    finally:
+        await supervisor.stop()
+
+
 async def test_a_task_that_returns_is_restarted_too() -> None:
     clock = ManualClock()
     supervisor = Supervisor(clock, backoff=1.0)
