@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
 
+from adapters.device import DeviceConfig
 from adapters.message import CHIRPSTACK, IOTA_JSON, SIGFOX, TTS, DeviceMessage, Family, Rejected
 from adapters.provisioning import Registry, parse_device, parse_group
 from adapters.provisioning.registry import LISTEN_PART, PART
@@ -44,6 +45,14 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+async def seen(lookup: Callable[[], DeviceConfig | None]) -> DeviceConfig:
+    """The config ``lookup`` finds once the registry has seen the change (a NOTIFY travels
+    asynchronously)."""
+    found = await eventually(lookup, what="the registry seeing the change")
+    assert found is not None
+    return found
+
+
 def message(family: Family, device_id: str, **fields: Any) -> DeviceMessage:
     return DeviceMessage(
         family=family, origin="test", device_id=device_id, received_at=datetime.now(UTC), **fields
@@ -60,7 +69,7 @@ async def test_a_device_stored_through_one_registry_reaches_the_other_by_notify(
     device = parse_device({"device_id": "plow-1", "apikey": apikey}, tenant, "/", [group])
     await first.store.add_devices([device])
 
-    found = await eventually(lambda: second.by_apikey_device(apikey, "plow-1"))
+    found = await seen(lambda: second.by_apikey_device(apikey, "plow-1"))
 
     assert (found.tenant, found.entity_type, found.entity_name) == (
         tenant,
@@ -84,7 +93,7 @@ async def test_an_unknown_device_of_an_autoprovision_group_is_made_then_stored_o
     await first.store.add_groups([parse_group(spec, tenant, "/north")])
     await eventually(lambda: second.groups(tenant))
 
-    made_here = await eventually(lambda: first.by_apikey_device(apikey, "tag-9"))
+    made_here = await seen(lambda: first.by_apikey_device(apikey, "tag-9"))
     made_there = second.by_apikey_device(apikey, "tag-9")
 
     assert made_there is not None
@@ -202,7 +211,7 @@ async def test_a_changed_device_replaces_the_old_one_in_the_other_registry(
     old = parse_device({"device_id": "g1", "apikey": apikey}, tenant, "/", [group])
     unchanged = parse_device({"device_id": "g2", "apikey": apikey}, tenant, "/", [group])
     await first.store.add_devices([old, unchanged])
-    kept = await eventually(lambda: second.by_apikey_device(apikey, "g2"))
+    kept = await seen(lambda: second.by_apikey_device(apikey, "g2"))
     new = parse_device(
         {"device_id": "g1", "apikey": apikey, "model_params": {"dangerLevel": 3}}, tenant, "/", [group]
     )
@@ -228,7 +237,7 @@ async def test_a_registry_whose_listening_connection_dies_listens_again_and_catc
     await first.store.add_groups([group])
     await first.store.add_devices([parse_device({"device_id": "d1", "apikey": apikey}, tenant, "/", [group])])
 
-    found = await eventually(lambda: second.by_apikey_device(apikey, "d1"))
+    found = await seen(lambda: second.by_apikey_device(apikey, "d1"))
 
     assert found.tenant == tenant
     assert second._listener.reconnects == 1
