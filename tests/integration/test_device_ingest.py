@@ -11,7 +11,6 @@ import asyncio
 import base64
 import copy
 import secrets
-import time
 from typing import Any
 
 import asyncpg
@@ -20,7 +19,7 @@ import paho.mqtt.publish as publish
 import pytest
 
 from adapters.codecs import cayenne
-from tests.conftest import Api, database_url, fixture_json
+from tests.conftest import Api, database_url, eventually, fixture_json
 from tests.integration.test_delivery import MQTT_HOST, MQTT_PORT, MqttListener, Receiver, serving
 
 pytestmark = pytest.mark.asyncio
@@ -62,30 +61,27 @@ async def entity_when(
     api: Api, entity_id: str, ready: Any = None, *, context: str | None = None, within: float = 10.0
 ) -> dict[str, Any]:
     """GET the entity until it exists and ``ready(entity)`` holds."""
-    deadline = time.monotonic() + within
     headers = link(context) if context else None
-    last: Any = None
-    while time.monotonic() < deadline:
+
+    async def check() -> dict[str, Any]:
         response = await api.get(entity_id, headers=headers)
-        if response.status == 200:
-            last = await response.json(content_type=None)
-            if ready is None or ready(last):
-                return last  # type: ignore[no-any-return]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"entity {entity_id} not as expected within {within} s; last seen: {last}")
+        if response.status != 200:
+            return {}
+        entity: dict[str, Any] = await response.json(content_type=None)
+        return entity if ready is None or ready(entity) else {}
+
+    return await eventually(check, within=within, what=f"entity {entity_id} as expected")
 
 
 async def dead_letters(api: Api, *, at_least: int = 1, within: float = 10.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + within
-    letters: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
+    async def check() -> list[dict[str, Any]]:
         response = await api.request("GET", "/admin/deadletters", headers={"fiware-service": api.tenant})
-        if response.status == 200:
-            letters = await response.json(content_type=None)
-            if len(letters) >= at_least:
-                return letters
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{len(letters)} dead letters, expected {at_least}")
+        if response.status != 200:
+            return []
+        letters: list[dict[str, Any]] = await response.json(content_type=None)
+        return letters if len(letters) >= at_least else []
+
+    return await eventually(check, within=within, what=f"at least {at_least} dead letters")
 
 
 def dev_eui() -> str:
@@ -416,18 +412,16 @@ async def provision_detector(api: Api, apikey: str, detector: dict[str, Any]) ->
 
 
 async def query_until(api: Api, kind: str, ready: Any, within: float = 10.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + within
-    found: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
+    async def check() -> list[dict[str, Any]]:
         response = await api.request(
             "GET", "/ngsi-ld/v1/entities", params={"type": kind, "limit": "100"}, headers=link(SDM_DEVICE)
         )
-        if response.status == 200:
-            found = await response.json(content_type=None)
-            if ready(found):
-                return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"entities of type {kind} not as expected; last: {found}")
+        if response.status != 200:
+            return []
+        found: list[dict[str, Any]] = await response.json(content_type=None)
+        return found if ready(found) else []
+
+    return await eventually(check, within=within, what=f"entities of type {kind} as expected")
 
 
 # ----------------------------------------------------------------------------------- bad input
@@ -484,17 +478,16 @@ async def test_a_non_json_uplink_is_a_dead_letter_with_the_parser_reason(api: Ap
 
 async def wait_letters_anywhere(origin: str, within: float = 10.0) -> list[dict[str, Any]]:
     """Dead letters of an unknown tenant ('' : the message could not be read far enough to say)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+
+    async def check() -> list[dict[str, Any]]:
         conn = await asyncpg.connect(database_url())
         try:
             rows = await conn.fetch("SELECT reason, tenant FROM dead_letters WHERE origin = $1", origin)
         finally:
             await conn.close()
-        if rows:
-            return [dict(r) for r in rows]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no dead letter for {origin}")
+        return [dict(r) for r in rows]
+
+    return await eventually(check, within=within, what=f"a dead letter for {origin}")
 
 
 async def test_an_unknown_apikey_is_refused_over_http_with_the_reason_and_kept_as_a_dead_letter(

@@ -8,14 +8,12 @@ the history holds every reading once.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 import io
 import os
 import random
 import struct
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +22,7 @@ import orjson
 import pytest
 
 from adapters.codecs import cayenne
-from tests.conftest import Api
+from tests.conftest import Api, eventually
 from tests.simulate import simulate
 from tests.simulate.cli import Summary, build_parser
 
@@ -67,16 +65,15 @@ async def run_with_summary(argv: list[str]) -> tuple[list[dict[str, Any]], Summa
 
 async def until(api: Api, path: str, ready: Callable[[Any], bool], context: str, within: float = 20.0) -> Any:
     """GET ``path`` until ``ready(body)`` holds."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
+
+    async def check() -> Any:
         response = await api.request("GET", path, headers=link(context))
-        if response.status == 200:
-            last = await response.json(content_type=None)
-            if ready(last):
-                return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{path} not as expected within {within} s; last seen: {str(last)[:2000]}")
+        if response.status != 200:
+            return None
+        body = await response.json(content_type=None)
+        return body if ready(body) else None
+
+    return await eventually(check, within=within, what=f"{path} as expected")
 
 
 def common(api: Api, scenario: str) -> list[str]:

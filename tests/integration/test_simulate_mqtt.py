@@ -30,6 +30,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.conftest import eventually
 from tests.simulate import main, simulate
 from tests.simulate.cli import build_parser
 
@@ -62,11 +63,7 @@ class Subscriber:
         await asyncio.to_thread(self._client.loop_stop)
 
     async def wait(self, count: int, within: float = 10.0) -> list[tuple[str, Any]]:
-        deadline = time.monotonic() + within
-        while len(self.received) < count:
-            assert time.monotonic() < deadline, f"{len(self.received)} of {count} messages arrived"
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.1)  # and no more than that
+        await eventually(lambda: len(self.received) >= count, within=within, what=f"{count} messages")
         return self.received
 
 
