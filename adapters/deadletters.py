@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import asyncpg
-import orjson
 from aiohttp import web
 
 from adapters.keys import DEAD_LETTERS, REPLAYER, SETTINGS
@@ -212,10 +211,6 @@ def detail(letter: DeadLetter) -> dict[str, Any]:
     return out
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
 def _letter_id(request: web.Request) -> int:
     raw = request.match_info["letter_id"]
     if not raw.isdigit() or len(raw) > 18:
@@ -248,7 +243,7 @@ async def list_letters(request: web.Request) -> web.Response:
     letters = await request.app[DEAD_LETTERS].page(
         edge.tenant_of(request), limit=limit, offset=offset, device=device, since=since
     )
-    return _json([summary(letter) for letter in letters])
+    return edge.json_reply([summary(letter) for letter in letters])
 
 
 async def _existing(request: web.Request) -> DeadLetter:
@@ -262,7 +257,7 @@ async def _existing(request: web.Request) -> DeadLetter:
 @routes.get(LETTERS + "/{letter_id}")
 async def get_letter(request: web.Request) -> web.Response:
     """One dead letter with its raw message."""
-    return _json(detail(await _existing(request)))
+    return edge.json_reply(detail(await _existing(request)))
 
 
 @routes.delete(LETTERS + "/{letter_id}")
@@ -298,7 +293,7 @@ async def replay_letter(request: web.Request) -> web.Response:
     if letter.replay_result == ACCEPTED:
         raise AlreadyExists(f"dead letter {letter.id} was replayed and accepted already")
     _replayer(request)
-    return _json(await _replay(request, letter))
+    return edge.json_reply(await _replay(request, letter))
 
 
 @routes.post(LETTERS + "/replay")
@@ -310,4 +305,4 @@ async def replay_letters(request: web.Request) -> web.Response:
     letters = await request.app[DEAD_LETTERS].to_replay(
         edge.tenant_of(request), limit=limit, device=device, since=since
     )
-    return _json([await _replay(request, letter) for letter in letters])
+    return edge.json_reply([await _replay(request, letter) for letter in letters])

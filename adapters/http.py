@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-import orjson
 from aiohttp import web
 
 from adapters import commands, sigfox
 from adapters.keys import POOL, WRITER
 from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS, Family
 from adapters.pipeline import ACCEPTED, REJECTED, Inbound, Pipeline, Verdict
+from broker import edge
 from broker.errors import BadRequestData, InternalError
 
 PIPELINE = web.AppKey("device_pipeline", Pipeline)
@@ -63,7 +63,7 @@ async def _receive(request: web.Request, family: Family) -> Verdict:
 
 def _ok(verdict: Verdict) -> web.Response:
     body = {"status": verdict.status, "entities": list(verdict.entities)}
-    return web.Response(body=orjson.dumps(body), content_type="application/json")
+    return edge.json_reply(body)
 
 
 async def iota_json(request: web.Request) -> web.Response:

@@ -1,20 +1,22 @@
-"""What both entrances share at the edge: the tenant a request names, flags, paging, JSON depth.
+"""What both entrances share at the edge: the tenant a request names, flags, paging, JSON bodies.
 
 The NGSI-LD handlers (broker/api) and the device side's handlers (adapters, HTTP and MQTT) read
 input with these, so a tenant header, a limit parameter or a nesting limit means the same thing
-on every route and topic.
+on every route and topic: every JSON request body is parsed by ``decode_json`` and every plain
+JSON answer is made by ``json_reply``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from broker.errors import BadRequestData, TooManyResults
+from broker.errors import BadRequestData, InvalidRequest, TooManyResults
 from broker.store.tenants import DEFAULT_TENANT, check_tenant_name
 
 
@@ -68,7 +70,39 @@ def paging(request: web.Request, max_page: int) -> Paging:
     return Paging(limit, offset, count)
 
 
+JSON = "application/json"
+
 _ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def decode_json(raw: bytes, max_depth: int, **extra: Any) -> Any:
+    """A JSON request body, parsed: 400 InvalidRequest when empty or not JSON, 400 BadRequestData
+    when it holds a NUL or nests deeper than ``max_depth`` (NGSI_MAX_JSON_DEPTH).
+
+    ``extra`` members go into the ProblemDetails of a refusal (the IoT Agent API's ``name``).
+    """
+    if not raw:
+        raise InvalidRequest("the request has no body", **extra)
+    if has_nul(raw):
+        # PostgreSQL text and jsonb cannot hold U+0000: refuse it here, not with a 500 later.
+        raise BadRequestData("the body contains a NUL character (\\u0000), which cannot be stored", **extra)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}", **extra) from None
+    if too_deep(raw, data, max_depth):
+        raise BadRequestData(
+            f"the body nests arrays and objects deeper than {max_depth} levels (NGSI_MAX_JSON_DEPTH)",
+            **extra,
+        )
+    return data
+
+
+def json_reply(
+    body: Any, *, status: int = 200, media_type: str = JSON, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A JSON answer (orjson): the one way a handler of either side answers plain JSON."""
+    return web.Response(body=orjson.dumps(body), status=status, content_type=media_type, headers=headers)
 
 
 def has_nul(raw: bytes) -> bool:

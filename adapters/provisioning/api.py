@@ -11,11 +11,9 @@ adapters.provisioning.model), JEXL expressions are refused rather than evaluated
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from adapters import deadletters
@@ -34,13 +32,12 @@ from adapters.provisioning.model import (
 )
 from adapters.provisioning.store import ALL_PATHS
 from broker import edge
-from broker.errors import BadRequestData, InvalidRequest, ResourceNotFound
+from broker.errors import BadRequestData, ResourceNotFound
 
 routes = web.RouteTableDef()
 SERVICES = ("/iot/services", "/iot/groups")
 DEVICES_PATH = "/iot/devices"
 DEVICE_PATH = DEVICES_PATH + "/{device_id}"
-_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 async def provisioning_context(app: web.Application) -> AsyncIterator[None]:
@@ -70,13 +67,7 @@ def _scope(request: web.Request, *, listing: bool = False) -> tuple[str, str]:
 
 async def _body(request: web.Request) -> Any:
     raw = await request.read()
-    if _ESCAPED_NUL.search(raw):
-        # PostgreSQL cannot store U+0000 in text or jsonb: refuse it here rather than fail at the insert.
-        raise BadRequestData("the body contains a NUL character (\\u0000)", name=WRONG_SYNTAX)
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise InvalidRequest(f"the body is not valid JSON: {error}", name=WRONG_SYNTAX) from None
+    return edge.decode_json(raw, request.app[SETTINGS].max_json_depth, name=WRONG_SYNTAX)
 
 
 async def _entries(request: web.Request, key: str) -> list[Any]:
@@ -98,10 +89,6 @@ async def _fragment(request: web.Request) -> dict[str, Any]:
 def _page(request: web.Request) -> tuple[int, int]:
     page = edge.paging(request, request.app[SETTINGS].max_page)
     return page.limit, page.offset
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
 def _group_key(request: web.Request) -> tuple[str, str]:
@@ -138,7 +125,7 @@ async def list_groups(request: web.Request) -> web.Response:
     tenant, path = _scope(request, listing=True)
     limit, offset = _page(request)
     groups, total = await request.app[DEVICES].store.groups(tenant, path, limit, offset)
-    return _json({"count": total, _collection(request): [group_json(g) for g in groups]})
+    return edge.json_reply({"count": total, _collection(request): [group_json(g) for g in groups]})
 
 
 async def _existing_group(request: web.Request) -> ServiceGroup:
@@ -201,7 +188,7 @@ async def list_devices(request: web.Request) -> web.Response:
     tenant, path = _scope(request, listing=True)
     limit, offset = _page(request)
     devices, total = await request.app[DEVICES].store.devices(tenant, path, limit, offset)
-    return _json({"count": total, "devices": [device_json(d) for d in devices]})
+    return edge.json_reply({"count": total, "devices": [device_json(d) for d in devices]})
 
 
 async def _existing_device(request: web.Request) -> Device:
@@ -232,7 +219,7 @@ async def _existing_device(request: web.Request) -> Device:
 @routes.get(DEVICE_PATH)
 async def get_device(request: web.Request) -> web.Response:
     """GET /iot/devices/{id}: the device; 404 DEVICE_NOT_FOUND."""
-    return _json(device_json(await _existing_device(request)))
+    return edge.json_reply(device_json(await _existing_device(request)))
 
 
 @routes.put(DEVICE_PATH)

@@ -13,9 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from broker.api.keys import CONTEXTS, RESOLVER
-from broker.api.representation import json_body, no_content
+from broker.api.representation import no_content
 from broker.api.request import LD_JSON, read_json, term_map
-from broker.edge import flag, tenant_of
+from broker.edge import flag, json_reply, tenant_of
 from broker.errors import BadRequestData, InvalidRequest, OperationNotSupported, ResourceNotFound
 from broker.jsonld.context import CORE_URL, ContextError, context_objects, core_document, is_core_url
 from broker.store.contexts import HOSTED_PATH, StoredContext
@@ -77,8 +77,8 @@ async def list_contexts(request: web.Request) -> web.Response:
     if kind in (None, "Cached"):
         stored.insert(0, _core())
     if flag(request, "details"):
-        return json_body([_details(c) for c in stored])
-    return json_body([c.url for c in stored])
+        return json_reply([_details(c) for c in stored])
+    return json_reply([c.url for c in stored])
 
 
 @routes.get(BASE + "/{context_id}")
@@ -87,12 +87,12 @@ async def serve_context(request: web.Request) -> web.Response:
     context's details."""
     stored = await _find(request)
     if flag(request, "details"):
-        return json_body(_details(stored))
+        return json_reply(_details(stored))
     if stored.kind == "Cached" and stored.id != CORE_ID:
         raise OperationNotSupported(
             f"context {stored.id} is a cached copy of {stored.url}; fetch it there or ask details=true"
         )
-    return json_body(stored.body, media_type=LD_JSON)
+    return json_reply(stored.body, media_type=LD_JSON)
 
 
 @routes.delete(BASE + "/{context_id}")

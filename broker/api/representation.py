@@ -1,6 +1,6 @@
 """Answering a request: the representation asked for (clauses 6.3.6, 6.3.7) and the JSON responses.
 
-``json_body`` is the one way a handler answers JSON; ``json_response`` adds the @context an
+``broker.edge.json_reply`` is the one way a handler answers plain JSON; ``json_response`` adds the @context an
 NGSI-LD answer carries (6.3.5) and the tenant it concerns (6.3.14).
 """
 
@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import orjson
 from aiohttp import web
 
-from broker.api.request import CONTEXT_REL, JSON, LD_JSON, csv_param
+from broker.api.request import CONTEXT_REL, LD_JSON, csv_param
+from broker.edge import JSON, json_reply
 from broker.errors import BadRequestData, InvalidRequest, NotAcceptable
 from broker.jsonld.context import CORE_URL, TermMap
 from broker.jsonld.resolver import ContextRef
@@ -56,13 +56,6 @@ def accepted(request: web.Request, *, geo: bool = False) -> str:
     return max(choices)[2]
 
 
-def json_body(
-    body: Any, *, status: int = 200, media_type: str = JSON, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    """A JSON response (orjson)."""
-    return web.Response(body=orjson.dumps(body), status=status, content_type=media_type, headers=headers)
-
-
 def json_response(
     request: web.Request,
     body: Any,
@@ -94,7 +87,7 @@ def json_response(
     if all_links:
         out_headers["Link"] = ", ".join(all_links)
     _echo_tenant(request, out_headers)
-    return json_body(body, status=status, media_type=media_type, headers=out_headers)
+    return json_reply(body, status=status, media_type=media_type, headers=out_headers)
 
 
 def no_content(

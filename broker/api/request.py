@@ -1,8 +1,8 @@
 """Reading a request: its JSON body, the @context that applies (clauses 6.3.4, 6.3.5), parameters.
 
-Every JSON body of the HTTP API is read by ``read_json``: media type checked, NUL refused,
-parsed, nesting depth limited (NGSI_MAX_JSON_DEPTH). ``read_body`` adds the @context rules
-of an NGSI-LD payload on top of it.
+Every JSON body of the HTTP API is read by ``read_json``: media type checked, then
+``broker.edge.decode_json`` (NUL refused, parsed, nesting depth limited by NGSI_MAX_JSON_DEPTH).
+``read_body`` adds the @context rules of an NGSI-LD payload on top of it.
 """
 
 from __future__ import annotations
@@ -12,18 +12,16 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from broker.api.keys import RESOLVER, SETTINGS
-from broker.edge import has_nul, tenant_of, too_deep
-from broker.errors import BadRequestData, Handler, InvalidRequest, UnsupportedMediaType
+from broker.edge import JSON, decode_json, tenant_of
+from broker.errors import BadRequestData, Handler, UnsupportedMediaType
 from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.entity import Entity
 from broker.model.parse import check_name, check_uri, parse_entity
 
-JSON = "application/json"
 LD_JSON = "application/ld+json"
 MERGE_PATCH = "application/merge-patch+json"
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
@@ -47,22 +45,7 @@ async def read_json(request: web.Request, media_types: Collection[str] = _JSON_T
             f"Content-Type {request.content_type or '(none)'} is not supported; "
             f"use {' or '.join(sorted(media_types))}"
         )
-    raw = await request.read()
-    if not raw:
-        raise InvalidRequest("the request has no body")
-    if has_nul(raw):
-        # PostgreSQL text and jsonb cannot hold U+0000: refuse it here, not with a 500 later.
-        raise BadRequestData("the body contains a NUL character (\\u0000), which cannot be stored")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
-    limit = request.app[SETTINGS].max_json_depth
-    if too_deep(raw, data, limit):
-        raise BadRequestData(
-            f"the body nests arrays and objects deeper than {limit} levels (NGSI_MAX_JSON_DEPTH)"
-        )
-    return data
+    return decode_json(await request.read(), request.app[SETTINGS].max_json_depth)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,11 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from broker.api import common
 from broker.api.keys import CONTEXTS, POOL, REGISTRY, SETTINGS, TENANTS
+from broker.api.paging import page_links, paging
+from broker.api.representation import accepted, json_response, no_content, options
+from broker.api.request import link_context, read_body, term_map
+from broker.edge import tenant_of
 from broker.errors import BadRequestData, ResourceNotFound
 from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
@@ -44,11 +47,11 @@ def _path_id(request: web.Request) -> str:
 
 async def _read(request: web.Request) -> tuple[dict[str, Any], ContextRef, TermMap]:
     """The body as a JSON object without its @context, the @context, and its term map."""
-    body = await common.read_body(request, allow_merge_patch=request.method == "PATCH")
+    body = await read_body(request, allow_merge_patch=request.method == "PATCH")
     if not isinstance(body.data, dict):
         raise BadRequestData("the body must be a JSON object")
     data = {key: value for key, value in body.data.items() if key != "@context"}
-    return data, body.context, await common.term_map(request, body.context)
+    return data, body.context, await term_map(request, body.context)
 
 
 async def _compile_for_storage(
@@ -70,7 +73,7 @@ async def _compile_for_storage(
     compiled = compile_subscription(tenant, subscription_id, body, tm, context, now=now)
     wanted = body.get("jsonldContext")
     if isinstance(wanted, str):
-        notify_tm = await common.term_map(request, wanted)  # 503 LdContextNotAvailable when unreachable
+        notify_tm = await term_map(request, wanted)  # 503 LdContextNotAvailable when unreachable
         compiled = replace(compiled, notify_tm=notify_tm)
     return Prepared(compiled, body, context)
 
@@ -82,7 +85,7 @@ async def _one_url(request: web.Request, context: ContextRef) -> str:
     """
     if isinstance(context, list) and len(context) == 1 and isinstance(context[0], str):
         return context[0]
-    stored = await request.app[CONTEXTS].host(common.tenant_of(request), {"@context": context})
+    stored = await request.app[CONTEXTS].host(tenant_of(request), {"@context": context})
     return stored.url
 
 
@@ -90,7 +93,7 @@ async def _one_url(request: web.Request, context: ContextRef) -> str:
 @routes.post(SUBSCRIPTIONS + "/")
 async def create_subscription(request: web.Request) -> web.Response:
     """5.8.1 Create Subscription (HTTP binding 6.10.3.1): 201 with Location, 409 if the id exists."""
-    tenant = common.tenant_of(request)
+    tenant = tenant_of(request)
     data, context, tm = await _read(request)
     subscription_id = (
         check_uri(data["id"], "id") if "id" in data else f"urn:ngsi-ld:Subscription:{uuid.uuid4()}"
@@ -104,26 +107,26 @@ async def create_subscription(request: web.Request) -> web.Response:
 
     await _service(request).create(prepared, host)
     location = f"{SUBSCRIPTIONS}/{quote(subscription_id, safe=':')}"
-    return common.no_content(request, 201, {"Location": location})
+    return no_content(request, 201, {"Location": location})
 
 
 @routes.get(SUBSCRIPTIONS)
 @routes.get(SUBSCRIPTIONS + "/")
 async def query_subscriptions(request: web.Request) -> web.Response:
     """5.8.4 Query Subscriptions (HTTP binding 6.10.3.2): limit/offset paging, count."""
-    media_type = common.accepted(request)
-    context = common.link_context(request)
-    tm = await common.term_map(request, context)
-    sys_attrs = "sysAttrs" in common.options(request)
-    page = common.paging(request, request.app[SETTINGS].max_page)
-    tenant = common.tenant_of(request)
+    media_type = accepted(request)
+    context = link_context(request)
+    tm = await term_map(request, context)
+    sys_attrs = "sysAttrs" in options(request)
+    page = paging(request, request.app[SETTINGS].max_page)
+    tenant = tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
     found, more, total = await rows.page(pool, tenant, limit=page.limit, offset=page.offset, count=page.count)
     rendered = [await _render(request, stored, context, tm, sys_attrs=sys_attrs) for stored in found]
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
-    links = common.page_links(request, page, more, media_type=media_type)
-    return common.json_response(
+    links = page_links(request, page, more, media_type=media_type)
+    return json_response(
         request, rendered, context=context, media_type=media_type, headers=headers, links=links
     )
 
@@ -132,18 +135,18 @@ async def query_subscriptions(request: web.Request) -> web.Response:
 async def retrieve_subscription(request: web.Request) -> web.Response:
     """5.8.3 Retrieve Subscription (HTTP binding 6.11.3.1), with its status and delivery state."""
     subscription_id = _path_id(request)
-    media_type = common.accepted(request)
-    context = common.link_context(request)
-    tm = await common.term_map(request, context)
-    sys_attrs = "sysAttrs" in common.options(request)
-    tenant = common.tenant_of(request)
+    media_type = accepted(request)
+    context = link_context(request)
+    tm = await term_map(request, context)
+    sys_attrs = "sysAttrs" in options(request)
+    tenant = tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
     stored = await rows.fetch(pool, tenant, subscription_id)
     if stored is None:
         raise ResourceNotFound(f"subscription {subscription_id} does not exist")
     body = await _render(request, stored, context, tm, sys_attrs=sys_attrs)
-    return common.json_response(request, body, context=context, media_type=media_type)
+    return json_response(request, body, context=context, media_type=media_type)
 
 
 @routes.patch(SUBSCRIPTION)
@@ -154,7 +157,7 @@ async def update_subscription(request: web.Request) -> web.Response:
     The merged subscription must compile, else 400 and nothing changes.
     """
     subscription_id = _path_id(request)
-    tenant = common.tenant_of(request)
+    tenant = tenant_of(request)
     fragment, _, tm = await _read(request)
     if not fragment:
         raise BadRequestData("the Subscription fragment is empty: nothing to update")
@@ -163,7 +166,7 @@ async def update_subscription(request: web.Request) -> web.Response:
     now = datetime.now(UTC) if "expiresAt" in fragment else None
 
     async def revise(stored: StoredSubscription) -> Prepared:
-        stored_tm = await common.term_map(request, stored.context)
+        stored_tm = await term_map(request, stored.context)
         moved = recompact(fragment, tm, stored_tm, strict_q=True)
         merged = with_defaults(merge(stored.body, align_names(moved, stored.body)))
         return await _compile_for_storage(
@@ -171,16 +174,16 @@ async def update_subscription(request: web.Request) -> web.Response:
         )
 
     await _service(request).update(tenant, subscription_id, revise)
-    return common.no_content(request)
+    return no_content(request)
 
 
 @routes.delete(SUBSCRIPTION)
 async def delete_subscription(request: web.Request) -> web.Response:
     """5.8.5 Delete Subscription (HTTP binding 6.11.3.3): 204, 404 if there is none."""
     subscription_id = _path_id(request)
-    tenant = common.tenant_of(request)
+    tenant = tenant_of(request)
     await _service(request).delete(tenant, subscription_id)
-    return common.no_content(request)
+    return no_content(request)
 
 
 async def _render(
@@ -189,7 +192,7 @@ async def _render(
     """The stored body compacted for the request's @context, with the members the broker keeps."""
     body = stored.body
     if stored.context != context:
-        body = recompact(body, await common.term_map(request, stored.context), tm, strict_q=False)
+        body = recompact(body, await term_map(request, stored.context), tm, strict_q=False)
     body = dict(body)
     body["status"] = _status(stored)
     if isinstance(body.get("notification"), dict):
