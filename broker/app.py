@@ -10,6 +10,7 @@ from aiohttp import web
 
 from adapters import wiring as devices
 from broker.api import (
+    apikeys,
     batch,
     contexts,
     discovery,
@@ -25,6 +26,7 @@ from broker.api import (
 )
 from broker.api.keys import (
     CONTEXTS,
+    KEYS,
     NOTIFIER,
     POOL,
     REGISTRY,
@@ -37,6 +39,9 @@ from broker.api.keys import (
 )
 from broker.api.parameters import refuse_unknown_parameters
 from broker.api.request import refuse_nul
+from broker.auth.keys import KeyRing
+from broker.auth.middleware import auth_middleware
+from broker.auth.model import NoOperatorKey
 from broker.clock import SYSTEM, Clock
 from broker.config import Settings
 from broker.errors import error_middleware
@@ -46,6 +51,7 @@ from broker.jsonld.resolver import ContextResolver
 from broker.notify.dispatcher import Notifier
 from broker.notify.registry import SubscriptionRegistry
 from broker.query.duration import parse_keep
+from broker.store import apikeys as stored_keys
 from broker.store import create_pool, frames, migrate
 from broker.store.contexts import ContextStore
 from broker.store.tenants import Tenants
@@ -159,6 +165,22 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
     await app[SUPERVISOR].cancel(HISTORY_MAINTENANCE)
 
 
+def _keys(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def keys(app: web.Application) -> AsyncIterator[None]:
+        """The API keys; with authentication on, an operator key must exist before anything serves."""
+        settings = app[SETTINGS]
+        app[KEYS] = KeyRing(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
+        if settings.auth_enabled and await stored_keys.operators(app[POOL]) == 0:
+            raise NoOperatorKey(
+                "authentication is on (NGSI_AUTH) and no operator key exists: create one with "
+                "`city-data-hub keys create --role operator` (or `python -m broker keys create "
+                "--role operator`), keep the key it prints, then start the broker again"
+            )
+        yield
+
+    return keys
+
+
 def _device_host(app: web.Application) -> devices.Host:
     """What the device side is given of the broker (it imports nothing of broker.api or the store)."""
     return devices.Host(
@@ -175,14 +197,16 @@ def _device_host(app: web.Application) -> devices.Host:
 def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     """The broker application for ``settings`` (resources open when it starts); its supervised
     parts back off on ``clock`` (a test's hand-driven clock)."""
+    # Authentication first: a refused request reaches no other check and no handler.
+    authenticate = [auth_middleware(lambda request: request.app[KEYS])] if settings.auth_enabled else []
     app = web.Application(
-        middlewares=[error_middleware(), refuse_nul, refuse_unknown_parameters],
+        middlewares=[error_middleware(), *authenticate, refuse_nul, refuse_unknown_parameters],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[STATUS] = {}
     app.cleanup_ctx.extend(
-        [_supervision(clock), _database, _history, _context_resolver, _subscriptions, _notifier]
+        [_supervision(clock), _database, _keys(clock), _history, _context_resolver, _subscriptions, _notifier]
     )
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
     app.cleanup_ctx.extend(devices.contexts(_device_host))
@@ -197,6 +221,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(temporal.routes)
     app.router.add_routes(temporal_provision.routes)
     app.router.add_routes(retention.routes)
+    app.router.add_routes(apikeys.routes)
     devices.add_routes(app)
     unsupported.add_routes(app)
     return app

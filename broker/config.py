@@ -6,6 +6,7 @@ one table, so the documentation cannot drift from the parser.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -55,6 +56,13 @@ def _port_list(text: str) -> tuple[int, ...]:
     if any(not 0 < port < 65536 for port in ports):
         raise ValueError("must be a comma-separated list of TCP ports")
     return ports
+
+
+def _auth_mode(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in {"on", "off", "auto"}:
+        raise ValueError("must be on, off or auto")
+    return lowered
 
 
 def _positive_float(text: str) -> float:
@@ -212,6 +220,22 @@ SETTINGS: tuple[Setting, ...] = (
         "answered 503 with Retry-After and closed",
         _positive_int,
     ),
+    Setting(
+        "NGSI_AUTH",
+        "auth",
+        "auto",
+        "authentication of HTTP requests by API key: on, off, or auto (off while the API listens "
+        "on a loopback address only, on as soon as it listens beyond it)",
+        _auth_mode,
+    ),
+    Setting(
+        "NGSI_AUTH_CACHE_SECONDS",
+        "auth_cache_seconds",
+        "5",
+        "seconds a checked API key is trusted without reading it again; a key revoked through "
+        "another process stops working within this time",
+        _positive_float,
+    ),
     Setting("NGSI_LOG_LEVEL", "log_level", "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)"),
     Setting(
         "NGSI_WORKERS",
@@ -334,6 +358,8 @@ class Settings:
     public_url: str
     http_idle_timeout: float
     http_max_connections: int
+    auth: str
+    auth_cache_seconds: float
     log_level: str
     workers: int
     iota_ports: tuple[int, ...]
@@ -354,10 +380,26 @@ class Settings:
         """The URL this broker is reached at, without a trailing slash."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
+    @property
+    def auth_enabled(self) -> bool:
+        """NGSI_AUTH resolved: auto means on unless the broker listens on loopback only."""
+        if self.auth != "auto":
+            return self.auth == "on"
+        return not _loopback(self.host)
+
     def replace(self, **changes: Any) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Settings(**values)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name, or every address (0.0.0.0 and :: are not loopback either)
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import asyncpg
 from aiohttp import web
 
+from broker.auth.keys import KeyRing
 from broker.config import Settings
 from broker.ingest import Writer
 from broker.jsonld.resolver import ContextResolver
@@ -26,6 +27,8 @@ REGISTRY = web.AppKey("registry", SubscriptionRegistry)
 NOTIFIER = web.AppKey("notifier", Notifier)
 # Every background task of the process runs under it; /ready reports what it says is down.
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
+# The API keys (issue 12): made and checked whether authentication is on or off.
+KEYS = web.AppKey("keys", KeyRing)
 # What a part reports on /health: a callable giving its counters (JSON-ready), called per request.
 Report = Callable[[], object]
 # Parts that report counters on /health register a Report under their name (e.g. "devices").

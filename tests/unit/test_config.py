@@ -189,3 +189,28 @@ def test_the_readme_lists_every_setting_with_its_default() -> None:
         assert setting.env in rows, f"README's configuration table lacks {setting.env}"
         shown = rows[setting.env].strip()
         assert shown == (f"`{setting.default}`" if setting.default else "(empty)"), setting.env
+
+
+@pytest.mark.parametrize(
+    ("environ", "enabled"),
+    [
+        ({}, False),
+        ({"NGSI_HOST": "::1"}, False),
+        ({"NGSI_HOST": "localhost"}, False),
+        ({"NGSI_HOST": "127.0.0.2"}, False),
+        ({"NGSI_HOST": "0.0.0.0"}, True),
+        ({"NGSI_HOST": "192.0.2.10"}, True),
+        ({"NGSI_HOST": "hub.example.org"}, True),
+        ({"NGSI_AUTH": "on"}, True),
+        ({"NGSI_AUTH": "off", "NGSI_HOST": "0.0.0.0"}, False),
+    ],
+)
+def test_auth_auto_is_on_as_soon_as_the_api_listens_beyond_loopback(
+    environ: dict[str, str], enabled: bool
+) -> None:
+    assert load(environ).auth_enabled is enabled
+
+
+def test_an_unknown_auth_mode_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="NGSI_AUTH"):
+        load({"NGSI_AUTH": "maybe"})

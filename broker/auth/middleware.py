@@ -1,0 +1,74 @@
+"""Authenticate every request before its handler runs, and refuse what its identity may not do.
+
+With authentication on (NGSI_AUTH), a request names its key as ``Authorization: Bearer <key>``
+or ``X-Auth-Token: <key>`` (the FIWARE PEP proxy's header). The route's permission comes from
+``routes.PERMISSIONS``: PUBLIC and APIKEY routes pass (the device pipeline checks an apikey
+itself); any other answers 401 without a valid key, 403 when the key's roles lack the permission
+or its tenant is not the one the request names. A tenant key that names no tenant acts in its
+own. Nothing has run when a request is refused, so a refusal changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from broker.auth.keys import KeyRing
+from broker.auth.model import UNCHECKED, Identity, Permission
+from broker.auth.routes import permission_of
+from broker.edge import tenant_of
+from broker.errors import Forbidden, Handler, Unauthorized
+
+# The Identity a request was made with (set by the middleware on every request it lets through).
+IDENTITY = web.RequestKey("identity", Identity)
+_TENANT_HEADERS = ("NGSILD-Tenant", "Fiware-Service")
+_PASS = frozenset({Permission.PUBLIC, Permission.APIKEY})
+
+
+def identity_of(request: web.Request) -> Identity:
+    """The identity the request was authenticated as (every permission while auth is off)."""
+    found = request.get(IDENTITY)
+    return UNCHECKED if found is None else found
+
+
+def credential(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        return value.strip() or None if scheme.lower() == "bearer" else None
+    return request.headers.get("X-Auth-Token") or None
+
+
+def auth_middleware(keys_of: Callable[[web.Request], KeyRing]) -> Middleware:
+    """The middleware; ``keys_of(request)`` is the key ring (made once the database is open)."""
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route
+        if route.resource is None:  # no such path or method: the router's own 404/405
+            return await handler(request)
+        needed = permission_of(request.method, route.resource.canonical)
+        if needed in _PASS:
+            return await handler(request)
+        token = credential(request)
+        if token is None:
+            raise Unauthorized("this resource needs an API key: Authorization: Bearer <key>")
+        identity = await keys_of(request).identify(token)
+        if identity is None:
+            raise Unauthorized("the API key is unknown, revoked or expired")
+        if needed is None:
+            raise Forbidden(f"{request.method} {route.resource.canonical} declares no permission")
+        if not identity.may(needed):
+            raise Forbidden(f"the key's roles do not allow {needed} on this resource")
+        if identity.tenant is not None:
+            if not any(h in request.headers for h in _TENANT_HEADERS):
+                # A tenant's key acts in its tenant unless the request names one.
+                request = request.clone(headers={**request.headers, "NGSILD-Tenant": identity.tenant})
+            elif not identity.acts_in(tenant_of(request)):
+                raise Forbidden("the key is not valid for the tenant the request names")
+        request[IDENTITY] = identity
+        return await handler(request)
+
+    return authenticate
