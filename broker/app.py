@@ -15,6 +15,7 @@ from broker.api import (
     contexts,
     discovery,
     entities,
+    grants,
     health,
     info,
     query,
@@ -26,6 +27,7 @@ from broker.api import (
 )
 from broker.api.keys import (
     CONTEXTS,
+    GRANTS,
     KEYS,
     NOTIFIER,
     POOL,
@@ -39,6 +41,7 @@ from broker.api.keys import (
 )
 from broker.api.parameters import refuse_unknown_parameters
 from broker.api.request import refuse_nul
+from broker.auth.grants import Grants
 from broker.auth.keys import KeyRing
 from broker.auth.middleware import auth_middleware
 from broker.auth.model import NoOperatorKey
@@ -170,6 +173,7 @@ def _keys(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
         """The API keys; with authentication on, an operator key must exist before anything serves."""
         settings = app[SETTINGS]
         app[KEYS] = KeyRing(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
+        app[GRANTS] = Grants(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
         if settings.auth_enabled and await stored_keys.operators(app[POOL]) == 0:
             raise NoOperatorKey(
                 "authentication is on (NGSI_AUTH) and no operator key exists: create one with "
@@ -198,7 +202,11 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     """The broker application for ``settings`` (resources open when it starts); its supervised
     parts back off on ``clock`` (a test's hand-driven clock)."""
     # Authentication first: a refused request reaches no other check and no handler.
-    authenticate = [auth_middleware(lambda request: request.app[KEYS])] if settings.auth_enabled else []
+    authenticate = (
+        [auth_middleware(lambda request: request.app[KEYS], lambda request: request.app[GRANTS])]
+        if settings.auth_enabled
+        else []
+    )
     app = web.Application(
         middlewares=[error_middleware(), *authenticate, refuse_nul, refuse_unknown_parameters],
         client_max_size=settings.max_body_bytes,
@@ -222,6 +230,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(temporal_provision.routes)
     app.router.add_routes(retention.routes)
     app.router.add_routes(apikeys.routes)
+    app.router.add_routes(grants.routes)
     devices.add_routes(app)
     unsupported.add_routes(app)
     return app

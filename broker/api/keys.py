@@ -7,6 +7,7 @@ from collections.abc import Callable
 import asyncpg
 from aiohttp import web
 
+from broker.auth.grants import Grants
 from broker.auth.keys import KeyRing
 from broker.config import Settings
 from broker.ingest import Writer
@@ -29,6 +30,8 @@ NOTIFIER = web.AppKey("notifier", Notifier)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 # The API keys (issue 12): made and checked whether authentication is on or off.
 KEYS = web.AppKey("keys", KeyRing)
+# Sharing grants between tenants and open data (issue 12).
+GRANTS = web.AppKey("grants", Grants)
 # What a part reports on /health: a callable giving its counters (JSON-ready), called per request.
 Report = Callable[[], object]
 # Parts that report counters on /health register a Report under their name (e.g. "devices").

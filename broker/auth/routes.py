@@ -65,6 +65,8 @@ PERMISSIONS: dict[str, dict[str, Permission]] = {
     # A tenant's administration
     "/admin/keys": {"GET": P.ADMIN, "POST": P.ADMIN},
     "/admin/keys/{key_id}": {"GET": P.ADMIN, "DELETE": P.ADMIN},
+    "/admin/grants": {"GET": P.ADMIN, "POST": P.ADMIN},
+    "/admin/grants/{grant_id}": {"GET": P.ADMIN, "DELETE": P.ADMIN},
     "/admin/retention": {"GET": P.ADMIN},
     # Purge runs span every tenant: the instance's operators only.
     "/admin/retention/runs": {"GET": P.OPERATE, "POST": P.OPERATE},
@@ -88,6 +90,21 @@ PERMISSIONS: dict[str, dict[str, Permission]] = {
     "/adapters/chirpstack": {"POST": P.DEVICE},
     "/adapters/sigfox/uplink": {"POST": P.DEVICE},
 }
+
+
+# The reads that apply a sharing grant or open data (broker/api/visibility.py): through a grant,
+# only these answer; every other route is the owner tenant's alone.
+SHAREABLE: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("GET", f"{_NGSI}/entities"),
+        ("GET", f"{_NGSI}/entities/{{entity_id}}"),
+        ("POST", f"{_NGSI}/entityOperations/query"),
+    }
+)
+
+
+def shareable(method: str, canonical: str) -> bool:
+    return ("GET" if method == "HEAD" else method, canonical.rstrip("/")) in SHAREABLE
 
 
 def permission_of(method: str, canonical: str) -> Permission | None:
