@@ -45,6 +45,7 @@ from broker.auth.grants import Grants
 from broker.auth.keys import KeyRing
 from broker.auth.middleware import auth_middleware
 from broker.auth.model import NoOperatorKey
+from broker.auth.ratelimit import RateLimiter
 from broker.clock import SYSTEM, Clock
 from broker.config import Settings
 from broker.errors import error_middleware
@@ -203,7 +204,13 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     parts back off on ``clock`` (a test's hand-driven clock)."""
     # Authentication first: a refused request reaches no other check and no handler.
     authenticate = (
-        [auth_middleware(lambda request: request.app[KEYS], lambda request: request.app[GRANTS])]
+        [
+            auth_middleware(
+                lambda request: request.app[KEYS],
+                lambda request: request.app[GRANTS],
+                RateLimiter(dict(settings.rate_limits), clock=clock),
+            )
+        ]
         if settings.auth_enabled
         else []
     )

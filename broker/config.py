@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from broker.auth.ratelimit import parse_rates
 from broker.query.duration import check_keep
 
 
@@ -63,6 +64,10 @@ def _auth_mode(text: str) -> str:
     if lowered not in {"on", "off", "auto"}:
         raise ValueError("must be on, off or auto")
     return lowered
+
+
+def _rates(text: str) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted(parse_rates(text).items()))
 
 
 def _positive_float(text: str) -> float:
@@ -236,6 +241,15 @@ SETTINGS: tuple[Setting, ...] = (
         "another process stops working within this time",
         _positive_float,
     ),
+    Setting(
+        "NGSI_RATE_LIMITS",
+        "rate_limits",
+        "anonymous=20,reader=100,writer=200,admin=50,device=500,operator=0",
+        "requests per second per identity with authentication on, as role=rate pairs (an API key "
+        "gets its most generous role's rate; anonymous: per client address; 0 or a role left out: "
+        "unlimited); two seconds' worth may come at once, then 429 with Retry-After",
+        _rates,
+    ),
     Setting("NGSI_LOG_LEVEL", "log_level", "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)"),
     Setting(
         "NGSI_WORKERS",
@@ -360,6 +374,7 @@ class Settings:
     http_max_connections: int
     auth: str
     auth_cache_seconds: float
+    rate_limits: tuple[tuple[str, float], ...]
     log_level: str
     workers: int
     iota_ports: tuple[int, ...]

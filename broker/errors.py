@@ -8,6 +8,7 @@ clause 6.3.2. Nothing else chooses a status for an error.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -171,6 +172,25 @@ class Forbidden(NgsiLdError):
     @property
     def type_uri(self) -> str:
         return PROJECT_ERROR_BASE + self.type_name
+
+
+class TooManyRequests(NgsiLdError):
+    """The identity has used up its request rate (HTTP 429, Retry-After); the type is this project's."""
+
+    type_name = "TooManyRequests"
+    title = "Too many requests; retry later"
+    status = 429
+
+    def __init__(self, detail: str, wait: float) -> None:
+        super().__init__(detail)
+        self.wait = wait
+
+    @property
+    def type_uri(self) -> str:
+        return PROJECT_ERROR_BASE + self.type_name
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.wait)))}
 
 
 class InternalError(NgsiLdError):

@@ -20,9 +20,10 @@ from aiohttp.typedefs import Middleware
 from broker.auth.grants import Grants, Visibility
 from broker.auth.keys import KeyRing
 from broker.auth.model import ANONYMOUS, UNCHECKED, Identity, Permission
+from broker.auth.ratelimit import RateLimiter
 from broker.auth.routes import permission_of, shareable
 from broker.edge import tenant_of
-from broker.errors import Forbidden, Handler, Unauthorized
+from broker.errors import Forbidden, Handler, TooManyRequests, Unauthorized
 
 # The Identity a request was made with (set by the middleware on every request it lets through).
 IDENTITY = web.RequestKey("identity", Identity)
@@ -52,10 +53,19 @@ def credential(request: web.Request) -> str | None:
 
 
 def auth_middleware(
-    keys_of: Callable[[web.Request], KeyRing], grants_of: Callable[[web.Request], Grants]
+    keys_of: Callable[[web.Request], KeyRing],
+    grants_of: Callable[[web.Request], Grants],
+    limiter: RateLimiter,
 ) -> Middleware:
     """The middleware; ``keys_of(request)`` and ``grants_of(request)`` are the key ring and the
-    grants (made once the database is open)."""
+    grants (made once the database is open); ``limiter`` holds each identity to its rate."""
+
+    def limit(key: str, rate: float) -> None:
+        wait = limiter.wait(key, rate)
+        if wait > 0:
+            raise TooManyRequests(f"request rate above {rate:g}/s; retry in {wait:.1f} s", wait)
+
+    anonymous_rate = limiter.rate_of(ANONYMOUS)
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -68,6 +78,7 @@ def auth_middleware(
             return await handler(request)
         token = credential(request)
         if token is None:
+            limit(f"address {request.remote}", anonymous_rate)
             if needed is Permission.READ and shareable(request.method, canonical):
                 # Open data: what the tenant publishes to everyone is readable without a key.
                 seen = await grants_of(request).seen_by(tenant_of(request), None)
@@ -78,7 +89,9 @@ def auth_middleware(
             raise Unauthorized("this resource needs an API key: Authorization: Bearer <key>")
         identity = await keys_of(request).identify(token)
         if identity is None:
+            limit(f"address {request.remote}", anonymous_rate)  # guessing keys costs like anonymity
             raise Unauthorized("the API key is unknown, revoked or expired")
+        limit(f"key {identity.subject}", limiter.rate_of(identity))
         if needed is None:
             raise Forbidden(f"{request.method} {canonical} declares no permission")
         if not identity.may(needed):

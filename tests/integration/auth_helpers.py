@@ -43,7 +43,8 @@ class Secured:
 
 def secured_settings(settings: Settings) -> Settings:
     # No MQTT ingest: this app must not take the session's MQTT client over.
-    return replace(settings, auth="on", db_pool_min=1, db_pool_max=6, mqtt_ingest=False)
+    # No rate limits: the route x role matrix sends hundreds of requests per key at once.
+    return replace(settings, auth="on", db_pool_min=1, db_pool_max=6, mqtt_ingest=False, rate_limits=())
 
 
 async def serve_secured(settings: Settings) -> AsyncIterator[Secured]:
@@ -71,6 +72,7 @@ async def serve_secured(settings: Settings) -> AsyncIterator[Secured]:
 async def refused(response: ClientResponse, status: int) -> dict[str, Any]:
     assert response.status == status, await response.text()
     body: dict[str, Any] = await response.json(content_type=None)
-    assert body["type"] == PROJECT_ERROR_BASE + ("Unauthorized" if status == 401 else "Forbidden")
+    names = {401: "Unauthorized", 403: "Forbidden", 429: "TooManyRequests"}
+    assert body["type"] == PROJECT_ERROR_BASE + names[status]
     assert body["status"] == status
     return body

@@ -9,17 +9,21 @@ their tenant, revocation and expiry, and a refused request changing nothing.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 
 from broker.app import create_app
+from broker.auth.keys import KeyRing
 from broker.auth.model import ROLE_PERMISSIONS, NoOperatorKey, Permission, Role
 from broker.auth.routes import PERMISSIONS
 from broker.config import Settings
+from broker.store import create_pool
+from tests.clock import ManualClock
 from tests.conftest import database_url
 from tests.integration.auth_helpers import ENTITIES, Secured, refused, secured_settings
 
@@ -210,3 +214,27 @@ async def test_with_auth_on_the_broker_does_not_start_without_an_operator_key(se
     with pytest.raises(NoOperatorKey, match="no operator key exists"):
         await server.start_server()
     await server.close()
+
+
+async def test_a_key_over_its_rate_gets_429_with_retry_after_and_then_its_turn(settings: Settings) -> None:
+    clock = ManualClock()
+    limited = replace(secured_settings(settings), rate_limits=(("anonymous", 1.0), ("reader", 1.0)))
+    pool = await create_pool(database_url(), min_size=1, max_size=2, connect_timeout=10)
+    try:
+        ring = KeyRing(pool)
+        await ring.create(None, [Role.OPERATOR], "rate test operator")
+        _, reader = await ring.create(f"rate-{uuid.uuid4().hex[:8]}", [Role.READER], "rate test")
+        async with TestClient(TestServer(create_app(limited, clock=clock), host="127.0.0.1")) as client:
+            headers = {"Authorization": f"Bearer {reader}"}
+            statuses = [(await client.get("/ngsi-ld/v1/types", headers=headers)).status for _ in range(2)]
+            assert 429 not in statuses  # two seconds' worth at once
+            response = await client.get("/ngsi-ld/v1/types", headers=headers)
+            await refused(response, 429)
+            assert response.headers["Retry-After"] == "1"
+            # Anonymous callers (and wrong keys) are held to the anonymous rate per address.
+            anonymous = [(await client.get("/ngsi-ld/v1/types")).status for _ in range(3)]
+            assert anonymous == [401, 401, 429]
+            await clock.advance(1.0)
+            assert (await client.get("/ngsi-ld/v1/types", headers=headers)).status != 429
+    finally:
+        await pool.close()

@@ -51,6 +51,7 @@ def test_every_settings_field_comes_from_exactly_one_environment_variable() -> N
 def test_each_default_has_the_type_of_its_field(setting: Setting) -> None:
     value = getattr(load({}), setting.field)
     kinds = {"int": int, "float": float, "bool": bool, "str": str, "tuple[int, ...]": tuple}
+    kinds["tuple[tuple[str, float], ...]"] = tuple
     kind = _kind(setting.field)
     if kind not in kinds:
         pytest.skip(f"{setting.env} has a parsed type of its own ({kind})")
