@@ -417,6 +417,11 @@ def _loopback(host: str) -> bool:
         return False  # a name, or every address (0.0.0.0 and :: are not loopback either)
 
 
+# Connections each process holds for good: the LISTENs of subscriptions, the outbox, device
+# commands and provisioning.
+LISTEN_CONNECTIONS = 4
+
+
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Parse the settings from ``environ`` (default: the process environment)."""
     env = os.environ if environ is None else environ
@@ -430,6 +435,14 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(**values)
     if settings.db_pool_min > settings.db_pool_max:
         raise ConfigError("NGSI_DB_POOL_MIN must not exceed NGSI_DB_POOL_MAX")
+    needed = LISTEN_CONNECTIONS + settings.notify_concurrency + 2
+    if settings.db_pool_max < needed:
+        # With fewer, the LISTENs and deliveries hold every connection and requests wait forever.
+        raise ConfigError(
+            f"NGSI_DB_POOL_MAX={settings.db_pool_max} is too small: {LISTEN_CONNECTIONS} connections stay "
+            f"LISTENing and NGSI_NOTIFY_CONCURRENCY={settings.notify_concurrency} deliveries hold one each; "
+            f"use at least {needed}"
+        )
     return settings
 
 

@@ -67,13 +67,13 @@ def test_values_from_the_environment_override_the_defaults() -> None:
             "NGSI_CONTEXT_ALLOW_FETCH": "false",
             "NGSI_PUBLIC_URL": "https://broker.example.org/",
             "NGSI_DB_POOL_MIN": "1",
-            "NGSI_DB_POOL_MAX": "1",
+            "NGSI_DB_POOL_MAX": "12",
         }
     )
     assert (settings.host, settings.port) == ("0.0.0.0", 8080)
     assert settings.context_fetch_timeout == 0.5
     assert settings.context_allow_fetch is False
-    assert (settings.db_pool_min, settings.db_pool_max) == (1, 1)
+    assert (settings.db_pool_min, settings.db_pool_max) == (1, 12)
     assert settings.base_url == "https://broker.example.org"
 
 
@@ -215,3 +215,14 @@ def test_auth_auto_is_on_as_soon_as_the_api_listens_beyond_loopback(
 def test_an_unknown_auth_mode_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match="NGSI_AUTH"):
         load({"NGSI_AUTH": "maybe"})
+
+
+def test_a_pool_too_small_for_the_listens_and_deliveries_is_refused_at_start() -> None:
+    # Four LISTEN connections held a pool of 4 for good (seen: every request waited, silently, until
+    # the client gave up); the deliveries need theirs on top.
+    with pytest.raises(ConfigError, match=r"NGSI_DB_POOL_MAX=8 is too small.*at least 10"):
+        load({"NGSI_DB_POOL_MAX": "8", "NGSI_DB_POOL_MIN": "1"})
+    assert (
+        load({"NGSI_DB_POOL_MAX": "7", "NGSI_DB_POOL_MIN": "1", "NGSI_NOTIFY_CONCURRENCY": "1"}).db_pool_max
+        == 7
+    )
