@@ -35,6 +35,7 @@ from broker.api.keys import (
     STATUS,
     SUPERVISOR,
     TENANTS,
+    TOKENS,
     WRITER,
 )
 from broker.api.parameters import refuse_unknown_parameters
@@ -42,6 +43,7 @@ from broker.api.request import refuse_nul
 from broker.auth.keys import KeyRing
 from broker.auth.middleware import auth_middleware
 from broker.auth.model import NoOperatorKey
+from broker.auth.oidc import FileJwks, JwksSource, OidcConfig, TokenVerifier, UrlJwks
 from broker.clock import SYSTEM, Clock
 from broker.config import Settings
 from broker.errors import error_middleware
@@ -167,10 +169,17 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
 
 def _keys(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
     async def keys(app: web.Application) -> AsyncIterator[None]:
-        """The API keys; with authentication on, an operator key must exist before anything serves."""
+        """The API keys; with authentication on, an operator key must exist before anything serves
+        (unless an OpenID Connect provider is configured: its operator tokens administer then)."""
         settings = app[SETTINGS]
         app[KEYS] = KeyRing(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
         if settings.auth_enabled and await stored_keys.operators(app[POOL]) == 0:
+            if settings.oidc_enabled:
+                log.info(
+                    "no operator key: operator tokens of %s administer the instance", settings.oidc_issuer
+                )
+                yield
+                return
             raise NoOperatorKey(
                 "authentication is on (NGSI_AUTH) and no operator key exists: create one with "
                 "`city-data-hub keys create --role operator` (or `python -m broker keys create "
@@ -179,6 +188,39 @@ def _keys(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
         yield
 
     return keys
+
+
+def _tokens(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def tokens(app: web.Application) -> AsyncIterator[None]:
+        """The OpenID Connect provider's token verifier and its key set, when one is configured."""
+        settings = app[SETTINGS]
+        if not settings.oidc_enabled:
+            yield
+            return
+        source: JwksSource = (
+            UrlJwks(settings.oidc_jwks_url, timeout=settings.oidc_jwks_timeout)
+            if settings.oidc_jwks_url
+            else FileJwks(settings.oidc_jwks_file)
+        )
+        config = OidcConfig(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            tenant_claim=settings.oidc_tenant_claim,
+            roles_claim=settings.oidc_roles_claim,
+            refresh=settings.oidc_jwks_refresh,
+            leeway=settings.oidc_leeway,
+        )
+        verifier = TokenVerifier(config, source, clock=clock)
+        try:
+            if await verifier.start() == 0 and settings.oidc_jwks_file:
+                # A file is read where the broker runs: holding no key it is a mistake, not an outage.
+                raise OSError(f"NGSI_OIDC_JWKS_FILE {settings.oidc_jwks_file} holds no RS256 or ES256 key")
+            app[TOKENS] = verifier
+            yield
+        finally:
+            await verifier.close()
+
+    return tokens
 
 
 def _device_host(app: web.Application) -> devices.Host:
@@ -198,7 +240,11 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     """The broker application for ``settings`` (resources open when it starts); its supervised
     parts back off on ``clock`` (a test's hand-driven clock)."""
     # Authentication first: a refused request reaches no other check and no handler.
-    authenticate = [auth_middleware(lambda request: request.app[KEYS])] if settings.auth_enabled else []
+    authenticate = (
+        [auth_middleware(lambda request: request.app[KEYS], lambda request: request.app.get(TOKENS))]
+        if settings.auth_enabled
+        else []
+    )
     app = web.Application(
         middlewares=[error_middleware(), *authenticate, refuse_nul, refuse_unknown_parameters],
         client_max_size=settings.max_body_bytes,
@@ -206,7 +252,16 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app[SETTINGS] = settings
     app[STATUS] = {}
     app.cleanup_ctx.extend(
-        [_supervision(clock), _database, _keys(clock), _history, _context_resolver, _subscriptions, _notifier]
+        [
+            _supervision(clock),
+            _database,
+            _tokens(clock),
+            _keys(clock),
+            _history,
+            _context_resolver,
+            _subscriptions,
+            _notifier,
+        ]
     )
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
     app.cleanup_ctx.extend(devices.contexts(_device_host))

@@ -8,6 +8,7 @@ import asyncpg
 from aiohttp import web
 
 from broker.auth.keys import KeyRing
+from broker.auth.oidc import TokenVerifier
 from broker.config import Settings
 from broker.ingest import Writer
 from broker.jsonld.resolver import ContextResolver
@@ -29,6 +30,8 @@ NOTIFIER = web.AppKey("notifier", Notifier)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 # The API keys (issue 12): made and checked whether authentication is on or off.
 KEYS = web.AppKey("keys", KeyRing)
+# The OpenID Connect provider's tokens: set only when NGSI_OIDC_ISSUER is.
+TOKENS = web.AppKey("tokens", TokenVerifier)
 # What a part reports on /health: a callable giving its counters (JSON-ready), called per request.
 Report = Callable[[], object]
 # Parts that report counters on /health register a Report under their name (e.g. "devices").

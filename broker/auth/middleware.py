@@ -1,11 +1,14 @@
 """Authenticate every request before its handler runs, and refuse what its identity may not do.
 
 With authentication on (NGSI_AUTH), a request names its key as ``Authorization: Bearer <key>``
-or ``X-Auth-Token: <key>`` (the FIWARE PEP proxy's header). The route's permission comes from
-``routes.PERMISSIONS``: PUBLIC and APIKEY routes pass (the device pipeline checks an apikey
-itself); any other answers 401 without a valid key, 403 when the key's roles lack the permission
-or its tenant is not the one the request names. A tenant key that names no tenant acts in its
-own. Nothing has run when a request is refused, so a refusal changes nothing.
+or ``X-Auth-Token: <key>`` (the FIWARE PEP proxy's header); with an OpenID Connect provider
+configured, a credential not shaped like one of our keys is taken for the provider's token
+(``oidc``). The route's permission comes from ``routes.PERMISSIONS``: PUBLIC and APIKEY routes
+pass (the device pipeline checks an apikey itself); any other answers 401 without a valid
+credential, 403 when its roles lack the permission or its tenant is not the one the request
+names. A tenant key that names no tenant acts in its own; a token naming several tenants must
+be told which (NGSILD-Tenant), and its identity is narrowed to that one. Nothing has run when a
+request is refused, so a refusal changes nothing.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from broker.auth.keys import KeyRing
+from broker.auth.keys import KeyRing, key_id_of
 from broker.auth.model import UNCHECKED, Identity, Permission
+from broker.auth.oidc import TokenVerifier
 from broker.auth.routes import permission_of
 from broker.edge import tenant_of
 from broker.errors import Forbidden, Handler, Unauthorized
@@ -41,8 +45,19 @@ def credential(request: web.Request) -> str | None:
     return request.headers.get("X-Auth-Token") or None
 
 
-def auth_middleware(keys_of: Callable[[web.Request], KeyRing]) -> Middleware:
-    """The middleware; ``keys_of(request)`` is the key ring (made once the database is open)."""
+def auth_middleware(
+    keys_of: Callable[[web.Request], KeyRing],
+    tokens_of: Callable[[web.Request], TokenVerifier | None] = lambda request: None,
+) -> Middleware:
+    """The middleware; ``keys_of(request)`` is the key ring (made once the database is open),
+    ``tokens_of(request)`` the OpenID Connect token verifier (None: no provider configured)."""
+
+    async def identify(request: web.Request, token: str) -> Identity | None:
+        # A credential shaped like one of our keys is a key; anything else may be a provider's token.
+        tokens = tokens_of(request)
+        if tokens is None or key_id_of(token) is not None:
+            return await keys_of(request).identify(token)
+        return await tokens.identify(token)
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -54,20 +69,28 @@ def auth_middleware(keys_of: Callable[[web.Request], KeyRing]) -> Middleware:
             return await handler(request)
         token = credential(request)
         if token is None:
-            raise Unauthorized("this resource needs an API key: Authorization: Bearer <key>")
-        identity = await keys_of(request).identify(token)
+            raise Unauthorized("this resource needs an API key or token: Authorization: Bearer <credential>")
+        identity = await identify(request, token)
         if identity is None:
-            raise Unauthorized("the API key is unknown, revoked or expired")
+            raise Unauthorized("the API key or token is unknown, revoked, expired or not valid here")
         if needed is None:
             raise Forbidden(f"{request.method} {route.resource.canonical} declares no permission")
         if not identity.may(needed):
             raise Forbidden(f"the key's roles do not allow {needed} on this resource")
         if identity.tenant is not None:
             if not any(h in request.headers for h in _TENANT_HEADERS):
+                if identity.tenants is not None:
+                    raise Forbidden(
+                        f"the token is valid for the tenants {', '.join(sorted(identity.tenants))}: "
+                        "name one with NGSILD-Tenant"
+                    )
                 # A tenant's key acts in its tenant unless the request names one.
                 request = request.clone(headers={**request.headers, "NGSILD-Tenant": identity.tenant})
-            elif not identity.acts_in(tenant_of(request)):
-                raise Forbidden("the key is not valid for the tenant the request names")
+            else:
+                tenant = tenant_of(request)
+                if not identity.acts_in(tenant):
+                    raise Forbidden("the credential is not valid for the tenant the request names")
+                identity = identity.within(tenant)
         request[IDENTITY] = identity
         return await handler(request)
 
