@@ -173,13 +173,8 @@ def _keys(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
         (unless an OpenID Connect provider is configured: its operator tokens administer then)."""
         settings = app[SETTINGS]
         app[KEYS] = KeyRing(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
-        if settings.auth_enabled and await stored_keys.operators(app[POOL]) == 0:
-            if settings.oidc_enabled:
-                log.info(
-                    "no operator key: operator tokens of %s administer the instance", settings.oidc_issuer
-                )
-                yield
-                return
+        needs_key = settings.auth_enabled and not settings.oidc_enabled
+        if needs_key and await stored_keys.operators(app[POOL]) == 0:
             raise NoOperatorKey(
                 "authentication is on (NGSI_AUTH) and no operator key exists: create one with "
                 "`city-data-hub keys create --role operator` (or `python -m broker keys create "
