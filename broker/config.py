@@ -230,8 +230,9 @@ SETTINGS: tuple[Setting, ...] = (
         "NGSI_AUTH",
         "auth",
         "auto",
-        "authentication of HTTP requests by API key: on, off, or auto (off while the API listens "
-        "on a loopback address only, on as soon as it listens beyond it)",
+        "authentication of HTTP requests by API key (and OpenID Connect token, with NGSI_OIDC_ISSUER): "
+        "on, off, or auto (off while the API listens on a loopback address only, on as soon as it "
+        "listens beyond it)",
         _auth_mode,
     ),
     Setting(
@@ -260,7 +261,7 @@ SETTINGS: tuple[Setting, ...] = (
         "oidc_jwks_url",
         "",
         "URL of the provider's signing keys (Keycloak: ISSUER/protocol/openid-connect/certs); "
-        "this or NGSI_OIDC_JWKS_FILE",
+        "or a file instead (NGSI_OIDC_JWKS_FILE)",
         _http_url,
     ),
     Setting(
