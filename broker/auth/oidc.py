@@ -121,7 +121,7 @@ def parse_jwks(body: bytes) -> dict[str, jwt.PyJWK]:
     for entry in document["keys"]:
         if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
             continue  # Keycloak also publishes its encryption key (RSA-OAEP, use "enc")
-        if "alg" in entry and entry["alg"] not in ALGORITHMS:
+        if "alg" in entry and not _one_of(entry["alg"], ALGORITHMS):
             continue
         try:
             key = jwt.PyJWK(entry)
@@ -131,6 +131,11 @@ def parse_jwks(body: bytes) -> dict[str, jwt.PyJWK]:
         if key.algorithm_name in ALGORITHMS and isinstance(kid, str):
             found.setdefault(kid, key)
     return found
+
+
+def _one_of(value: Any, names: frozenset[str]) -> bool:
+    # A JSON value may be a list or an object, which a set cannot even be asked about.
+    return isinstance(value, str) and value in names
 
 
 def claim(claims: Mapping[str, Any], name: str) -> Any:
@@ -173,12 +178,12 @@ class TokenVerifier:
         self._loaded_at: float | None = None  # monotonic time of the last good read
         self._tried_at: float | None = None  # monotonic time of the last read, good or not
         self._lock = asyncio.Lock()
-        self.fetches = 0
+        self.fetches = 0  # reads tried so far
 
     async def start(self) -> int:
         """Read the key set once; the number of usable keys it holds (0: none, or it could not be
         read, which is logged and tried again when tokens come)."""
-        await self._fetch(self._tried_at)
+        await self._fetch(self.fetches)
         return len(self._keys)
 
     async def close(self) -> None:
@@ -199,7 +204,7 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise TokenRefused(f"not a JWS: {exc}") from None
         alg = header.get("alg")
-        if alg not in ALGORITHMS:
+        if not _one_of(alg, ALGORITHMS):
             raise TokenRefused(f"algorithm {alg!r} is not one of {', '.join(sorted(ALGORITHMS))}")
         kid = header.get("kid", "")
         if not isinstance(kid, str):
@@ -248,7 +253,7 @@ class TokenVerifier:
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject:
             raise TokenRefused("the sub claim is not a string")
-        if claims.get("typ") in _NOT_ACCESS:
+        if _one_of(claims.get("typ"), _NOT_ACCESS):
             # Keycloak's ID token has the client as audience too: it names a user, grants nothing.
             raise TokenRefused(f"a {claims['typ']} token is not an access token")
         raw_roles = claim(claims, self.config.roles_claim)
@@ -274,22 +279,22 @@ class TokenVerifier:
     async def _key(self, kid: str) -> jwt.PyJWK | None:
         now = self._clock.monotonic()
         if self._loaded_at is None or now - self._loaded_at >= self.config.refresh:
-            await self._fetch(self._tried_at, at_least=REFETCH_SECONDS)
+            await self._fetch(self.fetches, at_least=REFETCH_SECONDS)
         key = self._keys.get(kid)
         if key is None and kid == "" and len(self._keys) == 1:
             return next(iter(self._keys.values()))  # a token without kid, a provider with one key
         if key is None:
             # Perhaps rotated: fetch again, unless that was tried a moment ago.
-            await self._fetch(self._tried_at, at_least=REFETCH_SECONDS)
+            await self._fetch(self.fetches, at_least=REFETCH_SECONDS)
             key = self._keys.get(kid)
         return key
 
-    async def _fetch(self, seen: float | None, *, at_least: float = 0.0) -> None:
-        """Read the key set, unless another caller did since ``seen`` or ``at_least`` seconds have
-        not passed since the last try (callers waiting meanwhile share one read)."""
+    async def _fetch(self, seen: int, *, at_least: float = 0.0) -> None:
+        """Read the key set, unless another caller did since it had seen ``seen`` reads (callers
+        waiting meanwhile share one read) or the last try is less than ``at_least`` seconds old."""
         async with self._lock:
             now = self._clock.monotonic()
-            if self._tried_at != seen or (self._tried_at is not None and now - self._tried_at < at_least):
+            if self.fetches != seen or (self._tried_at is not None and now - self._tried_at < at_least):
                 return
             self._tried_at = now
             self.fetches += 1

@@ -27,8 +27,11 @@ import orjson
 import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from broker.api.keys import KEYS, TOKENS
@@ -525,3 +528,107 @@ async def test_concurrent_tokens_with_an_unknown_kid_share_one_fetch(provider: P
         assert provider.hits == 2
     finally:
         await verifier.close()
+
+
+# --- whatever a client sends -----------------------------------------------------------------------
+
+
+class StaticJwks:
+    """A key set held in memory (the verifier reads whatever a JwksSource gives)."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.body = orjson.dumps(document)
+
+    async def read(self) -> bytes:
+        return self.body
+
+    async def close(self) -> None:
+        return None
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+_NOW = int(ManualClock().now().timestamp())
+_CLAIM_NAMES = ["iss", "aud", "sub", "exp", "nbf", "iat", "typ", "tenant", "roles"]
+_odd_claims = st.fixed_dictionaries(
+    {
+        "iss": st.sampled_from([ISSUER, ISSUER + "/"]) | _json,
+        "aud": st.sampled_from([AUDIENCE, [AUDIENCE, "x"], ["x"]]) | _json,
+        "sub": st.sampled_from(["alice", ""]) | _json,
+        "exp": st.integers(_NOW - 100, _NOW + 400) | _json,
+        "nbf": st.integers(_NOW - 100, _NOW + 400) | _json,
+        "iat": st.integers(_NOW - 100, _NOW + 400) | _json,
+        "typ": st.sampled_from(["Bearer", "ID"]) | _json,
+        "tenant": st.sampled_from(["kanonji", "", "../x"])
+        | st.lists(st.sampled_from(["a", "b", "/g"]))
+        | _json,
+        "roles": st.lists(st.sampled_from([*Role, "offline_access"]), max_size=3) | _json,
+    }
+)
+
+
+@st.composite
+def _claims(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid token's claims with a few of them replaced by odd values or left out."""
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "alice",
+        "exp": _NOW + 300,
+        "iat": _NOW,
+        "tenant": "kanonji",
+        "roles": ["writer"],
+    }
+    odd = draw(_odd_claims)
+    for name in draw(st.lists(st.sampled_from(_CLAIM_NAMES), max_size=3, unique=True)):
+        claims[name] = odd[name]
+    for name in draw(st.lists(st.sampled_from(_CLAIM_NAMES), max_size=2, unique=True)):
+        claims.pop(name, None)
+    return claims
+
+
+def _rs256(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    signing_input = f"{b64(orjson.dumps(header))}.{b64(orjson.dumps(claims))}"
+    signature = RSA_KEY.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{b64(signature)}"
+
+
+@hypothesis_settings(max_examples=150, deadline=None)
+@given(header=st.dictionaries(st.sampled_from(["alg", "kid", "typ", "crit", "jku"]), _json), claims=_claims())
+async def test_any_header_with_a_forged_signature_is_refused_without_an_error(
+    header: dict[str, Any], claims: dict[str, Any]
+) -> None:
+    verifier = TokenVerifier(
+        OidcConfig(ISSUER, AUDIENCE), StaticJwks(Provider(ManualClock()).jwks()), clock=ManualClock()
+    )
+    await verifier.start()
+    token = f"{b64(orjson.dumps(header))}.{b64(orjson.dumps(claims))}.{b64(b'not a signature')}"
+    assert await verifier.identify(token) is None
+
+
+@hypothesis_settings(max_examples=150, deadline=None)
+@given(claims=_claims(), kid=st.sampled_from(["rsa-1", "ec-1", ""]))
+async def test_any_genuinely_signed_claims_give_an_identity_or_none_never_an_error(
+    claims: dict[str, Any], kid: str
+) -> None:
+    clock = ManualClock()
+    verifier = TokenVerifier(OidcConfig(ISSUER, AUDIENCE), StaticJwks(Provider(clock).jwks()), clock=clock)
+    await verifier.start()
+    identity = await verifier.identify(_rs256({"alg": "RS256", "kid": kid}, claims))
+    if kid != "rsa-1":
+        assert identity is None  # the RSA signature under the EC key's id, or no id with two keys
+    elif identity is not None:
+        assert identity.subject == claims["sub"]
+        assert claims["iss"] == ISSUER
+        # Tenant-less with any role means an operator, and an operator only.
+        if identity.tenant is None:
+            assert identity.roles <= {Role.OPERATOR}
+        else:
+            assert Role.OPERATOR not in identity.roles
