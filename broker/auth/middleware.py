@@ -76,7 +76,7 @@ def auth_middleware(
         if needed is None:
             raise Forbidden(f"{request.method} {route.resource.canonical} declares no permission")
         if not identity.may(needed):
-            raise Forbidden(f"the key's roles do not allow {needed} on this resource")
+            raise Forbidden(f"the credential's roles do not allow {needed} on this resource")
         if identity.tenant is not None:
             if not any(h in request.headers for h in _TENANT_HEADERS):
                 if identity.tenants is not None:
