@@ -37,6 +37,7 @@ from broker.api.keys import (
     STATUS,
     SUPERVISOR,
     TENANTS,
+    TOKENS,
     WRITER,
 )
 from broker.api.parameters import refuse_unknown_parameters
@@ -45,6 +46,7 @@ from broker.auth.grants import Grants
 from broker.auth.keys import KeyRing
 from broker.auth.middleware import auth_middleware
 from broker.auth.model import NoOperatorKey
+from broker.auth.oidc import FileJwks, JwksSource, OidcConfig, TokenVerifier, UrlJwks
 from broker.auth.ratelimit import RateLimiter
 from broker.clock import SYSTEM, Clock
 from broker.config import Settings
@@ -171,11 +173,13 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
 
 def _keys(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
     async def keys(app: web.Application) -> AsyncIterator[None]:
-        """The API keys; with authentication on, an operator key must exist before anything serves."""
+        """The API keys; with authentication on, an operator key must exist before anything serves
+        (unless an OpenID Connect provider is configured: its operator tokens administer then)."""
         settings = app[SETTINGS]
         app[KEYS] = KeyRing(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
         app[GRANTS] = Grants(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
-        if settings.auth_enabled and await stored_keys.operators(app[POOL]) == 0:
+        needs_key = settings.auth_enabled and not settings.oidc_enabled
+        if needs_key and await stored_keys.operators(app[POOL]) == 0:
             raise NoOperatorKey(
                 "authentication is on (NGSI_AUTH) and no operator key exists: create one with "
                 "`city-data-hub keys create --role operator` (or `python -m broker keys create "
@@ -184,6 +188,39 @@ def _keys(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
         yield
 
     return keys
+
+
+def _tokens(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def tokens(app: web.Application) -> AsyncIterator[None]:
+        """The OpenID Connect provider's token verifier and its key set, when one is configured."""
+        settings = app[SETTINGS]
+        if not settings.oidc_enabled:
+            yield
+            return
+        source: JwksSource = (
+            UrlJwks(settings.oidc_jwks_url, timeout=settings.oidc_jwks_timeout)
+            if settings.oidc_jwks_url
+            else FileJwks(settings.oidc_jwks_file)
+        )
+        config = OidcConfig(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            tenant_claim=settings.oidc_tenant_claim,
+            roles_claim=settings.oidc_roles_claim,
+            refresh=settings.oidc_jwks_refresh,
+            leeway=settings.oidc_leeway,
+        )
+        verifier = TokenVerifier(config, source, clock=clock)
+        try:
+            if await verifier.start() == 0 and settings.oidc_jwks_file:
+                # A file is read where the broker runs: holding no key it is a mistake, not an outage.
+                raise OSError(f"NGSI_OIDC_JWKS_FILE {settings.oidc_jwks_file} holds no RS256 or ES256 key")
+            app[TOKENS] = verifier
+            yield
+        finally:
+            await verifier.close()
+
+    return tokens
 
 
 def _device_host(app: web.Application) -> devices.Host:
@@ -209,6 +246,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
                 lambda request: request.app[KEYS],
                 lambda request: request.app[GRANTS],
                 RateLimiter(dict(settings.rate_limits), clock=clock),
+                lambda request: request.app.get(TOKENS),
             )
         ]
         if settings.auth_enabled
@@ -221,7 +259,16 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app[SETTINGS] = settings
     app[STATUS] = {}
     app.cleanup_ctx.extend(
-        [_supervision(clock), _database, _keys(clock), _history, _context_resolver, _subscriptions, _notifier]
+        [
+            _supervision(clock),
+            _database,
+            _tokens(clock),
+            _keys(clock),
+            _history,
+            _context_resolver,
+            _subscriptions,
+            _notifier,
+        ]
     )
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
     app.cleanup_ctx.extend(devices.contexts(_device_host))

@@ -70,6 +70,12 @@ def _rates(text: str) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(parse_rates(text).items()))
 
 
+def _http_url(text: str) -> str:
+    if text and not text.startswith(("https://", "http://")):
+        raise ValueError("must be an http(s) URL")
+    return text
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value) or value <= 0:
@@ -229,8 +235,9 @@ SETTINGS: tuple[Setting, ...] = (
         "NGSI_AUTH",
         "auth",
         "auto",
-        "authentication of HTTP requests by API key: on, off, or auto (off while the API listens "
-        "on a loopback address only, on as soon as it listens beyond it)",
+        "authentication of HTTP requests by API key (and OpenID Connect token, with NGSI_OIDC_ISSUER): "
+        "on, off, or auto (off while the API listens on a loopback address only, on as soon as it "
+        "listens beyond it)",
         _auth_mode,
     ),
     Setting(
@@ -249,6 +256,69 @@ SETTINGS: tuple[Setting, ...] = (
         "gets its most generous role's rate; anonymous: per client address; 0 or a role left out: "
         "unlimited); two seconds' worth may come at once, then 429 with Retry-After",
         _rates,
+    ),
+    Setting(
+        "NGSI_OIDC_ISSUER",
+        "oidc_issuer",
+        "",
+        "OpenID Connect provider whose bearer tokens (JWT) are accepted besides API keys: its exact "
+        "iss (Keycloak: https://HOST/realms/REALM); empty: none",
+    ),
+    Setting(
+        "NGSI_OIDC_AUDIENCE",
+        "oidc_audience",
+        "",
+        "the aud a token must name to be accepted here (the broker's client id); required with an issuer",
+    ),
+    Setting(
+        "NGSI_OIDC_JWKS_URL",
+        "oidc_jwks_url",
+        "",
+        "URL of the provider's signing keys (Keycloak: ISSUER/protocol/openid-connect/certs); "
+        "or a file instead (NGSI_OIDC_JWKS_FILE)",
+        _http_url,
+    ),
+    Setting(
+        "NGSI_OIDC_JWKS_FILE",
+        "oidc_jwks_file",
+        "",
+        "file holding the provider's signing keys as a JWKS document, instead of a URL",
+    ),
+    Setting(
+        "NGSI_OIDC_JWKS_REFRESH",
+        "oidc_jwks_refresh",
+        "300",
+        "seconds the provider's keys are used before they are read again (a token naming a key not "
+        "held reads them at once, at most every 10 s)",
+        _positive_float,
+    ),
+    Setting(
+        "NGSI_OIDC_JWKS_TIMEOUT",
+        "oidc_jwks_timeout",
+        "5",
+        "seconds allowed to fetch the provider's keys",
+        _positive_float,
+    ),
+    Setting(
+        "NGSI_OIDC_TENANT_CLAIM",
+        "oidc_tenant_claim",
+        "tenant",
+        "claim naming the tenant (a string) or tenants (a list) a token acts in; a dotted name is "
+        "a path into nested claims; a token without it is an operator's or grants nothing",
+    ),
+    Setting(
+        "NGSI_OIDC_ROLES_CLAIM",
+        "oidc_roles_claim",
+        "roles",
+        "claim listing a token's roles (operator, admin, writer, reader, device; others ignored); "
+        "Keycloak's realm roles: realm_access.roles",
+    ),
+    Setting(
+        "NGSI_OIDC_LEEWAY",
+        "oidc_leeway",
+        "30",
+        "seconds of clock difference with the provider tolerated on a token's exp, nbf and iat",
+        _non_negative_int,
     ),
     Setting("NGSI_LOG_LEVEL", "log_level", "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)"),
     Setting(
@@ -375,6 +445,15 @@ class Settings:
     auth: str
     auth_cache_seconds: float
     rate_limits: tuple[tuple[str, float], ...]
+    oidc_issuer: str
+    oidc_audience: str
+    oidc_jwks_url: str
+    oidc_jwks_file: str
+    oidc_jwks_refresh: float
+    oidc_jwks_timeout: float
+    oidc_tenant_claim: str
+    oidc_roles_claim: str
+    oidc_leeway: int
     log_level: str
     workers: int
     iota_ports: tuple[int, ...]
@@ -394,6 +473,11 @@ class Settings:
     def base_url(self) -> str:
         """The URL this broker is reached at, without a trailing slash."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """An OpenID Connect provider is configured (its tokens count with authentication on)."""
+        return bool(self.oidc_issuer)
 
     @property
     def auth_enabled(self) -> bool:
@@ -443,7 +527,31 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             f"LISTENing and NGSI_NOTIFY_CONCURRENCY={settings.notify_concurrency} deliveries hold one each; "
             f"use at least {needed}"
         )
+    _check_oidc(settings)
     return settings
+
+
+def _check_oidc(settings: Settings) -> None:
+    """An issuer needs an audience and one key source; those mean nothing without an issuer."""
+    sources = [
+        env
+        for env, value in (
+            ("NGSI_OIDC_JWKS_URL", settings.oidc_jwks_url),
+            ("NGSI_OIDC_JWKS_FILE", settings.oidc_jwks_file),
+        )
+        if value
+    ]
+    if not settings.oidc_issuer:
+        named = [*sources, *(["NGSI_OIDC_AUDIENCE"] if settings.oidc_audience else [])]
+        if named:
+            raise ConfigError(f"{', '.join(named)} set without NGSI_OIDC_ISSUER")
+        return
+    if not settings.oidc_audience:
+        raise ConfigError(
+            "NGSI_OIDC_ISSUER needs NGSI_OIDC_AUDIENCE (the aud its tokens name for this broker)"
+        )
+    if len(sources) != 1:
+        raise ConfigError("NGSI_OIDC_ISSUER needs exactly one of NGSI_OIDC_JWKS_URL and NGSI_OIDC_JWKS_FILE")
 
 
 def help_text() -> str:

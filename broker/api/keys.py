@@ -9,6 +9,7 @@ from aiohttp import web
 
 from broker.auth.grants import Grants
 from broker.auth.keys import KeyRing
+from broker.auth.oidc import TokenVerifier
 from broker.config import Settings
 from broker.ingest import Writer
 from broker.jsonld.resolver import ContextResolver
@@ -32,6 +33,8 @@ SUPERVISOR = web.AppKey("supervisor", Supervisor)
 KEYS = web.AppKey("keys", KeyRing)
 # Sharing grants between tenants and open data (issue 12).
 GRANTS = web.AppKey("grants", Grants)
+# The OpenID Connect provider's tokens: set only when NGSI_OIDC_ISSUER is.
+TOKENS = web.AppKey("tokens", TokenVerifier)
 # What a part reports on /health: a callable giving its counters (JSON-ready), called per request.
 Report = Callable[[], object]
 # Parts that report counters on /health register a Report under their name (e.g. "devices").

@@ -2,7 +2,8 @@
 
 ``model`` names the roles and permissions and what each role holds; ``routes`` is the one table
 saying which permission every route needs; ``keys`` makes, checks and caches API keys (stored
-only as hashes, in ``broker.store.apikeys``); ``middleware`` authenticates each request and
+only as hashes, in ``broker.store.apikeys``); ``oidc`` checks OpenID Connect bearer tokens
+against the configured provider's keys; ``middleware`` authenticates each request and
 refuses it (401/403 ProblemDetails) before any handler runs. The API imports this package; it
 imports nothing of the API.
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -44,19 +44,37 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who made a request: ``kind`` "key" or "anonymous", ``subject`` the key id (or "anonymous"),
-    ``tenant`` the one tenant it acts in (None: every tenant, an operator's)."""
+    """Who made a request: ``kind`` "key", "token" or "anonymous", ``subject`` the key id or the
+    token's ``sub`` (or "anonymous"), ``tenant`` the one tenant it acts in (None: every tenant, an
+    operator's). A token may name several tenants: ``tenants`` holds them all (``tenant`` is then
+    the first, never None) and the middleware narrows the identity to the one a request names
+    (``within``), so a handler always sees one tenant."""
 
     kind: str
     subject: str
     tenant: str | None
     roles: frozenset[Role]
+    tenants: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.tenants is not None and self.tenant not in self.tenants:
+            raise ValueError("an identity of several tenants has one of them as its tenant")
 
     def may(self, permission: Permission) -> bool:
         return any(permission in ROLE_PERMISSIONS[role] for role in self.roles)
 
     def acts_in(self, tenant: str) -> bool:
+        if self.tenants is not None:
+            return tenant in self.tenants
         return self.tenant is None or self.tenant == tenant
+
+    def within(self, tenant: str) -> Identity:
+        """This identity bound to ``tenant`` alone (one it acts in)."""
+        if not self.acts_in(tenant):
+            raise ValueError(f"{self.kind} {self.subject} does not act in tenant {tenant!r}")
+        if self.tenants is None:
+            return self
+        return replace(self, tenant=tenant, tenants=None)
 
 
 ANONYMOUS = Identity("anonymous", "anonymous", None, frozenset())

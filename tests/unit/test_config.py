@@ -118,8 +118,8 @@ BAD_VALUES = {
     "float": ["abc", "", "0", "-2.5", "nan"],
     "bool": ["maybe", "2", "enabled", "tru"],
 }
-# 0 is a valid worker count: one per CPU core.
-VALID = {("NGSI_WORKERS", "0")}
+# 0 is a valid worker count (one per CPU core) and a valid token leeway (none).
+VALID = {("NGSI_WORKERS", "0"), ("NGSI_OIDC_LEEWAY", "0")}
 CASES = [
     (env, text)
     for kind, texts in BAD_VALUES.items()
@@ -168,6 +168,42 @@ def test_help_text_lists_every_variable_the_broker_mentions() -> None:
     text = help_text()
     missing = sorted(name for name in mentioned if not re.search(rf"\b{name}\b", text))
     assert missing == []
+
+
+OIDC = {
+    "NGSI_OIDC_ISSUER": "https://idp.example.org/realms/kagawa",
+    "NGSI_OIDC_AUDIENCE": "city-data-hub",
+    "NGSI_OIDC_JWKS_URL": "https://idp.example.org/realms/kagawa/protocol/openid-connect/certs",
+}
+
+
+def test_an_oidc_issuer_with_an_audience_and_one_key_source_loads() -> None:
+    settings = load(OIDC)
+    assert settings.oidc_enabled
+    assert (settings.oidc_tenant_claim, settings.oidc_roles_claim, settings.oidc_leeway) == (
+        "tenant",
+        "roles",
+        30,
+    )
+    assert not load({}).oidc_enabled
+    assert load({**OIDC, "NGSI_OIDC_JWKS_URL": "", "NGSI_OIDC_JWKS_FILE": "/etc/hub/jwks.json"}).oidc_enabled
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({**OIDC, "NGSI_OIDC_AUDIENCE": ""}, "NGSI_OIDC_AUDIENCE"),
+        ({**OIDC, "NGSI_OIDC_JWKS_URL": ""}, "NGSI_OIDC_JWKS_FILE"),
+        ({**OIDC, "NGSI_OIDC_JWKS_FILE": "/etc/hub/jwks.json"}, "exactly one"),
+        ({**OIDC, "NGSI_OIDC_ISSUER": ""}, "without NGSI_OIDC_ISSUER"),
+        ({"NGSI_OIDC_JWKS_FILE": "/etc/hub/jwks.json"}, "NGSI_OIDC_JWKS_FILE set without"),
+        ({**OIDC, "NGSI_OIDC_JWKS_URL": "ftp://idp.example.org/certs"}, "NGSI_OIDC_JWKS_URL"),
+        ({**OIDC, "NGSI_OIDC_LEEWAY": "-1"}, "NGSI_OIDC_LEEWAY"),
+    ],
+)
+def test_an_incomplete_oidc_configuration_is_a_config_error(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load(environ)
 
 
 def test_iota_ports_are_a_comma_separated_list() -> None:
