@@ -13,7 +13,6 @@ import asyncio
 import secrets
 import threading
 import uuid
-from typing import Any
 
 import aiohttp
 import pytest
@@ -30,8 +29,14 @@ from tests.e2e.checks import (
 )
 from tests.e2e.services import OwnedMosquitto, OwnedPostgres
 from tests.e2e.test_process import broker_process, free_port, wait_ready
-from tests.e2e.traffic import DevicePublisher, HttpWriter, NotificationRecorder
-from tests.integration.test_device_ingest import gauge
+from tests.e2e.traffic import (
+    DevicePublisher,
+    HttpWriter,
+    NotificationRecorder,
+    mqtt_connected,
+    provision_gauge,
+    subscribe,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,36 +45,6 @@ FRAMES = 400  # at most, before the publisher is stopped
 BEFORE = 30  # acknowledged writes and frames before the restart
 AFTER_STREAM = 30  # acknowledged writes of the stream after the restart
 AFTER_EXPLICIT = 20  # writes made one by one after the stream stopped, each must succeed
-
-
-async def provision_gauge(
-    session: aiohttp.ClientSession, base: str, tenant: str, gateway: DevicePublisher
-) -> str:
-    entity_id = f"urn:ngsi-ld:FloodMonitoring:{gateway.eui[:10]}"
-    device = {**gauge(gateway.eui, entity_id), "device_id": gateway.device_id}
-    async with session.post(
-        f"{base}/iot/devices", json={"devices": [device]}, headers={"fiware-service": tenant}
-    ) as response:
-        assert response.status == 201, await response.text()
-    return entity_id
-
-
-async def subscribe(session: aiohttp.ClientSession, writer: HttpWriter, endpoint: dict[str, Any]) -> None:
-    subscription = {
-        "type": "Subscription",
-        "entities": [{"type": writer.entity_type}],
-        "notification": {"attributes": ["n"], "format": "keyValues", "endpoint": endpoint},
-    }
-    async with session.post(
-        f"{writer.base}/ngsi-ld/v1/subscriptions", json=subscription, headers=writer.headers
-    ) as response:
-        assert response.status == 201, await response.text()
-
-
-async def mqtt_connected(session: aiohttp.ClientSession, base: str) -> bool:
-    async with session.get(f"{base}/health") as response:
-        health = await response.json()
-    return bool(health.get("devices", {}).get("mqtt", {}).get("connected"))
 
 
 async def test_a_postgres_restart_loses_no_acknowledged_write_message_or_notification(

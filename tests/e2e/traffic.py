@@ -23,7 +23,7 @@ from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.e2e.services import free_port
-from tests.integration.test_device_ingest import tts_message
+from tests.integration.test_device_ingest import gauge, tts_message
 
 PROBLEM_TYPES = "https://uri.etsi.org/ngsi-ld/errors/"
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15)
@@ -157,10 +157,17 @@ class DevicePublisher:
         self.device_id = device_id
         self.topic = f"v3/takamatsu-flood@ttn/devices/{device_id}/up"
         self._host, self._port = host, port
-        self._infos: dict[int, mqtt.MQTTMessageInfo] = {}
+        # A message published while disconnected stays queued in paho (sent on reconnection), but
+        # its MessageInfo keeps the "not connected" code: PUBACKs are counted from on_publish.
+        self._frames: dict[int, int] = {}  # message id -> frame counter
+        self._acked: set[int] = set()  # message ids
+        # Two locks: paho calls on_publish holding its own lock, which publish() takes too.
+        self._lock = threading.Lock()
+        self._acked_lock = threading.Lock()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"e2e-gw-{uuid.uuid4().hex[:8]}", clean_session=False
         )
+        self._client.on_publish = self._on_publish
         self._client.max_inflight_messages_set(20)
         self._client.reconnect_delay_set(min_delay=1, max_delay=2)
 
@@ -175,7 +182,13 @@ class DevicePublisher:
 
     def publish(self, f_cnt: int) -> None:
         message = tts_message(self.eui, self.device_id, -2.0 + f_cnt / 1000, f_cnt=f_cnt)
-        self._infos[f_cnt] = self._client.publish(self.topic, orjson.dumps(message), qos=1)
+        info = self._client.publish(self.topic, orjson.dumps(message), qos=1)
+        with self._lock:
+            self._frames[info.mid] = f_cnt
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, _reason: Any, _p: Any) -> None:
+        with self._acked_lock:
+            self._acked.add(mid)
 
     def run(self, first: int, count: int, pause: float, stop: threading.Event) -> None:
         """Publish frames ``first``.. (at most ``count``) every ``pause`` s until ``stop`` (on a thread)."""
@@ -186,10 +199,14 @@ class DevicePublisher:
             stop.wait(pause)
 
     def published(self) -> int:
-        return len(self._infos)
+        with self._lock:
+            return len(self._frames)
 
     def acked(self) -> set[int]:
-        return {f_cnt for f_cnt, info in self._infos.items() if info.is_published()}
+        with self._acked_lock:
+            mids = set(self._acked)
+        with self._lock:
+            return {self._frames[mid] for mid in mids if mid in self._frames}
 
     def stop(self) -> None:
         self._client.disconnect()
@@ -272,3 +289,39 @@ class MqttRecorder:
 
     def seen(self) -> set[tuple[str, Any]]:
         return pairs(list(self.notifications), self.attribute)
+
+
+# ------------------------------------------------------------------------------------------- set-up
+
+
+async def provision_gauge(
+    session: aiohttp.ClientSession, base: str, tenant: str, gateway: DevicePublisher
+) -> str:
+    """Provision the gateway's gauge (The Things Stack) in ``tenant``; its entity id."""
+    entity_id = f"urn:ngsi-ld:FloodMonitoring:{gateway.eui[:10]}"
+    device = {**gauge(gateway.eui, entity_id), "device_id": gateway.device_id}
+    async with session.post(
+        f"{base}/iot/devices", json={"devices": [device]}, headers={"fiware-service": tenant}
+    ) as response:
+        assert response.status == 201, await response.text()
+    return entity_id
+
+
+async def subscribe(session: aiohttp.ClientSession, writer: HttpWriter, endpoint: dict[str, Any]) -> None:
+    """Subscribe ``endpoint`` to every change of the writer's entities (keyValues, attribute n)."""
+    subscription = {
+        "type": "Subscription",
+        "entities": [{"type": writer.entity_type}],
+        "notification": {"attributes": ["n"], "format": "keyValues", "endpoint": endpoint},
+    }
+    async with session.post(
+        f"{writer.base}/ngsi-ld/v1/subscriptions", json=subscription, headers=writer.headers
+    ) as response:
+        assert response.status == 201, await response.text()
+
+
+async def mqtt_connected(session: aiohttp.ClientSession, base: str) -> bool:
+    """Whether the broker at ``base`` says its MQTT ingest is connected (/health)."""
+    async with session.get(f"{base}/health") as response:
+        health = await response.json()
+    return bool(health.get("devices", {}).get("mqtt", {}).get("connected"))
