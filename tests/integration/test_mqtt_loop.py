@@ -276,7 +276,6 @@ async def _reset_after_messages(count: int) -> tuple[int, bool, float]:
     """A broker that accepts the client, sends ``count`` PUBLISHes and a reset at once (as Mosquitto
     stopped with acknowledgements unread does); (messages read, connected at the end, seconds)."""
     loop = asyncio.get_running_loop()
-    accepted: asyncio.Future[socket.socket] = loop.create_future()
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setblocking(False)
     port = listener.getsockname()[1]
@@ -286,7 +285,6 @@ async def _reset_after_messages(count: int) -> tuple[int, bool, float]:
     try:
         opening = loop.create_task(paho.open())
         peer, _ = await loop.sock_accept(listener)
-        accepted.set_result(peer)
         # CONNACK; the client's CONNECT stays unread, so that closing the socket resets it.
         await loop.sock_sendall(peer, b"\x20\x02\x00\x00")
         await opening
