@@ -85,6 +85,15 @@ async def read_back(session: aiohttp.ClientSession, writer: HttpWriter) -> list[
     return problems
 
 
+async def unready(session: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+    """What ``/ready`` says is down (it must answer 503)."""
+    async with session.get(f"{base}/ready") as response:
+        body = await response.json()
+        assert response.status == 503, body
+    down: dict[str, Any] = body["down"]
+    return down
+
+
 async def ready(session: aiohttp.ClientSession, base: str, within: float = 60.0) -> None:
     """Wait until ``/ready`` answers 200 (the database and every supervised part are back)."""
 

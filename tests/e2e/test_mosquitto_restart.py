@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import database_url, eventually
-from tests.e2e.checks import LEVEL_ATTR, history_count, ready, stored_frame_counters
+from tests.e2e.checks import LEVEL_ATTR, history_count, ready, stored_frame_counters, unready
 from tests.e2e.services import OwnedMosquitto
 from tests.e2e.test_process import broker_process, free_port, fresh_schema, wait_ready, with_search_path
 from tests.e2e.traffic import (
@@ -103,6 +103,7 @@ async def test_a_mosquitto_restart_loses_no_acknowledged_message_and_the_broker_
                 await eventually(
                     lambda: not_connected(session, base), what="the broker noticing Mosquitto is gone"
                 )
+                assert "device-mqtt" in await unready(session, base)
                 acked_at_restart = len(gateway.acked())
                 await asyncio.to_thread(owned_mosquitto.start)
 

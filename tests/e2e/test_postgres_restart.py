@@ -26,6 +26,7 @@ from tests.e2e.checks import (
     read_back,
     ready,
     stored_frame_counters,
+    unready,
 )
 from tests.e2e.services import OwnedMosquitto, OwnedPostgres
 from tests.e2e.test_process import broker_process, free_port, wait_ready
@@ -88,6 +89,7 @@ async def test_a_postgres_restart_loses_no_acknowledged_write_message_or_notific
 
                 await asyncio.to_thread(owned_postgres.stop)
                 await eventually(lambda: writer.refused >= 10, what="the writer seeing the outage")
+                assert "database" in await unready(session, base)
                 acked_at_restart = len(writer.acked)
                 await asyncio.to_thread(owned_postgres.start)
 
