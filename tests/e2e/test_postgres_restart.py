@@ -29,12 +29,12 @@ from tests.e2e.checks import (
     unready,
 )
 from tests.e2e.services import OwnedMosquitto, OwnedPostgres
+from tests.e2e.test_device_restart import mqtt_counts
 from tests.e2e.test_process import broker_process, free_port, wait_ready
 from tests.e2e.traffic import (
     DevicePublisher,
     HttpWriter,
     NotificationRecorder,
-    mqtt_connected,
     provision_gauge,
     subscribe,
 )
@@ -48,8 +48,21 @@ AFTER_STREAM = 30  # acknowledged writes of the stream after the restart
 AFTER_EXPLICIT = 20  # writes made one by one after the stream stopped, each must succeed
 
 
+async def set_up(dsn: str, port: int, writer: HttpWriter, gateway: DevicePublisher, recorder_url: str) -> str:
+    """Provision the gauge and subscribe the recorder through a broker of its own, stopped again:
+    every worker of the broker under test then loads both at its start. The gauge's entity id."""
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        with broker_process(port, dsn, {"NGSI_WORKERS": "1"}) as broker:
+            await wait_ready(session, port, broker)
+            gauge_id = await provision_gauge(session, base, writer.tenant, gateway)
+            await subscribe(session, writer, {"uri": recorder_url})
+    return gauge_id
+
+
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_a_postgres_restart_loses_no_acknowledged_write_message_or_notification(
-    owned_postgres: OwnedPostgres, owned_mosquitto: OwnedMosquitto
+    owned_postgres: OwnedPostgres, owned_mosquitto: OwnedMosquitto, workers: int
 ) -> None:
     tenant = f"e2e-{uuid.uuid4().hex[:8]}"
     port = free_port()
@@ -58,8 +71,9 @@ async def test_a_postgres_restart_loses_no_acknowledged_write_message_or_notific
         "MQTT_URL": owned_mosquitto.url,
         "NGSI_MQTT_INGEST": "true",
         "NGSI_MQTT_CLIENT_ID": f"e2e-pg-{uuid.uuid4().hex[:8]}",
-        "NGSI_MQTT_SHARE_GROUP": "",
-        "NGSI_WORKERS": "1",
+        # Two workers split the uplinks by a shared subscription, as in production.
+        "NGSI_MQTT_SHARE_GROUP": f"g{uuid.uuid4().hex[:8]}" if workers > 1 else "",
+        "NGSI_WORKERS": str(workers),
     }
     writer = HttpWriter(base, tenant, "Meter")
     eui = secrets.token_hex(8)
@@ -67,14 +81,18 @@ async def test_a_postgres_restart_loses_no_acknowledged_write_message_or_notific
     recorder = NotificationRecorder()
     await recorder.start()
     stop_writer, stop_gateway = asyncio.Event(), threading.Event()
+    # A connection per request: with two workers sharing the port, requests go to both.
+    connector = aiohttp.TCPConnector(force_close=True)
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+        gauge_id = await set_up(owned_postgres.dsn, port, writer, gateway, recorder.url)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=15)
+        ) as session:
             with broker_process(port, owned_postgres.dsn, env) as broker:
                 await wait_ready(session, port, broker)
-                gauge_id = await provision_gauge(session, base, tenant, gateway)
-                await subscribe(session, writer, {"uri": recorder.url})
-                await eventually(
-                    lambda: mqtt_connected(session, base), what="the broker's MQTT ingest connected"
+                connected = await mqtt_counts(session, port, workers)
+                assert len(connected) == workers, (
+                    f"MQTT ingest connected in {len(connected)} of {workers} workers"
                 )
                 gateway.start()
 
@@ -144,7 +162,7 @@ async def test_a_postgres_restart_loses_no_acknowledged_write_message_or_notific
         await recorder.stop()
 
     print(
-        f"writes acked {len(acked)} (at restart {acked_at_restart}), refused {writer.refused};"
+        f"{workers} worker(s): writes acked {len(acked)} (at restart {acked_at_restart}), refused {writer.refused};"
         f" frames published {published}, stored {len(frames)}; notifications {len(recorder.notifications)}"
     )
     assert problems == [], problems
