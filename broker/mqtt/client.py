@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
 import socket
 import threading
 from collections.abc import Callable
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE = 30
 _CLOSE_WAIT = 1.0  # seconds to let the broker close the connection after DISCONNECT
+# Most packets read off a connection the peer reset, in one go, before paho sees its end.
+_DRAIN_LIMIT = 100_000
 
 
 class MqttError(Exception):
@@ -192,7 +195,7 @@ class LoopClient:
         self._paused = True
         sock = self.client.socket()
         if sock is not None:
-            with contextlib.suppress(ValueError, OSError):
+            with contextlib.suppress(ValueError, OSError, RuntimeError):
                 self._loop.remove_reader(sock)
 
     def resume_reading(self) -> None:
@@ -201,7 +204,52 @@ class LoopClient:
         self._paused = False
         sock = self.client.socket()
         if sock is not None:
-            self._loop.add_reader(sock, self.client.loop_read)
+            self._watch_read(sock)
+
+    # ------------------------------------------------------------------------------------ the socket
+
+    def _readable(self) -> None:
+        """Let paho read (one packet a call); on a connection the peer reset, read on to its end.
+
+        uvloop, when the socket reports an error (a reset: Mosquitto stopped while our PUBACKs
+        were unread), runs the reader once more and closes its poll handle for good. Packets
+        buffered before the reset would then never be read, paho would never reach the error
+        and never call the connection lost: the client would sit "connected" on a dead socket,
+        and its next write would fail on the closed handle. asyncio's selector keeps calling.
+        """
+        client = self.client
+        sock = client.socket()
+        rc = client.loop_read()
+        for _ in range(_DRAIN_LIMIT):
+            if rc != mqtt.MQTT_ERR_SUCCESS or sock is None or client.socket() is not sock:
+                return
+            if not _reset(sock):
+                return
+            rc = client.loop_read()
+
+    def _watch_read(self, sock: Any) -> None:
+        try:
+            self._loop.add_reader(sock, self._readable)
+        except RuntimeError:
+            self._rewatch(sock)
+
+    def _watch_write_of(self, sock: Any) -> None:
+        try:
+            self._loop.add_writer(sock, self.client.loop_write)
+        except RuntimeError:
+            self._rewatch(sock)
+
+    def _rewatch(self, sock: Any) -> None:
+        """Watch ``sock`` afresh after uvloop closed its poll handle (see ``_readable``).
+
+        Removing both callbacks drops the closed handle; the new one reports the socket's error
+        at once, and the reader then takes the connection to its end.
+        """
+        self._forget(sock)
+        if not self._paused:
+            self._loop.add_reader(sock, self._readable)
+        if self.client.want_write():
+            self._loop.add_writer(sock, self.client.loop_write)
 
     # ------------------------------------------------------------------------------------ paho's events
 
@@ -255,7 +303,7 @@ class LoopClient:
         # After any close of the previous socket: both cross over from the executor in order.
         self._socket_closed.clear()
         if not self._paused and sock.fileno() >= 0:
-            self._loop.add_reader(sock, client.loop_read)
+            self._watch_read(sock)
 
     def _on_socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
         self._on_loop(self._closed, sock)
@@ -269,21 +317,32 @@ class LoopClient:
 
     def _watch_write(self, client: mqtt.Client, sock: Any) -> None:
         if sock.fileno() >= 0:  # not closed while this call crossed over from the executor
-            self._loop.add_writer(sock, client.loop_write)
+            self._watch_write_of(sock)
 
     def _on_unregister_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
         self._on_loop(self._unwatch_write, sock)
 
     def _unwatch_write(self, sock: Any) -> None:
         # paho also calls this while tearing down, with a socket already closed (fd -1).
-        with contextlib.suppress(ValueError, OSError):
+        with contextlib.suppress(ValueError, OSError, RuntimeError):
             self._loop.remove_writer(sock)
 
     def _forget(self, sock: Any) -> None:
-        with contextlib.suppress(ValueError, OSError):
+        # RuntimeError: uvloop's poll handle of the socket was closed after an error.
+        with contextlib.suppress(ValueError, OSError, RuntimeError):
             self._loop.remove_reader(sock)
-        with contextlib.suppress(ValueError, OSError):
+        with contextlib.suppress(ValueError, OSError, RuntimeError):
             self._loop.remove_writer(sock)
+
+
+def _reset(sock: Any) -> bool:
+    """True when the socket reports an error or a hang-up (the peer reset the connection)."""
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return True
 
 
 def _connect(call: Callable[[], Any]) -> Any:

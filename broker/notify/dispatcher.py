@@ -227,8 +227,12 @@ class Notifier:
             if key in self._missed:
                 self._missed.discard(key)
                 self._wake.set()
-            if not finished.cancelled() and finished.exception() is not None:
-                log.error("notifier: delivery to %s failed", key, exc_info=finished.exception())
+            error = None if finished.cancelled() else finished.exception()
+            if isinstance(error, TRANSIENT):
+                # Rolled back, its rows stay due: sent again once the database is back.
+                log.warning("notifier: delivery to %s interrupted, database unavailable (%s)", key, error)
+            elif error is not None:
+                log.error("notifier: delivery to %s failed", key, exc_info=error)
 
         task.add_done_callback(done)
 

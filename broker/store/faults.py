@@ -25,6 +25,10 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     # 25006: connected to a standby that has not been promoted yet (failover in progress).
     asyncpg.ReadOnlySQLTransactionError,
+    # "cannot switch to state N; another operation (M) is in progress": a pooled connection the
+    # server terminated (a restart) while asyncpg had not yet processed the termination. Seen in
+    # tests/e2e/test_postgres_restart.py on writes, the notifier and the device pipeline.
+    asyncpg.InternalClientError,
 )
 
 

@@ -25,9 +25,9 @@ from broker.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
-# A connection that was cut: asyncpg may also answer "cannot switch to state ..." (InternalClientError)
-# on a pooled connection whose termination it has not processed yet.
-_LOST: tuple[type[BaseException], ...] = (*TRANSIENT, asyncpg.InternalClientError)
+# A connection that was cut (TRANSIENT includes asyncpg's "cannot switch to state ..." on a pooled
+# connection whose termination it has not processed yet).
+_LOST: tuple[type[BaseException], ...] = TRANSIENT
 
 Callback = Callable[[Any, int, str, object], None]
 

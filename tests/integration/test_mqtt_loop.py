@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import gc
 import itertools
+import socket
+import struct
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from broker.mqtt import QOS, Broker, LoopClient, MqttError, MqttVersion, parse_url
+from tests.conftest import eventually
 from tests.integration.test_delivery import MQTT_URL, MqttListener, closed_port
 
 
@@ -213,7 +216,7 @@ async def test_connecting_runs_beside_the_loop_not_on_it() -> None:
 
 async def test_the_ingest_client_stops_reading_while_its_backlog_is_high_and_loses_nothing() -> None:
     from adapters.mqtt import MqttIngest
-    from tests.conftest import eventually, forget_mqtt_session
+    from tests.conftest import forget_mqtt_session
     from tests.e2e.test_device_restart import publish_all
 
     loop = asyncio.get_running_loop()
@@ -264,3 +267,49 @@ async def test_the_ingest_client_stops_reading_while_its_backlog_is_high_and_los
 
     assert ingest.paused_times > 0
     assert most <= HIGH_WATER + 1, f"{most} messages held at once with a high-water mark of {HIGH_WATER}"
+
+
+# ------------------------------------------------------------------------------------------ a connection reset
+
+
+async def _reset_after_messages(count: int) -> tuple[int, bool, float]:
+    """A broker that accepts the client, sends ``count`` PUBLISHes and a reset at once (as Mosquitto
+    stopped with acknowledgements unread does); (messages read, connected at the end, seconds)."""
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    paho = LoopClient(Broker("127.0.0.1", port, None, None, False), f"test-reset-{uuid.uuid4().hex[:6]}")
+    received: list[bytes] = []
+    paho.client.on_message = lambda _c, _u, message: received.append(bytes(message.payload))
+    try:
+        opening = loop.create_task(paho.open())
+        peer, _ = await loop.sock_accept(listener)
+        # CONNACK; the client's CONNECT stays unread, so that closing the socket resets it.
+        await loop.sock_sendall(peer, b"\x20\x02\x00\x00")
+        await opening
+        publishes = b"".join(b"\x30\x05\x00\x01t" + b"m%d" % (n % 10) for n in range(count))
+        await loop.sock_sendall(peer, publishes)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
+        started = loop.time()
+        with contextlib.suppress(AssertionError):  # reported below, with what was read
+            await eventually(lambda: not paho.connected, within=3.0, what="the connection seen lost")
+        return len(received), paho.connected, loop.time() - started
+    finally:
+        await paho.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_a_reset_connection_is_seen_lost_after_its_buffered_messages_on_either_loop(loop_name: str) -> None:
+    """uvloop calls a reader once more on a socket error and then closes its poll handle: the
+    messages buffered before the reset were not read and the loss never seen (the client stayed
+    'connected' for ever and its next write raised on the closed handle)."""
+    import uvloop
+
+    factory = uvloop.new_event_loop if loop_name == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        read, connected, seconds = runner.run(_reset_after_messages(20))
+    assert not connected, f"still connected {seconds:.1f} s after the reset"
+    assert read == 20

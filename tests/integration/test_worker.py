@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
 import re
 import uuid
 from collections import Counter
@@ -341,6 +342,35 @@ async def test_a_delivery_cut_before_commit_is_repeated_with_the_same_id(
     first, second = await receiver.wait("cut", 2)
     assert first.body["id"] == second.body["id"] == queued
     await eventually(lambda: space.delivered(subscription))
+
+
+async def test_a_delivery_cut_by_the_database_going_away_is_a_warning_and_is_repeated_with_the_same_id(
+    space: Space, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    subscription = await space.subscribe(receiver.url("db-cut"))
+    receiver.plan["db-cut"] = ["hang"]
+    await space.start()
+    (queued,) = await space.queue(subscription, "urn:ngsi-ld:Thing:w")
+    await receiver.wait("db-cut", 1)
+    # The delivery holds its claim in a transaction while the endpoint answers: end that session
+    # as a PostgreSQL restart does, then let the endpoint answer.
+    ended = await space.pool.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND state = 'idle in transaction' AND pid <> pg_backend_pid()"
+    )
+    assert ended >= 1
+    with caplog.at_level(logging.WARNING, logger="broker.notify.dispatcher"):
+        receiver.release.set()
+        await eventually(
+            lambda: any("database unavailable" in r.getMessage() for r in caplog.records),
+            what="the interrupted delivery logged",
+        )
+    await space.clock.advance(1.0)  # the next poll
+    first, second = await receiver.wait("db-cut", 2)
+    assert first.body["id"] == second.body["id"] == queued
+    await eventually(lambda: space.delivered(subscription))
+    mine = [r for r in caplog.records if r.name == "broker.notify.dispatcher"]
+    assert not any(r.levelno >= logging.ERROR or r.exc_info for r in mine), [r.getMessage() for r in mine]
 
 
 async def test_a_row_queued_during_a_delivery_follows_it_without_waiting_for_the_poll(
