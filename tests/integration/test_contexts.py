@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
@@ -11,7 +10,6 @@ from urllib.parse import quote
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver
 from aiohttp.test_utils import TestClient, TestServer
 
 from broker.app import create_app
@@ -20,6 +18,7 @@ from broker.errors import LdContextNotAvailable
 from broker.jsonld.fetch import ContextFetcher, context_policy
 from broker.netguard import Address, AddressPolicy
 from tests.conftest import CONTEXT_REL, Api, new_id, problem
+from tests.dns import StubDns
 from tests.integration.helpers import (
     CONTEXTS,
     CORE_UNVERSIONED,
@@ -578,34 +577,6 @@ def loopback_is_public(address: Address) -> bool:
 LOOPBACK_IS_PUBLIC = AddressPolicy(
     what="@context", setting="NGSI_CONTEXT_ALLOW_PRIVATE", public=loopback_is_public
 )
-
-
-class StubDns(AbstractResolver):
-    """Answers names from a table, one answer after the other; records what was asked."""
-
-    def __init__(self, answers: dict[str, list[str]]) -> None:
-        self._answers = answers
-        self.asked: list[str] = []
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[Any]:
-        self.asked.append(host)
-        queue = self._answers[host]
-        address = queue.pop(0) if len(queue) > 1 else queue[0]
-        return [
-            {
-                "hostname": host,
-                "host": address,
-                "port": port,
-                "family": socket.AF_INET,
-                "proto": 0,
-                "flags": 0,
-            }
-        ]
-
-    async def close(self) -> None:
-        pass
 
 
 class Remote:
