@@ -46,7 +46,7 @@ from adapters.provisioning.store import (
     group_of_row,
 )
 from broker.clock import SYSTEM, Clock
-from broker.errors import BadRequestData
+from broker.errors import AlreadyExists, BadRequestData
 from broker.store.listener import Listener
 from broker.store.pool import Connection
 from broker.supervise import Supervisor
@@ -279,8 +279,9 @@ class Registry:
         batch = dict(self._pending)
         try:
             stored = await self.store.add_devices(list(batch.values()), autoprovisioned=True)
-        except asyncpg.DataError as exc:
-            # Not transient: retrying would block every later autoprovision behind this batch.
+        except (asyncpg.DataError, AlreadyExists) as exc:
+            # Not transient: retrying would block every later autoprovision behind this batch
+            # (AlreadyExists: a group sharing an apikey another tenant held before migration 0015).
             log.error("autoprovisioned devices %s not stored: %s", [k[3] for k in batch], exc)
             stored = 0
         for key in batch:

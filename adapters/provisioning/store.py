@@ -31,6 +31,8 @@ CHANNEL = "ngsi_devices"
 ALL_PATHS = "/*"
 DUPLICATE_GROUP = "DUPLICATE_GROUP"
 DUPLICATE_DEVICE_ID = "DUPLICATE_DEVICE_ID"
+# The constraint migration 0015's trigger names when an apikey is another tenant's.
+APIKEY_OWNER = "apikey_owners_tenant"
 # Row keys: (GROUP, resource, apikey) and (DEVICE, service path, device id, apikey or '').
 GROUP, DEVICE = "group", "device"
 Key = tuple[str, ...]
@@ -116,8 +118,8 @@ class ProvisioningStore:
                 names, values = _columns(group_json(group), _GROUP)
                 try:
                     await conn.execute(_insert_sql("service_groups", names), *values)
-                except asyncpg.UniqueViolationError:
-                    raise AlreadyExists(
+                except asyncpg.UniqueViolationError as exc:
+                    raise _taken(exc) or AlreadyExists(
                         f"a service group with resource {group.resource!r} and apikey {group.apikey!r}"
                         " exists already",
                         name=DUPLICATE_GROUP,
@@ -147,6 +149,18 @@ class ProvisioningStore:
         rows, total = await self._page("service_groups", "apikey", tenant, path, limit, offset)
         return [group_of_row(row) for row in rows], total
 
+    async def groups_by_apikey(self, tenant: str, path: str, apikey: str) -> list[ServiceGroup]:
+        """The groups of ``tenant`` under ``path`` ('/*': all) with ``apikey``."""
+        where, args = _path_filter(path, 3)
+        rows = await self._pool.fetch(
+            f"SELECT * FROM service_groups WHERE tenant = $1 AND apikey = $2{where}"
+            " ORDER BY created_at, resource",
+            tenant,
+            apikey,
+            *args,
+        )
+        return [group_of_row(row) for row in rows]
+
     async def group(self, tenant: str, path: str, resource: str, apikey: str) -> ServiceGroup | None:
         row = await self._pool.fetchrow(
             "SELECT * FROM service_groups WHERE tenant = $1 AND service_path = $2"
@@ -165,8 +179,8 @@ class ProvisioningStore:
             names, values = _columns(group_json(new), _GROUP)
             try:
                 await conn.execute(_insert_sql("service_groups", names), *values)
-            except asyncpg.UniqueViolationError:
-                raise AlreadyExists(
+            except asyncpg.UniqueViolationError as exc:
+                raise _taken(exc) or AlreadyExists(
                     f"a service group with apikey {new.apikey!r} exists already", name=DUPLICATE_GROUP
                 ) from None
             await _notify(conn, [old.tenant])
@@ -303,7 +317,18 @@ class ProvisioningStore:
         ]
 
 
+def _taken(exc: asyncpg.UniqueViolationError) -> AlreadyExists | None:
+    """The 409 of an apikey another tenant holds (migration 0015), or None for another violation."""
+    if (getattr(exc, "constraint_name", "") or "") != APIKEY_OWNER:
+        return None
+    # Which tenant holds it is not said: that is the other tenant's business.
+    return AlreadyExists("this apikey is used by another service (tenant)", name=DUPLICATE_GROUP)
+
+
 def _duplicate(device: Device, exc: asyncpg.UniqueViolationError) -> AlreadyExists:
+    taken = _taken(exc)
+    if taken is not None:
+        return taken
     constraint = getattr(exc, "constraint_name", "") or ""
     if "dev_eui" in constraint:
         detail = f"DevEUI {device.dev_eui} is provisioned already"

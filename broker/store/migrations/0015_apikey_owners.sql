@@ -1,0 +1,66 @@
+-- An apikey belongs to one tenant (issue 12 item 7). A gateway names only its apikey, so an apikey
+-- that two tenants hold lets one of them receive the other's measurements (a device of its own
+-- under the other's apikey and device id) or claim its groups. service_groups' key (resource,
+-- apikey) kept the same pair unique, but not the apikey on another resource; devices with an
+-- apikey of their own were not checked at all.
+--
+-- One owner row per apikey, claimed by the first group or device that uses it and released when
+-- the owner's last one goes. A plain unique index cannot say it: one tenant may use its apikey on
+-- several resources and devices. Existing rows: the tenant that used an apikey first owns it; rows
+-- of other tenants sharing it stay as they are, but none can be added.
+
+CREATE TABLE apikey_owners (
+    apikey text PRIMARY KEY,
+    tenant text NOT NULL
+);
+
+INSERT INTO apikey_owners (apikey, tenant)
+SELECT DISTINCT ON (apikey) apikey, tenant
+FROM (
+    SELECT apikey, tenant, created_at FROM service_groups
+    UNION ALL
+    SELECT apikey, tenant, created_at FROM devices WHERE apikey <> ''
+) AS used
+ORDER BY apikey, created_at, tenant;
+
+CREATE FUNCTION claim_apikey() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    holder text;
+BEGIN
+    IF NEW.apikey = '' THEN
+        RETURN NEW;
+    END IF;
+    -- Twice at most: the owner row may be released by another transaction between the two statements.
+    FOR attempt IN 1..2 LOOP
+        INSERT INTO apikey_owners (apikey, tenant) VALUES (NEW.apikey, NEW.tenant)
+        ON CONFLICT (apikey) DO NOTHING;
+        SELECT tenant INTO holder FROM apikey_owners WHERE apikey = NEW.apikey;
+        EXIT WHEN FOUND;
+    END LOOP;
+    IF holder IS DISTINCT FROM NEW.tenant THEN
+        RAISE EXCEPTION 'apikey % is held by another service', NEW.apikey
+            USING ERRCODE = 'unique_violation', CONSTRAINT = 'apikey_owners_tenant';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION release_apikey() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.apikey <> ''
+       AND NOT EXISTS (SELECT 1 FROM service_groups WHERE apikey = OLD.apikey AND tenant = OLD.tenant)
+       AND NOT EXISTS (SELECT 1 FROM devices WHERE apikey = OLD.apikey AND tenant = OLD.tenant) THEN
+        DELETE FROM apikey_owners WHERE apikey = OLD.apikey AND tenant = OLD.tenant;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER service_groups_claim_apikey BEFORE INSERT OR UPDATE OF apikey, tenant ON service_groups
+    FOR EACH ROW EXECUTE FUNCTION claim_apikey();
+CREATE TRIGGER devices_claim_apikey BEFORE INSERT OR UPDATE OF apikey, tenant ON devices
+    FOR EACH ROW EXECUTE FUNCTION claim_apikey();
+CREATE TRIGGER service_groups_release_apikey AFTER DELETE OR UPDATE OF apikey, tenant ON service_groups
+    FOR EACH ROW EXECUTE FUNCTION release_apikey();
+CREATE TRIGGER devices_release_apikey AFTER DELETE OR UPDATE OF apikey, tenant ON devices
+    FOR EACH ROW EXECUTE FUNCTION release_apikey();
