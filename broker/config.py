@@ -11,7 +11,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from broker.query.duration import check_keep
@@ -379,7 +379,7 @@ class Settings:
     mqtt_share_group: str
     device_max_bytes: int
     device_batch: int
-    pseudonym_secret: str
+    pseudonym_secret: str = field(repr=False)  # never in a log or a traceback
     history: bool
     history_keep: str
     history_days_ahead: int

@@ -91,9 +91,9 @@ def _load_tenant(
                     group_of_row(row) if key[0] == GROUP else device_of_row(row),
                 )
             except BadRequestData as error:
-                log.error(
-                    "provisioning %s of tenant %r cannot be loaded: %s", key, row["tenant"], error.detail
-                )
+                # Without its apikey (the key's last part): a credential never goes to the log.
+                detail = error.detail.replace(repr(key[-1]), "'***'") if key[-1] else error.detail
+                log.error("provisioning %s of tenant %r cannot be loaded: %s", key[:-1], row["tenant"], detail)
                 continue
         else:
             continue  # deleted since its version was read
