@@ -7,6 +7,7 @@ delivery is a failed attempt whose lastErrorReason says only that the policy ref
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -49,17 +50,19 @@ def notify_policy(
     )
 
 
-async def check_endpoint(resolver: GuardedResolver, uri: str) -> None:
+async def check_endpoint(resolver: GuardedResolver, uri: str, within: float = 5.0) -> None:
     """BadRequestData when ``uri``'s host names or resolves to an address the policy refuses.
 
-    A name that does not resolve now is accepted: delivery resolves and checks it again.
+    A name that does not resolve now (or not within ``within`` seconds) is accepted: delivery
+    resolves and checks it again.
     """
     host, port = host_port(uri)
     if not host or urlsplit(uri).scheme.lower() not in ("http", "https", "mqtt", "mqtts"):
         return  # the subscription parser has refused it already
     try:
-        await resolver.addresses(host, port)
+        async with asyncio.timeout(within):
+            await resolver.addresses(host, port)
     except RefusedAddress as refused:
         raise BadRequestData(resolver.policy.explain(host, refused)) from None
-    except OSError as exc:
-        log.info("notification endpoint host %s does not resolve now (%s); accepted", host, exc)
+    except (OSError, TimeoutError) as exc:
+        log.info("notification endpoint host %s does not resolve now (%r); accepted", host, exc)
