@@ -93,7 +93,8 @@ def _load_tenant(
             except BadRequestData as error:
                 # Without its apikey (the key's last part): a credential never goes to the log.
                 detail = error.detail.replace(repr(key[-1]), "'***'") if key[-1] else error.detail
-                log.error("provisioning %s of tenant %r cannot be loaded: %s", key[:-1], row["tenant"], detail)
+                tenant = row["tenant"]
+                log.error("provisioning %s of tenant %r cannot be loaded: %s", key[:-1], tenant, detail)
                 continue
         else:
             continue  # deleted since its version was read
