@@ -263,7 +263,9 @@ class GuardedResolver(AbstractResolver):
     def hides_details(self, url: str) -> bool:
         """Whether a failure to reach ``url`` must be reported without details."""
         host, _ = host_port(url)
-        address = literal(host) or self._private.get(host)
+        address = literal(host)
+        if address is None:
+            address = self._private.get(host)
         return address is not None and self.policy.hides_details(address)
 
     async def close(self) -> None:

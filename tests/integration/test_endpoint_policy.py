@@ -36,6 +36,8 @@ INTERNAL_URIS = [
     "http://[::1]:8080/notify",
     "http://[::ffff:192.168.0.1]/notify",
     "https://0.0.0.0/notify",
+    "http://2130706433:9/notify",  # 127.0.0.1 written as one number: resolved, then checked
+    "http://0x7f.1:9/notify",
     "mqtt://127.0.0.1:1883/json/key/dev/attrs",
     "mqtts://user:pw@10.1.1.1/t",
 ]
