@@ -34,6 +34,7 @@ from broker.mqtt import QOS, Broker, LoopClient, MqttError, MqttVersion, parse_u
 from broker.netguard import GuardedResolver, RefusedAddress
 from broker.notify.endpoints import REFUSED, WITHHELD
 from broker.notify.model import Endpoint
+from broker.notify.redact import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,9 @@ def mqtt_target(endpoint: Endpoint) -> MqttTarget:
     try:
         broker, topic = parse_url(endpoint.uri)
     except ValueError as exc:
-        raise DeliveryError(f"MQTT endpoint {endpoint.uri} is unusable: {exc}") from None
+        shown = redact_uri(endpoint.uri)  # lastErrorReason is shown on GET: no password in it
+        why = str(exc).replace(endpoint.uri, shown)
+        raise DeliveryError(f"MQTT endpoint {shown} is unusable: {why}") from None
     if not topic:
         raise DeliveryError("MQTT endpoint must be mqtt[s]://host[:port]/topic")
     if version not in tuple(MqttVersion):

@@ -289,6 +289,13 @@ def test_unusable_mqtt_endpoints_are_delivery_errors(
         mqtt_target(Endpoint(uri=uri, notifier_info=info))
 
 
+def test_an_unusable_mqtt_endpoint_does_not_show_its_password_in_the_reason() -> None:
+    with pytest.raises(DeliveryError) as raised:
+        mqtt_target(Endpoint(uri="mqtt://plow:s3cret@h:port/t"))
+    assert "s3cret" not in raised.value.reason
+    assert "plow:***@h" in raised.value.reason
+
+
 async def publish_one(
     sender: MqttSender, uri: str, info: tuple[tuple[str, str], ...], **endpoint: Any
 ) -> tuple[dict[str, Any], mqtt.MQTTMessage]:
