@@ -103,7 +103,11 @@ class _EndpointSlots:
 
 
 class Notifier:
-    """Delivers the outbox of every subscription whose registry entry this process holds."""
+    """Delivers the outbox of every subscription whose registry entry this process holds.
+
+    Endpoints are reached under ``policy`` (default: public addresses only), their names resolved
+    through ``dns`` (default: the system's resolver, in a thread) and checked at every connection.
+    """
 
     def __init__(
         self,
