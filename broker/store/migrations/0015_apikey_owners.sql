@@ -7,7 +7,8 @@
 -- One owner row per apikey, claimed by the first group or device that uses it and released when
 -- the owner's last one goes. A plain unique index cannot say it: one tenant may use its apikey on
 -- several resources and devices. Existing rows: the tenant that used an apikey first owns it; rows
--- of other tenants sharing it stay as they are, but none can be added.
+-- of other tenants sharing it stay as they are (the first of them inherits the key when its owner
+-- lets it go), but none can be added.
 
 CREATE TABLE apikey_owners (
     apikey text PRIMARY KEY,
@@ -46,11 +47,25 @@ END
 $$;
 
 CREATE FUNCTION release_apikey() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    heir text;
 BEGIN
-    IF OLD.apikey <> ''
-       AND NOT EXISTS (SELECT 1 FROM service_groups WHERE apikey = OLD.apikey AND tenant = OLD.tenant)
-       AND NOT EXISTS (SELECT 1 FROM devices WHERE apikey = OLD.apikey AND tenant = OLD.tenant) THEN
+    IF OLD.apikey = ''
+       OR EXISTS (SELECT 1 FROM service_groups WHERE apikey = OLD.apikey AND tenant = OLD.tenant)
+       OR EXISTS (SELECT 1 FROM devices WHERE apikey = OLD.apikey AND tenant = OLD.tenant) THEN
+        RETURN NULL;
+    END IF;
+    -- The owner's last use is gone. A tenant still using the key (rows shared before this
+    -- migration) inherits it, so a third one cannot claim it; else it is free.
+    SELECT tenant INTO heir FROM (
+        SELECT tenant, created_at FROM service_groups WHERE apikey = OLD.apikey
+        UNION ALL
+        SELECT tenant, created_at FROM devices WHERE apikey = OLD.apikey
+    ) AS used ORDER BY created_at, tenant LIMIT 1;
+    IF heir IS NULL THEN
         DELETE FROM apikey_owners WHERE apikey = OLD.apikey AND tenant = OLD.tenant;
+    ELSE
+        UPDATE apikey_owners SET tenant = heir WHERE apikey = OLD.apikey AND tenant = OLD.tenant;
     END IF;
     RETURN NULL;
 END
