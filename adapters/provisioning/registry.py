@@ -282,7 +282,7 @@ class Registry:
             stored = await self.store.add_devices(list(batch.values()), autoprovisioned=True)
         except (asyncpg.DataError, AlreadyExists) as exc:
             # Not transient: retrying would block every later autoprovision behind this batch
-            # (AlreadyExists: a group sharing an apikey another tenant held before migration 0015).
+            # (AlreadyExists: a group sharing an apikey another tenant held before migration 0030).
             log.error("autoprovisioned devices %s not stored: %s", [k[3] for k in batch], exc)
             stored = 0
         for key in batch:

@@ -31,7 +31,7 @@ CHANNEL = "ngsi_devices"
 ALL_PATHS = "/*"
 DUPLICATE_GROUP = "DUPLICATE_GROUP"
 DUPLICATE_DEVICE_ID = "DUPLICATE_DEVICE_ID"
-# The constraint migration 0015's trigger names when an apikey is another tenant's.
+# The constraint migration 0030's trigger names when an apikey is another tenant's.
 APIKEY_OWNER = "apikey_owners_tenant"
 # Row keys: (GROUP, resource, apikey) and (DEVICE, service path, device id, apikey or '').
 GROUP, DEVICE = "group", "device"
@@ -318,7 +318,7 @@ class ProvisioningStore:
 
 
 def _taken(exc: asyncpg.UniqueViolationError) -> AlreadyExists | None:
-    """The 409 of an apikey another tenant holds (migration 0015), or None for another violation."""
+    """The 409 of an apikey another tenant holds (migration 0030), or None for another violation."""
     if (getattr(exc, "constraint_name", "") or "") != APIKEY_OWNER:
         return None
     # Which tenant holds it is not said: that is the other tenant's business.

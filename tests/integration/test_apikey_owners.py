@@ -1,4 +1,4 @@
-"""Migration 0015 on a database holding an apikey two tenants already share (issue 12 item 7)."""
+"""Migration 0030 on a database holding an apikey two tenants already share (issue 12 item 7)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from broker.store.migrate import migration_files
 from tests.conftest import database_url
 from tests.e2e.test_process import fresh_schema
 
-VERSION = 15
+VERSION = 30
 
 
 async def test_an_apikey_shared_before_the_migration_goes_to_its_first_tenant_and_no_new_sharing_is_possible() -> (

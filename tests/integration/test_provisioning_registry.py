@@ -167,7 +167,7 @@ async def test_find_looks_devices_up_by_dev_eui_sigfox_id_and_apikey(
 async def test_groups_of_two_tenants_cannot_share_an_apikey_even_on_different_resources(
     registries: tuple[Registry, Registry],
 ) -> None:
-    """Issue 12 item 7: a message names only its apikey, so one tenant holds it (migration 0015)."""
+    """Issue 12 item 7: a message names only its apikey, so one tenant holds it (migration 0030)."""
     first, _ = registries
     apikey, east, west = unique("key"), unique("east"), unique("west")
     await first.store.add_groups([parse_group({"apikey": apikey, "resource": "/iot/json"}, east, "/")])
