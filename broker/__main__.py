@@ -27,8 +27,9 @@ import time
 
 import asyncpg
 
-from broker import __version__, server
+from broker import __version__, admin_cli, server
 from broker.app import create_app
+from broker.auth.model import NoOperatorKey
 from broker.config import ConfigError, Settings, help_text, load
 
 log = logging.getLogger("broker")
@@ -47,12 +48,20 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=__version__)
-    parser.parse_args(args)
+    commands = parser.add_subparsers(dest="command", metavar="{keys}", help="without one: serve")
+    admin_cli.add_parsers(commands)
+    parsed = parser.parse_args(args)
     try:
         settings = load()
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    if parsed.command == "keys":
+        try:
+            return asyncio.run(admin_cli.run(parsed, settings))
+        except (OSError, asyncpg.PostgresError) as exc:
+            print(f"database error: {exc}", file=sys.stderr)
+            return 3
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -97,6 +106,9 @@ def _serve(settings: Settings, *, reuse_port: bool) -> int:
     except (OSError, asyncpg.PostgresError) as exc:
         log.error("cannot start: %s", exc)
         return 3
+    except NoOperatorKey as exc:
+        log.error("cannot start: %s", exc)
+        return 2
     return 0
 
 

@@ -10,10 +10,12 @@ from aiohttp import web
 
 from adapters import wiring as devices
 from broker.api import (
+    apikeys,
     batch,
     contexts,
     discovery,
     entities,
+    grants,
     health,
     info,
     query,
@@ -25,6 +27,8 @@ from broker.api import (
 )
 from broker.api.keys import (
     CONTEXTS,
+    GRANTS,
+    KEYS,
     NOTIFIER,
     POOL,
     REGISTRY,
@@ -37,6 +41,11 @@ from broker.api.keys import (
 )
 from broker.api.parameters import refuse_unknown_parameters
 from broker.api.request import refuse_nul
+from broker.auth.grants import Grants
+from broker.auth.keys import KeyRing
+from broker.auth.middleware import auth_middleware
+from broker.auth.model import NoOperatorKey
+from broker.auth.ratelimit import RateLimiter
 from broker.clock import SYSTEM, Clock
 from broker.config import Settings
 from broker.errors import error_middleware
@@ -47,6 +56,7 @@ from broker.notify.dispatcher import Notifier
 from broker.notify.endpoints import notify_policy, own_listeners
 from broker.notify.registry import SubscriptionRegistry
 from broker.query.duration import parse_keep
+from broker.store import apikeys as stored_keys
 from broker.store import create_pool, frames, migrate
 from broker.store.contexts import ContextStore
 from broker.store.tenants import Tenants
@@ -167,6 +177,23 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
     await app[SUPERVISOR].cancel(HISTORY_MAINTENANCE)
 
 
+def _keys(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def keys(app: web.Application) -> AsyncIterator[None]:
+        """The API keys; with authentication on, an operator key must exist before anything serves."""
+        settings = app[SETTINGS]
+        app[KEYS] = KeyRing(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
+        app[GRANTS] = Grants(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
+        if settings.auth_enabled and await stored_keys.operators(app[POOL]) == 0:
+            raise NoOperatorKey(
+                "authentication is on (NGSI_AUTH) and no operator key exists: create one with "
+                "`city-data-hub keys create --role operator` (or `python -m broker keys create "
+                "--role operator`), keep the key it prints, then start the broker again"
+            )
+        yield
+
+    return keys
+
+
 def _device_host(app: web.Application) -> devices.Host:
     """What the device side is given of the broker (it imports nothing of broker.api or the store)."""
     return devices.Host(
@@ -183,14 +210,26 @@ def _device_host(app: web.Application) -> devices.Host:
 def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     """The broker application for ``settings`` (resources open when it starts); its supervised
     parts back off on ``clock`` (a test's hand-driven clock)."""
+    # Authentication first: a refused request reaches no other check and no handler.
+    authenticate = (
+        [
+            auth_middleware(
+                lambda request: request.app[KEYS],
+                lambda request: request.app[GRANTS],
+                RateLimiter(dict(settings.rate_limits), clock=clock),
+            )
+        ]
+        if settings.auth_enabled
+        else []
+    )
     app = web.Application(
-        middlewares=[error_middleware(), refuse_nul, refuse_unknown_parameters],
+        middlewares=[error_middleware(), *authenticate, refuse_nul, refuse_unknown_parameters],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[STATUS] = {}
     app.cleanup_ctx.extend(
-        [_supervision(clock), _database, _history, _context_resolver, _subscriptions, _notifier]
+        [_supervision(clock), _database, _keys(clock), _history, _context_resolver, _subscriptions, _notifier]
     )
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
     app.cleanup_ctx.extend(devices.contexts(_device_host))
@@ -205,6 +244,8 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(temporal.routes)
     app.router.add_routes(temporal_provision.routes)
     app.router.add_routes(retention.routes)
+    app.router.add_routes(apikeys.routes)
+    app.router.add_routes(grants.routes)
     devices.add_routes(app)
     unsupported.add_routes(app)
     return app

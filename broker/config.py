@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from broker.auth.ratelimit import parse_rates
 from broker.query.duration import check_keep
 
 
@@ -73,6 +74,17 @@ def _allow_list(text: str) -> tuple[str, ...]:
             if not _HOST_NAME.fullmatch(entry):
                 raise ValueError(f"{entry!r} is not a host name, IP address or CIDR") from None
     return entries
+
+
+def _auth_mode(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in {"on", "off", "auto"}:
+        raise ValueError("must be on, off or auto")
+    return lowered
+
+
+def _rates(text: str) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted(parse_rates(text).items()))
 
 
 def _positive_float(text: str) -> float:
@@ -247,6 +259,31 @@ SETTINGS: tuple[Setting, ...] = (
         "answered 503 with Retry-After and closed",
         _positive_int,
     ),
+    Setting(
+        "NGSI_AUTH",
+        "auth",
+        "auto",
+        "authentication of HTTP requests by API key: on, off, or auto (off while the API listens "
+        "on a loopback address only, on as soon as it listens beyond it)",
+        _auth_mode,
+    ),
+    Setting(
+        "NGSI_AUTH_CACHE_SECONDS",
+        "auth_cache_seconds",
+        "5",
+        "seconds a checked API key is trusted without reading it again; a key revoked through "
+        "another process stops working within this time",
+        _positive_float,
+    ),
+    Setting(
+        "NGSI_RATE_LIMITS",
+        "rate_limits",
+        "anonymous=20,reader=100,writer=200,admin=50,device=500,operator=0",
+        "requests per second per identity with authentication on, as role=rate pairs (an API key "
+        "gets its most generous role's rate; anonymous: per client address; 0 or a role left out: "
+        "unlimited); two seconds' worth may come at once, then 429 with Retry-After",
+        _rates,
+    ),
     Setting("NGSI_LOG_LEVEL", "log_level", "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)"),
     Setting(
         "NGSI_WORKERS",
@@ -371,6 +408,9 @@ class Settings:
     public_url: str
     http_idle_timeout: float
     http_max_connections: int
+    auth: str
+    auth_cache_seconds: float
+    rate_limits: tuple[tuple[str, float], ...]
     log_level: str
     workers: int
     iota_ports: tuple[int, ...]
@@ -391,10 +431,31 @@ class Settings:
         """The URL this broker is reached at, without a trailing slash."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
+    @property
+    def auth_enabled(self) -> bool:
+        """NGSI_AUTH resolved: auto means on unless the broker listens on loopback only."""
+        if self.auth != "auto":
+            return self.auth == "on"
+        return not _loopback(self.host)
+
     def replace(self, **changes: Any) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values.update(changes)
         return Settings(**values)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name, or every address (0.0.0.0 and :: are not loopback either)
+
+
+# Connections each process holds for good: the LISTENs of subscriptions, the outbox, device
+# commands and provisioning.
+LISTEN_CONNECTIONS = 4
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
@@ -410,6 +471,14 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(**values)
     if settings.db_pool_min > settings.db_pool_max:
         raise ConfigError("NGSI_DB_POOL_MIN must not exceed NGSI_DB_POOL_MAX")
+    needed = LISTEN_CONNECTIONS + settings.notify_concurrency + 2
+    if settings.db_pool_max < needed:
+        # With fewer, the LISTENs and deliveries hold every connection and requests wait forever.
+        raise ConfigError(
+            f"NGSI_DB_POOL_MAX={settings.db_pool_max} is too small: {LISTEN_CONNECTIONS} connections stay "
+            f"LISTENing and NGSI_NOTIFY_CONCURRENCY={settings.notify_concurrency} deliveries hold one each; "
+            f"use at least {needed}"
+        )
     return settings
 
 

@@ -8,6 +8,7 @@ clause 6.3.2. Nothing else chooses a status for an error.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -19,6 +20,8 @@ from broker.clock import SYSTEM, Clock
 from broker.store.faults import TRANSIENT
 
 ERROR_BASE = "https://uri.etsi.org/ngsi-ld/errors/"
+# Error types NGSI-LD does not define (authentication): this project's own namespace.
+PROJECT_ERROR_BASE = "urn:city-data-hub:errors:"
 PROBLEM_JSON = "application/json"
 
 log = logging.getLogger(__name__)
@@ -141,6 +144,53 @@ class ResourceNotFound(NgsiLdError):
     type_name = "ResourceNotFound"
     title = "The referred resource has not been found"
     status = 404
+
+
+class Unauthorized(NgsiLdError):
+    """No credentials, or ones that prove nothing (HTTP 401). NGSI-LD V1.9.1 names no error type
+    for it: the type is this project's."""
+
+    type_name = "Unauthorized"
+    title = "The request needs valid credentials"
+    status = 401
+
+    @property
+    def type_uri(self) -> str:
+        return PROJECT_ERROR_BASE + self.type_name
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="ngsi-ld"'}
+
+
+class Forbidden(NgsiLdError):
+    """Authenticated, but not allowed to do this (HTTP 403); the type is this project's."""
+
+    type_name = "Forbidden"
+    title = "The credentials do not allow this request"
+    status = 403
+
+    @property
+    def type_uri(self) -> str:
+        return PROJECT_ERROR_BASE + self.type_name
+
+
+class TooManyRequests(NgsiLdError):
+    """The identity has used up its request rate (HTTP 429, Retry-After); the type is this project's."""
+
+    type_name = "TooManyRequests"
+    title = "Too many requests; retry later"
+    status = 429
+
+    def __init__(self, detail: str, wait: float) -> None:
+        super().__init__(detail)
+        self.wait = wait
+
+    @property
+    def type_uri(self) -> str:
+        return PROJECT_ERROR_BASE + self.type_name
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, math.ceil(self.wait)))}
 
 
 class InternalError(NgsiLdError):

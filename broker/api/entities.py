@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from broker.api import visibility
 from broker.api.join import flat, inline, join_of, read_linked
 from broker.api.keys import POOL, TENANTS, WRITER
 from broker.api.query import refuse_unbuilt
@@ -95,13 +96,16 @@ async def retrieve_entity(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
-    entity = await entity_rows.fetch_one(pool, tenant, entity_id)
+    found = await entity_rows.fetch_one(pool, tenant, entity_id)
+    # Through a sharing grant an entity of a type not granted does not exist.
+    entity = None if found is None else visibility.trim(request, found)
     if entity is None:
         raise ResourceNotFound(f"entity {entity_id} does not exist")
     wanted_type = request.query.get("type")
     if wanted_type is not None and tm.expand(check_name(wanted_type, "type")) not in entity.types:
         raise ResourceNotFound(f"entity {entity_id} is not of type {wanted_type}")
     join = join_of(request)
+    visibility.refuse_join(request, join)
     rendered = render_entity(entity, tm, view)
     if nothing_left(entity.attrs, rendered, selection_of(request, tm)):
         raise ResourceNotFound(f"entity {entity_id} has none of the attributes asked for")

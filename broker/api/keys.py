@@ -7,6 +7,8 @@ from collections.abc import Callable
 import asyncpg
 from aiohttp import web
 
+from broker.auth.grants import Grants
+from broker.auth.keys import KeyRing
 from broker.config import Settings
 from broker.ingest import Writer
 from broker.jsonld.resolver import ContextResolver
@@ -26,6 +28,10 @@ REGISTRY = web.AppKey("registry", SubscriptionRegistry)
 NOTIFIER = web.AppKey("notifier", Notifier)
 # Every background task of the process runs under it; /ready reports what it says is down.
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
+# The API keys (issue 12): made and checked whether authentication is on or off.
+KEYS = web.AppKey("keys", KeyRing)
+# Sharing grants between tenants and open data (issue 12).
+GRANTS = web.AppKey("grants", Grants)
 # What a part reports on /health: a callable giving its counters (JSON-ready), called per request.
 Report = Callable[[], object]
 # Parts that report counters on /health register a Report under their name (e.g. "devices").

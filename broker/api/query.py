@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from broker.api import visibility
 from broker.api.join import Join, flat, inline, join_of, read_linked
 from broker.api.keys import POOL, SETTINGS, TENANTS, WRITER
 from broker.api.paging import page_links, paging
@@ -192,6 +193,8 @@ async def _answer(
         raise BadRequestData(
             "give at least one of type, id, idPattern, attrs, q, geoQ or scopeQ (clause 5.7.2)"
         )
+    query = visibility.restrict(request, query, tm, order)
+    visibility.refuse_join(request, join)
     page = paging(request, request.app[SETTINGS].max_page)
     tenant = tenant_of(request)
     pool = request.app[POOL]
@@ -199,6 +202,7 @@ async def _answer(
     found, more, total = await entity_query.find(
         pool, tenant, query, tm, limit=page.limit, offset=page.offset, count=page.count, order=order
     )
+    found = [seen for seen in (visibility.trim(request, e) for e in found) if seen is not None]
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
     links = page_links(request, page, more)
     rendered = [render_entity(e, tm, view) for e in found]

@@ -37,6 +37,8 @@ class EntityQuery:
     geo: GeoQuery | None = None
     geoproperty: str = LOCATION
     scope: ScopeQuery | None = None
+    # Entities must have one of these types besides (a sharing grant's types); None: no such limit.
+    types_in: tuple[str, ...] | None = None
 
     @property
     def is_empty(self) -> bool:
@@ -69,4 +71,6 @@ def where_sql(query: EntityQuery, tm: TermMap, params: Params, alias: str = "e")
         conditions.append(geo_to_sql(query.geo, query.geoproperty, params, alias))
     if query.scope is not None:
         conditions.append(scope_to_sql(query.scope, params, alias))
+    if query.types_in is not None:
+        conditions.append(f"{alias}.types && {params.add(list(query.types_in), 'text[]')}")
     return " AND ".join(conditions) if conditions else "TRUE"

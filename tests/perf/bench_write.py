@@ -19,7 +19,7 @@ UPSERT_TARGET = 20_000.0
 PATCH_TARGET = 3_000.0
 PATCH_P99_TARGET_MS = 50.0
 # The stored run of snowplow numbers: its first and the first missing after it.
-_STORED_RUN = """
+STORED_RUN = """
 WITH lo AS (SELECT min(substr(id, 23)::int) AS n FROM {schema}.entities WHERE tenant = 'bench')
 SELECT lo.n, (SELECT min(g) FROM generate_series(lo.n, lo.n + $1::int) AS g
               WHERE NOT EXISTS (SELECT 1 FROM {schema}.entities
@@ -55,7 +55,7 @@ async def measure(
         stored = int(await admin.fetchval(f"SELECT count(*) FROM {schema}.entities WHERE tenant = 'bench'"))
         # The two wrk threads store alternate stripes of ids and stop at different places: PATCH only
         # within the run of numbers stored without a gap, so every PATCH names a stored entity.
-        run = await admin.fetchrow(_STORED_RUN.format(schema=schema), stored)
+        run = await admin.fetchrow(STORED_RUN.format(schema=schema), stored)
         assert run is not None
         first, end = run
         patch = await loadgen.run_async(

@@ -30,6 +30,7 @@ class Workload:
     batch: int = 100
     entities: int = 100_000
     first: int = 0  # patch: the lowest snowplow number
+    key: str = ""  # an API key sent as Authorization: Bearer (NGSI_AUTH=on)
 
 
 @dataclass
@@ -159,6 +160,8 @@ def run(workload: Workload, *, concurrency: int, seconds: float, threads: int = 
         "threads": threads,
     }
     script = (_COMMON + _SCRIPTS[workload.kind]) % values
+    if workload.key:
+        script += f'wrk.headers["Authorization"] = "Bearer {workload.key}"\n'
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as file:
         file.write(script)
         file.flush()

@@ -51,6 +51,7 @@ def test_every_settings_field_comes_from_exactly_one_environment_variable() -> N
 def test_each_default_has_the_type_of_its_field(setting: Setting) -> None:
     value = getattr(load({}), setting.field)
     kinds = {"int": int, "float": float, "bool": bool, "str": str, "tuple[int, ...]": tuple}
+    kinds["tuple[tuple[str, float], ...]"] = tuple
     kind = _kind(setting.field)
     if kind not in kinds:
         pytest.skip(f"{setting.env} has a parsed type of its own ({kind})")
@@ -66,13 +67,13 @@ def test_values_from_the_environment_override_the_defaults() -> None:
             "NGSI_CONTEXT_ALLOW_FETCH": "false",
             "NGSI_PUBLIC_URL": "https://broker.example.org/",
             "NGSI_DB_POOL_MIN": "1",
-            "NGSI_DB_POOL_MAX": "1",
+            "NGSI_DB_POOL_MAX": "12",
         }
     )
     assert (settings.host, settings.port) == ("0.0.0.0", 8080)
     assert settings.context_fetch_timeout == 0.5
     assert settings.context_allow_fetch is False
-    assert (settings.db_pool_min, settings.db_pool_max) == (1, 1)
+    assert (settings.db_pool_min, settings.db_pool_max) == (1, 12)
     assert settings.base_url == "https://broker.example.org"
 
 
@@ -189,3 +190,39 @@ def test_the_readme_lists_every_setting_with_its_default() -> None:
         assert setting.env in rows, f"README's configuration table lacks {setting.env}"
         shown = rows[setting.env].strip()
         assert shown == (f"`{setting.default}`" if setting.default else "(empty)"), setting.env
+
+
+@pytest.mark.parametrize(
+    ("environ", "enabled"),
+    [
+        ({}, False),
+        ({"NGSI_HOST": "::1"}, False),
+        ({"NGSI_HOST": "localhost"}, False),
+        ({"NGSI_HOST": "127.0.0.2"}, False),
+        ({"NGSI_HOST": "0.0.0.0"}, True),
+        ({"NGSI_HOST": "192.0.2.10"}, True),
+        ({"NGSI_HOST": "hub.example.org"}, True),
+        ({"NGSI_AUTH": "on"}, True),
+        ({"NGSI_AUTH": "off", "NGSI_HOST": "0.0.0.0"}, False),
+    ],
+)
+def test_auth_auto_is_on_as_soon_as_the_api_listens_beyond_loopback(
+    environ: dict[str, str], enabled: bool
+) -> None:
+    assert load(environ).auth_enabled is enabled
+
+
+def test_an_unknown_auth_mode_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="NGSI_AUTH"):
+        load({"NGSI_AUTH": "maybe"})
+
+
+def test_a_pool_too_small_for_the_listens_and_deliveries_is_refused_at_start() -> None:
+    # Four LISTEN connections held a pool of 4 for good (seen: every request waited, silently, until
+    # the client gave up); the deliveries need theirs on top.
+    with pytest.raises(ConfigError, match=r"NGSI_DB_POOL_MAX=8 is too small.*at least 10"):
+        load({"NGSI_DB_POOL_MAX": "8", "NGSI_DB_POOL_MIN": "1"})
+    assert (
+        load({"NGSI_DB_POOL_MAX": "7", "NGSI_DB_POOL_MIN": "1", "NGSI_NOTIFY_CONCURRENCY": "1"}).db_pool_max
+        == 7
+    )

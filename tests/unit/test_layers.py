@@ -30,6 +30,7 @@ FORBIDDEN = {
         *ABOVE_ALL,
     ),
     "jsonld": ("broker.notify", "broker.temporal", "broker.ingest", *ABOVE_ALL),
+    "auth": ("broker.notify", "broker.temporal", "broker.ingest", "broker.query", *ABOVE_ALL),
 }
 
 

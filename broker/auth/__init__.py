@@ -1,0 +1,8 @@
+"""Who is asking, and what they may do: identities, roles, the route permission table (issue 12).
+
+``model`` names the roles and permissions and what each role holds; ``routes`` is the one table
+saying which permission every route needs; ``keys`` makes, checks and caches API keys (stored
+only as hashes, in ``broker.store.apikeys``); ``middleware`` authenticates each request and
+refuses it (401/403 ProblemDetails) before any handler runs. The API imports this package; it
+imports nothing of the API.
+"""
