@@ -31,15 +31,18 @@ BEGIN
     IF NEW.apikey = '' THEN
         RETURN NEW;
     END IF;
-    -- Twice at most: the owner row may be released by another transaction between the two statements.
+    -- Usually the key is claimed already: one look-up. Else claim it, twice at most: the owner
+    -- row may be released by another transaction between the two statements.
+    SELECT tenant INTO holder FROM apikey_owners WHERE apikey = NEW.apikey;
     FOR attempt IN 1..2 LOOP
+        EXIT WHEN FOUND;
         INSERT INTO apikey_owners (apikey, tenant) VALUES (NEW.apikey, NEW.tenant)
         ON CONFLICT (apikey) DO NOTHING;
         SELECT tenant INTO holder FROM apikey_owners WHERE apikey = NEW.apikey;
-        EXIT WHEN FOUND;
     END LOOP;
     IF holder IS DISTINCT FROM NEW.tenant THEN
-        RAISE EXCEPTION 'apikey % is held by another service', NEW.apikey
+        -- The key itself stays out of the message: PostgreSQL logs errors.
+        RAISE EXCEPTION 'the apikey is held by another tenant'
             USING ERRCODE = 'unique_violation', CONSTRAINT = 'apikey_owners_tenant';
     END IF;
     RETURN NEW;
