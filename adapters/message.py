@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+from urllib.parse import parse_qs, quote
 
 
 class Family(StrEnum):
@@ -137,3 +138,40 @@ def _trim_fraction(text: str) -> str:
         end += 1
     digits = text[dot + 1 : end][:6]
     return text[: dot + 1] + (digits or "0") + text[end:]
+
+
+# --- what the log may show of an origin --------------------------------------------------------
+
+_IOTA_PREFIXES = ("json", "ul")
+_IOTA_KINDS = ("attrs", "cmdexe")
+
+
+def origin_apikey(origin: str) -> str | None:
+    """The IoT Agent apikey an origin carries (``?k=`` of an HTTP path, a topic's segment), if any."""
+    path, _, query = origin.partition("?")
+    if query:
+        params = parse_qs(query, keep_blank_values=True)
+        for name in ("k", "apikey"):
+            if params.get(name, [""])[0]:
+                return params[name][0]
+        return None
+    parts = path.split("/")
+    if len(parts) >= 5 and parts[0] == "" and parts[1] in _IOTA_PREFIXES:
+        return parts[2] or None
+    if len(parts) >= 4 and parts[0] == "" and parts[3] in _IOTA_KINDS:
+        return parts[1] or None
+    return None
+
+
+def for_log(text: str, origin: str) -> str:
+    """``text`` (the origin itself, or a reason about its message) with the origin's apikey as ***.
+
+    API keys never reach the log: a gateway's key is a credential; the dead letter keeps it whole.
+    """
+    apikey = origin_apikey(origin)
+    if apikey is None:
+        return text
+    for before, after in (("/", "/"), ("=", ""), ("'", "'"), ('"', '"')):
+        text = text.replace(f"{before}{apikey}{after}", f"{before}***{after}")
+    text = text.replace(f"={quote(apikey)}", "=***")
+    return text

@@ -17,6 +17,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from adapters.message import for_log
 from broker.clock import SYSTEM, Clock, wait_event
 from broker.mqtt import Broker, LoopClient
 from broker.supervise import Supervisor
@@ -178,7 +179,9 @@ class MqttIngest:
         except Exception:
             # The handler dead-letters what it cannot parse; reaching here is a bug: keep the
             # message unacknowledged so it is redelivered after a restart rather than lost.
-            log.exception("MQTT message on %r could not be handed over", message.topic)
+            log.exception(
+                "MQTT message on %r could not be handed over", for_log(message.topic, message.topic)
+            )
             return
         if self._backlog is not None and self._backlog() > self._high_water and not self._paho.paused:
             self._paho.pause_reading()

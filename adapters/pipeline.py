@@ -29,7 +29,7 @@ import orjson
 
 from adapters.device import JSON as JSON_CODEC
 from adapters.device import DeviceConfig, EntityUpdate
-from adapters.message import DeviceMessage, Family, Rejected
+from adapters.message import DeviceMessage, Family, Rejected, for_log
 from broker.clock import SYSTEM, Clock
 from broker.edge import json_too_deep, nests_deeper
 from broker.errors import Conflict, NgsiLdError
@@ -375,7 +375,10 @@ class Pipeline:
                 raise
             except Exception as exc:
                 if not _retryable(exc):
-                    log.exception("device message on %s could not be read", job.inbound.origin)
+                    log.exception(
+                        "device message on %s could not be read",
+                        for_log(job.inbound.origin, job.inbound.origin),
+                    )
                     self.stats.faults += 1
                     raise Rejected(_fault_reason("reading the message", exc)) from None
                 delay = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
@@ -524,11 +527,16 @@ class Pipeline:
                     raise
                 # Kept unacknowledged it would come back forever: the log is its last record.
                 log.exception(
-                    "device message on %s refused (%s); its dead letter failed", inbound.origin, reason
+                    "device message on %s refused (%s); its dead letter failed",
+                    for_log(inbound.origin, inbound.origin),
+                    for_log(reason, inbound.origin),
                 )
                 self.stats.faults += 1
             else:
-                log.info("device message on %s dead-lettered: %s", inbound.origin, reason)
+                origin = inbound.origin
+                log.info(
+                    "device message on %s dead-lettered: %s", for_log(origin, origin), for_log(reason, origin)
+                )
         return Verdict(REJECTED, reason=reason, tenant=tenant, device=device_id)
 
     def _letter_body(self, device: DeviceConfig | None, inbound: Inbound) -> bytes:
@@ -537,7 +545,8 @@ class Pipeline:
         try:
             return self._redact(device, inbound)
         except Exception:
-            log.exception("device message on %s could not be redacted for its dead letter", inbound.origin)
+            origin = for_log(inbound.origin, inbound.origin)
+            log.exception("device message on %s could not be redacted for its dead letter", origin)
             return orjson.dumps({"withheld": "could not be redacted", "bytes": len(inbound.body)})
 
 

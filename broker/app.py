@@ -52,9 +52,10 @@ from broker.clock import SYSTEM, Clock
 from broker.config import Settings
 from broker.errors import error_middleware
 from broker.ingest import Writer
-from broker.jsonld.fetch import ContextFetcher, any_address, public_only
+from broker.jsonld.fetch import ContextFetcher, context_policy
 from broker.jsonld.resolver import ContextResolver
 from broker.notify.dispatcher import Notifier
+from broker.notify.endpoints import notify_policy, own_listeners
 from broker.notify.registry import SubscriptionRegistry
 from broker.query.duration import parse_keep
 from broker.store import apikeys as stored_keys
@@ -113,7 +114,7 @@ async def _context_resolver(app: web.Application) -> AsyncIterator[None]:
         fetcher = ContextFetcher(
             timeout=settings.context_fetch_timeout,
             max_bytes=settings.context_max_bytes,
-            allowed=any_address if settings.context_allow_private else public_only,
+            policy=context_policy(allow_private=settings.context_allow_private),
         )
     app[RESOLVER] = ContextResolver(app[CONTEXTS], fetcher, max_json_depth=settings.max_json_depth)
     yield
@@ -148,6 +149,13 @@ async def _notifier(app: web.Application) -> AsyncIterator[None]:
         app[REGISTRY],
         http_timeout=settings.notify_timeout,
         max_concurrent=settings.notify_concurrency,
+        policy=notify_policy(
+            allow_private=settings.notify_allow_private,
+            allow=settings.notify_allow,
+            own=own_listeners(
+                settings.host, (settings.port, *settings.iota_ports), (settings.mqtt_url, settings.public_url)
+            ),
+        ),
     )
     await notifier.start(app[SUPERVISOR])
     app[NOTIFIER] = notifier

@@ -9,8 +9,9 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from broker.auth.ratelimit import parse_rates
@@ -57,6 +58,22 @@ def _port_list(text: str) -> tuple[int, ...]:
     if any(not 0 < port < 65536 for port in ports):
         raise ValueError("must be a comma-separated list of TCP ports")
     return ports
+
+
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
+
+
+def _allow_list(text: str) -> tuple[str, ...]:
+    """Host names, IP addresses and CIDRs, comma-separated."""
+    entries = tuple(part.strip() for part in text.split(",") if part.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry.strip("[]"), strict=False)
+        except ValueError:
+            if not _HOST_NAME.fullmatch(entry):
+                raise ValueError(f"{entry!r} is not a host name, IP address or CIDR") from None
+    return entries
 
 
 def _auth_mode(text: str) -> str:
@@ -208,6 +225,23 @@ SETTINGS: tuple[Setting, ...] = (
         "4",
         "subscriptions delivered to at once per process (each holds a database connection)",
         _positive_int,
+    ),
+    Setting(
+        "NGSI_NOTIFY_ALLOW_PRIVATE",
+        "notify_allow_private",
+        "false",
+        "allow notification (and context source) endpoints on loopback/private/link-local addresses "
+        "(off: a subscription cannot make the broker post into or probe the internal network); the "
+        "broker's own listeners stay refused unless the allow-list (NGSI_NOTIFY_ALLOW) names them",
+        _bool,
+    ),
+    Setting(
+        "NGSI_NOTIFY_ALLOW",
+        "notify_allow",
+        "",
+        "host names, IP addresses and CIDRs (comma-separated) notification endpoints may name even "
+        "when private or one of the broker's own listeners (e.g. receiver.lan,10.1.2.0/24)",
+        _allow_list,
     ),
     Setting(
         "NGSI_PUBLIC_URL",
@@ -439,6 +473,8 @@ class Settings:
     context_allow_private: bool
     notify_timeout: float
     notify_concurrency: int
+    notify_allow_private: bool
+    notify_allow: tuple[str, ...]
     public_url: str
     http_idle_timeout: float
     http_max_connections: int
@@ -462,7 +498,7 @@ class Settings:
     mqtt_share_group: str
     device_max_bytes: int
     device_batch: int
-    pseudonym_secret: str
+    pseudonym_secret: str = field(repr=False)  # never in a log or a traceback
     history: bool
     history_keep: str
     history_days_ahead: int

@@ -142,6 +142,9 @@ def settings() -> Settings:
             "NGSI_MAX_BODY_BYTES": "262144",
             # Tests serve @contexts from a local server on 127.0.0.1.
             "NGSI_CONTEXT_ALLOW_PRIVATE": "true",
+            # Tests' notification receivers listen on 127.0.0.1 (the SSRF tests build their own
+            # app with the default, off, and a stub resolver).
+            "NGSI_NOTIFY_ALLOW_PRIVATE": "true",
             # A session of its own (not shared with a broker running on this machine), forgotten at the end.
             "NGSI_MQTT_CLIENT_ID": MQTT_CLIENT_ID,
             "NGSI_MQTT_SHARE_GROUP": "",

@@ -124,8 +124,36 @@ async def list_groups(request: web.Request) -> web.Response:
     """GET /iot/services: {"count": n, "services": [...]} of the tenant and path (limit, offset)."""
     tenant, path = _scope(request, listing=True)
     limit, offset = _page(request)
-    groups, total = await request.app[DEVICES].store.groups(tenant, path, limit, offset)
-    return edge.json_reply({"count": total, _collection(request): [group_json(g) for g in groups]})
+    apikey = request.query.get("apikey")
+    store = request.app[DEVICES].store
+    if apikey:  # the IoT Agents' look-up of one group by its apikey (and resource)
+        groups = [
+            g
+            for g in await store.groups_by_apikey(tenant, path, apikey)
+            if g.resource == request.query.get("resource", g.resource)
+        ]
+        total = len(groups)
+    else:
+        groups, total = await store.groups(tenant, path, limit, offset)
+    shown = [_redacted(group_json(g), apikey) for g in groups]
+    return edge.json_reply({"count": total, _collection(request): shown})
+
+
+def redact_key(apikey: str) -> str:
+    """An apikey as listed: its first 4 characters when it is long enough to keep a secret, then ***."""
+    return f"{apikey[:4]}***" if len(apikey) >= 12 else "***"
+
+
+def _redacted(data: dict[str, Any], known: str | None) -> dict[str, Any]:
+    """A group or device as listed: its apikey cut to a prefix unless the request named it.
+
+    Anyone who may read a tenant's provisioning need not learn the keys its gateways send with;
+    an IoT Agent client that knows a key still finds its group (?apikey=) and sees it whole.
+    """
+    apikey = data.get("apikey")
+    if isinstance(apikey, str) and apikey and apikey != known:
+        data = {**data, "apikey": redact_key(apikey)}
+    return data
 
 
 async def _existing_group(request: web.Request) -> ServiceGroup:
@@ -188,7 +216,8 @@ async def list_devices(request: web.Request) -> web.Response:
     tenant, path = _scope(request, listing=True)
     limit, offset = _page(request)
     devices, total = await request.app[DEVICES].store.devices(tenant, path, limit, offset)
-    return edge.json_reply({"count": total, "devices": [device_json(d) for d in devices]})
+    shown = [_redacted(device_json(d), request.query.get("apikey")) for d in devices]
+    return edge.json_reply({"count": total, "devices": shown})
 
 
 async def _existing_device(request: web.Request) -> Device:
@@ -218,8 +247,9 @@ async def _existing_device(request: web.Request) -> Device:
 
 @routes.get(DEVICE_PATH)
 async def get_device(request: web.Request) -> web.Response:
-    """GET /iot/devices/{id}: the device; 404 DEVICE_NOT_FOUND."""
-    return edge.json_reply(device_json(await _existing_device(request)))
+    """GET /iot/devices/{id}: the device (its apikey cut unless named); 404 DEVICE_NOT_FOUND."""
+    device = await _existing_device(request)
+    return edge.json_reply(_redacted(device_json(device), request.query.get("apikey")))
 
 
 @routes.put(DEVICE_PATH)

@@ -46,7 +46,7 @@ from adapters.provisioning.store import (
     group_of_row,
 )
 from broker.clock import SYSTEM, Clock
-from broker.errors import BadRequestData
+from broker.errors import AlreadyExists, BadRequestData
 from broker.store.listener import Listener
 from broker.store.pool import Connection
 from broker.supervise import Supervisor
@@ -91,9 +91,10 @@ def _load_tenant(
                     group_of_row(row) if key[0] == GROUP else device_of_row(row),
                 )
             except BadRequestData as error:
-                log.error(
-                    "provisioning %s of tenant %r cannot be loaded: %s", key, row["tenant"], error.detail
-                )
+                # Without its apikey (the key's last part): a credential never goes to the log.
+                detail = error.detail.replace(repr(key[-1]), "'***'") if key[-1] else error.detail
+                tenant = row["tenant"]
+                log.error("provisioning %s of tenant %r cannot be loaded: %s", key[:-1], tenant, detail)
                 continue
         else:
             continue  # deleted since its version was read
@@ -279,8 +280,9 @@ class Registry:
         batch = dict(self._pending)
         try:
             stored = await self.store.add_devices(list(batch.values()), autoprovisioned=True)
-        except asyncpg.DataError as exc:
-            # Not transient: retrying would block every later autoprovision behind this batch.
+        except (asyncpg.DataError, AlreadyExists) as exc:
+            # Not transient: retrying would block every later autoprovision behind this batch
+            # (AlreadyExists: a group sharing an apikey another tenant held before migration 0030).
             log.error("autoprovisioned devices %s not stored: %s", [k[3] for k in batch], exc)
             stored = 0
         for key in batch:

@@ -31,6 +31,8 @@ CHANNEL = "ngsi_devices"
 ALL_PATHS = "/*"
 DUPLICATE_GROUP = "DUPLICATE_GROUP"
 DUPLICATE_DEVICE_ID = "DUPLICATE_DEVICE_ID"
+# The constraint migration 0030's trigger names when an apikey is another tenant's.
+APIKEY_OWNER = "apikey_owners_tenant"
 # Row keys: (GROUP, resource, apikey) and (DEVICE, service path, device id, apikey or '').
 GROUP, DEVICE = "group", "device"
 Key = tuple[str, ...]
@@ -113,15 +115,12 @@ class ProvisioningStore:
         """Store ``groups`` all or none; AlreadyExists (DUPLICATE_GROUP) if a (resource, apikey) is taken."""
         async with self._pool.acquire() as conn, conn.transaction():
             for group in groups:
-                names, values = _columns(group_json(group), _GROUP)
-                try:
-                    await conn.execute(_insert_sql("service_groups", names), *values)
-                except asyncpg.UniqueViolationError:
+                if not await _insert_group(conn, group):
                     raise AlreadyExists(
                         f"a service group with resource {group.resource!r} and apikey {group.apikey!r}"
                         " exists already",
                         name=DUPLICATE_GROUP,
-                    ) from None
+                    )
             await _notify(conn, (g.tenant for g in groups))
 
     async def _page(
@@ -147,6 +146,18 @@ class ProvisioningStore:
         rows, total = await self._page("service_groups", "apikey", tenant, path, limit, offset)
         return [group_of_row(row) for row in rows], total
 
+    async def groups_by_apikey(self, tenant: str, path: str, apikey: str) -> list[ServiceGroup]:
+        """The groups of ``tenant`` under ``path`` ('/*': all) with ``apikey``."""
+        where, args = _path_filter(path, 3)
+        rows = await self._pool.fetch(
+            f"SELECT * FROM service_groups WHERE tenant = $1 AND apikey = $2{where}"
+            " ORDER BY created_at, resource",
+            tenant,
+            apikey,
+            *args,
+        )
+        return [group_of_row(row) for row in rows]
+
     async def group(self, tenant: str, path: str, resource: str, apikey: str) -> ServiceGroup | None:
         row = await self._pool.fetchrow(
             "SELECT * FROM service_groups WHERE tenant = $1 AND service_path = $2"
@@ -162,13 +173,10 @@ class ProvisioningStore:
         """Put ``new`` in the place of ``old`` (same tenant and path)."""
         async with self._pool.acquire() as conn, conn.transaction():
             await self._delete_group(conn, old)
-            names, values = _columns(group_json(new), _GROUP)
-            try:
-                await conn.execute(_insert_sql("service_groups", names), *values)
-            except asyncpg.UniqueViolationError:
+            if not await _insert_group(conn, new):
                 raise AlreadyExists(
                     f"a service group with apikey {new.apikey!r} exists already", name=DUPLICATE_GROUP
-                ) from None
+                )
             await _notify(conn, [old.tenant])
 
     async def _delete_group(self, conn: Connection, group: ServiceGroup) -> bool:
@@ -199,17 +207,13 @@ class ProvisioningStore:
     async def add_devices(self, devices: list[Device], *, autoprovisioned: bool = False) -> int:
         """Store ``devices``; all or none (AlreadyExists, DUPLICATE_DEVICE_ID), or, when made by
         autoprovision, those not stored yet (another process may have stored the same). Returns how many."""
-        conflict = "ON CONFLICT DO NOTHING" if autoprovisioned else ""
         stored = 0
         async with self._pool.acquire() as conn, conn.transaction():
             for device in devices:
-                names, values = _columns(device_json(device), _DEVICE)
-                sql = _insert_sql("devices", [*names, "autoprovisioned"], conflict)
-                try:
-                    status = await conn.execute(sql, *values, autoprovisioned)
-                except asyncpg.UniqueViolationError as exc:
-                    raise _duplicate(device, exc) from None
-                stored += status != "INSERT 0 0"
+                inserted = await _insert_device(conn, device, autoprovisioned)
+                if not inserted and not autoprovisioned:
+                    raise await _duplicate(conn, device)
+                stored += inserted
             await _notify(conn, (d.tenant for d in devices))
         return stored
 
@@ -232,11 +236,8 @@ class ProvisioningStore:
     async def replace_device(self, old: Device, new: Device) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             await self._delete_device(conn, old)
-            names, values = _columns(device_json(new), _DEVICE)
-            try:
-                await conn.execute(_insert_sql("devices", names), *values)
-            except asyncpg.UniqueViolationError as exc:
-                raise _duplicate(new, exc) from None
+            if not await _insert_device(conn, new, False):
+                raise await _duplicate(conn, new)
             await _notify(conn, [old.tenant])
 
     async def _delete_device(self, conn: Connection, device: Device) -> bool:
@@ -303,11 +304,50 @@ class ProvisioningStore:
         ]
 
 
-def _duplicate(device: Device, exc: asyncpg.UniqueViolationError) -> AlreadyExists:
-    constraint = getattr(exc, "constraint_name", "") or ""
-    if "dev_eui" in constraint:
+# Rows go in with ON CONFLICT DO NOTHING and a taken key is told from the row count: a unique
+# violation would put the key's values, an apikey among them, in PostgreSQL's log.
+
+
+async def _insert_group(conn: Connection, group: ServiceGroup) -> bool:
+    """Insert ``group``; False when its (resource, apikey) is taken; AlreadyExists when its apikey
+    is another tenant's."""
+    names, values = _columns(group_json(group), _GROUP)
+    try:
+        status = await conn.execute(_insert_sql("service_groups", names, "ON CONFLICT DO NOTHING"), *values)
+    except asyncpg.UniqueViolationError as exc:
+        raise _taken(exc) from None
+    return bool(status != "INSERT 0 0")
+
+
+async def _insert_device(conn: Connection, device: Device, autoprovisioned: bool) -> bool:
+    """Insert ``device``; False when one of its keys is taken; AlreadyExists when its apikey is
+    another tenant's."""
+    names, values = _columns(device_json(device), _DEVICE)
+    sql = _insert_sql("devices", [*names, "autoprovisioned"], "ON CONFLICT DO NOTHING")
+    try:
+        status = await conn.execute(sql, *values, autoprovisioned)
+    except asyncpg.UniqueViolationError as exc:
+        raise _taken(exc) from None
+    return bool(status != "INSERT 0 0")
+
+
+def _taken(exc: asyncpg.UniqueViolationError) -> AlreadyExists:
+    """The 409 of a unique violation: an apikey another tenant holds (migration 0030)."""
+    if (getattr(exc, "constraint_name", "") or "") != APIKEY_OWNER:
+        raise exc  # no other unique violation is left to the database to find
+    # Which tenant holds it is not said: that is the other tenant's business.
+    return AlreadyExists("this apikey is used by another service (tenant)", name=DUPLICATE_GROUP)
+
+
+async def _duplicate(conn: Connection, device: Device) -> AlreadyExists:
+    """Why ``device`` was not inserted: its DevEUI, its Sigfox id or its id is taken."""
+    if device.dev_eui is not None and await conn.fetchval(
+        "SELECT 1 FROM devices WHERE dev_eui = $1", device.dev_eui
+    ):
         detail = f"DevEUI {device.dev_eui} is provisioned already"
-    elif "sigfox" in constraint:
+    elif device.profile.protocol == "sigfox" and await conn.fetchval(
+        "SELECT 1 FROM devices WHERE protocol = 'sigfox' AND upper(device_id) = upper($1)", device.device_id
+    ):
         detail = f"Sigfox device {device.device_id} is provisioned already"
     else:
         detail = f"device {device.device_id!r} exists already in this service and path"

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from broker.api.keys import CONTEXTS, POOL, REGISTRY, SETTINGS, TENANTS
+from broker.api.keys import CONTEXTS, NOTIFIER, POOL, REGISTRY, SETTINGS, TENANTS
 from broker.api.paging import page_links, paging
 from broker.api.representation import accepted, json_response, no_content, options
 from broker.api.request import link_context, read_body, term_map
@@ -26,7 +26,9 @@ from broker.jsonld.resolver import ContextRef
 from broker.model.entity import format_time
 from broker.model.parse import check_uri
 from broker.notify.body import align_names, merge, recompact, with_defaults
+from broker.notify.endpoints import check_endpoint
 from broker.notify.parse import compile_subscription
+from broker.notify.redact import redact_body, restore_body
 from broker.notify.service import Prepared, SubscriptionService
 from broker.store import subscriptions as rows
 from broker.store.subscriptions import StoredSubscription
@@ -71,6 +73,7 @@ async def _compile_for_storage(
     and @context to store.
     """
     compiled = compile_subscription(tenant, subscription_id, body, tm, context, now=now)
+    await check_endpoint(request.app[NOTIFIER].guard, compiled.endpoint.uri)  # 400 if refused
     wanted = body.get("jsonldContext")
     if isinstance(wanted, str):
         notify_tm = await term_map(request, wanted)  # 503 LdContextNotAvailable when unreachable
@@ -169,6 +172,7 @@ async def update_subscription(request: web.Request) -> web.Response:
         stored_tm = await term_map(request, stored.context)
         moved = recompact(fragment, tm, stored_tm, strict_q=True)
         merged = with_defaults(merge(stored.body, align_names(moved, stored.body)))
+        merged = restore_body(merged, stored.body)
         return await _compile_for_storage(
             request, tenant, subscription_id, merged, stored_tm, stored.context, now
         )
@@ -193,7 +197,7 @@ async def _render(
     body = stored.body
     if stored.context != context:
         body = recompact(body, await term_map(request, stored.context), tm, strict_q=False)
-    body = dict(body)
+    body = redact_body(body)
     body["status"] = _status(stored)
     if isinstance(body.get("notification"), dict):
         body["notification"] = {**body["notification"], **_delivery(stored)}

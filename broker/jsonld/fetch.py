@@ -1,9 +1,9 @@
 """Downloading a remote @context without letting a Link header reach the internal network.
 
-The address rule (public addresses only, unless NGSI_CONTEXT_ALLOW_PRIVATE) is applied where
-the connection is made: the connector resolves names through ``GuardedResolver``, which refuses
-a name resolving to a forbidden address, and connects to exactly the addresses it checked (no
-second lookup a DNS answer could change in between). Redirects are followed here, hop by hop,
+The address rule (broker.netguard: public addresses only, unless NGSI_CONTEXT_ALLOW_PRIVATE) is
+applied where the connection is made: the connector resolves names through ``GuardedResolver``,
+which refuses a name resolving to a forbidden address, and connects to exactly the addresses it
+checked (no second lookup a DNS answer could change in between). Redirects are followed here, hop by hop,
 so every target is checked the same way; a literal IP address, which the connector does not
 resolve, is checked before the request.
 """
@@ -11,70 +11,22 @@ resolve, is checked before the request.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
-from collections.abc import Callable
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from broker.errors import LdContextNotAvailable
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-AddressRule = Callable[[Address], bool]
+from broker.netguard import AddressPolicy, GuardedResolver, RefusedAddress, literal
 
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _CHUNK = 64 * 1024
 
 
-def public_only(address: Address) -> bool:
-    """The default rule: a globally routable address (IPv4 inside IPv6 judged as IPv4)."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return address.ipv4_mapped.is_global
-        if address in _NAT64:
-            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF).is_global
-    return address.is_global
-
-
-def any_address(address: Address) -> bool:
-    """The rule with NGSI_CONTEXT_ALLOW_PRIVATE=true."""
-    return True
-
-
-class RefusedAddress(OSError):
-    """A @context URL names or resolves to an address the rule forbids."""
-
-
-def _refusal(url: str, address: Address) -> RefusedAddress:
-    return RefusedAddress(
-        f"@context {url} resolves to the non-public address {address}; "
-        "set NGSI_CONTEXT_ALLOW_PRIVATE=true to allow it"
-    )
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves through ``inner`` and refuses a host any of whose addresses the rule forbids."""
-
-    def __init__(self, inner: AbstractResolver, allowed: AddressRule) -> None:
-        self._inner = inner
-        self._allowed = allowed
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
-            address = ipaddress.ip_address(result["host"])
-            if not self._allowed(address):
-                raise _refusal(host, address)
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
+def context_policy(*, allow_private: bool) -> AddressPolicy:
+    """The address rule of @context fetches (NGSI_CONTEXT_ALLOW_PRIVATE)."""
+    return AddressPolicy(what="@context", setting="NGSI_CONTEXT_ALLOW_PRIVATE", allow_private=allow_private)
 
 
 class ContextFetcher:
@@ -85,18 +37,18 @@ class ContextFetcher:
         *,
         timeout: float,
         max_bytes: int,
-        allowed: AddressRule = public_only,
+        policy: AddressPolicy | None = None,
         dns: AbstractResolver | None = None,
     ) -> None:
         self._timeout = timeout
         self.max_bytes = max_bytes
-        self._allowed = allowed
+        self._policy = policy or context_policy(allow_private=False)
         self._dns = dns
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            resolver = GuardedResolver(self._dns or aiohttp.ThreadedResolver(), self._allowed)
+            resolver = GuardedResolver(self._dns or aiohttp.ThreadedResolver(), self._policy)
             # trust_env stays off: a proxy from the environment would connect where the rule cannot see.
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver))
         return self._session
@@ -112,10 +64,10 @@ class ContextFetcher:
             async with asyncio.timeout(self._timeout):
                 return await self._follow(url)
         except RefusedAddress as exc:
-            raise LdContextNotAvailable(str(exc)) from None
+            raise LdContextNotAvailable(self._policy.explain(url, exc)) from None
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, RefusedAddress):
-                raise LdContextNotAvailable(f"{exc.os_error}") from None
+                raise LdContextNotAvailable(self._policy.explain(url, exc.os_error)) from None
             raise LdContextNotAvailable(f"@context {url} could not be fetched: {exc}") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise LdContextNotAvailable(
@@ -144,12 +96,9 @@ class ContextFetcher:
         """A hop's scheme, and its host when it is an IP address (names are checked by the resolver)."""
         if target.scheme not in ("http", "https"):
             raise LdContextNotAvailable(f"@context {url} leads to {target}, which is not an http(s) URL")
-        try:
-            address = ipaddress.ip_address(target.host or "")
-        except ValueError:
-            return
-        if not self._allowed(address):
-            raise _refusal(url, address)
+        address = literal(target.host or "")
+        if address is not None:
+            self._policy.check(target.host or "", target.port or 0, address)
 
     async def _read(self, url: str, response: aiohttp.ClientResponse) -> bytes:
         """The whole body (it arrives in several network chunks), refused beyond ``max_bytes``."""

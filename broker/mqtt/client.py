@@ -20,7 +20,7 @@ import os
 import select
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -41,6 +41,29 @@ class MqttError(Exception):
     """A connect or publish that did not succeed; the message says why, briefly."""
 
 
+class _PinnedClient(mqtt.Client):
+    """paho, connecting to addresses checked beforehand (``pinned``, see broker.netguard) rather than
+    looking its host up again; TLS still checks the certificate against the host name."""
+
+    pinned: tuple[str, ...] = ()
+
+    def _create_socket_connection(self) -> socket.socket:
+        if not self.pinned:
+            return super()._create_socket_connection()
+        error: OSError | None = None
+        for address in self.pinned:
+            try:
+                return socket.create_connection(
+                    (address, self._port),
+                    timeout=self._connect_timeout,
+                    source_address=(self._bind_address, self._bind_port),
+                )
+            except OSError as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+
 class LoopClient:
     """A paho client whose socket the running asyncio loop drives."""
 
@@ -56,7 +79,7 @@ class LoopClient:
         self.broker = broker
         self.timeout = timeout  # seconds for a connection, a CONNACK, an acknowledgement
         protocol = mqtt.MQTTv5 if version is MqttVersion.V5 else mqtt.MQTTv311
-        self.client = mqtt.Client(
+        self.client = _PinnedClient(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **options
         )
         if broker.username is not None:
@@ -84,6 +107,10 @@ class LoopClient:
         client.on_publish = self._on_publish
 
     # ------------------------------------------------------------------------------------ connecting
+
+    def pin(self, addresses: Sequence[str]) -> None:
+        """Connect to these addresses (already checked), in order, instead of resolving the host."""
+        self.client.pinned = tuple(addresses)
 
     async def connect(self, within: float | None = None) -> None:
         """Open the connection (the CONNACK arrives later, in on_connect); raises OSError/TimeoutError.

@@ -26,6 +26,7 @@ from broker.clock import Clock
 from broker.notify.delivery import DeliveryError, Senders, notification
 from broker.notify.grouping import notifications_of, seal_runs, whole_batch
 from broker.notify.model import Subscription
+from broker.notify.redact import redact_uri
 from broker.store import delivery
 from broker.store.delivery import Attempt, Claim, Pending
 from broker.store.pool import Connection
@@ -131,7 +132,7 @@ class Courier:
                 await self._senders.send(subscription.endpoint, note, context_url, subscription.tenant)
             except DeliveryError as exc:
                 sent.error = exc.reason
-                log.info("notification to %s failed: %s", subscription.endpoint.uri, exc.reason)
+                log.info("notification to %s failed: %s", redact_uri(subscription.endpoint.uri), exc.detail)
                 break
             sent.last_ok_at = at
             sent.delivered.extend(r.id for r in members)

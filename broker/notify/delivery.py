@@ -7,8 +7,11 @@ as the subscription's lastErrorReason and retries later.
 
 MQTT runs one loop-driven paho client (broker.mqtt) per broker connection (host, port,
 TLS, credentials, protocol version): the endpoints are third parties' brokers, whose
-DNS look-up, TCP and TLS handshakes happen in an executor, so a slow one costs the
-event loop nothing. A connection lost is opened again by the next notification for it.
+TCP and TLS handshakes happen in an executor, so a slow one costs the event loop nothing.
+A connection lost is opened again by the next notification for it.
+
+Both connect only to addresses the guard (broker.netguard, via broker.notify.endpoints)
+resolved and allowed: HTTP through the session's connector, MQTT by pinning paho to them.
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ import orjson
 from broker.clock import SYSTEM, Clock
 from broker.model.entity import format_time
 from broker.mqtt import QOS, Broker, LoopClient, MqttError, MqttVersion, parse_url
+from broker.netguard import GuardedResolver, RefusedAddress
+from broker.notify.endpoints import REFUSED, WITHHELD
 from broker.notify.model import Endpoint
+from broker.notify.redact import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +50,13 @@ _MAX_REASON = 200
 
 
 class DeliveryError(Exception):
-    """A notification that did not reach its endpoint; ``reason`` is fit for lastErrorReason."""
+    """A notification that did not reach its endpoint; ``reason`` is fit for lastErrorReason,
+    ``detail`` (the reason by default) for the broker's log."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, detail: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason[:_MAX_REASON]
+        self.detail = detail or reason
 
 
 def notification(
@@ -118,6 +126,10 @@ async def send_http(
                 raise DeliveryError(f"HTTP {response.status} {response.reason or ''}".strip())
     except TimeoutError:
         raise DeliveryError(f"no answer within {session.timeout.total or 0:g} s") from None
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, RefusedAddress):
+            raise DeliveryError(REFUSED, f"{REFUSED}: {exc.os_error}") from None
+        raise DeliveryError(f"HTTP request failed: {type(exc).__name__}: {exc}") from None
     except (aiohttp.ClientError, ValueError) as exc:
         raise DeliveryError(f"HTTP request failed: {type(exc).__name__}: {exc}") from None
 
@@ -158,7 +170,9 @@ def mqtt_target(endpoint: Endpoint) -> MqttTarget:
     try:
         broker, topic = parse_url(endpoint.uri)
     except ValueError as exc:
-        raise DeliveryError(f"MQTT endpoint {endpoint.uri} is unusable: {exc}") from None
+        shown = redact_uri(endpoint.uri)  # lastErrorReason is shown on GET: no password in it
+        why = str(exc).replace(endpoint.uri, shown)
+        raise DeliveryError(f"MQTT endpoint {shown} is unusable: {why}") from None
     if not topic:
         raise DeliveryError("MQTT endpoint must be mqtt[s]://host[:port]/topic")
     if version not in tuple(MqttVersion):
@@ -169,10 +183,12 @@ def mqtt_target(endpoint: Endpoint) -> MqttTarget:
 
 
 class _MqttConnection:
-    """One loop-driven paho client, connected on demand."""
+    """One loop-driven paho client, connected on demand to the addresses the guard checked."""
 
-    def __init__(self, target: MqttTarget, timeout: float, clock: Clock) -> None:
+    def __init__(self, target: MqttTarget, timeout: float, clock: Clock, guard: GuardedResolver) -> None:
         self._clock = clock
+        self._guard = guard
+        self._where = (target.broker.host, target.broker.port)
         self._opening = asyncio.Lock()  # deliveries to one broker share its connection attempt
         self.last_used = clock.monotonic()
         client_id = f"ngsi-ld-notifier-{uuid.uuid4().hex[:16]}"
@@ -182,8 +198,14 @@ class _MqttConnection:
         self.last_used = self._clock.monotonic()
         try:
             async with self._opening:
+                if not self._client.connected:
+                    self._client.pin(await self._guard.addresses(*self._where))
                 await self._client.open()
             await self._client.publish(topic, payload, qos)
+        except RefusedAddress as exc:
+            raise DeliveryError(REFUSED, f"{REFUSED}: {exc}") from None
+        except OSError as exc:  # the name did not resolve
+            raise DeliveryError(f"MQTT connect failed: {exc.strerror or exc}") from None
         except MqttError as exc:
             raise DeliveryError(f"MQTT {exc}") from None
 
@@ -194,8 +216,9 @@ class _MqttConnection:
 class MqttSender:
     """Publishes notifications, reusing one connection per MQTT broker and credentials."""
 
-    def __init__(self, timeout: float, clock: Clock = SYSTEM) -> None:
+    def __init__(self, timeout: float, guard: GuardedResolver, clock: Clock = SYSTEM) -> None:
         self._timeout = timeout
+        self._guard = guard
         self._clock = clock
         self._connections: dict[tuple[Broker, MqttVersion], _MqttConnection] = {}
 
@@ -216,7 +239,7 @@ class MqttSender:
         )
         connection = self._connections.get(target.connection)
         if connection is None:
-            connection = _MqttConnection(target, self._timeout, self._clock)
+            connection = _MqttConnection(target, self._timeout, self._clock, self._guard)
             self._connections[target.connection] = connection
         await connection.publish(target.topic, payload, target.qos)
 
@@ -237,27 +260,49 @@ class MqttSender:
 
 
 class Senders:
-    """The HTTP session and MQTT connections notifications go out on, chosen by the endpoint's scheme."""
+    """The HTTP session and MQTT connections notifications go out on, chosen by the endpoint's scheme.
 
-    def __init__(self, timeout: float, clock: Clock = SYSTEM) -> None:
+    Every connection is made to addresses ``guard`` resolved and checked (broker.netguard); a
+    failure at an address the client could not otherwise see is reported without details.
+    """
+
+    def __init__(self, timeout: float, guard: GuardedResolver, clock: Clock = SYSTEM) -> None:
         self._timeout = timeout
+        self.guard = guard
         self._session: aiohttp.ClientSession | None = None
-        self.mqtt = MqttSender(timeout, clock)
+        self.mqtt = MqttSender(timeout, guard, clock)
 
     async def open(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
+        # trust_env stays off: a proxy from the environment would connect where the guard cannot see.
+        connector = aiohttp.TCPConnector(resolver=self.guard)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=self._timeout)
+        )
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
         await self.mqtt.close()
+        await self.guard.close()
 
     async def send(self, endpoint: Endpoint, note: dict[str, Any], context_url: str, tenant: str) -> None:
         """Deliver one notification; DeliveryError with the reason when the endpoint does not have it."""
+        try:
+            await self._send(endpoint, note, context_url, tenant)
+        except DeliveryError as exc:
+            if exc.reason != REFUSED and self.guard.hides_details(endpoint.uri):
+                raise DeliveryError(WITHHELD, exc.detail) from None
+            raise
+
+    async def _send(self, endpoint: Endpoint, note: dict[str, Any], context_url: str, tenant: str) -> None:
         scheme = urlsplit(endpoint.uri).scheme.lower()
         if scheme in ("http", "https"):
             assert self._session is not None, "Senders.open() was not awaited"
+            try:
+                self.guard.check_url(endpoint.uri)  # a literal address: the connector does not resolve it
+            except RefusedAddress as exc:
+                raise DeliveryError(REFUSED, f"{REFUSED}: {exc}") from None
             await send_http(self._session, endpoint, note, context_url, tenant)
         elif scheme in ("mqtt", "mqtts"):
             await self.mqtt.send(endpoint, note, context_url, tenant)

@@ -23,12 +23,16 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
+import aiohttp
 import asyncpg
+from aiohttp.abc import AbstractResolver
 
 from broker.clock import SYSTEM, Clock, wait_event
 from broker.jsonld.context import CORE_URL
+from broker.netguard import AddressPolicy, GuardedResolver
 from broker.notify.courier import Backoff, Courier, Step
 from broker.notify.delivery import Senders
+from broker.notify.endpoints import notify_policy
 from broker.notify.model import Subscription
 from broker.notify.periodic import fire_periodic, periodic_due
 from broker.store import delivery
@@ -99,7 +103,11 @@ class _EndpointSlots:
 
 
 class Notifier:
-    """Delivers the outbox of every subscription whose registry entry this process holds."""
+    """Delivers the outbox of every subscription whose registry entry this process holds.
+
+    Endpoints are reached under ``policy`` (default: public addresses only), their names resolved
+    through ``dns`` (default: the system's resolver, in a thread) and checked at every connection.
+    """
 
     def __init__(
         self,
@@ -116,6 +124,8 @@ class Notifier:
         backoff_max: float = 60.0,
         periodic_max_entities: int = 10_000,
         context_url: Callable[[Subscription], str] = default_context_url,
+        policy: AddressPolicy | None = None,
+        dns: AbstractResolver | None = None,
     ) -> None:
         self._pool = pool
         self._registry = registry
@@ -123,7 +133,10 @@ class Notifier:
         self._batch = batch_size
         self._poll = poll_interval
         self._periodic_max = periodic_max_entities
-        self._senders = Senders(http_timeout, clock)
+        # The endpoints' names resolve through the guard: checked at each connection.
+        self._dns = dns or aiohttp.ThreadedResolver()
+        self.guard = GuardedResolver(self._dns, policy or notify_policy())
+        self._senders = Senders(http_timeout, self.guard, clock)
         self._courier = Courier(
             pool,
             self._senders,
@@ -150,6 +163,7 @@ class Notifier:
 
     async def start(self, supervisor: Supervisor) -> None:
         """Listen, then run the dispatch loop under ``supervisor`` (restarted should it fail)."""
+        await self.guard.policy.learn_listeners(self._dns)
         await self._senders.open()
         await self._listener.start(supervisor, LISTENER)
         supervisor.spawn(DISPATCHER, self.run)

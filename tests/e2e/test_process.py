@@ -45,6 +45,8 @@ def broker_process(
         "NGSI_HOST": "127.0.0.1",
         "DATABASE_URL": dsn,
         "NGSI_MQTT_INGEST": "false",
+        # The tests' notification receivers listen on 127.0.0.1.
+        "NGSI_NOTIFY_ALLOW_PRIVATE": "true",
         **(extra_env or {}),
     }
     # A file, not a pipe: nobody reads the log while the test runs, and a full pipe would stop

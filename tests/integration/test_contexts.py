@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
@@ -11,14 +10,15 @@ from urllib.parse import quote
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver
 from aiohttp.test_utils import TestClient, TestServer
 
 from broker.app import create_app
 from broker.config import Settings
 from broker.errors import LdContextNotAvailable
-from broker.jsonld.fetch import Address, ContextFetcher, any_address
+from broker.jsonld.fetch import ContextFetcher, context_policy
+from broker.netguard import Address, AddressPolicy
 from tests.conftest import CONTEXT_REL, Api, new_id, problem
+from tests.dns import StubDns
 from tests.integration.helpers import (
     CONTEXTS,
     CORE_UNVERSIONED,
@@ -574,32 +574,9 @@ def loopback_is_public(address: Address) -> bool:
     return address == PUBLIC
 
 
-class StubDns(AbstractResolver):
-    """Answers names from a table, one answer after the other; records what was asked."""
-
-    def __init__(self, answers: dict[str, list[str]]) -> None:
-        self._answers = answers
-        self.asked: list[str] = []
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[Any]:
-        self.asked.append(host)
-        queue = self._answers[host]
-        address = queue.pop(0) if len(queue) > 1 else queue[0]
-        return [
-            {
-                "hostname": host,
-                "host": address,
-                "port": port,
-                "family": socket.AF_INET,
-                "proto": 0,
-                "flags": 0,
-            }
-        ]
-
-    async def close(self) -> None:
-        pass
+LOOPBACK_IS_PUBLIC = AddressPolicy(
+    what="@context", setting="NGSI_CONTEXT_ALLOW_PRIVATE", public=loopback_is_public
+)
 
 
 class Remote:
@@ -668,7 +645,7 @@ async def test_the_smart_data_models_context_of_126_kb_sent_in_pieces_loads_whol
 
 async def test_a_context_larger_than_the_limit_is_refused_however_it_is_sent() -> None:
     async with Remote() as remote:
-        fetcher = ContextFetcher(timeout=10, max_bytes=100_000, allowed=any_address)
+        fetcher = ContextFetcher(timeout=10, max_bytes=100_000, policy=context_policy(allow_private=True))
         with pytest.raises(LdContextNotAvailable, match="larger than 100000 bytes"):
             await fetch(fetcher, remote.url("/sdm.jsonld"))
 
@@ -699,7 +676,7 @@ async def test_a_redirect_to_a_name_resolving_to_an_internal_address_is_refused_
     dns = StubDns({"inside.example": ["10.0.0.1"]})
     async with Remote() as remote:
         remote.redirects["/start"] = remote.url("/ctx.jsonld", host="inside.example")
-        fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, allowed=loopback_is_public, dns=dns)
+        fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, policy=LOOPBACK_IS_PUBLIC, dns=dns)
         with pytest.raises(LdContextNotAvailable, match=r"non-public address 10\.0\.0\.1"):
             await fetch(fetcher, remote.url("/start"))
         assert remote.hits == {"/start": 1}
@@ -713,7 +690,7 @@ async def test_a_redirect_to_an_internal_address_literal_is_refused_without_conn
     dns = StubDns({})
     async with Remote() as remote:
         remote.redirects["/start"] = target
-        fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, allowed=loopback_is_public, dns=dns)
+        fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, policy=LOOPBACK_IS_PUBLIC, dns=dns)
         with pytest.raises(LdContextNotAvailable, match="non-public address"):
             await fetch(fetcher, remote.url("/start"))
         assert remote.hits == {"/start": 1}
@@ -723,7 +700,7 @@ async def test_a_redirect_to_an_internal_address_literal_is_refused_without_conn
 async def test_a_name_resolving_to_an_internal_address_is_refused_at_the_first_hop() -> None:
     dns = StubDns({"inside.example": ["127.0.0.2"]})
     async with Remote() as remote:
-        fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, allowed=loopback_is_public, dns=dns)
+        fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, policy=LOOPBACK_IS_PUBLIC, dns=dns)
         with pytest.raises(LdContextNotAvailable, match=r"non-public address 127\.0\.0\.2"):
             await fetch(fetcher, remote.url("/ctx.jsonld", host="inside.example"))
         assert remote.hits == {}
@@ -733,7 +710,7 @@ async def test_the_connection_goes_to_the_address_that_was_checked(api: Api) -> 
     """A name answering a public address, then an internal one (DNS rebinding): resolved once, used once."""
     dns = StubDns({"ctx.example": ["127.0.0.1", "10.0.0.1"]})
     async with Remote() as remote:
-        fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, allowed=loopback_is_public, dns=dns)
+        fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, policy=LOOPBACK_IS_PUBLIC, dns=dns)
         body = await fetch(fetcher, remote.url("/ctx.jsonld", host="ctx.example"))
         assert orjson.loads(body) == {"@context": TERMS}
         assert remote.hits == {"/ctx.jsonld": 1}
@@ -744,7 +721,9 @@ async def test_with_allow_private_a_name_on_loopback_is_fetched() -> None:
     dns = StubDns({"ctx.example": ["127.0.0.1"]})
     async with Remote() as remote:
         remote.redirects["/start"] = remote.url("/ctx.jsonld", host="ctx.example")
-        fetcher = ContextFetcher(timeout=10, max_bytes=1_000_000, allowed=any_address, dns=dns)
+        fetcher = ContextFetcher(
+            timeout=10, max_bytes=1_000_000, policy=context_policy(allow_private=True), dns=dns
+        )
         assert orjson.loads(await fetch(fetcher, remote.url("/start"))) == {"@context": TERMS}
 
 

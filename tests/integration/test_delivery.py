@@ -28,6 +28,7 @@ from aiohttp.test_utils import TestServer
 from paho.mqtt.enums import CallbackAPIVersion
 
 from broker.jsonld.context import CORE_URL
+from broker.netguard import GuardedResolver
 from broker.notify.delivery import (
     CONTEXT_REL,
     DeliveryError,
@@ -36,8 +37,15 @@ from broker.notify.delivery import (
     notification,
     send_http,
 )
+from broker.notify.endpoints import notify_policy
 from broker.notify.model import Endpoint
 from tests.conftest import EVENTUALLY_SECONDS, eventually
+
+
+def loopback_guard() -> GuardedResolver:
+    """The guard of a notifier allowed to reach the tests' loopback receivers and Mosquitto."""
+    return GuardedResolver(aiohttp.ThreadedResolver(), notify_policy(allow_private=True))
+
 
 MQTT_URL = os.environ.get("MQTT_URL", "mqtt://127.0.0.1:1883")
 MQTT_HOST = urlsplit(MQTT_URL).hostname or "127.0.0.1"
@@ -281,6 +289,13 @@ def test_unusable_mqtt_endpoints_are_delivery_errors(
         mqtt_target(Endpoint(uri=uri, notifier_info=info))
 
 
+def test_an_unusable_mqtt_endpoint_does_not_show_its_password_in_the_reason() -> None:
+    with pytest.raises(DeliveryError) as raised:
+        mqtt_target(Endpoint(uri="mqtt://plow:s3cret@h:port/t"))
+    assert "s3cret" not in raised.value.reason
+    assert "plow:***@h" in raised.value.reason
+
+
 async def publish_one(
     sender: MqttSender, uri: str, info: tuple[tuple[str, str], ...], **endpoint: Any
 ) -> tuple[dict[str, Any], mqtt.MQTTMessage]:
@@ -293,7 +308,7 @@ async def publish_one(
 
 
 async def test_mqtt_qos0_publish_carries_metadata_and_body() -> None:
-    sender = MqttSender(timeout=2.0)
+    sender = MqttSender(timeout=2.0, guard=loopback_guard())
     try:
         uri = f"mqtt://{MQTT_HOST}:{MQTT_PORT}/{mqtt_topic()}"
         note, message = await publish_one(sender, uri, (), receiver_info=(("X-Key", "k"),))
@@ -315,7 +330,7 @@ async def test_mqtt_qos0_publish_carries_metadata_and_body() -> None:
     ("version", "qos"), [("mqtt3.1.1", 1), ("mqtt5.0", 1), ("mqtt3.1.1", 2), ("mqtt5.0", 2)]
 )
 async def test_mqtt_qos1_and_2_publishes_return_once_acknowledged(version: str, qos: int) -> None:
-    sender = MqttSender(timeout=2.0)
+    sender = MqttSender(timeout=2.0, guard=loopback_guard())
     try:
         uri = f"mqtt://notifier:secret@{MQTT_HOST}:{MQTT_PORT}/{mqtt_topic()}"
         info = (("MQTT-QoS", str(qos)), ("MQTT-Version", version))
@@ -331,7 +346,7 @@ async def test_mqtt_qos1_and_2_publishes_return_once_acknowledged(version: str, 
 
 
 async def test_mqtt_connections_are_reused_per_broker_and_protocol_version() -> None:
-    sender = MqttSender(timeout=2.0)
+    sender = MqttSender(timeout=2.0, guard=loopback_guard())
     base = f"mqtt://{MQTT_HOST}:{MQTT_PORT}"
     try:
         for topic in (mqtt_topic(), mqtt_topic()):
@@ -347,7 +362,7 @@ async def test_mqtt_connections_are_reused_per_broker_and_protocol_version() -> 
 
 
 async def test_an_unreachable_mqtt_broker_is_a_prompt_delivery_error() -> None:
-    sender = MqttSender(timeout=3.0)
+    sender = MqttSender(timeout=3.0, guard=loopback_guard())
     endpoint = Endpoint(uri=f"mqtt://127.0.0.1:{closed_port()}/t")
     started = time.monotonic()
     try:

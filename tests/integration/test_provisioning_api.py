@@ -94,7 +94,7 @@ async def test_a_posted_service_group_is_listed_in_ngsi_ld_terms(iota: Iota) -> 
 
     assert listed["count"] == 1
     group = listed["services"][0]
-    assert (group["apikey"], group["service"], group["subservice"]) == (apikey, iota.service, "/")
+    assert (group["apikey"], group["service"], group["subservice"]) == ("key-***", iota.service, "/")
     assert group["attributes"] == [
         {"object_id": "d", "name": "measuredDistance", "type": "Number", "unitCode": "MTR"}
     ]
@@ -115,7 +115,72 @@ async def test_groups_are_also_served_at_iot_groups(iota: Iota) -> None:
 
     listed = await iota.json("GET", "/iot/groups")
 
-    assert [g["apikey"] for g in listed["groups"]] == [apikey]
+    assert [g["apikey"] for g in listed["groups"]] == ["key-***"]
+
+
+async def test_listed_apikeys_are_cut_to_a_prefix_unless_the_request_names_the_group_by_its_apikey(
+    iota: Iota,
+) -> None:
+    """Issue 12 item 7: GET /iot/services does not hand out the keys gateways send with."""
+    long_key, short_key = unique("key"), "k" + uuid.uuid4().hex[:6]
+    groups = [gauge_group(long_key), gauge_group(short_key, resource="/iot/d")]
+    await iota.json("POST", "/iot/services", {"services": groups}, status=201)
+
+    listed = await iota.json("GET", "/iot/services")
+    assert sorted(g["apikey"] for g in listed["services"]) == ["***", "key-***"]
+    assert long_key not in orjson.dumps(listed).decode()
+
+    named = await iota.json("GET", "/iot/services", apikey=long_key)
+    assert (named["count"], [g["apikey"] for g in named["services"]]) == (1, [long_key])
+    other = await iota.json("GET", "/iot/services", apikey=long_key, resource="/iot/d")
+    assert other == {"count": 0, "services": []}
+
+
+async def test_an_apikey_another_tenant_holds_answers_409_on_another_resource_too(
+    iota: Iota, client: Client
+) -> None:
+    """Issue 12 item 7: an apikey is unique across tenants (a gateway names only its apikey)."""
+    taken = unique("key")
+    await iota.json("POST", "/iot/services", {"services": [gauge_group(taken)]}, status=201)
+    other_town = Iota(client, unique("town"))
+
+    group = await other_town.call(
+        "POST", "/iot/services", {"services": [gauge_group(taken, resource="/iot/d")]}
+    )
+    assert (await problem(group, 409, "AlreadyExists"))["name"] == "DUPLICATE_GROUP"
+    device = {"device_id": "intercept", "apikey": taken, "entity_type": "FloodMonitoring"}
+    response = await other_town.call("POST", "/iot/devices", {"devices": [device]})
+    body = await problem(response, 409, "AlreadyExists")
+    assert body["name"] == "DUPLICATE_GROUP"
+    assert iota.service not in body["detail"]  # who holds it is not told
+    assert (await other_town.json("GET", "/iot/services"))["count"] == 0
+    assert (await other_town.json("GET", "/iot/devices"))["count"] == 0
+
+
+async def test_one_tenant_uses_its_apikey_on_several_resources_and_devices(iota: Iota) -> None:
+    apikey = unique("key")
+    groups = [gauge_group(apikey), gauge_group(apikey, resource="/iot/d")]
+    await iota.json("POST", "/iot/services", {"services": groups}, status=201)
+    device = {"device_id": "own", "apikey": apikey, "entity_type": "FloodMonitoring"}
+    await iota.json("POST", "/iot/devices", {"devices": [device]}, status=201)
+    assert (await iota.json("GET", "/iot/services"))["count"] == 2
+
+
+async def test_an_apikey_is_free_for_another_tenant_once_its_holder_removed_every_use(
+    iota: Iota, client: Client
+) -> None:
+    apikey = unique("key")
+    await iota.json("POST", "/iot/services", {"services": [gauge_group(apikey)]}, status=201)
+    device = {"device_id": "d1", "apikey": apikey, "entity_type": "FloodMonitoring"}
+    await iota.json("POST", "/iot/devices", {"devices": [device]}, status=201)
+    other_town = Iota(client, unique("town"))
+    await iota.json("DELETE", "/iot/services", resource="/iot/json", apikey=apikey, status=204)
+    # Its device still uses the apikey.
+    still = await other_town.call("POST", "/iot/services", {"services": [gauge_group(apikey)]})
+    await problem(still, 409, "AlreadyExists")
+
+    await iota.json("DELETE", "/iot/devices/d1", status=204)
+    await other_town.json("POST", "/iot/services", {"services": [gauge_group(apikey)]}, status=201)
 
 
 async def test_a_taken_apikey_answers_409_duplicate_group_and_stores_none_of_the_request(

@@ -14,6 +14,8 @@ from adapters.device import DeviceConfig
 from adapters.message import CHIRPSTACK, IOTA_JSON, SIGFOX, TTS, DeviceMessage, Family, Rejected
 from adapters.provisioning import Registry, parse_device, parse_group
 from adapters.provisioning.registry import LISTEN_PART, PART
+from adapters.provisioning.store import DUPLICATE_GROUP
+from broker.errors import AlreadyExists
 from broker.store import create_pool, migrate
 from broker.supervise import Supervisor
 from tests.conftest import database_url, eventually
@@ -162,24 +164,23 @@ async def test_find_looks_devices_up_by_dev_eui_sigfox_id_and_apikey(
     assert first.find(message(SIGFOX, "0")) is None
 
 
-async def test_the_tenant_a_message_names_chooses_among_groups_sharing_an_apikey(
+async def test_groups_of_two_tenants_cannot_share_an_apikey_even_on_different_resources(
     registries: tuple[Registry, Registry],
 ) -> None:
+    """Issue 12 item 7: a message names only its apikey, so one tenant holds it (migration 0030)."""
     first, _ = registries
     apikey, east, west = unique("key"), unique("east"), unique("west")
-    await first.store.add_groups(
-        [
-            parse_group({"apikey": apikey, "resource": "/iot/json"}, east, "/"),
-            parse_group({"apikey": apikey, "resource": "/iot/d"}, west, "/"),
-        ]
-    )
+    await first.store.add_groups([parse_group({"apikey": apikey, "resource": "/iot/json"}, east, "/")])
+    with pytest.raises(AlreadyExists) as refused:
+        await first.store.add_groups([parse_group({"apikey": apikey, "resource": "/iot/d"}, west, "/")])
+    assert refused.value.extra["name"] == DUPLICATE_GROUP
     await first.reload(east)
     await first.reload(west)
 
     chosen = first.by_apikey_device(apikey, "dev-1", tenant=west)
 
     assert chosen is not None
-    assert chosen.tenant == west
+    assert chosen.tenant == east
 
 
 async def test_a_network_device_id_shared_by_two_tenants_finds_nothing_without_a_dev_eui(

@@ -79,8 +79,10 @@ async def until(api: Api, path: str, ready: Callable[[Any], bool], context: str,
 def common(api: Api, scenario: str) -> list[str]:
     seed = str(random.randrange(1 << 30))  # ids differ from run to run: the MQTT topics are shared
     base = base_url(api)
+    # An apikey of the run's own: one tenant holds an apikey, and earlier runs' tenants remain.
+    apikey = f"{scenario}-{uuid.uuid4().hex[:8]}"
     return [scenario, "--seed", seed, "--start", START, "--speed", "0", "--mqtt-url", MQTT_URL,
-            "--provision", base, "--tenant", api.tenant]  # fmt: skip
+            "--provision", base, "--tenant", api.tenant, "--apikey", apikey]  # fmt: skip
 
 
 async def test_a_simulated_flood_ends_as_flood_monitoring_entities_with_every_reading_in_their_history(

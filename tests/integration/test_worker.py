@@ -34,6 +34,7 @@ from broker.api.keys import POOL, STATUS, SUPERVISOR
 from broker.jsonld.context import DEFAULT_VOCAB, core_term_map
 from broker.model.entity import Entity, now, parse_time
 from broker.notify.dispatcher import DISPATCHER, LISTENER, Notifier
+from broker.notify.endpoints import notify_policy
 from broker.notify.grouping import derived_id, notifications_of, seal_runs, whole_batch
 from broker.notify.model import Endpoint, EntitySelector, Subscription
 from broker.notify.periodic import postgres_pattern
@@ -164,6 +165,8 @@ class Space:
         self, registry: Registry | None = None, pool: asyncpg.Pool | None = None, **settings: Any
     ) -> Notifier:
         supervisor = Supervisor(self.clock)
+        # The receivers listen on 127.0.0.1 (the address policy's own tests: test_endpoint_policy).
+        settings.setdefault("policy", notify_policy(allow_private=True))
         notifier = Notifier(pool or self.pool, registry or self.registry, clock=self.clock, **settings)
         await notifier.start(supervisor)
         self.notifiers.append((notifier, supervisor))

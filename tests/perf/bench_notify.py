@@ -89,6 +89,7 @@ async def main() -> None:
     dsn = f"{base_dsn}{'&' if '?' in base_dsn else '?'}search_path={schema},public"
     port = free_port()
     env = {**os.environ, "DATABASE_URL": dsn, "NGSI_PORT": str(port), "NGSI_LOG_LEVEL": "WARNING"}
+    env["NGSI_NOTIFY_ALLOW_PRIVATE"] = "true"  # the receiver listens on 127.0.0.1
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "broker", env=env)
     base = f"http://127.0.0.1:{port}/ngsi-ld/v1"
     headers = {"NGSILD-Tenant": TENANT}

@@ -94,6 +94,8 @@ async def broker(dsn: str, workers: int = 1, **env: str) -> AsyncIterator[Broker
         "NGSI_LOG_LEVEL": "WARNING",
         "NGSI_WORKERS": str(workers),
         "NGSI_MQTT_INGEST": "false",
+        # The benchmarks' notification receivers listen on 127.0.0.1.
+        "NGSI_NOTIFY_ALLOW_PRIVATE": "true",
         **env,
     }
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "broker", env=environment, cwd=ROOT)
