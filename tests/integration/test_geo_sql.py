@@ -384,6 +384,20 @@ def geometries(draw: st.DrawFn) -> Geometry:
     return orjson.loads(orjson.dumps(mapping(drawn)))  # type: ignore[no-any-return]
 
 
+async def postgis_overshoots(pool: asyncpg.Pool, centre: tuple[float, float], target: Geometry) -> bool:
+    """True when PostGIS measures ``target`` farther from ``centre`` than its nearest vertex."""
+    overshoot: float = await pool.fetchval(
+        "WITH g AS (SELECT ST_SetSRID(ST_GeomFromGeoJSON($1::text), 4326) AS geom,"
+        " ST_SetSRID(ST_MakePoint($2, $3), 4326)::geography AS centre)"
+        " SELECT ST_Distance(g.centre, g.geom::geography) - min(ST_Distance(g.centre, d.geom::geography))"
+        " FROM g, ST_DumpPoints(g.geom) AS d GROUP BY g.centre, g.geom",
+        orjson.dumps(target).decode(),
+        centre[0],
+        centre[1],
+    )
+    return overshoot > 0.01
+
+
 async def sql_matches(pool: asyncpg.Pool, georel: str, reference: Geometry, target: Geometry) -> bool | None:
     query = parse_geo_query(georel, reference["type"], orjson.dumps(reference["coordinates"]).decode(), None)
     assert query is not None
@@ -430,6 +444,10 @@ async def test_matches_geo_agrees_with_postgis_on_near(
 ) -> None:
     distance = geodesic_distance_to(centre[0], centre[1], shape(target))
     assume(abs(distance - metres) > 0.01)  # a centimetre either side of the threshold is up to rounding
+    # PostGIS 3.3's geography distance to a line is sometimes longer than to one of the line's own
+    # vertices (seen: 8,939.6 m to a 3-vertex line, 8,921.9 m to its last vertex, which the Python
+    # matcher finds): where PostGIS contradicts itself it is not the reference.
+    assume(not await postgis_overshoots(pool, centre, target))
     georel = f"near;{modifier}=={metres:.6f}"
     query = parse_geo_query(georel, "Point", orjson.dumps(list(centre)).decode(), None)
     assert query is not None
