@@ -546,10 +546,9 @@ def pipeline(found: Devices | None = None) -> Pipeline:
         None,  # type: ignore[arg-type]  # the writer: the prepare step does not write
         found or devices(),
         parse,
-        _Mapper(PSEUDONYMS),
+        _Mapper(PSEUDONYMS, offline_term_map),
         Validator().check,
         _NoLetters(),
-        offline_term_map,
     )
 
 
