@@ -57,8 +57,10 @@ _SYSTEM = frozenset({"createdAt", "modifiedAt", "deletedAt"})
 Terms = Callable[[tuple[str, ...]], TermMap]
 
 
+@cache
 def is_bundled(context: tuple[str, ...]) -> bool:
-    """True when every URL of ``context`` is the core context or one bundled with the broker."""
+    """True when every URL of ``context`` is the core context or one bundled with the broker
+    (remembered: bundled_document reads the file)."""
     return all(is_core_url(url) or bundled_document(url) is not None for url in context)
 
 

@@ -8,6 +8,11 @@ the code it runs gives, beside a raw limit measured in the same run (orjson load
 same message bodies).
 
     .venv/bin/python -m tests.perf.bench_prepare [--rounds 200] [--repeats 7]
+    .venv/bin/python -m tests.perf.bench_prepare --against /tmp/main-export [--alternations 5]
+
+``--against`` runs this program in another checkout (an export of main, say) and in this one,
+alternating, so both meet the same load of a shared machine, and prints the best and median of
+each side's figures and the change.
 """
 
 from __future__ import annotations
@@ -15,9 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import re
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import orjson
 
@@ -79,11 +88,47 @@ def raw_limit(messages: Sequence[Inbound], rounds: int) -> float:
     return (time.perf_counter() - started) / (rounds * len(messages)) * 1e6
 
 
+_FIGURE = re.compile(r"^prepare, (?P<label>.+?): (?P<best>[\d,.]+) us/msg best", re.MULTILINE)
+HERE = Path(__file__).resolve().parents[2]
+
+
+def compare(other: Path, alternations: int, rounds: int) -> None:
+    """This program in ``other`` and here, alternately; each side's best figures, then the change."""
+    bests: dict[tuple[str, str], list[float]] = {}
+    for _ in range(alternations):
+        for side, tree in (("other", other), ("here", HERE)):
+            command = [
+                sys.executable,
+                "-m",
+                "tests.perf.bench_prepare",
+                "--rounds",
+                str(rounds),
+                "--repeats",
+                "3",
+            ]
+            out = subprocess.run(command, cwd=tree, check=True, capture_output=True, text=True).stdout
+            for found in _FIGURE.finditer(out):
+                bests.setdefault((side, found["label"]), []).append(float(found["best"].replace(",", "")))
+    for label in dict.fromkeys(label for _, label in bests):
+        old, new = bests[("other", label)], bests[("here", label)]
+        print(
+            f"prepare, {label}: {other} {min(old):,.1f} us/msg best ({statistics.median(old):,.1f} median), "
+            f"{HERE} {min(new):,.1f} best ({statistics.median(new):,.1f} median): "
+            f"{min(new) / min(old) - 1:+.0%} best, {statistics.median(new) / statistics.median(old) - 1:+.0%} median"
+            f" ({alternations} alternations)"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200, help="passes over the messages per repeat")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--against", type=Path, help="another checkout to compare with (alternating runs)")
+    parser.add_argument("--alternations", type=int, default=5)
     args = parser.parse_args(argv)
+    if args.against is not None:
+        compare(args.against, args.alternations, args.rounds)
+        return
     pipe = device_corpus.pipeline()
     cases = device_corpus.cases()
     every = _stored(pipe, cases)
