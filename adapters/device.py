@@ -13,6 +13,9 @@ from enum import StrEnum
 from typing import Any
 
 from adapters.message import Family
+from broker.jsonld.context import TermMap
+from broker.model.entity import Entity
+from broker.model.render import View, render_entity
 
 
 class Codec(StrEnum):
@@ -141,13 +144,21 @@ class DeviceConfig:
 
 @dataclass(frozen=True, slots=True)
 class EntityUpdate:
-    """One entity (or fragment) a model makes of a message, in NGSI-LD normalized form.
+    """One entity (or fragment) a model makes of a message, ready for the write path.
 
-    ``entity`` carries "id", "type" and attributes compacted against ``context`` (bundled
-    Smart Data Model contexts, then the core context), every measured attribute with its
-    observedAt in UTC. The pipeline parses it like an API request body and appends it to the
-    stored entity, creating the entity when missing.
+    ``entity`` is expanded (IRIs of the bundled Smart Data Model context, then the core one, as
+    ``context`` names them), its instances in the shape the broker stores, every measured
+    attribute with its observedAt in UTC: the pipeline appends it to the stored entity, creating
+    the entity when missing, without parsing it again. ``values`` is the same entity in keyValues
+    form under the short terms: what the Smart Data Model schema checks. ``terms`` is the
+    compiled ``context`` the names were expanded with.
     """
 
-    entity: dict[str, Any]
+    entity: Entity
+    values: dict[str, Any]
     context: tuple[str, ...]
+    terms: TermMap = field(compare=False, repr=False)
+
+    def normalized(self) -> dict[str, Any]:
+        """The entity in normalized form under its context's short terms, as an app reading it sees it."""
+        return render_entity(self.entity, self.terms, View())

@@ -3,7 +3,8 @@
 Transports hand every message to ``Pipeline.submit`` and get a future. Messages queue up while
 the previous batch is being written, so under load one transaction carries many messages (a
 micro-batch) and at rest a message waits for nobody. For each batch the pipeline parses, looks
-the device up, decodes, maps to Smart Data Model entities and validates, message by message;
+the device up, decodes, maps to Smart Data Model entities and validates, message by message
+(the models give the expanded entities the write path stores: nothing is parsed a second time);
 what fails becomes a dead letter with the reason; the rest is written per tenant by
 broker.ingest.Writer in one transaction, which also records each message's redelivery key,
 historises and queues notifications. The futures complete only after the commit (or after the
@@ -18,17 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 
 from adapters.device import JSON as JSON_CODEC
-from adapters.device import DeviceConfig, EntityUpdate
+from adapters.device import Command, DeviceConfig, EntityUpdate
 from adapters.message import DeviceMessage, Family, Rejected, for_log
 from broker.clock import SYSTEM, Clock
 from broker.edge import json_too_deep, nests_deeper
@@ -38,7 +39,7 @@ from broker.jsonld.context import TermMap
 from broker.model import ops
 from broker.model.entity import Entity, Instance
 from broker.model.ops import Outcome
-from broker.model.parse import parse_entity
+from broker.model.parse import check_name
 from broker.store.faults import is_transient
 from broker.supervise import Supervisor
 from broker.tasks import cancel_and_wait
@@ -113,8 +114,9 @@ class DeadLetterSink(Protocol):
 
 # Parse an inbound message into a DeviceMessage (None: a message to ignore, e.g. a join event).
 Parser = Callable[[Inbound], DeviceMessage | None]
-# Measures to entities: models.normalise bound to the pseudonymiser.
-Mapper = Callable[[DeviceConfig, DeviceMessage], list[EntityUpdate]]
+# Measures to entities: models.normalise_message bound to the pseudonymiser and the term maps
+# (awaited: a generic device's own @context may have to be read from the database).
+Mapper = Callable[[DeviceConfig, DeviceMessage], Awaitable[list[EntityUpdate]]]
 # Check an entity against its schema; raises Rejected.
 Check = Callable[[EntityUpdate], None]
 # Remove personal data from a raw message before it is kept as a dead letter.
@@ -176,7 +178,6 @@ class Pipeline:
         mapper: Mapper,
         check: Check,
         dead_letters: DeadLetterSink,
-        term_map: Callable[[list[str]], Awaitable[TermMap]],
         *,
         redact: Redact | None = None,
         max_batch: int = 500,
@@ -190,7 +191,6 @@ class Pipeline:
         self._map = mapper
         self._check = check
         self._dead_letters = dead_letters
-        self._term_map = term_map
         self._redact = redact
         self._max_batch = max_batch
         self._max_bytes = max_bytes
@@ -448,12 +448,12 @@ class Pipeline:
                 device=message.device_id,
             )
         try:
-            updates = self._map(device, message)
+            updates = await self._map(device, message)
             if not message.measures and device.codec == JSON_CODEC:
                 self._check_depth(updates)
             for update in updates:
                 self._check(update)
-            operations = [await self._operation(update, device, message) for update in updates]
+            operations = [_operation(update, device, message) for update in updates]
         except Rejected as rejected:
             raise _Refused(rejected.reason, device) from None
         except NgsiLdError as error:
@@ -463,29 +463,13 @@ class Pipeline:
     def _check_depth(self, updates: list[EntityUpdate]) -> None:
         """Measures the JSON codec decoded from the payload (base64 or hex in the message, so
         its text was not seen at the edge) are held to NGSI_MAX_JSON_DEPTH too."""
-        # An entity nests one level more than the measures it is made of (attribute -> value).
-        if any(nests_deeper(update.entity, self._max_depth + 1) for update in updates):
+        # An entity's attributes nest two levels more than the measures they are made of
+        # (attribute -> instances -> instance -> value).
+        if any(nests_deeper(update.entity.attrs, self._max_depth + 2) for update in updates):
             raise Rejected(
                 f"the decoded payload nests arrays and objects deeper than {self._max_depth} levels"
                 " (NGSI_MAX_JSON_DEPTH)"
             )
-
-    async def _operation(
-        self, update: EntityUpdate, device: DeviceConfig, message: DeviceMessage
-    ) -> Operation:
-        tm = await self._term_map(list(update.context))
-        body = {k: v for k, v in update.entity.items() if k != "@context"}
-        fragment = parse_entity(body, tm)
-        once = (device.device_id, message.frame) if message.frame is not None else None
-        commands: Callable[[], dict[str, list[Instance]]] | None = None
-        if device.commands and fragment.id == device.entity_name:
-            # As the IoT Agents do: the device's entity is born with its command attributes, so
-            # apps can PATCH them (adapters/commands.py sends a changed one to the device).
-            # Parsed only when the entity is created, not for every message.
-            stub = {"id": fragment.id, "type": body["type"]}
-            stub.update({c.name: {"type": "Property", "value": ""} for c in device.commands})
-            commands = partial(_attrs_of, stub, tm)
-        return Operation(fragment.id, _append_or_create(fragment, commands), once=once)
 
     async def _write(
         self,
@@ -571,8 +555,24 @@ def _verdict(tenant: str, prepared: _Prepared, results: list[Result]) -> Verdict
     return Verdict(ACCEPTED, tenant=tenant, device=device, entities=ids, message=prepared.message)
 
 
-def _attrs_of(body: dict[str, Any], tm: TermMap) -> dict[str, list[Instance]]:
-    return parse_entity(body, tm).attrs
+def _operation(update: EntityUpdate, device: DeviceConfig, message: DeviceMessage) -> Operation:
+    """Append ``update`` to its entity (creating it) under the message's redelivery key."""
+    fragment = update.entity
+    once = (device.device_id, message.frame) if message.frame is not None else None
+    commands: Callable[[], dict[str, list[Instance]]] | None = None
+    if device.commands and fragment.id == device.entity_name:
+        # As the IoT Agents do: the device's entity is born with its command attributes, so
+        # apps can PATCH them (adapters/commands.py sends a changed one to the device).
+        # Made only when the entity is created, not for every message.
+        commands = partial(_command_attrs, device.commands, update.terms)
+    return Operation(fragment.id, _append_or_create(fragment, commands), once=once)
+
+
+def _command_attrs(commands: Sequence[Command], tm: TermMap) -> dict[str, list[Instance]]:
+    """The command attributes a device's entity is created with, empty until an app sets one."""
+    return {
+        tm.expand(check_name(c.name, "attribute name")): [{"type": "Property", "value": ""}] for c in commands
+    }
 
 
 class _Refused(Rejected):

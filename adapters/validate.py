@@ -3,8 +3,11 @@
 Each schema is compiled once with fastjsonschema (tens of thousands of checks per second);
 only when an entity fails is it run through jsonschema, slower but able to say which member
 is wrong and why, for the dead letter. The Smart Data Model schemas describe the keyValues
-form, so an entity is simplified to it first. A type without a schema is accepted unchecked by
-default, as the IoT Agents do for any entity type (the option ``accept_unknown``).
+form: the models give it beside the expanded entity (EntityUpdate.values), built in the same
+pass, and ``key_values`` makes it of a normalized entity for anyone else. A type without a
+schema is accepted unchecked by default, as the IoT Agents do for any entity type (the option
+``accept_unknown``). Entities written through the NGSI-LD API are not checked here (README,
+"Device entities and Smart Data Model schemas").
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class Validator:
 
     def check(self, update: EntityUpdate) -> None:
         """Raise Rejected("<type> <id>: <path>: <message>") when the entity breaks its type's schema."""
-        self.check_values(key_values(update.entity))
+        self.check_values(update.values)
 
     def check_values(self, entity: Mapping[str, Any]) -> None:
         """As ``check``, for an entity already in keyValues form."""
@@ -118,11 +121,11 @@ def key_values(entity: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(attr, list) and attr and all(isinstance(a, dict) for a in attr):
             attr = next((a for a in attr if "datasetId" not in a), attr[0])
-        out[name] = _value(attr)
+        out[name] = attribute_value(attr)
     return out
 
 
-def _value(attr: Any) -> Any:
+def attribute_value(attr: Any) -> Any:
     """What carries the value of an attribute of any type (clause 4.5); DateTime values are unwrapped."""
     if not isinstance(attr, dict):
         return attr

@@ -28,7 +28,18 @@ from adapters import http as device_http
 from adapters.codecs import decode
 from adapters.deadletters import DeadLetter, DeadLetters
 from adapters.device import DeviceConfig, EntityUpdate, ModelName
-from adapters.keys import DEAD_LETTERS, DEVICES, HOST, POOL, REPLAYER, SETTINGS, WRITER, ForgetFrames, Host
+from adapters.keys import (
+    DEAD_LETTERS,
+    DEVICES,
+    HOST,
+    POOL,
+    REPLAYER,
+    SETTINGS,
+    WRITER,
+    ForgetFrames,
+    Host,
+    TermMaps,
+)
 from adapters.message import (
     CHIRPSTACK,
     FAMILIES,
@@ -40,7 +51,7 @@ from adapters.message import (
     Family,
     Rejected,
 )
-from adapters.models import normalise_message
+from adapters.models import common, generic, normalise_message
 from adapters.mqtt import MqttIngest
 from adapters.pipeline import ACCEPTED, REDACTED_HEADER, REJECTED, Inbound, Pipeline
 from adapters.provisioning import Registry
@@ -48,6 +59,7 @@ from adapters.provisioning import api as provisioning_api
 from adapters.pseudonym import Pseudonymiser
 from adapters.store import secrets as kept_secrets
 from adapters.validate import Validator
+from broker.jsonld.context import TermMap
 
 __all__ = ["Host", "add_routes", "contexts"]
 
@@ -98,13 +110,28 @@ def with_measures(device: DeviceConfig, message: DeviceMessage) -> DeviceMessage
 
 
 class _Mapper:
-    """Measures to entities: decode when needed, then the device's Smart Data Model."""
+    """Measures to entities: decode when needed, then the device's Smart Data Model.
 
-    def __init__(self, pseudonyms: Pseudonymiser) -> None:
+    The models expand names with the bundled contexts themselves; a generic device naming a
+    @context of its own (model parameter "context") has it resolved by the broker first.
+    """
+
+    def __init__(self, pseudonyms: Pseudonymiser, term_maps: TermMaps | None = None) -> None:
         self._pseudonyms = pseudonyms
+        self._term_maps = term_maps
 
-    def __call__(self, device: DeviceConfig, message: DeviceMessage) -> list[EntityUpdate]:
-        return normalise_message(device, with_measures(device, message), self._pseudonyms)
+    async def __call__(self, device: DeviceConfig, message: DeviceMessage) -> list[EntityUpdate]:
+        terms: common.Terms = common.bundled_terms
+        own = generic.context(device)
+        if device.model is None and not common.is_bundled(own):
+            if self._term_maps is None:
+                raise Rejected(f"device {device.device_id} names a @context that cannot be resolved here")
+            resolved = await self._term_maps(list(own))
+
+            def terms(context: tuple[str, ...]) -> TermMap:
+                return resolved if context == own else common.bundled_terms(context)
+
+        return normalise_message(device, with_measures(device, message), self._pseudonyms, terms)
 
 
 class _Redactor:
@@ -167,10 +194,9 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
         writer,
         registry,
         parse,
-        _Mapper(pseudonyms),
+        _Mapper(pseudonyms, host.term_maps),
         Validator().check,
         app[DEAD_LETTERS],
-        host.term_maps,
         redact=_Redactor(pseudonyms),
         max_batch=settings.device_batch,
         max_bytes=settings.device_max_bytes,

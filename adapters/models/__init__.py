@@ -7,8 +7,9 @@
     "BeaconDetector"  beacon.py   BLE watch-tag sightings, one Device per tag, by pseudonym
 and with ``device.health`` every device also updates its own Device entity (health.py).
 
-Each EntityUpdate is NGSI-LD normalized form with the short terms of its context tuple
-(a bundled SDM context, then the core context); every measured attribute carries observedAt.
+Each EntityUpdate is the expanded entity the write path stores, made with the term map of its
+context tuple (a bundled SDM context, then the core context; a generic device may name its own),
+with its keyValues form for the schema; every measured attribute carries observedAt.
 
 DeviceConfig.model_params each model reads (all optional unless marked; heights in metres):
     *Measure parameters name the measure (object_id) to read; without one, the measure the
@@ -49,14 +50,16 @@ def normalise(
     observed_at: datetime,
     radio: dict[str, Any],
     pseudonyms: Pseudonymiser,
+    terms: common.Terms = common.bundled_terms,
 ) -> list[EntityUpdate]:
-    """The entities one measurement of ``device`` updates; raises Rejected for unusable measures."""
+    """The entities one measurement of ``device`` updates; raises Rejected for unusable measures
+    (BadRequestData for what the broker refuses: a name, id or value from the provisioning)."""
     model = device.model
     if model is None:
-        updates = [generic.entity(device, measures, observed_at)]
+        updates = [generic.entity(device, measures, observed_at, terms)]
         observed = common.observed_time(device, measures, observed_at, None)
     elif model == ModelName.BEACON_DETECTOR:
-        updates = beacon.entities(device, measures, observed_at, pseudonyms)
+        updates = beacon.entities(device, measures, observed_at, pseudonyms, terms)
         # Health is about the detector: its report time, and no battery read from a tag's sighting.
         observed = common.iso(observed_at)
         if "batteryMeasure" not in device.model_params:
@@ -64,16 +67,19 @@ def normalise(
     elif model in (ModelName.FLOOD_MONITORING, ModelName.WATER_OBSERVED, ModelName.VEHICLE):
         observed = common.observed_time(device, measures, observed_at, None)
         family = vehicle if model == ModelName.VEHICLE else flood
-        updates = family.entities(device, measures, observed)
+        updates = family.entities(device, measures, observed, terms)
     else:
         raise Rejected(f"device {device.device_id} names model {model!r}; known: {', '.join(MODELS)}")
     if device.health:
-        updates.append(health.entity(device, measures, observed, radio))
+        updates.append(health.entity(device, measures, observed, radio, terms))
     return updates
 
 
 def normalise_message(
-    device: DeviceConfig, message: DeviceMessage, pseudonyms: Pseudonymiser
+    device: DeviceConfig,
+    message: DeviceMessage,
+    pseudonyms: Pseudonymiser,
+    terms: common.Terms = common.bundled_terms,
 ) -> list[EntityUpdate]:
     """Every measurement of ``message`` (an IoT Agent multimeasure has several), in order."""
     observed_at = message.observed_at or message.received_at
@@ -82,5 +88,6 @@ def normalise_message(
     for index, measures in enumerate(message.measures):
         # One health update per message (the last), not one per sighting of a batch.
         last = index == len(message.measures) - 1
-        updates.extend(normalise(device if last else quiet, measures, observed_at, message.radio, pseudonyms))
+        device_now = device if last else quiet
+        updates.extend(normalise(device_now, measures, observed_at, message.radio, pseudonyms, terms))
     return updates

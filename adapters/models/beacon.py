@@ -29,7 +29,11 @@ def tag_entity_id(device: DeviceConfig, pseudonym: str) -> str:
 
 
 def entities(
-    device: DeviceConfig, measures: Measures, observed_at: datetime, pseudonyms: Pseudonymiser
+    device: DeviceConfig,
+    measures: Measures,
+    observed_at: datetime,
+    pseudonyms: Pseudonymiser,
+    terms: common.Terms = common.bundled_terms,
 ) -> list[EntityUpdate]:
     """The tag's Device (and its DeviceMeasurement when configured) for one sighting."""
     params = device.model_params
@@ -61,9 +65,10 @@ def entities(
     battery = _battery(measures, params, where)
     if battery is not None:
         body["batteryLevel"] = common.prop(battery)
-    out = [EntityUpdate(body, common.DEVICE)]
+    out = [common.build(body, common.DEVICE, terms)]
     if params.get("sightings"):
-        out.append(_sighting(device, tag_id, pseudonym, moment, location["value"], rssi))
+        sighting = _sighting(device, tag_id, pseudonym, moment, location["value"], rssi)
+        out.append(common.build(sighting, common.DEVICE, terms))
     return out
 
 
@@ -74,7 +79,7 @@ def _sighting(
     moment: datetime,
     position: dict[str, Any],
     rssi: float | int | None,
-) -> EntityUpdate:
+) -> dict[str, Any]:
     observed = common.iso(moment)
     stamp = moment.strftime("%Y%m%dT%H%M%SZ")
     prefix = device.model_params.get("idPrefix", "")
@@ -90,7 +95,7 @@ def _sighting(
     }
     if rssi is not None:
         body["numValue"] = common.prop(rssi, observed=observed)
-    return EntityUpdate(body, common.DEVICE)
+    return body
 
 
 def _detector_location(device: DeviceConfig, measures: Measures, where: str) -> dict[str, Any]:

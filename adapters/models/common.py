@@ -1,19 +1,35 @@
 """Building blocks every model uses: attribute shapes, times, numbers, points, the @context tuples.
 
-Models write NGSI-LD normalized form with short terms; each entity's terms are defined by the
-Smart Data Model context it names (bundled with the broker, broker/jsonld/bundled/index.json),
-so parse_entity with that context's term map yields the SDM IRIs.
+Models make each attribute instance in the shape the broker stores (core members, observedAt
+in UTC) under the short terms of the Smart Data Model context the entity names (bundled with
+the broker, broker/jsonld/bundled/index.json); ``build`` expands the names with that context's
+term map, as the broker's resolver compiles it, and gives the keyValues form for the schema in
+the same pass. Nothing is parsed again on the way to the write path, except what came from
+outside the model: attributes named by provisioning or by the measures themselves (``foreign``),
+which get the API parser's checks, and every entity id, which must be a URI.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from adapters.device import DeviceConfig
+from adapters.device import DeviceConfig, EntityUpdate
 from adapters.message import Measures, Rejected, to_utc
+from adapters.validate import attribute_value
+from broker.jsonld.context import (
+    TermMap,
+    bundled_document,
+    compile_contexts,
+    context_objects,
+    core_document,
+    is_core_url,
+)
+from broker.model.entity import Entity
+from broker.model.parse import check_name, check_uri, expand_types, parse_attribute
 
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
 ENVIRONMENT = (
@@ -32,6 +48,71 @@ CORE = (CORE_CONTEXT,)
 
 # Measure names a device cannot use for an attribute: they are entity members in NGSI-LD.
 RESERVED = frozenset({"id", "type", "@id", "@type", "@context", "scope"})
+# Members the broker sets itself: the API parser skips them in a body, so a measure so named is
+# no attribute (it stays in the keyValues the schema sees, as before).
+_SYSTEM = frozenset({"createdAt", "modifiedAt", "deletedAt"})
+
+# The compiled @context of a context tuple (adapters.wiring gives the broker's resolver for one
+# that is not bundled: a generic device's own context).
+Terms = Callable[[tuple[str, ...]], TermMap]
+
+
+@cache
+def is_bundled(context: tuple[str, ...]) -> bool:
+    """True when every URL of ``context`` is the core context or one bundled with the broker
+    (remembered: bundled_document reads the file)."""
+    return all(is_core_url(url) or bundled_document(url) is not None for url in context)
+
+
+@cache
+def bundled_terms(context: tuple[str, ...]) -> TermMap:
+    """The term map of a context of bundled documents, compiled as the broker's resolver does
+    (bundled documents are read before any stored one, so the result is the same)."""
+    documents: list[Mapping[str, Any]] = []
+    for url in context:
+        if is_core_url(url):
+            continue
+        document = bundled_document(url)
+        if document is None:
+            raise Rejected(f"@context {url} is not bundled with the broker and was not resolved")
+        documents.extend(context_objects(document))
+    return compile_contexts(documents, core_document())
+
+
+def build(
+    body: dict[str, Any],
+    context: tuple[str, ...],
+    terms: Terms = bundled_terms,
+    *,
+    foreign: Collection[str] = (),
+) -> EntityUpdate:
+    """The expanded entity of ``body`` (id, type and instances under short terms of ``context``).
+
+    Instances the model made are taken as they are (one each, the default instance); those of
+    ``foreign`` attributes, and their names, are checked as the API parser checks a request's.
+    Raises BadRequestData (an NgsiLdError) for what the broker would refuse.
+    """
+    tm = terms(context)
+    entity_id = check_uri(body["id"], "entity id")
+    kind = body["type"]
+    entity = Entity(id=entity_id, types=expand_types(kind, tm))
+    values: dict[str, Any] = {"id": entity_id, "type": kind}
+    attrs = entity.attrs
+    for name, instance in body.items():
+        if name == "id" or name == "type":
+            continue
+        values[name] = attribute_value(instance)
+        if name in _SYSTEM:
+            continue
+        if name in foreign:
+            iri = tm.expand(check_name(name, "attribute name"))
+            attrs[iri] = parse_attribute(iri, instance, tm)
+        else:
+            iri = tm.expand(name)
+            if instance["type"] == "Relationship":
+                check_uri(instance["object"], f"attribute {iri}: object")
+            attrs[iri] = [instance]
+    return EntityUpdate(entity, values, context, tm)
 
 
 def iso(moment: datetime) -> str:

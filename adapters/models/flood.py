@@ -28,14 +28,18 @@ _MODES = ("distance", "level", "bankRelative")
 _THRESHOLDS = ("referenceLevel", "alertLevel", "dangerLevel")
 
 
-def entities(device: DeviceConfig, measures: Measures, observed: str) -> list[EntityUpdate]:
+def entities(
+    device: DeviceConfig, measures: Measures, observed: str, terms: common.Terms = common.bundled_terms
+) -> list[EntityUpdate]:
     """FloodMonitoring (model FloodMonitoring); WaterObserved (model WaterObserved or waterObserved: true)."""
     current, distance, used = levels(device, measures)
     out: list[EntityUpdate] = []
     if device.model != ModelName.WATER_OBSERVED:
-        out.append(_flood_monitoring(device, measures, observed, current, distance, used))
+        body, foreign = _flood_monitoring(device, measures, observed, current, distance, used)
+        out.append(common.build(body, common.ENVIRONMENT, terms, foreign=foreign))
     if device.model == ModelName.WATER_OBSERVED or device.model_params.get("waterObserved"):
-        out.append(_water_observed(device, measures, observed, current, used))
+        body, foreign = _water_observed(device, measures, observed, current, used)
+        out.append(common.build(body, common.ENVIRONMENT, terms, foreign=foreign))
     return out
 
 
@@ -108,7 +112,7 @@ def _flood_monitoring(
     current: float,
     distance: float | None,
     used: set[str],
-) -> EntityUpdate:
+) -> tuple[dict[str, Any], set[str]]:
     params = device.model_params
     body: dict[str, Any] = {"id": device.entity_name, "type": "FloodMonitoring"}
     body["stationID"] = common.prop(str(params.get("stationID", device.device_id)))
@@ -128,13 +132,12 @@ def _flood_monitoring(
         used = used | flag
     body["observationDateTime"] = common.date_time(observed)
     _add_location(device, body)
-    _add_mapped(device, measures, observed, used, body)
-    return EntityUpdate(body, common.ENVIRONMENT)
+    return body, _add_mapped(device, measures, observed, used, body)
 
 
 def _water_observed(
     device: DeviceConfig, measures: Measures, observed: str, current: float, used: set[str]
-) -> EntityUpdate:
+) -> tuple[dict[str, Any], set[str]]:
     entity_id = device.model_params.get("waterObservedId")
     if entity_id is None:
         entity_id = (
@@ -153,8 +156,8 @@ def _water_observed(
         # The SDM requires a location for WaterObserved: a gauge without one is misprovisioned.
         raise Rejected(f"gauge {device.device_id} has no model parameter 'location' for its WaterObserved")
     if device.model == ModelName.WATER_OBSERVED:
-        _add_mapped(device, measures, observed, used, body)
-    return EntityUpdate(body, common.ENVIRONMENT)
+        return body, _add_mapped(device, measures, observed, used, body)
+    return body, set()
 
 
 def _add_location(device: DeviceConfig, body: dict[str, Any]) -> bool:
@@ -167,9 +170,14 @@ def _add_location(device: DeviceConfig, body: dict[str, Any]) -> bool:
 
 def _add_mapped(
     device: DeviceConfig, measures: Measures, observed: str, used: set[str], body: dict[str, Any]
-) -> None:
-    """Measures the provisioning maps explicitly, and static attributes, ride along (SDM attributes win)."""
+) -> set[str]:
+    """Measures the provisioning maps explicitly, and static attributes, ride along (SDM attributes
+    win); returns the names added (foreign: named and valued by the provisioning)."""
     extra = generic.attributes(device, measures, observed, explicit=True, consumed=used)
     extra.update(generic.static_attributes(device.static_attributes))
+    added = set()
     for name, attr in extra.items():
-        body.setdefault(name, attr)
+        if name not in body:
+            body[name] = attr
+            added.add(name)
+    return added

@@ -23,13 +23,19 @@ _TRUE = frozenset({"true", "1", "on", "yes"})
 _FALSE = frozenset({"false", "0", "off", "no"})
 
 
-def entity(device: DeviceConfig, measures: Measures, observed_at: datetime) -> EntityUpdate:
+def entity(
+    device: DeviceConfig,
+    measures: Measures,
+    observed_at: datetime,
+    terms: common.Terms = common.bundled_terms,
+) -> EntityUpdate:
     """The device's own entity (entity_name, entity_type) from its measures."""
     observed = common.observed_time(device, measures, observed_at, None)
     body: dict[str, Any] = {"id": device.entity_name, "type": device.entity_type}
     body.update(attributes(device, measures, observed, explicit=device.explicit_attrs))
     body.update(static_attributes(device.static_attributes))
-    return EntityUpdate(body, _context(device))
+    # Every name and value here comes from the provisioning or the measures: all foreign.
+    return common.build(body, context(device), terms, foreign=body)
 
 
 def attributes(
@@ -120,7 +126,7 @@ def _typed(kind: str, value: Any, where: str) -> Any:
     return value
 
 
-def _context(device: DeviceConfig) -> tuple[str, ...]:
+def context(device: DeviceConfig) -> tuple[str, ...]:
     """The device's own @context (model_params 'context': a URL or list), then the core context."""
     extra = device.model_params.get("context")
     if extra is None:

@@ -34,7 +34,13 @@ def device_entity_id(device: DeviceConfig) -> str:
     return str(explicit) if explicit else f"urn:ngsi-ld:Device:{device.device_id}"
 
 
-def entity(device: DeviceConfig, measures: Measures, observed: str, radio: dict[str, Any]) -> EntityUpdate:
+def entity(
+    device: DeviceConfig,
+    measures: Measures,
+    observed: str,
+    radio: dict[str, Any],
+    terms: common.Terms = common.bundled_terms,
+) -> EntityUpdate:
     """The Device entity of ``device`` after a message observed at ``observed``."""
     body: dict[str, Any] = {
         "id": device_entity_id(device),
@@ -58,7 +64,7 @@ def entity(device: DeviceConfig, measures: Measures, observed: str, radio: dict[
     location = device.model_params.get("location")
     if location is not None:
         body["location"] = common.geo(common.point(location, "model parameter location"))
-    return EntityUpdate(body, common.DEVICE)
+    return common.build(body, common.DEVICE, terms)
 
 
 def battery_level(device: DeviceConfig, measures: Measures) -> float | None:

@@ -16,9 +16,12 @@ from adapters.message import Measures, Rejected
 from adapters.models import common, generic
 
 _TO_KMH = {"KMH": 1.0, "MTS": 3.6, "MPS": 3.6, "KNT": 1.852}
+_PASSED = ("serviceStatus", "vehiclePlateIdentifier", "wardName")
 
 
-def entities(device: DeviceConfig, measures: Measures, observed: str) -> list[EntityUpdate]:
+def entities(
+    device: DeviceConfig, measures: Measures, observed: str, terms: common.Terms = common.bundled_terms
+) -> list[EntityUpdate]:
     """The Vehicle entity of the tracker's vehicle."""
     params = device.model_params
     body: dict[str, Any] = {
@@ -30,9 +33,10 @@ def entities(device: DeviceConfig, measures: Measures, observed: str) -> list[En
     }
     if "serviceProvided" in params:
         body["serviceProvided"] = common.prop(common.text_list(params["serviceProvided"]))
-    for name in ("serviceStatus", "vehiclePlateIdentifier", "wardName"):
-        if name in params:
-            body[name] = common.prop(params[name])
+    # Values given as they are provisioned: the API parser's checks apply to them.
+    foreign = {name for name in _PASSED if name in params}
+    for name in foreign:
+        body[name] = common.prop(params[name])
     used = set()
     where, position = _position(device, measures)
     used.update(where)
@@ -52,8 +56,10 @@ def entities(device: DeviceConfig, measures: Measures, observed: str) -> list[En
     extra = generic.attributes(device, measures, observed, explicit=True, consumed=used)
     extra.update(generic.static_attributes(device.static_attributes))
     for name, attr in extra.items():
-        body.setdefault(name, attr)
-    return [EntityUpdate(body, common.TRANSPORTATION)]
+        if name not in body:
+            body[name] = attr
+            foreign.add(name)
+    return [common.build(body, common.TRANSPORTATION, terms, foreign=foreign)]
 
 
 def _position(device: DeviceConfig, measures: Measures) -> tuple[list[str], dict[str, Any]]:

@@ -34,6 +34,9 @@ class WriteFigures:
     patch: loadgen.Outcome
     stored: int
     rss_mb: list[float]
+    # Broker CPU seconds during each run (the load of a shared machine moves these less than rates).
+    upsert_cpu_seconds: float = 0.0
+    patch_cpu_seconds: float = 0.0
 
 
 async def measure(
@@ -47,23 +50,27 @@ async def measure(
         harness.bench_schema("benchw") as (admin, schema, dsn),
         harness.broker(dsn, workers) as running,
     ):
+        cpu_at_start = running.cpu_seconds()
         upsert = await loadgen.run_async(
             loadgen.Workload("upsert", running.base, batch=100, entities=entities),
             concurrency=upsert_clients,
             seconds=seconds,
         )
+        upsert_cpu = running.cpu_seconds() - cpu_at_start
         stored = int(await admin.fetchval(f"SELECT count(*) FROM {schema}.entities WHERE tenant = 'bench'"))
         # The two wrk threads store alternate stripes of ids and stop at different places: PATCH only
         # within the run of numbers stored without a gap, so every PATCH names a stored entity.
         run = await admin.fetchrow(STORED_RUN.format(schema=schema), stored)
         assert run is not None
         first, end = run
+        cpu_at_start = running.cpu_seconds()
         patch = await loadgen.run_async(
             loadgen.Workload("patch", running.base, entities=max(1, end - first), first=first),
             concurrency=patch_clients,
             seconds=seconds,
         )
-        return WriteFigures(upsert, patch, stored, running.rss_mb())
+        patch_cpu = running.cpu_seconds() - cpu_at_start
+        return WriteFigures(upsert, patch, stored, running.rss_mb(), upsert_cpu, patch_cpu)
 
 
 def report(figures: WriteFigures) -> None:
@@ -77,6 +84,13 @@ def report(figures: WriteFigures) -> None:
         f"failed {patch.errors}; target {PATCH_TARGET:,.0f} req/s, p99 < {PATCH_P99_TARGET_MS:.0f} ms"
     )
     print(f"entities stored: {figures.stored:,}; broker RSS MB: {[round(r) for r in figures.rss_mb]}")
+    upserted = up.requests * up.items_per_request
+    patched = patch.requests
+    if upserted and patched:
+        print(
+            f"broker CPU: {1e6 * figures.upsert_cpu_seconds / upserted:,.0f} us per upserted entity, "
+            f"{1e6 * figures.patch_cpu_seconds / patched:,.0f} us per PATCH"
+        )
 
 
 async def main() -> None:

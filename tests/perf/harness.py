@@ -81,6 +81,10 @@ class Broker:
         """Resident memory of the broker and each of its child processes, in MB."""
         return [rss_mb(pid) for pid in [self.process.pid, *children(self.process.pid)]]
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the broker and its child processes have used so far."""
+        return sum(cpu_seconds(pid) for pid in [self.process.pid, *children(self.process.pid)])
+
 
 @contextlib.asynccontextmanager
 async def broker(dsn: str, workers: int = 1, **env: str) -> AsyncIterator[Broker]:
@@ -135,6 +139,16 @@ def children(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(part) for part in text.split()]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (0 once it is gone)."""
+    try:
+        # Fields after the command (which may hold spaces, in parentheses): utime is the 14th field.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:

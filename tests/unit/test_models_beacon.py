@@ -57,11 +57,15 @@ def sighting(tag: str = "a1f3c09e7b22", **more: Any) -> dict[str, Any]:
 
 
 def by_type(updates: list[EntityUpdate]) -> dict[str, EntityUpdate]:
-    return {u.entity["type"]: u for u in updates if u.entity["id"] != "urn:ngsi-ld:Device:det-cam-0412"}
+    return {
+        u.normalized()["type"]: u
+        for u in updates
+        if u.normalized()["id"] != "urn:ngsi-ld:Device:det-cam-0412"
+    }
 
 
 def without_id(update: EntityUpdate) -> dict[str, Any]:
-    return {k: v for k, v in update.entity.items() if k != "id"}
+    return {k: v for k, v in update.normalized().items() if k != "id"}
 
 
 def test_a_sighting_gives_the_reference_tag_device_under_its_pseudonym() -> None:
@@ -71,22 +75,23 @@ def test_a_sighting_gives_the_reference_tag_device_under_its_pseudonym() -> None
     assert tag.context == tuple(reference.pop("@context"))
     reference.pop("id")
     # The reference has no rssi (it is not from a detector's batch); ours carries the sighting's.
-    assert tag.entity.pop("rssi") == {"type": "Property", "value": -71, "observedAt": "2025-10-03T06:41:12Z"}
-    assert without_id(tag) == reference
+    entity = without_id(tag)
+    assert entity.pop("rssi") == {"type": "Property", "value": -71, "observedAt": "2025-10-03T06:41:12Z"}
+    assert entity == reference
     pseudonym = PSEUDONYMS.tag_id("kakogawa", "a1f3c09e7b22")
-    assert tag.entity["id"] == f"urn:ngsi-ld:Device:kakogawa-tag-{pseudonym}"
+    assert tag.normalized()["id"] == f"urn:ngsi-ld:Device:kakogawa-tag-{pseudonym}"
 
 
 def test_a_sighting_is_also_kept_as_the_reference_device_measurement_when_configured() -> None:
     updates = by_type(normalise(DETECTOR, sighting(), RECEIVED, {}, PSEUDONYMS))
-    measurement = updates["DeviceMeasurement"].entity
+    measurement = updates["DeviceMeasurement"].normalized()
     reference = fixture_json("DeviceMeasurement_ble-sighting.jsonld")
     pseudonym = PSEUDONYMS.tag_id("kakogawa", "a1f3c09e7b22")
     assert (
         measurement["id"]
         == f"urn:ngsi-ld:DeviceMeasurement:kakogawa-det-cam-0412-20251003T064112Z-{pseudonym}"
     )
-    assert measurement["refDevice"]["object"] == updates["Device"].entity["id"]
+    assert measurement["refDevice"]["object"] == updates["Device"].normalized()["id"]
     reference.pop("@context")
     for member in ("id", "refDevice"):
         reference.pop(member), measurement.pop(member)
@@ -98,19 +103,21 @@ def test_the_same_tag_has_one_entity_per_tenant_and_different_ones_across_tenant
     here = by_type(normalise(DETECTOR, sighting("A1:F3:C0:9E:7B:22"), RECEIVED, {}, PSEUDONYMS))["Device"]
     again = by_type(normalise(DETECTOR, sighting("a1f3c09e7b22"), RECEIVED, {}, PSEUDONYMS))["Device"]
     there = by_type(normalise(other_town, sighting("a1f3c09e7b22"), RECEIVED, {}, PSEUDONYMS))["Device"]
-    assert here.entity["id"] == again.entity["id"] != there.entity["id"]
+    assert here.normalized()["id"] == again.normalized()["id"] != there.normalized()["id"]
 
 
 def test_a_phone_sighting_takes_the_phone_position_and_a_fixed_one_needs_a_provisioned_position() -> None:
     (tag,) = normalise(PHONE, sighting(lat=34.75, lon=134.84), RECEIVED, {}, PSEUDONYMS)
-    assert tag.entity["location"]["value"] == {"type": "Point", "coordinates": [134.84, 34.75]}
+    assert tag.normalized()["location"]["value"] == {"type": "Point", "coordinates": [134.84, 34.75]}
     with pytest.raises(Rejected, match="has no location"):
         normalise(PHONE, sighting(), RECEIVED, {}, PSEUDONYMS)
 
 
 def test_a_tag_battery_in_a_sighting_is_not_taken_for_the_detector_battery() -> None:
     updates = normalise(DETECTOR, sighting(battery=0.82), RECEIVED, {}, PSEUDONYMS)
-    (detector,) = [u.entity for u in updates if u.entity["id"] == "urn:ngsi-ld:Device:det-cam-0412"]
+    (detector,) = [
+        u.normalized() for u in updates if u.normalized()["id"] == "urn:ngsi-ld:Device:det-cam-0412"
+    ]
     assert "batteryLevel" not in detector
     assert detector["deviceState"]["value"] == "ok"
 
@@ -121,7 +128,7 @@ def test_a_batch_of_sightings_updates_each_tag_and_the_detector_health_once() ->
         IOTA_JSON, "/json/kakogawa-mimamori/det-cam-0412/attrs", "det-cam-0412", RECEIVED, measures=batch
     )
     updates = normalise_message(DETECTOR, message, PSEUDONYMS)
-    ids = [u.entity["id"] for u in updates]
+    ids = [u.normalized()["id"] for u in updates]
     assert ids.count("urn:ngsi-ld:Device:det-cam-0412") == 1
     assert len([i for i in ids if ":Device:kakogawa-tag-" in i]) == 2
     for update in updates:
@@ -154,7 +161,7 @@ TAG_IDS = st.one_of(
 @given(raw=TAG_IDS, rssi=st.integers(-120, 0))
 def test_the_raw_tag_id_appears_in_no_output(raw: str, rssi: int) -> None:
     updates = normalise(DETECTOR, sighting(raw, rssi=rssi), RECEIVED, {}, PSEUDONYMS)
-    text = orjson.dumps([u.entity for u in updates]).decode()
+    text = orjson.dumps([u.normalized() for u in updates]).decode()
     assert raw.lower() not in text.lower()
     assert normalise_tag(raw) not in text.lower()
     assert tag_entity_id(DETECTOR, PSEUDONYMS.tag_id("kakogawa", raw)) in text
@@ -175,4 +182,6 @@ def _fields(device: DeviceConfig) -> dict[str, Any]:
 def test_every_tag_and_sighting_attribute_expands_to_its_smart_data_model_iri() -> None:
     for update in normalise(DETECTOR, sighting(battery=0.5), RECEIVED, {"rssi": -90}, PSEUDONYMS):
         for iri in expanded(update):
-            assert not iri.startswith(DEFAULT_VOCAB), f"{update.entity['type']}: {iri} is not a SDM term"
+            assert not iri.startswith(DEFAULT_VOCAB), (
+                f"{update.normalized()['type']}: {iri} is not a SDM term"
+            )

@@ -12,10 +12,10 @@ import pytest
 
 from adapters.device import DeviceConfig, EntityUpdate
 from adapters.message import DeviceMessage, Family, Rejected
+from adapters.models.common import build
 from adapters.pipeline import ACCEPTED, DUPLICATE, REJECTED, Inbound, Pipeline
 from broker.errors import BadRequestData
 from broker.ingest import Operation, Result
-from broker.jsonld.context import TermMap, core_term_map
 from broker.model.entity import Entity
 
 CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
@@ -89,20 +89,16 @@ def parse(inbound: Inbound) -> DeviceMessage | None:
     )
 
 
-def mapper(device: DeviceConfig, message: DeviceMessage) -> list[EntityUpdate]:
+async def mapper(device: DeviceConfig, message: DeviceMessage) -> list[EntityUpdate]:
     level = message.measures[0]["level"]
     if not isinstance(level, int | float):
         raise Rejected(f"level {level!r} is not a number")
     entity = {"id": device.entity_name, "type": "T", "level": {"type": "Property", "value": level}}
-    return [EntityUpdate(entity, (CORE,))]
-
-
-async def term_map(_: list[str]) -> TermMap:
-    return core_term_map()
+    return [build(entity, (CORE,))]
 
 
 def pipeline(writer: FakeWriter, letters: Letters) -> Pipeline:
-    return Pipeline(writer, Devices(), parse, mapper, lambda _u: None, letters, term_map)  # type: ignore[arg-type]
+    return Pipeline(writer, Devices(), parse, mapper, lambda _u: None, letters)  # type: ignore[arg-type]
 
 
 def inbound(**body: Any) -> Inbound:
@@ -194,15 +190,15 @@ async def test_drain_waits_until_everything_taken_is_stored_and_gives_up_after_i
 # --- issue 11: one message's fault stays with that message ------------------------------------
 
 
-def crashing_mapper(device: DeviceConfig, message: DeviceMessage) -> list[EntityUpdate]:
+async def crashing_mapper(device: DeviceConfig, message: DeviceMessage) -> list[EntityUpdate]:
     if message.measures[0]["level"] == "crash":
         raise TypeError("a bug in a model")
-    return mapper(device, message)
+    return await mapper(device, message)
 
 
 async def test_an_unexpected_error_for_one_message_dead_letters_it_and_the_next_is_stored() -> None:
     writer, letters = FakeWriter(), Letters()
-    pipe = Pipeline(writer, Devices(), parse, crashing_mapper, lambda _u: None, letters, term_map)  # type: ignore[arg-type]
+    pipe = Pipeline(writer, Devices(), parse, crashing_mapper, lambda _u: None, letters)  # type: ignore[arg-type]
 
     verdicts = await run(pipe, [inbound(device="d1", level="crash"), inbound(device="d1", level=2)])
 

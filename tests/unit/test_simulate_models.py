@@ -76,7 +76,7 @@ def entities(configs: dict[str, DeviceConfig], message: Outgoing) -> tuple[Devic
 
 
 def of_type(updates: list[EntityUpdate], kind: str) -> dict[str, Any]:
-    (entity,) = [u.entity for u in updates if u.entity["type"] == kind]
+    (entity,) = [u.normalized() for u in updates if u.normalized()["type"] == kind]
     return entity
 
 
@@ -129,11 +129,13 @@ def test_tag_sightings_become_beacons_at_their_detector_under_a_pseudonym() -> N
     beacons = {"det": 0, "phone": 0}
     for message in itertools.islice(scenario.messages, 400):
         config, updates = entities(configs, message)
-        text = orjson.dumps([u.entity for u in updates]).decode()
+        text = orjson.dumps([u.normalized() for u in updates]).decode()
         for sighting in message.body:
             assert sighting["tag"] not in text
         places = [[s["longitude"], s["latitude"]] for s in message.body if "latitude" in s]
-        tagged = [u.entity for u in updates if u.entity["id"].startswith("urn:ngsi-ld:Device:tag-")]
+        tagged = [
+            u.normalized() for u in updates if u.normalized()["id"].startswith("urn:ngsi-ld:Device:tag-")
+        ]
         assert len(tagged) == len(message.body)
         for entity in tagged:
             where = entity["location"]["value"]

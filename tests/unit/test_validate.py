@@ -10,6 +10,7 @@ import pytest
 
 from adapters.device import EntityUpdate
 from adapters.message import Rejected
+from adapters.models.common import CORE, build
 from adapters.validate import Validator, key_values, schemas_dir
 from tests.conftest import FIXTURES, fixture_json
 
@@ -17,11 +18,14 @@ VALIDATOR = Validator()
 REFERENCES = sorted(p.name for p in FIXTURES.glob("*.jsonld"))
 
 
-def update(name: str, **changes: Any) -> EntityUpdate:
+def update(name: str, *, without: str | None = None, **changes: Any) -> EntityUpdate:
+    """The reference entity ``name`` with ``changes`` (and ``without`` that attribute), built as a model builds."""
     entity = copy.deepcopy(fixture_json(name))
     context = tuple(entity.pop("@context"))
     entity.update(changes)
-    return EntityUpdate(entity, context)
+    if without is not None:
+        del entity[without]
+    return build(entity, context)
 
 
 def test_the_schemas_folder_holds_one_self_contained_schema_per_emitted_type() -> None:
@@ -80,8 +84,7 @@ def test_a_schema_invalid_value_is_rejected_with_type_id_path_and_reason(
 
 
 def test_a_required_member_missing_is_named() -> None:
-    vehicle = update("Vehicle_plow-017.jsonld")
-    del vehicle.entity["category"]
+    vehicle = update("Vehicle_plow-017.jsonld", without="category")
     with pytest.raises(
         Rejected,
         match="Vehicle urn:ngsi-ld:Vehicle:aizuwakamatsu-plow-017: \\(entity\\): 'category' is a required",
@@ -90,8 +93,9 @@ def test_a_required_member_missing_is_named() -> None:
 
 
 def test_a_type_without_a_schema_is_accepted_unless_the_validator_is_strict() -> None:
-    thing = EntityUpdate(
-        {"id": "urn:ngsi-ld:Thermometer:1", "type": "Thermometer", "t": {"type": "Property", "value": 1}}, ()
+    thing = build(
+        {"id": "urn:ngsi-ld:Thermometer:1", "type": "Thermometer", "t": {"type": "Property", "value": 1}},
+        CORE,
     )
     VALIDATOR.check(thing)
     with pytest.raises(Rejected, match="no schema for entity type 'Thermometer'"):
