@@ -3,12 +3,14 @@
 A key reads ``ngsk_<id>_<secret>``: the id (16 hex digits) finds the row, the secret (256 random
 bits) proves the holder; the row keeps only SHA-256 of the whole key, compared in constant time.
 Checked keys are cached per process for ``ttl`` seconds (NGSI_AUTH_CACHE_SECONDS), so a busy
-client costs one dictionary lookup and one hash per request, not a database round trip; a
-revocation therefore reaches the other processes within that time (this one at once).
+client costs one dictionary lookup and one hash per request, not a database round trip, and the
+requests that find an entry stale together share one read; a revocation therefore reaches the
+other processes within that time (this one at once).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -60,6 +62,7 @@ class KeyRing:
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
+        self._reading: dict[str, asyncio.Future[StoredKey | None]] = {}
 
     @property
     def clock(self) -> Clock:
@@ -108,6 +111,15 @@ class KeyRing:
         cached = self._cache.get(key_id)
         if cached is not None and now - cached.fetched < self._ttl:
             return cached.key
+        # One read per key however many requests find its entry stale at once (64 connections of
+        # one client would otherwise read and touch the row 64 times every period).
+        reading = self._reading.get(key_id)
+        if reading is None:
+            reading = self._reading[key_id] = asyncio.ensure_future(self._read(key_id, now))
+            reading.add_done_callback(lambda _: self._reading.pop(key_id, None))
+        return await asyncio.shield(reading)
+
+    async def _read(self, key_id: str, now: float) -> StoredKey | None:
         key = await apikeys.by_id(self._pool, key_id)
         if key is not None and key.revoked_at is None:
             await apikeys.touch(self._pool, key_id)

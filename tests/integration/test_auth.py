@@ -8,6 +8,7 @@ their tenant, revocation and expiry, and a refused request changing nothing.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
 from datetime import timedelta
@@ -22,7 +23,7 @@ from broker.auth.keys import KeyRing
 from broker.auth.model import ROLE_PERMISSIONS, NoOperatorKey, Permission, Role
 from broker.auth.routes import PERMISSIONS
 from broker.config import Settings
-from broker.store import create_pool
+from broker.store import apikeys, create_pool
 from tests.clock import ManualClock
 from tests.conftest import database_url
 from tests.integration.auth_helpers import ENTITIES, Secured, refused, secured_settings
@@ -236,5 +237,30 @@ async def test_a_key_over_its_rate_gets_429_with_retry_after_and_then_its_turn(s
             assert anonymous == [401, 401, 429]
             await clock.advance(1.0)
             assert (await client.get("/ngsi-ld/v1/types", headers=headers)).status != 429
+    finally:
+        await pool.close()
+
+
+async def test_requests_finding_a_key_stale_together_share_one_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = await create_pool(database_url(), min_size=1, max_size=4, connect_timeout=10)
+    try:
+        clock = ManualClock()
+        ring = KeyRing(pool, ttl=5.0, clock=clock)
+        _, token = await ring.create(f"shared-{uuid.uuid4().hex[:8]}", [Role.READER], "shared read")
+        reads = 0
+        by_id = apikeys.by_id
+
+        async def counted(db: Any, key_id: str) -> Any:
+            nonlocal reads
+            reads += 1
+            return await by_id(db, key_id)
+
+        monkeypatch.setattr(apikeys, "by_id", counted)
+        identities = await asyncio.gather(*(ring.identify(token) for _ in range(64)))
+        assert all(i is not None and i.roles == {Role.READER} for i in identities)
+        assert reads == 1
+        await clock.advance(5.0)  # stale: the next burst reads once more
+        await asyncio.gather(*(ring.identify(token) for _ in range(64)))
+        assert reads == 2
     finally:
         await pool.close()
