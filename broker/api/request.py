@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from broker.api.keys import RESOLVER, SETTINGS
-from broker.edge import has_nul, tenant_of, too_deep
+from broker.edge import has_nul, nul_is_kept, tenant_of, too_deep
 from broker.errors import BadRequestData, Handler, InvalidRequest, UnsupportedMediaType
 from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
@@ -33,7 +33,10 @@ _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
 
 @web.middleware
 async def refuse_nul(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """PostgreSQL cannot store or compare U+0000: a NUL in the path or a parameter is a 400."""
+    """PostgreSQL cannot store or compare U+0000: a NUL in the path or a parameter is a 400
+    (but for the device southbound, which dead-letters such a message: broker.edge.keeps_nul)."""
+    if nul_is_kept(request):
+        return await handler(request)
     if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
         raise BadRequestData("the request path or a parameter contains a NUL character")
     return await handler(request)
