@@ -102,11 +102,19 @@ async def provision_channels(api: Api) -> dict[str, Channel]:
     key, ul_key = f"fj{secrets.token_hex(4)}", f"fu{secrets.token_hex(4)}"
     tts_eui, cs_eui, sigfox_id = dev_eui(), dev_eui(), secrets.token_hex(3).upper()
     tts_device = f"tts-{tts_eui[:6]}"
-    ids = {name: f"urn:ngsi-ld:Sensor:fuzz-{name}-{secrets.token_hex(3)}" for name in ("j", "u", "t", "c", "s")}
+    ids = {
+        name: f"urn:ngsi-ld:Sensor:fuzz-{name}-{secrets.token_hex(3)}" for name in ("j", "u", "t", "c", "s")
+    }
     commands = [{"name": "ping", "type": "command"}]
     await provision(
         api,
-        {"device_id": "j1", "entity_name": ids["j"], "entity_type": "Sensor", "apikey": key, "commands": commands},
+        {
+            "device_id": "j1",
+            "entity_name": ids["j"],
+            "entity_type": "Sensor",
+            "apikey": key,
+            "commands": commands,
+        },
         {
             "device_id": "u1",
             "entity_name": ids["u"],
@@ -181,7 +189,9 @@ async def provision_channels(api: Api) -> dict[str, Channel]:
     def as_json(where: str, make: Callable[[int], Any]) -> Callable[[int], Message]:
         return lambda n: Message(where, orjson.dumps(make(n)))
 
-    def bodies(where: str, strategy: st.SearchStrategy[bytes], kind: str = JSON) -> st.SearchStrategy[Message]:
+    def bodies(
+        where: str, strategy: st.SearchStrategy[bytes], kind: str = JSON
+    ) -> st.SearchStrategy[Message]:
         return strategy.map(lambda body: Message(where, body, kind))
 
     def mutations(where: str, make: Callable[[int], Any]) -> st.SearchStrategy[Message]:
@@ -204,7 +214,10 @@ async def provision_channels(api: Api) -> dict[str, Channel]:
             json_valid(json_http),
             st.one_of(
                 mutations(f"/iot/json/commands?k={key}&i=j1", lambda _: {"ping": "pong"}),
-                bodies(f"/iot/json/commands?k={key}&i=j1", st.dictionaries(keys, values, max_size=3).map(orjson.dumps)),
+                bodies(
+                    f"/iot/json/commands?k={key}&i=j1",
+                    st.dictionaries(keys, values, max_size=3).map(orjson.dumps),
+                ),
             ),
         ),
         Channel(
@@ -217,7 +230,11 @@ async def provision_channels(api: Api) -> dict[str, Channel]:
                 st.tuples(_time, ultralight).map(
                     lambda t: Message(f"/iot/d?k={ul_key}&i=u1&t={quote(t[0])}", t[1], TEXT)
                 ),
-                bodies(ul_http, st.lists(_UL_TOKENS, max_size=6).map(lambda p: ("u1@ping|" + "".join(p)).encode()), TEXT),
+                bodies(
+                    ul_http,
+                    st.lists(_UL_TOKENS, max_size=6).map(lambda p: ("u1@ping|" + "".join(p)).encode()),
+                    TEXT,
+                ),
             ),
         ),
         Channel("tts http", HTTP, ids["t"], as_json("/adapters/tts", tts), mutations("/adapters/tts", tts)),
@@ -239,10 +256,12 @@ async def provision_channels(api: Api) -> dict[str, Channel]:
             "sigfox http form",
             HTTP,
             ids["s"],
-            lambda n: Message("/adapters/sigfox/uplink", urlencode({**sigfox(n), "ack": "false"}).encode(), FORM),
-            st.builds(sigfox, st.integers(1, 60000)).flatmap(_form).map(
-                lambda body: Message("/adapters/sigfox/uplink", body, FORM)
+            lambda n: Message(
+                "/adapters/sigfox/uplink", urlencode({**sigfox(n), "ack": "false"}).encode(), FORM
             ),
+            st.builds(sigfox, st.integers(1, 60000))
+            .flatmap(_form)
+            .map(lambda body: Message("/adapters/sigfox/uplink", body, FORM)),
         ),
         Channel(
             "iota-json mqtt attrs",
@@ -268,7 +287,10 @@ async def provision_channels(api: Api) -> dict[str, Channel]:
             MQTT,
             ids["j"],
             json_valid(json_topic + "/attrs"),
-            st.one_of(mutations(json_topic + "/cmdexe", lambda _: {"ping": "pong"}), bodies(json_topic + "/cmdexe", ultralight)),
+            st.one_of(
+                mutations(json_topic + "/cmdexe", lambda _: {"ping": "pong"}),
+                bodies(json_topic + "/cmdexe", ultralight),
+            ),
         ),
         Channel(
             "iota-json mqtt legacy attrs",
@@ -294,7 +316,10 @@ async def provision_channels(api: Api) -> dict[str, Channel]:
             ul_valid(ul_topic + "/attrs"),
             bodies(
                 ul_topic + "/cmdexe",
-                st.one_of(ultralight, st.lists(_UL_TOKENS, max_size=6).map(lambda p: ("u1@ping|" + "".join(p)).encode())),
+                st.one_of(
+                    ultralight,
+                    st.lists(_UL_TOKENS, max_size=6).map(lambda p: ("u1@ping|" + "".join(p)).encode()),
+                ),
                 TEXT,
             ),
         ),
@@ -317,7 +342,9 @@ async def provision_channels(api: Api) -> dict[str, Channel]:
             as_json(cs_topic, chirpstack),
             st.one_of(
                 mutations(cs_topic, chirpstack),
-                mutations(f"application/{cs_app}/device/{cs_eui}/event/status", lambda _: {"batteryLevel": 80}),
+                mutations(
+                    f"application/{cs_app}/device/{cs_eui}/event/status", lambda _: {"batteryLevel": 80}
+                ),
                 st.tuples(_level, st.builds(chirpstack, st.integers(1, 60000))).map(
                     lambda t: Message(f"application/{cs_app}/device/{t[0]}/event/up", orjson.dumps(t[1]))
                 ),

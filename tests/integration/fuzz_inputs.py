@@ -160,7 +160,9 @@ ODD_STRINGS: tuple[str, ...] = (
 
 _text = st.one_of(
     st.text(max_size=16),
-    st.text(st.sampled_from(list("\x00\u202e\ufeff\U0001f30a水\u0301\n\\\"@:<=;|()[]{}.,'/#+ ")), max_size=12),
+    st.text(
+        st.sampled_from(list("\x00\u202e\ufeff\U0001f30a水\u0301\n\\\"@:<=;|()[]{}.,'/#+ ")), max_size=12
+    ),
     st.sampled_from(ODD_STRINGS),
 )
 _numbers = st.one_of(
@@ -206,12 +208,6 @@ def replaced(node: Any, path: Path, change: Callable[[Any], Any]) -> Any:
     return [replaced(v, rest, change) if i == head else v for i, v in enumerate(node)]
 
 
-def _nested(value: Any, depth: int, as_list: bool) -> Any:
-    for _ in range(depth):
-        value = [value] if as_list else {"value": value}
-    return value
-
-
 @st.composite
 def mutated(draw: st.DrawFn, document: Any, *, max_mutations: int = 3) -> bytes:
     """``document`` with 1..``max_mutations`` hostile changes, written as JSON bytes."""
@@ -221,25 +217,20 @@ def mutated(draw: st.DrawFn, document: Any, *, max_mutations: int = 3) -> bytes:
         node = at(document, path)
         kind = draw(st.sampled_from(["replace", "fragment", "add", "drop", "rename", "nest", "listify"]))
         if kind == "replace":
-            value = draw(values)
-            document = replaced(document, path, lambda _, v=value: v)
+            document = replaced(document, path, _constant(draw(values)))
         elif kind == "fragment":
             fragments.append(draw(st.sampled_from(FRAGMENTS)))
-            mark = _MARK.format(len(fragments) - 1)
-            document = replaced(document, path, lambda _, m=mark: m)
+            document = replaced(document, path, _constant(_MARK.format(len(fragments) - 1)))
         elif kind == "add" and isinstance(node, dict):
-            key, value = draw(keys), draw(values)
-            document = replaced(document, path, lambda n, k=key, v=value: {**n, k: v})
+            document = replaced(document, path, _adding(draw(keys), draw(values)))
         elif kind == "drop" and path:
-            parent, last = path[:-1], path[-1]
-            document = replaced(document, parent, lambda n, x=last: _without(n, x))
+            document = replaced(document, path[:-1], _dropping(path[-1]))
         elif kind == "rename" and path and isinstance(path[-1], str):
-            new_key, last = draw(keys), path[-1]
-            document = replaced(document, path[:-1], lambda n, o=last, k=new_key: _renamed(n, o, k))
+            document = replaced(document, path[:-1], _renaming(path[-1], draw(keys)))
         elif kind == "nest":
             depth, as_list = draw(st.sampled_from([2, 30, 63, 64, 65, 200])), draw(st.booleans())
             # orjson writes at most 255 levels: deeper nesting comes from FRAGMENTS.
-            document = replaced(document, path, lambda n, d=depth, a=as_list: _nested(n, d, a))
+            document = replaced(document, path, _nesting(min(depth, 250 - _depth(document)), as_list))
         elif kind == "listify":
             document = replaced(document, path, lambda n: [n, n])
     return write(document, fragments)
@@ -253,14 +244,45 @@ def write(document: Any, fragments: list[bytes]) -> bytes:
     return text
 
 
-def _without(node: Any, key: Any) -> Any:
+def _depth(node: Any) -> int:
     if isinstance(node, dict):
-        return {k: v for k, v in node.items() if k != key}
-    return [v for i, v in enumerate(node) if i != key]
+        return 1 + max(map(_depth, node.values()), default=0)
+    if isinstance(node, list):
+        return 1 + max(map(_depth, node), default=0)
+    return 0
 
 
-def _renamed(node: dict[str, Any], old: str, new: str) -> dict[str, Any]:
-    return {(new if k == old else k): v for k, v in node.items()}
+Change = Callable[[Any], Any]
+
+
+def _constant(value: Any) -> Change:
+    return lambda _: value
+
+
+def _adding(key: str, value: Any) -> Change:
+    return lambda node: {**node, key: value}
+
+
+def _dropping(key: Any) -> Change:
+    def drop(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: v for k, v in node.items() if k != key}
+        return [v for i, v in enumerate(node) if i != key]
+
+    return drop
+
+
+def _renaming(old: str, new: str) -> Change:
+    return lambda node: {(new if k == old else k): v for k, v in node.items()}
+
+
+def _nesting(depth: int, as_list: bool) -> Change:
+    def nest(value: Any) -> Any:
+        for _ in range(depth):
+            value = [value] if as_list else {"value": value}
+        return value
+
+    return nest
 
 
 def hostile(document: Any) -> st.SearchStrategy[bytes]:
@@ -336,7 +358,7 @@ def subscription() -> dict[str, Any]:
         "description": "fuzz",
         "entities": [{"type": "FuzzNothing", "idPattern": "^urn:ngsi-ld:FuzzNothing:"}],
         "watchedAttributes": ["temperature"],
-        "q": "temperature>0;status==\"ok\"",
+        "q": 'temperature>0;status=="ok"',
         "geoQ": {"geometry": "Point", "coordinates": [134.05, 34.34], "georel": "near;maxDistance==1000"},
         "scopeQ": "/Kagawa/#",
         "notification": {
@@ -380,7 +402,7 @@ def query() -> dict[str, Any]:
         "type": "Query",
         "entities": [{"type": ENTITY_TYPE}, {"id": "urn:ngsi-ld:FuzzThing:x", "type": ENTITY_TYPE}],
         "attrs": ["temperature", "location"],
-        "q": "temperature>1;status==\"ok\"",
+        "q": 'temperature>1;status=="ok"',
         "geoQ": {"geometry": "Point", "coordinates": [134.05, 34.34], "georel": "near;maxDistance==1000"},
         "scopeQ": "/Kagawa/#",
     }
@@ -391,7 +413,11 @@ def temporal_query() -> dict[str, Any]:
         "type": "Query",
         "entities": [{"type": ENTITY_TYPE}],
         "attrs": ["temperature"],
-        "temporalQ": {"timerel": "between", "timeAt": "2026-01-01T00:00:00Z", "endTimeAt": "2027-01-01T00:00:00Z"},
+        "temporalQ": {
+            "timerel": "between",
+            "timeAt": "2026-01-01T00:00:00Z",
+            "endTimeAt": "2027-01-01T00:00:00Z",
+        },
     }
 
 
@@ -444,9 +470,18 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target("query", "POST", "/ngsi-ld/v1/entityOperations/query", lambda *_: query()),
     Target("subscribe", "POST", "/ngsi-ld/v1/subscriptions", lambda *_: subscription()),
-    Target("update subscription", "PATCH", "/ngsi-ld/v1/subscriptions/{subscription}", lambda *_: subscription_patch()),
+    Target(
+        "update subscription",
+        "PATCH",
+        "/ngsi-ld/v1/subscriptions/{subscription}",
+        lambda *_: subscription_patch(),
+    ),
     Target("temporal create", "POST", "/ngsi-ld/v1/temporal/entities", lambda new, _: temporal_entity(new)),
-    Target("temporal append", "POST", "/ngsi-ld/v1/temporal/entities/{entity}/attrs", lambda *_: temporal_attrs()),
-    Target("temporal query", "POST", "/ngsi-ld/v1/temporal/entityOperations/query", lambda *_: temporal_query()),
+    Target(
+        "temporal append", "POST", "/ngsi-ld/v1/temporal/entities/{entity}/attrs", lambda *_: temporal_attrs()
+    ),
+    Target(
+        "temporal query", "POST", "/ngsi-ld/v1/temporal/entityOperations/query", lambda *_: temporal_query()
+    ),
     Target("host @context", "POST", "/ngsi-ld/v1/jsonldContexts", lambda *_: hosted_context()),
 )
