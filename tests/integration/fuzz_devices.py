@@ -354,6 +354,89 @@ async def provision_channels(api: Api) -> dict[str, Channel]:
     return {channel.name: channel for channel in channels}
 
 
+# --- the provisioning API (IoT Agent /iot/services and /iot/devices) ------------------------------
+
+
+def group_body(apikey: str) -> dict[str, Any]:
+    return {
+        "apikey": apikey,
+        "resource": "/iot/json",
+        "entity_type": "Sensor",
+        "entityNameExp": "'urn:ngsi-ld:Sensor:' + service + '-' + id",
+        "autoprovision": True,
+        "attributes": [
+            {
+                "object_id": "d",
+                "name": "distance",
+                "type": "Number",
+                "metadata": {"unitCode": {"type": "Text", "value": "MTR"}},
+            }
+        ],
+        "static_attributes": [{"name": "location", "type": "geo:point", "value": "34.34, 134.04"}],
+        "commands": [{"name": "ping", "type": "command"}],
+        "model": "FloodMonitoring",
+        "model_params": {"referenceLevel": 3.2, "alertLevel": 2.0},
+    }
+
+
+def device_body(device_id: str) -> dict[str, Any]:
+    return {
+        "device_id": device_id,
+        "entity_name": f"urn:ngsi-ld:Sensor:{device_id}",
+        "entity_type": "Sensor",
+        "protocol": "sigfox",
+        "codec": "layout",
+        "layout": [
+            {"name": "level", "offset": 0, "length": 2, "signed": True},
+            {"name": "f", "offset": 2, "length": 1, "bits": [0, 1]},
+        ],
+        "attributes": [{"object_id": "level", "name": "level", "type": "Number"}],
+        "commands": [{"name": "interval", "type": "command"}],
+        "health": True,
+    }
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """One provisioning operation taking a body; ``valid(fresh, existing)`` builds a valid one."""
+
+    name: str
+    method: str
+    path: str  # may name {apikey} (the existing group's) and {device} (the existing device)
+    valid: Callable[[str, str], Any]
+
+
+PROVISIONING: tuple[Provisioning, ...] = (
+    Provisioning(
+        "create groups", "POST", "/iot/services", lambda fresh, _: {"services": [group_body(fresh)]}
+    ),
+    Provisioning(
+        "create groups (groups alias)",
+        "POST",
+        "/iot/groups",
+        lambda fresh, _: {"groups": [group_body(fresh)]},
+    ),
+    Provisioning(
+        "update group",
+        "PUT",
+        "/iot/services?resource=/iot/json&apikey={apikey}",
+        lambda *_: {
+            "entity_type": "Vehicle",
+            "attributes": [{"object_id": "s", "name": "speed", "type": "Number"}],
+        },
+    ),
+    Provisioning(
+        "create devices", "POST", "/iot/devices", lambda fresh, _: {"devices": [device_body(fresh[:8])]}
+    ),
+    Provisioning(
+        "update device",
+        "PUT",
+        "/iot/devices/{device}",
+        lambda *_: {"entity_type": "Sensor", "layout": [{"name": "n", "offset": 0, "length": 1}]},
+    ),
+)
+
+
 CHANNELS = (
     "iota-json http",
     "iota-json http command result",
@@ -371,4 +454,13 @@ CHANNELS = (
     "tts mqtt up",
     "chirpstack mqtt event/up",
 )
-__all__ = ["CHANNELS", "HTTP", "MQTT", "Channel", "Message", "provision_channels"]
+__all__ = [
+    "CHANNELS",
+    "HTTP",
+    "MQTT",
+    "PROVISIONING",
+    "Channel",
+    "Message",
+    "Provisioning",
+    "provision_channels",
+]

@@ -442,7 +442,7 @@ def subscription() -> dict[str, Any]:
             "format": "normalized",
             "endpoint": {"uri": ENDPOINT, "accept": "application/json"},
         },
-        "expires": "2099-01-01T00:00:00Z",
+        "expiresAt": "2099-01-01T00:00:00Z",
         "throttling": 1,
     }
 

@@ -32,7 +32,17 @@ from adapters.http import PIPELINE
 from adapters.pipeline import Pipeline
 from broker.api.keys import POOL
 from tests.conftest import Api, eventually, new_id
-from tests.integration.fuzz_devices import CHANNELS, HTTP, Channel, Message, provision_channels
+from tests.integration.fuzz_devices import (
+    CHANNELS,
+    HTTP,
+    PROVISIONING,
+    Channel,
+    Message,
+    Provisioning,
+    device_body,
+    group_body,
+    provision_channels,
+)
 from tests.integration.fuzz_inputs import ENDPOINT, ERRORS, TARGETS, Target, entity, hostile
 from tests.integration.test_delivery import MQTT_HOST, MQTT_PORT
 
@@ -150,6 +160,16 @@ async def test_a_hostile_ngsi_ld_body_gets_a_4xx_problem_and_changes_nothing(
         assert "errors" in result or "notUpdated" in result, result
 
 
+@pytest.mark.parametrize("target", TARGETS, ids=[target.name for target in TARGETS])
+async def test_every_body_the_mutations_start_from_is_accepted(api: Api, target: Target) -> None:
+    """The fuzzing starts at the edge of what is valid, not in what the parser refuses at once."""
+    entity_id, subscription_id = await scene(api)
+    body = orjson.dumps(target.valid(new_id("FuzzThing"), entity_id))
+    path = target.path.format(entity=entity_id, subscription=subscription_id)
+    response = await api.request(target.method, path, raw=body, content_type=target.content_type)
+    assert response.status in (200, 201, 204, 207), await response.text()
+
+
 # --- device messages --------------------------------------------------------------------------------
 
 _channels: dict[str, dict[str, Channel]] = {}
@@ -240,6 +260,72 @@ async def test_a_hostile_device_message_is_dead_lettered_and_the_next_valid_one_
         return bool(await value_of(api, channel.entity_id) == value)
 
     await eventually(stored, within=10, what=f"{name}: value {value} stored after {message}")
+
+
+# --- the provisioning API ---------------------------------------------------------------------------
+
+_PROVISIONED = """
+SELECT
+  (SELECT count(*) || ' ' || coalesce(md5(string_agg(row_to_json(g)::text, '|' ORDER BY g.apikey)), '')
+   FROM service_groups g WHERE tenant = $1),
+  (SELECT count(*) || ' ' || coalesce(md5(string_agg(row_to_json(d)::text, '|' ORDER BY d.device_id)), '')
+   FROM devices d WHERE tenant = $1)
+"""
+_provisioned: dict[str, tuple[str, str]] = {}
+
+
+async def provisioned(api: Api) -> tuple[str, str]:
+    """The tenant's existing service group (its apikey) and device, made once per tenant."""
+    if api.tenant not in _provisioned:
+        apikey, device = f"pk{uuid.uuid4().hex[:10]}", uuid.uuid4().hex[:6].upper()
+        headers = {"fiware-service": api.tenant, "fiware-servicepath": "/"}
+        for path, body in (
+            ("/iot/services", {"services": [group_body(apikey)]}),
+            ("/iot/devices", {"devices": [device_body(device)]}),
+        ):
+            response = await api.request("POST", path, body, headers=headers)
+            assert response.status == 201, await response.text()
+        _provisioned[api.tenant] = (apikey, device)
+    return _provisioned[api.tenant]
+
+
+@pytest.mark.parametrize("operation", PROVISIONING, ids=[operation.name for operation in PROVISIONING])
+@fuzz(20)
+@given(data=st.data())
+async def test_a_hostile_provisioning_body_gets_a_4xx_problem_and_changes_nothing(
+    api: Api, operation: Provisioning, data: st.DataObject
+) -> None:
+    apikey, device = await provisioned(api)
+    fresh = uuid.uuid4().hex[:10].upper()
+    body = data.draw(hostile(operation.valid(fresh, device)), label="body")
+    pool = api.client.app[POOL]
+    before = await pool.fetchrow(_PROVISIONED, api.tenant)
+
+    response = await api.request(
+        operation.method,
+        operation.path.format(apikey=apikey, device=device),
+        raw=body,
+        headers={"fiware-service": api.tenant, "fiware-servicepath": "/"},
+    )
+
+    assert response.status < 500, await response.text()
+    if response.status >= 400:
+        await is_problem(response)
+        assert await pool.fetchrow(_PROVISIONED, api.tenant) == before
+
+
+@pytest.mark.parametrize("operation", PROVISIONING, ids=[operation.name for operation in PROVISIONING])
+async def test_every_provisioning_body_the_mutations_start_from_is_accepted(
+    api: Api, operation: Provisioning
+) -> None:
+    apikey, device = await provisioned(api)
+    response = await api.request(
+        operation.method,
+        operation.path.format(apikey=apikey, device=device),
+        operation.valid(uuid.uuid4().hex[:10].upper(), device),
+        headers={"fiware-service": api.tenant, "fiware-servicepath": "/"},
+    )
+    assert response.status in (201, 204), await response.text()
 
 
 # --- defects the fuzzing found, each pinned by a deterministic example ---------------------------------
