@@ -38,6 +38,7 @@ class Message:
     where: str
     body: bytes
     content_type: str = JSON
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,16 @@ _level = st.one_of(
         max_size=12,
     ),
 )
+# What a gateway may put in the tenant and service-path headers (HTTP allows no NUL or newline).
+_header = st.one_of(
+    st.sampled_from(["", " ", "x" * 200, "../..", "/", "//", "/a/b/", "/*", "a b", "-x", "Tenant", "水位"]),
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12),
+)
+_headers = st.lists(
+    st.tuples(st.sampled_from(["fiware-service", "fiware-servicepath", "NGSILD-Tenant"]), _header),
+    min_size=1,
+    max_size=3,
+).map(tuple)
 _time = st.one_of(
     st.sampled_from(["", "x", "2026-13-45T00:00:00Z", "1e400", "-1", "99999999999999", "\x00", "P1D"]),
     st.text(max_size=10),
@@ -204,6 +215,7 @@ async def provision_channels(api: Api) -> dict[str, Channel]:
         st.tuples(_time, st.sampled_from([key, "", "nokey"]), _level).map(
             lambda t: Message(f"/iot/json?k={quote(t[1])}&i={quote(t[2])}&t={quote(t[0])}", b'{"n": 1}')
         ),
+        _headers.map(lambda headers: Message(json_http, b'{"n": 1}', JSON, headers)),
     )
     channels = [
         Channel("iota-json http", HTTP, ids["j"], json_valid(json_http), json_http_hostile),
@@ -237,7 +249,18 @@ async def provision_channels(api: Api) -> dict[str, Channel]:
                 ),
             ),
         ),
-        Channel("tts http", HTTP, ids["t"], as_json("/adapters/tts", tts), mutations("/adapters/tts", tts)),
+        Channel(
+            "tts http",
+            HTTP,
+            ids["t"],
+            as_json("/adapters/tts", tts),
+            st.one_of(
+                mutations("/adapters/tts", tts),
+                st.tuples(_headers, st.builds(tts, st.integers(1, 60000))).map(
+                    lambda t: Message("/adapters/tts", orjson.dumps(t[1]), JSON, t[0])
+                ),
+            ),
+        ),
         Channel(
             "chirpstack http",
             HTTP,

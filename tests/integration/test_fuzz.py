@@ -223,7 +223,13 @@ async def send(api: Api, channel: Channel, message: Message) -> int | None:
     if channel.transport != HTTP:
         await asyncio.to_thread(publish, message.where, message.body)
         return None
-    response = await api.request("POST", message.where, raw=message.body, content_type=message.content_type)
+    response = await api.request(
+        "POST",
+        message.where,
+        raw=message.body,
+        content_type=message.content_type,
+        headers=dict(message.headers),
+    )
     assert response.status < 500, (message, await response.text())
     if response.status >= 400:
         await is_problem(response)
