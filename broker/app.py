@@ -36,7 +36,7 @@ from broker.api.keys import (
     WRITER,
 )
 from broker.api.parameters import refuse_unknown_parameters
-from broker.api.request import refuse_nul
+from broker.api.request import keep_inline_contexts_if_served, refuse_nul
 from broker.clock import SYSTEM, Clock
 from broker.config import Settings
 from broker.errors import error_middleware
@@ -176,7 +176,12 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     """The broker application for ``settings`` (resources open when it starts); its supervised
     parts back off on ``clock`` (a test's hand-driven clock)."""
     app = web.Application(
-        middlewares=[error_middleware(), refuse_nul, refuse_unknown_parameters],
+        middlewares=[
+            error_middleware(),
+            keep_inline_contexts_if_served,
+            refuse_nul,
+            refuse_unknown_parameters,
+        ],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings

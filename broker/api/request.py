@@ -19,7 +19,7 @@ from broker.api.keys import RESOLVER, SETTINGS
 from broker.edge import has_nul, nul_is_kept, tenant_of, too_deep
 from broker.errors import BadRequestData, Handler, InvalidRequest, UnsupportedMediaType
 from broker.jsonld.context import TermMap
-from broker.jsonld.resolver import ContextRef
+from broker.jsonld.resolver import ContextRef, deferring_inline, keep_pending
 from broker.model.entity import Entity
 from broker.model.parse import check_name, check_uri, parse_entity
 
@@ -40,6 +40,17 @@ async def refuse_nul(request: web.Request, handler: Handler) -> web.StreamRespon
     if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
         raise BadRequestData("the request path or a parameter contains a NUL character")
     return await handler(request)
+
+
+@web.middleware
+async def keep_inline_contexts_if_served(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An inline @context is kept (ImplicitlyCreated, clause 5.13.1) only for a request that
+    succeeded: a refused one (an error, or a 4xx/5xx answer) changes nothing (issue 11)."""
+    async with deferring_inline() as pending:
+        response = await handler(request)
+    if pending and response.status < 400:
+        await keep_pending(pending)
+    return response
 
 
 async def read_json(request: web.Request, media_types: Collection[str] = _JSON_TYPES) -> Any:
