@@ -24,6 +24,7 @@ from adapters.keys import POOL, WRITER
 from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS, Family
 from adapters.pipeline import ACCEPTED, REJECTED, Inbound, Pipeline, Verdict
 from broker import edge
+from broker.edge import keeps_nul
 from broker.errors import BadRequestData, InternalError
 
 PIPELINE = web.AppKey("device_pipeline", Pipeline)
@@ -66,26 +67,33 @@ def _ok(verdict: Verdict) -> web.Response:
     return edge.json_reply(body)
 
 
+# Each handler below is marked keeps_nul: a NUL in its query (k, i, t) is the message's fault,
+# so the message is dead-lettered like any other it cannot take, not only refused.
+@keeps_nul
 async def iota_json(request: web.Request) -> web.Response:
     """IoT Agent JSON HTTP binding: measures of device ``i`` in service group ``k``."""
     return _ok(await _receive(request, IOTA_JSON))
 
 
+@keeps_nul
 async def iota_ultralight(request: web.Request) -> web.Response:
     """IoT Agent UltraLight 2.0 HTTP binding: ``t|15|h|45`` for device ``i`` in service group ``k``."""
     return _ok(await _receive(request, IOTA_UL))
 
 
+@keeps_nul
 async def tts_webhook(request: web.Request) -> web.Response:
     """The Things Stack v3 webhook: the uplink message JSON, as on MQTT."""
     return _ok(await _receive(request, TTS))
 
 
+@keeps_nul
 async def chirpstack_integration(request: web.Request) -> web.Response:
     """ChirpStack v4 HTTP integration: events other than ``up`` are acknowledged and ignored."""
     return _ok(await _receive(request, CHIRPSTACK))
 
 
+@keeps_nul
 async def sigfox_callback(request: web.Request) -> web.Response:
     """Sigfox backend URL callback; for a BIDIR callback the reply carries the downlink or is 204."""
     verdict = await _receive(request, SIGFOX)

@@ -41,7 +41,7 @@ from broker.api.keys import (
     WRITER,
 )
 from broker.api.parameters import refuse_unknown_parameters
-from broker.api.request import refuse_nul
+from broker.api.request import keep_inline_contexts_if_served, refuse_nul
 from broker.auth.grants import Grants
 from broker.auth.keys import KeyRing
 from broker.auth.middleware import auth_middleware
@@ -261,7 +261,13 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
         else []
     )
     app = web.Application(
-        middlewares=[error_middleware(), *authenticate, refuse_nul, refuse_unknown_parameters],
+        middlewares=[
+            error_middleware(),
+            *authenticate,
+            keep_inline_contexts_if_served,
+            refuse_nul,
+            refuse_unknown_parameters,
+        ],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings

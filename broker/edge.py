@@ -9,9 +9,9 @@ JSON answer is made by ``json_reply``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -71,6 +71,23 @@ def paging(request: web.Request, max_page: int) -> Paging:
 
 
 JSON = "application/json"
+
+# The attribute that marks a handler taking a NUL in its URL parameters itself (see keeps_nul).
+_KEEPS_NUL = "ngsi_keeps_nul"
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def keeps_nul(handler: Handler) -> Handler:
+    """Mark ``handler`` as one that reads a NUL in the URL itself: the device southbound, which
+    keeps a message it cannot take as a dead letter (NUL included) rather than only answer 400."""
+    setattr(handler, _KEEPS_NUL, True)
+    return handler
+
+
+def nul_is_kept(request: web.Request) -> bool:
+    """Whether the route ``request`` matched was marked with ``keeps_nul``."""
+    return bool(getattr(request.match_info.handler, _KEEPS_NUL, False))
+
 
 _ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 

@@ -15,10 +15,10 @@ from typing import Any
 from aiohttp import web
 
 from broker.api.keys import RESOLVER, SETTINGS
-from broker.edge import JSON, decode_json, tenant_of
+from broker.edge import JSON, decode_json, nul_is_kept, tenant_of
 from broker.errors import BadRequestData, Handler, UnsupportedMediaType
 from broker.jsonld.context import TermMap
-from broker.jsonld.resolver import ContextRef
+from broker.jsonld.resolver import ContextRef, deferring_inline, keep_pending
 from broker.model.entity import Entity
 from broker.model.parse import check_name, check_uri, parse_entity
 
@@ -31,10 +31,24 @@ _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
 
 @web.middleware
 async def refuse_nul(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """PostgreSQL cannot store or compare U+0000: a NUL in the path or a parameter is a 400."""
+    """PostgreSQL cannot store or compare U+0000: a NUL in the path or a parameter is a 400
+    (but for the device southbound, which dead-letters such a message: broker.edge.keeps_nul)."""
+    if nul_is_kept(request):
+        return await handler(request)
     if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
         raise BadRequestData("the request path or a parameter contains a NUL character")
     return await handler(request)
+
+
+@web.middleware
+async def keep_inline_contexts_if_served(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An inline @context is kept (ImplicitlyCreated, clause 5.13.1) only for a request that
+    succeeded: a refused one (an error, or a 4xx/5xx answer) changes nothing (issue 11)."""
+    async with deferring_inline() as pending:
+        response = await handler(request)
+    if pending and response.status < 400:
+        await keep_pending(pending)
+    return response
 
 
 async def read_json(request: web.Request, media_types: Collection[str] = _JSON_TYPES) -> Any:

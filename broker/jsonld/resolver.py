@@ -9,9 +9,12 @@ hosted here is some tenant's: another tenant's hosted URL resolves to nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import orjson
@@ -72,12 +75,15 @@ class ContextResolver:
         self._documents: dict[tuple[str, str], dict[str, Any]] = {}
         self._uses: dict[str, dict[str, int]] = {}
         self._pending_uses = 0
+        # Per (tenant, inline context) the URL it was kept under as ImplicitlyCreated.
+        self._implicit: dict[tuple[str, bytes], str] = {}
 
     async def term_map(self, ref: ContextRef, *, tenant: str = DEFAULT_TENANT) -> TermMap:
         """The compiled TermMap of ``ref`` in ``tenant`` (None or only core URLs give the core map).
 
-        An inline @context (an object, or an array holding one) is kept as ImplicitlyCreated;
-        each use of a stored @context is counted for its numberOfHits and lastUsage.
+        An inline @context (an object, or an array holding one) is kept as ImplicitlyCreated
+        (within a request: once it has succeeded, see ``deferring_inline``); each use of a stored
+        @context is counted for its numberOfHits and lastUsage.
         """
         if ref is None or (isinstance(ref, str) and is_core_url(ref)):
             return core_term_map()
@@ -86,6 +92,7 @@ class ContextResolver:
         if cached is not None:
             self._maps.move_to_end(key)
             await self._count(tenant, cached[1])
+            await self._inline(ref, key)
             return cached[0]
         local: list[Mapping[str, Any]] = []
         seen: set[str] = set()
@@ -96,13 +103,34 @@ class ContextResolver:
             raise BadRequestData(f"invalid @context: {exc}") from None
         # Bundled documents (core, Smart Data Models) are no stored rows: nothing to count for them.
         urls = [url for url in seen if not is_core_url(url) and bundled_document(url) is None]
-        if _is_inline(ref):
-            urls.append(await self._cache.keep_implicit(tenant, {"@context": ref}))
         self._maps[key] = (term_map, tuple(urls))
         if len(self._maps) > _CACHE_SIZE:
             self._maps.popitem(last=False)
         await self._count(tenant, urls)
+        await self._inline(ref, key)
         return term_map
+
+    async def _inline(self, ref: ContextRef, key: tuple[str, bytes]) -> None:
+        """Keep an inline @context as ImplicitlyCreated and count its use: at once, or, while a
+        request is being served (``deferring_inline``), once it has succeeded."""
+        if not _is_inline(ref):
+            return
+        deferred = _PENDING.get()
+        # A task the request started inherits the variable but may outlive the request: it keeps at once.
+        if deferred is None or deferred[0] is not asyncio.current_task():
+            await self._keep(key, ref)
+        else:
+            deferred[1].append((self, key, ref))
+
+    async def _keep(self, key: tuple[str, bytes], ref: ContextRef) -> None:
+        tenant = key[0]
+        url = self._implicit.get(key)
+        if url is None:
+            url = await self._cache.keep_implicit(tenant, {"@context": ref})
+            if len(self._implicit) >= _CACHE_SIZE:
+                self._implicit.clear()
+            self._implicit[key] = url
+        await self._count(tenant, [url])
 
     async def _count(self, tenant: str, urls: tuple[str, ...] | list[str]) -> None:
         if not urls:
@@ -131,6 +159,7 @@ class ContextResolver:
         """Drop a URL's document and every compiled map (after a delete or reload)."""
         self._documents.pop((tenant, url), None)
         self._maps.clear()
+        self._implicit.clear()
 
     async def _collect(
         self, ref: Any, tenant: str, depth: int, seen: set[str], out: list[Mapping[str, Any]]
@@ -194,6 +223,38 @@ class ContextResolver:
         document = await self._fetch(url)
         self.forget(tenant, url)
         return document
+
+
+# Inline @contexts met while one request is served: (resolver, (tenant, context), the context).
+Pending = list[tuple[ContextResolver, tuple[str, bytes], ContextRef]]
+_PENDING: ContextVar[tuple[asyncio.Task[Any] | None, Pending] | None] = ContextVar(
+    "ngsi_pending_inline_contexts", default=None
+)
+
+
+@asynccontextmanager
+async def deferring_inline() -> AsyncIterator[Pending]:
+    """While inside, inline @contexts are not kept but gathered; ``keep_pending`` keeps them
+    (the request was served), or nothing does (it was refused and changes nothing)."""
+    pending: Pending = []
+    token = _PENDING.set((asyncio.current_task(), pending))
+    try:
+        yield pending
+    finally:
+        _PENDING.reset(token)
+
+
+async def keep_pending(pending: Pending) -> None:
+    """Keep the inline @contexts a served request carried (ImplicitlyCreated) and count their use.
+
+    Best effort, like the use counts: the request has succeeded, so a database that is away
+    loses the listing of its inline @context rather than turning the success into an error.
+    """
+    for resolver, key, ref in pending:
+        try:
+            await resolver._keep(key, ref)
+        except TRANSIENT as exc:
+            log.warning("inline @context of tenant %r not kept: %s", key[0], exc)
 
 
 def _is_inline(ref: Any) -> bool:

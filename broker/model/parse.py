@@ -75,7 +75,8 @@ def expand_types(raw: Any, tm: TermMap) -> list[str]:
         raise BadRequestData("entity type must not be empty")
     expanded: list[str] = []
     for name in names:
-        if name in _RESERVED_TYPE_NAMES or (isinstance(name, str) and name.startswith("@")):
+        # A non-string (a {} or [] cannot even be looked up in a set) goes on to check_name's refusal.
+        if isinstance(name, str) and (name in _RESERVED_TYPE_NAMES or name.startswith("@")):
             # Clause 4.6.2 / 5.2.4: 'type', 'id' and JSON-LD keywords are members, not type names.
             raise BadRequestData(f"{name!r} is a reserved member name and cannot be an entity type")
         iri = tm.expand(check_name(name, "entity type"))

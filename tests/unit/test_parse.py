@@ -176,6 +176,14 @@ def test_an_entity_without_type_is_rejected(tm: TermMap, body: dict[str, Any]) -
         parse_entity(body, tm)
 
 
+@pytest.mark.parametrize("kind", [{}, [[]], [{}], {"a": 1}, 1, None, True, ["Sensor", {}]], ids=repr)
+def test_an_entity_type_that_is_not_a_string_is_bad_request_data(tm: TermMap, kind: Any) -> None:
+    """Issue 11 (found by the fuzz test): ``"type": {}`` crashed expand_types (an unhashable set
+    lookup, answered 500); a non-string type name is BadRequestData like any invalid name."""
+    with pytest.raises(BadRequestData):
+        parse_entity({"id": ENTITY_ID, "type": kind}, tm)
+
+
 @pytest.mark.parametrize("body", ["entity", 1, None])
 def test_an_entity_that_is_not_an_object_is_rejected(tm: TermMap, body: Any) -> None:
     with pytest.raises(BadRequestData):
