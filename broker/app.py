@@ -28,6 +28,7 @@ from broker.api import (
 from broker.api.keys import (
     CONTEXTS,
     GRANTS,
+    PERSONAL,
     KEYS,
     NOTIFIER,
     POOL,
@@ -60,6 +61,7 @@ from broker.query.duration import parse_keep
 from broker.store import apikeys as stored_keys
 from broker.store import create_pool, frames, migrate
 from broker.store.contexts import ContextStore
+from broker.store.personal import PersonalData
 from broker.store.tenants import Tenants
 from broker.supervise import Supervisor
 from broker.temporal.maintenance import HistoryMaintenance
@@ -178,6 +180,7 @@ def _keys(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
         settings = app[SETTINGS]
         app[KEYS] = KeyRing(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
         app[GRANTS] = Grants(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
+        app[PERSONAL] = PersonalData(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
         needs_key = settings.auth_enabled and not settings.oidc_enabled
         if needs_key and await stored_keys.operators(app[POOL]) == 0:
             raise NoOperatorKey(
