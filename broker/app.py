@@ -18,6 +18,7 @@ from broker.api import (
     grants,
     health,
     info,
+    personal,
     query,
     retention,
     subscriptions,
@@ -166,6 +167,7 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
         days_ahead=settings.history_days_ahead,
         keep=parse_keep(settings.history_keep),
         interval=settings.retention_interval,
+        audit_keep=parse_keep(settings.audit_keep),
     )
     await maintenance.prepare()
     app[SUPERVISOR].spawn(HISTORY_MAINTENANCE, maintenance.run)
@@ -288,6 +290,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(retention.routes)
     app.router.add_routes(apikeys.routes)
     app.router.add_routes(grants.routes)
+    app.router.add_routes(personal.routes)
     devices.add_routes(app)
     unsupported.add_routes(app)
     return app

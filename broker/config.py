@@ -394,6 +394,14 @@ SETTINGS: tuple[Setting, ...] = (
         check_keep,
     ),
     Setting(
+        "NGSI_AUDIT_KEEP",
+        "audit_keep",
+        "P400D",
+        "how long the audit log of personal-data reads is kept, as an ISO 8601 duration such as P400D "
+        "(empty: forever); purged by the history maintenance job",
+        check_keep,
+    ),
+    Setting(
         "NGSI_HISTORY_DAYS_AHEAD",
         "history_days_ahead",
         "3",
@@ -465,6 +473,7 @@ class Settings:
     pseudonym_secret: str
     history: bool
     history_keep: str
+    audit_keep: str
     history_days_ahead: int
     retention_interval: float
     temporal_max_instances: int

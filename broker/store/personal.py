@@ -98,6 +98,28 @@ async def record(
     )
 
 
+async def record_delivery(
+    db: Executor, tenant: str, subscription_id: str, entity_ids: list[str], at: datetime
+) -> None:
+    """The audit row of a delivered notification batch: its entities of a personal type, if any
+    (one INSERT, nothing when none is personal). Entities deleted meanwhile are not in it."""
+    if not entity_ids:
+        return
+    await db.execute(
+        "INSERT INTO audit_log (at, tenant, subject, kind, route, entity_ids, count)"
+        " SELECT $1, $2, 'subscription ' || $3, 'subscription', 'notification',"
+        f" CASE WHEN n <= {MAX_AUDIT_IDS} THEN ids ELSE '{{}}'::text[] END, n FROM ("
+        "  SELECT array_agg(e.id ORDER BY e.id) AS ids, count(*)::int AS n FROM entities e"
+        "  WHERE e.tenant = $2 AND e.id = ANY($4::text[]) AND EXISTS (SELECT 1 FROM personal_types p"
+        "   WHERE p.tenant = e.tenant AND p.entity_type = ANY(e.types))"
+        " ) found WHERE n > 0",
+        at,
+        tenant,
+        subscription_id,
+        sorted(set(entity_ids)),
+    )
+
+
 async def listing(db: Executor, tenant: str, where: AuditFilter) -> list[AuditRow]:
     """The tenant's audit rows ``where`` selects, newest first."""
     rows = await db.fetch(
