@@ -29,9 +29,9 @@ from broker.api import (
 from broker.api.keys import (
     CONTEXTS,
     GRANTS,
-    PERSONAL,
     KEYS,
     NOTIFIER,
+    PERSONAL,
     POOL,
     REGISTRY,
     RESOLVER,

@@ -29,8 +29,8 @@ from broker.model.parse import check_uri
 from broker.notify.body import align_names, merge, recompact, with_defaults
 from broker.notify.model import Subscription
 from broker.notify.parse import compile_subscription
-from broker.query.types import TypeExpr, TypeName
 from broker.notify.service import Prepared, SubscriptionService
+from broker.query.types import TypeExpr, TypeName
 from broker.store import subscriptions as rows
 from broker.store.subscriptions import StoredSubscription
 
