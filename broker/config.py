@@ -310,7 +310,7 @@ SETTINGS: tuple[Setting, ...] = (
         "NGSI_OIDC_ROLES_CLAIM",
         "oidc_roles_claim",
         "roles",
-        "claim listing a token's roles (operator, admin, writer, reader, device; others ignored); "
+        "claim listing a token's roles (operator, admin, writer, reader, device, personal; others ignored); "
         "Keycloak's realm roles: realm_access.roles",
     ),
     Setting(

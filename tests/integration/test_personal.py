@@ -95,6 +95,11 @@ async def test_a_reader_without_personal_sees_no_personal_entity(city: City) -> 
         {"type": "Query", "entities": [{"type": "Device"}]},
     )
     assert await ids_of(temporal_post) == set()
+    types = await s.call("GET", "/ngsi-ld/v1/types", reader)
+    assert "Device" not in (await types.json())["typeList"]
+    assert (await s.call("GET", "/ngsi-ld/v1/types/Device", reader)).status == 404
+    rssi = await (await s.call("GET", "/ngsi-ld/v1/attributes/rssi", reader)).json()
+    assert rssi["typeNames"] == ["Thing"]
     assert await city.audit() == []  # nothing personal was read
 
 
@@ -107,6 +112,7 @@ async def test_a_personal_reader_sees_them_and_each_read_is_audited(city: City) 
     assert await ids_of(posted) == {city.device}
     assert await ids_of(await s.call("GET", f"{TEMPORAL}?type=Device", key)) == {city.device}
     assert (await s.call("GET", f"{TEMPORAL}/{city.device}", key)).status == 200
+    assert (await s.call("GET", "/ngsi-ld/v1/types/Device", key)).status == 200  # counts: not audited
     rows = await city.audit()
     key_id = key.split("_")[1]
     assert [r["route"] for r in reversed(rows)] == [
