@@ -20,7 +20,9 @@ from broker.auth.model import Role
 from broker.store import personal as stored
 from broker.temporal.maintenance import HistoryMaintenance
 from tests.clock import ManualClock
+from tests.conftest import Api, eventually
 from tests.integration.auth_helpers import ENTITIES, Secured, refused
+from tests.integration.test_delivery import Receiver, serving
 
 TEMPORAL = "/ngsi-ld/v1/temporal/entities"
 QUERY = "/ngsi-ld/v1/entityOperations/query"
@@ -255,3 +257,67 @@ async def test_audit_rows_are_purged_after_their_keep(city: City) -> None:
     await clock.advance(2 * 86400)
     await maintenance.run_once()
     assert await city.audit() == []
+
+
+async def audit_of(api: Api) -> list[dict[str, Any]]:
+    response = await api.request("GET", "/admin/audit")
+    assert response.status == 200, await response.text()
+    rows: list[dict[str, Any]] = await response.json()
+    return rows
+
+
+async def test_with_auth_off_reads_and_deliveries_are_audited(api: Api) -> None:
+    async with serving() as receiver:
+        await _auth_off(api, receiver)
+
+
+async def _auth_off(api: Api, receiver: Receiver) -> None:
+    first = f"urn:ngsi-ld:Device:off-{uuid.uuid4().hex[:8]}"
+    assert (await api.create({"id": first, "type": "Device", "rssi": -60})).status == 201
+    assert (await api.request("PUT", "/admin/personal/Device")).status == 201
+    await api.get_json(first)
+    (row,) = await audit_of(api)
+    assert row["subject"] == "auth-off"
+    assert row["entityIds"] == [first]
+
+    subscription = {
+        "type": "Subscription",
+        "entities": [{"type": "Device"}],
+        "notification": {"endpoint": {"uri": receiver.url("tags")}},
+    }
+    made = await api.request("POST", "/ngsi-ld/v1/subscriptions", subscription)
+    assert made.status == 201, await made.text()
+    subscription_id = made.headers["Location"].rsplit("/", 1)[1]
+    try:
+        second = f"urn:ngsi-ld:Device:off-{uuid.uuid4().hex[:8]}"
+        assert (await api.create({"id": second, "type": "Device", "rssi": -61})).status == 201
+        await receiver.wait("tags", 1)
+
+        async def delivered() -> bool:
+            return any(r["subject"] == f"subscription {subscription_id}" for r in await audit_of(api))
+
+        await eventually(delivered, what="the delivery's audit row")
+        (note,) = [r for r in await audit_of(api) if r["route"] == "notification"]
+        assert note["entityIds"] == [second]
+        assert note["kind"] == "subscription"
+    finally:
+        await api.request("DELETE", f"/ngsi-ld/v1/subscriptions/{subscription_id}")
+
+
+async def test_a_join_does_not_follow_links_to_hidden_personal_entities(city: City) -> None:
+    s = city.secured
+    owner = {
+        "id": f"urn:ngsi-ld:Thing:owner-{uuid.uuid4().hex[:8]}",
+        "type": "Thing",
+        "tag": {"type": "Relationship", "object": city.device},
+    }
+    assert (await s.call("POST", ENTITIES, s.keys[Role.WRITER], owner)).status == 201
+    path = f"{ENTITIES}/{owner['id']}?join=flat&joinLevel=1"
+    hidden = await s.call("GET", path, s.keys[Role.READER])
+    assert hidden.status == 200, await hidden.text()
+    assert city.device not in {e["id"] for e in await hidden.json()}
+    assert await city.audit() == []
+    shown = await s.call("GET", path, city.personal_reader)
+    assert city.device in {e["id"] for e in await shown.json()}
+    (row,) = await city.audit()
+    assert row["entityIds"] == [city.device]
