@@ -32,7 +32,7 @@ def add_parsers(commands: Any) -> None:
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="make a key; its last output line is the key, shown once")
     create.add_argument(
-        "--role", action="append", required=True, help="operator, admin, writer, reader, device"
+        "--role", action="append", required=True, help="operator, admin, writer, reader, device, personal"
     )
     create.add_argument("--tenant", help="the tenant the key acts in (not for operator keys)")
     create.add_argument("--label", default="", help="what the key is for, e.g. 'gateway 12, Kan'onji'")

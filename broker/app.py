@@ -18,6 +18,7 @@ from broker.api import (
     grants,
     health,
     info,
+    personal,
     query,
     retention,
     subscriptions,
@@ -30,6 +31,7 @@ from broker.api.keys import (
     GRANTS,
     KEYS,
     NOTIFIER,
+    PERSONAL,
     POOL,
     REGISTRY,
     RESOLVER,
@@ -61,6 +63,7 @@ from broker.query.duration import parse_keep
 from broker.store import apikeys as stored_keys
 from broker.store import create_pool, frames, migrate
 from broker.store.contexts import ContextStore
+from broker.store.personal import PersonalData
 from broker.store.tenants import Tenants
 from broker.supervise import Supervisor
 from broker.temporal.maintenance import HistoryMaintenance
@@ -172,6 +175,7 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
         days_ahead=settings.history_days_ahead,
         keep=parse_keep(settings.history_keep),
         interval=settings.retention_interval,
+        audit_keep=parse_keep(settings.audit_keep),
     )
     await maintenance.prepare()
     app[SUPERVISOR].spawn(HISTORY_MAINTENANCE, maintenance.run)
@@ -186,6 +190,7 @@ def _keys(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
         settings = app[SETTINGS]
         app[KEYS] = KeyRing(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
         app[GRANTS] = Grants(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
+        app[PERSONAL] = PersonalData(app[POOL], ttl=settings.auth_cache_seconds, clock=clock)
         needs_key = settings.auth_enabled and not settings.oidc_enabled
         if needs_key and await stored_keys.operators(app[POOL]) == 0:
             raise NoOperatorKey(
@@ -299,6 +304,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(retention.routes)
     app.router.add_routes(apikeys.routes)
     app.router.add_routes(grants.routes)
+    app.router.add_routes(personal.routes)
     devices.add_routes(app)
     unsupported.add_routes(app)
     return app

@@ -344,7 +344,7 @@ SETTINGS: tuple[Setting, ...] = (
         "NGSI_OIDC_ROLES_CLAIM",
         "oidc_roles_claim",
         "roles",
-        "claim listing a token's roles (operator, admin, writer, reader, device; others ignored); "
+        "claim listing a token's roles (operator, admin, writer, reader, device, personal; others ignored); "
         "Keycloak's realm roles: realm_access.roles",
     ),
     Setting(
@@ -428,6 +428,14 @@ SETTINGS: tuple[Setting, ...] = (
         check_keep,
     ),
     Setting(
+        "NGSI_AUDIT_KEEP",
+        "audit_keep",
+        "P400D",
+        "how long the audit log of personal-data reads is kept, as an ISO 8601 duration such as P400D "
+        "(empty: forever); purged by the history maintenance job",
+        check_keep,
+    ),
+    Setting(
         "NGSI_HISTORY_DAYS_AHEAD",
         "history_days_ahead",
         "3",
@@ -501,6 +509,7 @@ class Settings:
     pseudonym_secret: str = field(repr=False)  # never in a log or a traceback
     history: bool
     history_keep: str
+    audit_keep: str
     history_days_ahead: int
     retention_interval: float
     temporal_max_instances: int

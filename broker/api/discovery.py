@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from broker.api import visibility
 from broker.api.keys import POOL, TENANTS
 from broker.api.representation import accepted, json_response
 from broker.api.request import link_context, term_map
@@ -27,6 +28,11 @@ async def _prepare(request: web.Request) -> tuple[TermMap, Any, str]:
     return tm, context, accepted(request)
 
 
+async def _hidden(request: web.Request) -> frozenset[str]:
+    """The personal types the request may not see: their entities are not counted either."""
+    return (await visibility.personal_view(request)).hidden
+
+
 def _list_id(kind: str) -> str:
     return f"urn:ngsi-ld:{kind}:{uuid.uuid4().hex}"
 
@@ -36,7 +42,7 @@ def _list_id(kind: str) -> str:
 async def retrieve_types(request: web.Request) -> web.Response:
     """5.7.5 Retrieve Available Entity Types / 5.7.6 details=true (HTTP binding 6.25.3.1)."""
     tm, context, media_type = await _prepare(request)
-    found = await discovery.types(request.app[POOL], tenant_of(request))
+    found = await discovery.types(request.app[POOL], tenant_of(request), None, hidden=await _hidden(request))
     body: Any
     if flag(request, "details"):
         body = [
@@ -62,7 +68,7 @@ async def retrieve_type(request: web.Request) -> web.Response:
     """5.7.7 Retrieve Available Entity Type Information (HTTP binding 6.26.3.1)."""
     tm, context, media_type = await _prepare(request)
     iri = tm.expand(check_name(request.match_info["type"], "entity type"))
-    found = await discovery.types(request.app[POOL], tenant_of(request), iri)
+    found = await discovery.types(request.app[POOL], tenant_of(request), iri, hidden=await _hidden(request))
     if not found:
         raise ResourceNotFound(f"no entity of type {request.match_info['type']}")
     summary = found[0]
@@ -95,7 +101,9 @@ def _attribute(summary: discovery.AttributeSummary, tm: TermMap) -> dict[str, An
 async def retrieve_attributes(request: web.Request) -> web.Response:
     """5.7.8 Retrieve Available Attributes / 5.7.9 details=true (HTTP binding 6.27.3.1)."""
     tm, context, media_type = await _prepare(request)
-    found = await discovery.attributes(request.app[POOL], tenant_of(request))
+    found = await discovery.attributes(
+        request.app[POOL], tenant_of(request), None, hidden=await _hidden(request)
+    )
     body: Any
     if flag(request, "details"):
         body = [_attribute(a, tm) for a in found]
@@ -113,7 +121,9 @@ async def retrieve_attribute(request: web.Request) -> web.Response:
     """5.7.10 Retrieve Available Attribute Information (HTTP binding 6.28.3.1)."""
     tm, context, media_type = await _prepare(request)
     iri = tm.expand(check_name(request.match_info["attr"], "attribute name"))
-    found = await discovery.attributes(request.app[POOL], tenant_of(request), iri)
+    found = await discovery.attributes(
+        request.app[POOL], tenant_of(request), iri, hidden=await _hidden(request)
+    )
     if not found:
         raise ResourceNotFound(f"no attribute {request.match_info['attr']}")
     return json_response(request, _attribute(found[0], tm), context=context, media_type=media_type)

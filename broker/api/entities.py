@@ -99,7 +99,8 @@ async def retrieve_entity(request: web.Request) -> web.Response:
     found = await entity_rows.fetch_one(pool, tenant, entity_id)
     # Through a sharing grant an entity of a type not granted does not exist.
     entity = None if found is None else visibility.trim(request, found)
-    if entity is None:
+    personal = await visibility.personal_view(request)
+    if entity is None or personal.hides(entity.types):
         raise ResourceNotFound(f"entity {entity_id} does not exist")
     wanted_type = request.query.get("type")
     if wanted_type is not None and tm.expand(check_name(wanted_type, "type")) not in entity.types:
@@ -109,6 +110,7 @@ async def retrieve_entity(request: web.Request) -> web.Response:
     rendered = render_entity(entity, tm, view)
     if nothing_left(entity.attrs, rendered, selection_of(request, tm)):
         raise ResourceNotFound(f"entity {entity_id} has none of the attributes asked for")
+    await visibility.audit(request, personal, [(entity.id, entity.types)])
     if media_type == GEO_JSON:
         feature = to_feature(entity, rendered, geometry_property(request, tm))
         return json_response(request, feature, context=context, media_type=GEO_JSON)

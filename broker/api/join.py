@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from broker.api import visibility
 from broker.api.keys import POOL, SETTINGS
 from broker.edge import tenant_of
 from broker.errors import BadRequestData
@@ -77,7 +78,11 @@ def links_of(entity: Entity) -> list[str]:
 
 
 async def read_linked(request: web.Request, roots: Iterable[Entity], level: int) -> dict[str, Entity]:
-    """The entities reachable from ``roots`` in at most ``level`` links, by id (roots excluded)."""
+    """The entities reachable from ``roots`` in at most ``level`` links, by id (roots excluded).
+
+    Personal-type entities the request may not see are not followed (absent, as if missing);
+    those it may see are audited, one row for the whole join."""
+    personal = await visibility.personal_view(request)
     pool = request.app[POOL]
     tenant = tenant_of(request)
     seen = {root.id for root in roots}
@@ -89,8 +94,10 @@ async def read_linked(request: web.Request, roots: Iterable[Entity], level: int)
             break
         seen.update(wanted)
         fetched = await entity_rows.fetch_many(pool, tenant, wanted)
+        fetched = {i: e for i, e in fetched.items() if not personal.hides(e.types)}
         found.update(fetched)
         frontier = [link for entity in fetched.values() for link in links_of(entity)]
+    await visibility.audit(request, personal, ((e.id, e.types) for e in found.values()))
     return found
 
 

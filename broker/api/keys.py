@@ -16,6 +16,7 @@ from broker.jsonld.resolver import ContextResolver
 from broker.notify.dispatcher import Notifier
 from broker.notify.registry import SubscriptionRegistry
 from broker.store.contexts import ContextStore
+from broker.store.personal import PersonalData
 from broker.store.tenants import Tenants
 from broker.supervise import Supervisor
 
@@ -33,6 +34,8 @@ SUPERVISOR = web.AppKey("supervisor", Supervisor)
 KEYS = web.AppKey("keys", KeyRing)
 # Sharing grants between tenants and open data (issue 12).
 GRANTS = web.AppKey("grants", Grants)
+# Personal entity types per tenant and the audit log of their reads (issue 12 item 4).
+PERSONAL = web.AppKey("personal", PersonalData)
 # The OpenID Connect provider's tokens: set only when NGSI_OIDC_ISSUER is.
 TOKENS = web.AppKey("tokens", TokenVerifier)
 # What a part reports on /health: a callable giving its counters (JSON-ready), called per request.

@@ -195,6 +195,8 @@ async def _answer(
         )
     query = visibility.restrict(request, query, tm, order)
     visibility.refuse_join(request, join)
+    personal = await visibility.personal_view(request)
+    query = personal.exclude(query)
     page = paging(request, request.app[SETTINGS].max_page)
     tenant = tenant_of(request)
     pool = request.app[POOL]
@@ -203,6 +205,7 @@ async def _answer(
         pool, tenant, query, tm, limit=page.limit, offset=page.offset, count=page.count, order=order
     )
     found = [seen for seen in (visibility.trim(request, e) for e in found) if seen is not None]
+    await visibility.audit(request, personal, ((e.id, e.types) for e in found))
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
     links = page_links(request, page, more)
     rendered = [render_entity(e, tm, view) for e in found]

@@ -15,21 +15,24 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from broker.api import visibility
 from broker.api.keys import CONTEXTS, NOTIFIER, POOL, REGISTRY, SETTINGS, TENANTS
 from broker.api.paging import page_links, paging
 from broker.api.representation import accepted, json_response, no_content, options
 from broker.api.request import link_context, read_body, term_map
 from broker.edge import tenant_of
-from broker.errors import BadRequestData, ResourceNotFound
+from broker.errors import BadRequestData, Forbidden, ResourceNotFound
 from broker.jsonld.context import TermMap
 from broker.jsonld.resolver import ContextRef
 from broker.model.entity import format_time
 from broker.model.parse import check_uri
 from broker.notify.body import align_names, merge, recompact, with_defaults
 from broker.notify.endpoints import check_endpoint
+from broker.notify.model import Subscription
 from broker.notify.parse import compile_subscription
 from broker.notify.redact import redact_body, restore_body
 from broker.notify.service import Prepared, SubscriptionService
+from broker.query.types import TypeExpr, TypeName
 from broker.store import subscriptions as rows
 from broker.store.subscriptions import StoredSubscription
 
@@ -74,11 +77,32 @@ async def _compile_for_storage(
     """
     compiled = compile_subscription(tenant, subscription_id, body, tm, context, now=now)
     await check_endpoint(request.app[NOTIFIER].guard, compiled.endpoint.uri)  # 400 if refused
+    await _refuse_personal(request, compiled)
     wanted = body.get("jsonldContext")
     if isinstance(wanted, str):
         notify_tm = await term_map(request, wanted)  # 503 LdContextNotAvailable when unreachable
         compiled = replace(compiled, notify_tm=notify_tm)
     return Prepared(compiled, body, context)
+
+
+def _names(expr: TypeExpr) -> set[str]:
+    if isinstance(expr, TypeName):
+        return {expr.iri}
+    return set().union(*(_names(part) for part in expr.parts))
+
+
+async def _refuse_personal(request: web.Request, compiled: Subscription) -> None:
+    """403 when the subscription may select personal-type entities the request may not read: its
+    notifications would carry them. A selector without types, or no selector, may select any type."""
+    hidden = (await visibility.personal_view(request)).hidden
+    if not hidden:
+        return
+    selectors = compiled.entities
+    if not selectors or any(s.types is None or not hidden.isdisjoint(_names(s.types)) for s in selectors):
+        raise Forbidden(
+            "the subscription may select entities of a personal type, which this credential may not read"
+            " (name its entity types, none of them personal)"
+        )
 
 
 async def _one_url(request: web.Request, context: ContextRef) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from broker.api import visibility
 from broker.api.keys import POOL, SETTINGS, TENANTS
 from broker.api.paging import page_links, paging
 from broker.api.query import order_of, query_from_body, query_from_params, refuse_unbuilt
@@ -156,6 +157,8 @@ async def _query(
     tenant = tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
+    personal = await visibility.personal_view(request)
+    query = personal.exclude(query)
     entities, more, total = await read.page_entities(
         pool,
         tenant,
@@ -169,6 +172,7 @@ async def _query(
         order=order,
     )
     body, _, cut = await _render(request, ask, tm, entities)
+    await visibility.audit(request, personal, entities)
     selection = selection_of(request, tm, query_body)
     body = [project(item, selection, tm) for item in body]
     status, headers = _range_headers(ask, cut)
@@ -222,10 +226,11 @@ async def retrieve_temporal(request: web.Request) -> web.Response:
     tenant = tenant_of(request)
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
+    personal = await visibility.personal_view(request)
     entities, _, _ = await read.page_entities(
         pool,
         tenant,
-        EntityQuery(selectors=(Selector(ids=(entity_id,)),)),
+        personal.exclude(EntityQuery(selectors=(Selector(ids=(entity_id,)),))),
         None,
         TemporalQuery(),
         tm,
@@ -237,6 +242,7 @@ async def retrieve_temporal(request: web.Request) -> web.Response:
         raise ResourceNotFound(f"entity {entity_id} has no temporal evolution here")
     selection = selection_of(request, tm)
     body, streams, cut = await _render(request, ask, tm, entities)
+    await visibility.audit(request, personal, entities)
     status, headers = _range_headers(ask, cut)
     answer: dict[str, Any] = project(body[0], selection, tm)
     if nothing_left(answer, answer, selection) and not selection.by_attrs:

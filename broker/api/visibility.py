@@ -11,11 +11,15 @@ would have to be held to the same grants.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 
-from broker.auth.middleware import visibility_of
+from broker.api.keys import PERSONAL
+from broker.auth.middleware import identity_of, visibility_of
+from broker.auth.model import Permission
+from broker.edge import tenant_of
 from broker.errors import Forbidden
 from broker.jsonld.context import TermMap
 from broker.model.entity import Entity
@@ -71,3 +75,45 @@ def trim(request: web.Request, entity: Entity) -> Entity | None:
     if attrs is None:
         return entity
     return replace(entity, attrs={name: value for name, value in entity.attrs.items() if name in attrs})
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalView:
+    """How a request meets the tenant's personal entity types (issue 12 item 4): ``hidden`` ones
+    are absent for it like types not granted; reads of ``audited`` ones are written to the audit log."""
+
+    hidden: frozenset[str] = frozenset()
+    audited: frozenset[str] = frozenset()
+
+    def hides(self, entity_types: Iterable[str]) -> bool:
+        return not self.hidden.isdisjoint(entity_types)
+
+    def exclude(self, query: EntityQuery) -> EntityQuery:
+        if not self.hidden:
+            return query
+        return replace(query, types_not=tuple(sorted(set(query.types_not) | self.hidden)))
+
+
+async def personal_view(request: web.Request) -> PersonalView:
+    """Personal types are hidden through any grant or open data and from identities without the
+    ``personal`` permission; for the others every read of them is audited. Auth off: audited too
+    (as subject "auth-off"), since the data is personal whatever the auth mode."""
+    personal = await request.app[PERSONAL].types(tenant_of(request))
+    if not personal:
+        return PersonalView()
+    if visibility_of(request) is None and identity_of(request).may(Permission.PERSONAL):
+        return PersonalView(audited=personal)
+    return PersonalView(hidden=personal)
+
+
+async def audit(request: web.Request, seen: PersonalView, read: Iterable[tuple[str, Iterable[str]]]) -> None:
+    """One audit row for the (entity id, its types) pairs ``read`` that are personal, if any."""
+    if not seen.audited:
+        return
+    ids = [entity_id for entity_id, types in read if not seen.audited.isdisjoint(types)]
+    if not ids:
+        return
+    identity = identity_of(request)
+    resource = request.match_info.route.resource
+    route = f"{request.method} {resource.canonical if resource is not None else request.path}"
+    await request.app[PERSONAL].audit(tenant_of(request), identity.subject, identity.kind, route, ids)

@@ -14,6 +14,8 @@ class Role(StrEnum):
     WRITER = "writer"
     READER = "reader"
     DEVICE = "device"
+    # An add-on (e.g. roles [reader, personal]): may read the tenant's personal entity types.
+    PERSONAL = "personal"
 
 
 class Permission(StrEnum):
@@ -31,6 +33,8 @@ class Permission(StrEnum):
     ADMIN = "admin"
     # The whole instance: keys of any tenant.
     OPERATE = "operate"
+    # Reading the entity types the tenant marks as personal (each read is audited).
+    PERSONAL = "personal"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -39,6 +43,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.WRITER: frozenset({Permission.WRITE, Permission.READ}),
     Role.READER: frozenset({Permission.READ}),
     Role.DEVICE: frozenset({Permission.DEVICE}),
+    Role.PERSONAL: frozenset({Permission.PERSONAL}),
 }
 
 

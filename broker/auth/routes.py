@@ -67,6 +67,9 @@ PERMISSIONS: dict[str, dict[str, Permission]] = {
     "/admin/keys/{key_id}": {"GET": P.ADMIN, "DELETE": P.ADMIN},
     "/admin/grants": {"GET": P.ADMIN, "POST": P.ADMIN},
     "/admin/grants/{grant_id}": {"GET": P.ADMIN, "DELETE": P.ADMIN},
+    "/admin/personal": {"GET": P.ADMIN},
+    "/admin/personal/{entity_type}": {"PUT": P.ADMIN, "DELETE": P.ADMIN},
+    "/admin/audit": {"GET": P.ADMIN},
     "/admin/retention": {"GET": P.ADMIN},
     # Purge runs span every tenant: the instance's operators only.
     "/admin/retention/runs": {"GET": P.OPERATE, "POST": P.OPERATE},

@@ -27,7 +27,7 @@ from broker.notify.delivery import DeliveryError, Senders, notification
 from broker.notify.grouping import notifications_of, seal_runs, whole_batch
 from broker.notify.model import Subscription
 from broker.notify.redact import redact_uri
-from broker.store import delivery
+from broker.store import delivery, personal
 from broker.store.delivery import Attempt, Claim, Pending
 from broker.store.pool import Connection
 
@@ -45,6 +45,7 @@ class Step(enum.Enum):
 @dataclass(slots=True)
 class _Sent:
     delivered: list[int] = field(default_factory=list)
+    entities: list[str] = field(default_factory=list)  # ids of the delivered entities (audit)
     notifications: int = 0
     last_at: datetime | None = None
     last_ok_at: datetime | None = None
@@ -136,6 +137,7 @@ class Courier:
                 break
             sent.last_ok_at = at
             sent.delivered.extend(r.id for r in members)
+            sent.entities.extend(r.entity_id for r in members if r.entity_id is not None)
         return sent
 
     async def _record(self, conn: Connection, subscription: Subscription, sent: _Sent, claim: Claim) -> None:
@@ -156,6 +158,10 @@ class Courier:
             retry_at=retry,
         )
         await delivery.record(conn, subscription.tenant, subscription.id, attempt)
+        # Deliveries of personal-type entities are reads of them too (issue 12 item 4): one INSERT.
+        await personal.record_delivery(
+            conn, subscription.tenant, subscription.id, sent.entities, sent.last_ok_at or sent.last_at
+        )
         if retry > sent.last_at:
             self._wake_at(retry)
 

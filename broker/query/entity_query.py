@@ -39,6 +39,8 @@ class EntityQuery:
     scope: ScopeQuery | None = None
     # Entities must have one of these types besides (a sharing grant's types); None: no such limit.
     types_in: tuple[str, ...] | None = None
+    # Entities of any of these types are left out (personal types the reader may not see).
+    types_not: tuple[str, ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -73,4 +75,6 @@ def where_sql(query: EntityQuery, tm: TermMap, params: Params, alias: str = "e")
         conditions.append(scope_to_sql(query.scope, params, alias))
     if query.types_in is not None:
         conditions.append(f"{alias}.types && {params.add(list(query.types_in), 'text[]')}")
+    if query.types_not:
+        conditions.append(f"NOT ({alias}.types && {params.add(list(query.types_not), 'text[]')})")
     return " AND ".join(conditions) if conditions else "TRUE"

@@ -26,7 +26,7 @@ _TYPES_SQL = """
 WITH te AS (
     SELECT t.type, e.attrs
     FROM entities e CROSS JOIN LATERAL unnest(e.types) AS t(type)
-    WHERE e.tenant = $1 AND ($2::text IS NULL OR t.type = $2)
+    WHERE e.tenant = $1 AND ($2::text IS NULL OR t.type = $2) AND NOT (e.types && $3::text[])
 ),
 counts AS (SELECT type, count(*) AS entities FROM te GROUP BY type),
 kinds AS (
@@ -47,7 +47,7 @@ _ATTRIBUTES_SQL = """
 WITH a AS (
     SELECT e.types, k.attr, k.instances
     FROM entities e CROSS JOIN LATERAL jsonb_each(e.attrs) AS k(attr, instances)
-    WHERE e.tenant = $1 AND ($2::text IS NULL OR k.attr = $2)
+    WHERE e.tenant = $1 AND ($2::text IS NULL OR k.attr = $2) AND NOT (e.types && $3::text[])
 ),
 counts AS (SELECT attr, sum(jsonb_array_length(instances))::bigint AS instances FROM a GROUP BY attr),
 kinds AS (
@@ -66,18 +66,24 @@ ORDER BY counts.attr
 """
 
 
-async def types(pool: asyncpg.Pool, tenant: str, only: str | None = None) -> list[TypeSummary]:
-    """Every entity type of the tenant (or just ``only``) with its entity count and attributes."""
-    rows = await pool.fetch(_TYPES_SQL, tenant, only)
+async def types(
+    pool: asyncpg.Pool, tenant: str, only: str | None = None, hidden: frozenset[str] = frozenset()
+) -> list[TypeSummary]:
+    """Every entity type of the tenant (or just ``only``) with its entity count and attributes;
+    entities of a ``hidden`` type (personal ones the reader may not see) left out."""
+    rows = await pool.fetch(_TYPES_SQL, tenant, only, sorted(hidden))
     return [
         TypeSummary(row["type"], row["entities"], {a: sorted(k) for a, k in row["attrs"].items()})
         for row in rows
     ]
 
 
-async def attributes(pool: asyncpg.Pool, tenant: str, only: str | None = None) -> list[AttributeSummary]:
-    """Every attribute name of the tenant (or just ``only``) with its instances, kinds and entity types."""
-    rows = await pool.fetch(_ATTRIBUTES_SQL, tenant, only)
+async def attributes(
+    pool: asyncpg.Pool, tenant: str, only: str | None = None, hidden: frozenset[str] = frozenset()
+) -> list[AttributeSummary]:
+    """Every attribute name of the tenant (or just ``only``) with its instances, kinds and entity
+    types; entities of a ``hidden`` type left out."""
+    rows = await pool.fetch(_ATTRIBUTES_SQL, tenant, only, sorted(hidden))
     return [
         AttributeSummary(row["attr"], row["instances"], sorted(row["kinds"]), sorted(row["types"]))
         for row in rows

@@ -74,10 +74,12 @@ def _selection_sql(
     query: EntityQuery, attrs: tuple[str, ...] | None, tq: TemporalQuery, tm: TermMap, params: Params
 ) -> str:
     """Conditions on a stream ``s`` for the entity query, the attributes and the time window."""
-    parts = [where_sql(EntityQuery(selectors=query.selectors), tm, params, alias="s")]
+    # Personal types hidden from the reader: on the streams' own types, deleted entities' history too.
+    own = EntityQuery(selectors=query.selectors, types_not=query.types_not)
+    parts = [where_sql(own, tm, params, alias="s")]
     if attrs:
         parts.append(f"s.attr = ANY({params.add(list(attrs), 'text[]')})")
-    current = replace(query, selectors=(), attrs=None, q=None, geo=None)
+    current = replace(query, selectors=(), attrs=None, q=None, geo=None, types_not=())
     if not current.is_empty:
         parts.append(
             "EXISTS (SELECT 1 FROM entities e WHERE e.tenant = s.tenant AND e.id = s.id"

@@ -57,7 +57,7 @@ async def serve_secured(settings: Settings) -> AsyncIterator[Secured]:
         ring = KeyRing(pool)
         _, operator = await ring.create(None, [Role.OPERATOR], "test operator")
         keys = {Role.OPERATOR: operator}
-        for role in (Role.ADMIN, Role.WRITER, Role.READER, Role.DEVICE):
+        for role in (Role.ADMIN, Role.WRITER, Role.READER, Role.DEVICE, Role.PERSONAL):
             _, keys[role] = await ring.create(tenant, [role], f"test {role}")
         async with TestClient(TestServer(create_app(secured_settings(settings)), host="127.0.0.1")) as client:
             secured = Secured(client, client.app[KEYS], tenant, keys)

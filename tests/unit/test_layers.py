@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from broker.store.migrate import migration_files
+
 BROKER = Path(__file__).resolve().parents[2] / "broker"
 
 # package -> what none of its modules may import
@@ -58,3 +60,9 @@ def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("from broker.temporal.render import x\nimport broker.api.keys\n", encoding="utf-8")
     assert imports_of(module) == {"broker.temporal.render", "broker.api.keys"}
+
+
+def test_every_migration_has_a_version_of_its_own() -> None:
+    # Two files of one version: the ledger records the version, so the second is never applied.
+    versions = [version for version, _, _ in migration_files()]
+    assert len(versions) == len(set(versions)), sorted(versions)
