@@ -55,6 +55,9 @@ async def test_a_mosquitto_restart_loses_no_acknowledged_message_and_the_broker_
         "NGSI_MQTT_CLIENT_ID": f"e2e-mq-{uuid.uuid4().hex[:8]}",
         "NGSI_MQTT_SHARE_GROUP": "",
         "NGSI_WORKERS": "1",
+        # The MQTT notifications go to the Mosquitto the broker ingests from, one of its own
+        # listeners, which the endpoint rule refuses unless the allow-list names it.
+        "NGSI_NOTIFY_ALLOW": "127.0.0.1",
     }
     writer = HttpWriter(base, tenant, "Meter")
     eui = secrets.token_hex(8)

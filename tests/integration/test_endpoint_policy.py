@@ -38,7 +38,7 @@ INTERNAL_URIS = [
     "https://0.0.0.0/notify",
     "http://2130706433:9/notify",  # 127.0.0.1 written as one number: resolved, then checked
     "http://0x7f.1:9/notify",
-    "mqtt://127.0.0.1:1883/json/key/dev/attrs",
+    "mqtt://127.0.0.1:9/json/key/dev/attrs",  # not the MQTT_URL port: that one is "the broker's own"
     "mqtts://user:pw@10.1.1.1/t",
 ]
 
