@@ -10,7 +10,7 @@ import asyncpg
 import orjson
 
 from tests.conftest import eventually
-from tests.e2e.traffic import HttpWriter
+from tests.e2e.traffic import DevicePublisher, HttpWriter
 
 N_ATTR = "https://uri.etsi.org/ngsi-ld/default-context/n"
 LEVEL_ATTR = "https://smartdatamodels.org/dataModel.Environment/currentLevel"
@@ -105,3 +105,24 @@ async def ready(session: aiohttp.ClientSession, base: str, within: float = 60.0)
             return False
 
     await eventually(check, within=within, interval=0.2, what=f"{base}/ready answering 200")
+
+
+async def writes_one_by_one(session: aiohttp.ClientSession, writer: HttpWriter, count: int) -> None:
+    """``count`` updates made one at a time after the restart, each of which must succeed."""
+    for index in range(count):
+        entity_id = writer.created[index % len(writer.created)]
+        assert await writer.update(session, entity_id), f"explicit write {index} after the restart"
+
+
+async def every_frame_stored(gateway: DevicePublisher, dsn: str, tenant: str) -> None:
+    """Mosquitto acknowledges every frame published, and each acknowledged frame is stored."""
+    published = gateway.published()
+    await eventually(
+        lambda: len(gateway.acked()) == published, within=30, what="Mosquitto acknowledging every frame"
+    )
+    acked_frames = gateway.acked()
+
+    async def frames_stored() -> bool:
+        return acked_frames <= set(await stored_frame_counters(dsn, tenant, gateway.device_id))
+
+    await eventually(frames_stored, within=60, interval=0.2, what="every PUBACKed frame stored")

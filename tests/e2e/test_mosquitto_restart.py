@@ -19,7 +19,15 @@ import aiohttp
 import pytest
 
 from tests.conftest import database_url, eventually
-from tests.e2e.checks import LEVEL_ATTR, history_count, ready, stored_frame_counters, unready
+from tests.e2e.checks import (
+    LEVEL_ATTR,
+    every_frame_stored,
+    history_count,
+    ready,
+    stored_frame_counters,
+    unready,
+    writes_one_by_one,
+)
 from tests.e2e.services import OwnedMosquitto
 from tests.e2e.test_process import broker_process, free_port, fresh_schema, wait_ready, with_search_path
 from tests.e2e.traffic import (
@@ -125,24 +133,8 @@ async def test_a_mosquitto_restart_loses_no_acknowledged_message_and_the_broker_
                 await eventually(
                     lambda: mqtt_connected(session, base), what="the broker's MQTT ingest reconnected"
                 )
-                for index in range(AFTER_EXPLICIT):
-                    entity_id = writer.created[index % len(writer.created)]
-                    assert await writer.update(session, entity_id), (
-                        f"explicit write {index} after the restart"
-                    )
-
-                published = gateway.published()
-                await eventually(
-                    lambda: len(gateway.acked()) == published,
-                    within=30,
-                    what="Mosquitto acknowledging every frame",
-                )
-                acked_frames = gateway.acked()
-
-                async def frames_stored() -> bool:
-                    return acked_frames <= set(await stored_frame_counters(dsn, tenant, gateway.device_id))
-
-                await eventually(frames_stored, within=60, interval=0.2, what="every PUBACKed frame stored")
+                await writes_one_by_one(session, writer, AFTER_EXPLICIT)
+                await every_frame_stored(gateway, dsn, tenant)
                 acked = set(writer.acked)
                 await eventually(
                     lambda: acked <= recorder.seen(),
@@ -166,7 +158,7 @@ async def test_a_mosquitto_restart_loses_no_acknowledged_message_and_the_broker_
         await recorder.stop()
 
     print(
-        f"frames published {published}, acked at restart {acked_at_restart}, stored at the stop"
+        f"frames published {gateway.published()}, acked at restart {acked_at_restart}, stored at the stop"
         f" {stored_at_stop}, at the end {len(frames)};"
         f" writes acked {len(acked)}; notifications HTTP {len(recorder.notifications)},"
         f" MQTT {len(mqtt_recorder.notifications)}; recorder connections {dict(mqtt_recorder.connects)}"

@@ -21,12 +21,14 @@ from tests.conftest import eventually
 from tests.e2e.checks import (
     LEVEL_ATTR,
     N_ATTR,
+    every_frame_stored,
     history_count,
     history_values,
     read_back,
     ready,
     stored_frame_counters,
     unready,
+    writes_one_by_one,
 )
 from tests.e2e.services import OwnedMosquitto, OwnedPostgres
 from tests.e2e.test_device_restart import mqtt_counts
@@ -123,25 +125,8 @@ async def test_a_postgres_restart_loses_no_acknowledged_write_message_or_notific
                 assert len(writer.acked) >= acked_at_restart + AFTER_STREAM, "no traffic after the restart"
 
                 await ready(session, base)
-                for index in range(AFTER_EXPLICIT):
-                    entity_id = writer.created[index % len(writer.created)]
-                    assert await writer.update(session, entity_id), (
-                        f"explicit write {index} after the restart"
-                    )
-
-                published = gateway.published()
-                await eventually(
-                    lambda: len(gateway.acked()) == published,
-                    within=30,
-                    what="Mosquitto acknowledging every frame",
-                )
-                acked_frames = gateway.acked()
-
-                async def frames_stored() -> bool:
-                    stored = await stored_frame_counters(owned_postgres.dsn, tenant, gateway.device_id)
-                    return acked_frames <= set(stored)
-
-                await eventually(frames_stored, within=60, interval=0.2, what="every PUBACKed frame stored")
+                await writes_one_by_one(session, writer, AFTER_EXPLICIT)
+                await every_frame_stored(gateway, owned_postgres.dsn, tenant)
 
                 acked = set(writer.acked)
                 await eventually(
@@ -163,7 +148,7 @@ async def test_a_postgres_restart_loses_no_acknowledged_write_message_or_notific
 
     print(
         f"{workers} worker(s): writes acked {len(acked)} (at restart {acked_at_restart}), refused {writer.refused};"
-        f" frames published {published}, stored {len(frames)}; notifications {len(recorder.notifications)}"
+        f" frames published {gateway.published()}, stored {len(frames)}; notifications {len(recorder.notifications)}"
     )
     assert problems == [], problems
     assert acked <= history, f"acknowledged writes missing from the history: {sorted(acked - history)[:10]}"
