@@ -15,6 +15,7 @@ import asyncio
 import logging
 import secrets
 import socket
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -225,7 +226,8 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
         )
         await ingest.start(supervisor)
         app[MQTT] = ingest
-    host.status["devices"] = lambda: _report(pipeline, ingest)
+    tts_events = app[device_http.TTS_EVENTS]
+    host.status["devices"] = lambda: _report(pipeline, ingest, tts_events)
     dispatcher = commands.Dispatcher(
         pool, writer, registry, ingest.publish if ingest else None, clock=supervisor.clock
     )
@@ -275,7 +277,7 @@ async def _housekeeping(pool: asyncpg.Pool, letters: DeadLetters, forget_frames:
         await asyncio.sleep(3600)
 
 
-def _report(pipeline: Pipeline, ingest: MqttIngest | None) -> dict[str, object]:
+def _report(pipeline: Pipeline, ingest: MqttIngest | None, tts_events: Counter[str]) -> dict[str, object]:
     """The device side's counters since this process started, for /health."""
     stats = pipeline.stats
     report: dict[str, object] = {
@@ -291,6 +293,8 @@ def _report(pipeline: Pipeline, ingest: MqttIngest | None) -> dict[str, object]:
         "batches": stats.batches,
         "largestBatch": stats.largest_batch,
         "databaseRetries": stats.retries,
+        # TTS webhook messages other than uplinks (join, location, downlink-*), per type.
+        "ttsEvents": dict(tts_events),
     }
     if ingest is not None:
         report["mqtt"] = {
