@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from paho.mqtt.client import topic_matches_sub
-
 from adapters import iotagent, lorawan
 from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, TTS, Family
 
@@ -57,7 +55,9 @@ class Topics:
             usual.extend(iotagent.LEGACY_TOPICS)
         self.usual: tuple[str, ...] = tuple(usual)
         self.filters: tuple[str, ...] = tuple(with_prefix(prefix, t) for t in usual)
-        self._lpwa = tuple(t for family in _LPWA if family in self.families for t in _OWN_TOPICS[family])
+        self._lpwa = tuple(
+            t.split("/") for family in _LPWA if family in self.families for t in _OWN_TOPICS[family]
+        )
 
     def usual_topic(self, topic: str) -> str:
         """``topic`` as received, without the prefix (unchanged when it does not carry it)."""
@@ -66,10 +66,20 @@ class Topics:
         rest = topic[len(self.prefix) :]  # '/...'
         # '/v3/...' is a TTS topic under the prefix, or the legacy IoT Agent topic of apikey 'v3':
         # the network servers' topic shapes tell them apart.
-        if any(topic_matches_sub(f, rest[1:]) for f in self._lpwa):
-            return rest[1:]
+        if rest.startswith(("/v3/", "/application/")):
+            levels = rest[1:].split("/")
+            if any(_matches(f, levels) for f in self._lpwa):
+                return rest[1:]
         return rest
 
     def consumes(self, family: Family) -> bool:
         """Whether messages of ``family`` are taken from MQTT (legacy topics carry both IoT Agent ones)."""
         return family in self.families
+
+
+def _matches(levels_of_filter: list[str], levels: list[str]) -> bool:
+    """Whether topic ``levels`` match a filter's (its wildcards: '+' only; paho's matcher takes
+    ~40 us a call, a tenth of a message's whole preparation)."""
+    return len(levels) == len(levels_of_filter) and all(
+        f in ("+", level) for f, level in zip(levels_of_filter, levels, strict=True)
+    )
