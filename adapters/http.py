@@ -8,6 +8,9 @@ is wrong). Gateways keep their payloads; only the URL changes:
                             POST /iot/json/commands?k=&i=  (a command's result)
     FIWARE IoT Agent UL 2.0 POST /iot/d?k=<apikey>&i=<device>[&t=<time>]
     The Things Stack v3     POST /adapters/tts            (webhook, "Uplink message" enabled)
+                            POST /adapters/tts/uplink     (the same, with a path per message type)
+                            POST /adapters/tts/<type>     (join, location, service-data, downlink-*:
+                                                          acknowledged and counted, not stored)
     ChirpStack v4           POST /adapters/chirpstack     (HTTP integration; ?event=up, JSON marshaler)
     Sigfox backend          POST /adapters/sigfox/uplink  (URL callback, DATA/UPLINK or DATA/BIDIR)
 """
@@ -15,6 +18,7 @@ is wrong). Gateways keep their payloads; only the URL changes:
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -22,12 +26,29 @@ from aiohttp import web
 from adapters import commands, sigfox
 from adapters.keys import POOL, WRITER
 from adapters.message import CHIRPSTACK, IOTA_JSON, IOTA_UL, SIGFOX, TTS, Family
-from adapters.pipeline import ACCEPTED, REJECTED, Inbound, Pipeline, Verdict
+from adapters.pipeline import ACCEPTED, IGNORED, REJECTED, Inbound, Pipeline, Verdict
 from broker import edge
 from broker.edge import keeps_nul
 from broker.errors import BadRequestData, InternalError
 
 PIPELINE = web.AppKey("device_pipeline", Pipeline)
+# The Things Stack webhook messages other than uplinks, counted per type (on /health devices).
+TTS_EVENTS: web.AppKey[Counter[str]] = web.AppKey("device_tts_events")
+
+# The paths a TTS webhook appends to its base URL for the message types it may send besides
+# uplinks (the webhook form's "join accept", "location solved", "downlink ack"... fields): the
+# operator may enable them; the hub has nothing to store of them, so they are acknowledged.
+TTS_EVENT_PATHS = (
+    "join",
+    "location",
+    "service-data",
+    "downlink-ack",
+    "downlink-nack",
+    "downlink-sent",
+    "downlink-failed",
+    "downlink-queued",
+    "downlink-queue-invalidated",
+)
 
 # How long a webhook waits for its message to be committed before answering 503 (the network
 # server retries; the frame counter makes the retry harmless).
@@ -87,6 +108,13 @@ async def tts_webhook(request: web.Request) -> web.Response:
     return _ok(await _receive(request, TTS))
 
 
+async def tts_event(request: web.Request) -> web.Response:
+    """A TTS webhook message other than an uplink (its path says which): acknowledged, counted."""
+    await request.read()
+    request.app[TTS_EVENTS][request.path.rsplit("/", 1)[-1]] += 1
+    return edge.json_reply({"status": IGNORED, "entities": []})
+
+
 @keeps_nul
 async def chirpstack_integration(request: web.Request) -> web.Response:
     """ChirpStack v4 HTTP integration: events other than ``up`` are acknowledged and ignored."""
@@ -112,5 +140,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/iot/json/commands", iota_json)
     app.router.add_post("/iot/d", iota_ultralight)
     app.router.add_post("/adapters/tts", tts_webhook)
+    app.router.add_post("/adapters/tts/uplink", tts_webhook)
+    app[TTS_EVENTS] = Counter()
+    for event in TTS_EVENT_PATHS:
+        app.router.add_post(f"/adapters/tts/{event}", tts_event)
     app.router.add_post("/adapters/chirpstack", chirpstack_integration)
     app.router.add_post("/adapters/sigfox/uplink", sigfox_callback)

@@ -35,18 +35,12 @@ ATTRS = "attrs"
 CMDEXE = "cmdexe"
 TIME_INSTANT = "TimeInstant"
 
-# What the MQTT client subscribes to (add a $share/<group>/ prefix to split the load).
-TOPICS: tuple[str, ...] = (
-    "/json/+/+/attrs",
-    "/json/+/+/attrs/+",
-    "/json/+/+/cmdexe",
-    "/ul/+/+/attrs",
-    "/ul/+/+/attrs/+",
-    "/ul/+/+/cmdexe",
-    "/+/+/attrs",
-    "/+/+/attrs/+",
-    "/+/+/cmdexe",
-)
+# What the MQTT client subscribes to (add a $share/<group>/ prefix to split the load), per family
+# (adapters/topics.py picks them by NGSI_MQTT_FAMILIES). The legacy topics carry both families.
+JSON_TOPICS: tuple[str, ...] = ("/json/+/+/attrs", "/json/+/+/attrs/+", "/json/+/+/cmdexe")
+UL_TOPICS: tuple[str, ...] = ("/ul/+/+/attrs", "/ul/+/+/attrs/+", "/ul/+/+/cmdexe")
+LEGACY_TOPICS: tuple[str, ...] = ("/+/+/attrs", "/+/+/attrs/+", "/+/+/cmdexe")
+TOPICS: tuple[str, ...] = (*JSON_TOPICS, *UL_TOPICS, *LEGACY_TOPICS)
 _PREFIXES = {"json": IOTA_JSON, "ul": IOTA_UL}
 
 

@@ -62,9 +62,13 @@ class Status(StrEnum):
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
     IGNORED = "ignored"
+    # An IoT Agent message on MQTT for an apikey no tenant of this hub has: another IoT Agent
+    # (or hub) on the same MQTT broker owns it. Acknowledged and counted, not dead-lettered.
+    FOREIGN = "foreign"
 
 
 ACCEPTED, DUPLICATE, REJECTED, IGNORED = Status.ACCEPTED, Status.DUPLICATE, Status.REJECTED, Status.IGNORED
+FOREIGN = Status.FOREIGN
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +82,14 @@ class Inbound:
     headers: Mapping[str, str] = field(default_factory=dict)
     # A dead letter run again: refused again, it is not stored a second time (the letter records it).
     replay: bool = False
+    # Taken from an MQTT subscription (where other consumers' messages arrive too), not sent to us.
+    mqtt: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What became of one message: accepted, duplicate (a redelivery), rejected (dead letter) or ignored."""
+    """What became of one message: accepted, duplicate (a redelivery), rejected (dead letter),
+    ignored, or foreign (another IoT Agent's)."""
 
     status: Status
     reason: str | None = None
@@ -121,6 +128,8 @@ Mapper = Callable[[DeviceConfig, DeviceMessage], Awaitable[list[EntityUpdate]]]
 Check = Callable[[EntityUpdate], None]
 # Remove personal data from a raw message before it is kept as a dead letter.
 Redact = Callable[[DeviceConfig | None, Inbound], bytes]
+# Whether some tenant of this hub provisions an IoT Agent apikey (Registry.owns).
+Owns = Callable[[str], bool]
 
 
 @dataclass(slots=True)
@@ -165,6 +174,8 @@ class Stats:
     largest_batch: int = 0
     # Messages that met an unexpected error (a bug, logged with its traceback) and were dead-lettered.
     faults: int = 0
+    # IoT Agent messages on MQTT whose apikey no tenant here has (Status.FOREIGN).
+    foreign: int = 0
 
 
 class Pipeline:
@@ -183,6 +194,7 @@ class Pipeline:
         max_batch: int = 500,
         max_bytes: int = 65536,
         max_depth: int = 64,
+        owns: Owns | None = None,
         clock: Clock = SYSTEM,
     ) -> None:
         self._writer = writer
@@ -195,6 +207,7 @@ class Pipeline:
         self._max_batch = max_batch
         self._max_bytes = max_bytes
         self._max_depth = max_depth  # NGSI_MAX_JSON_DEPTH, as at the HTTP edge
+        self._owns = owns  # None: every unknown device is dead-lettered
         self._clock = clock
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -334,6 +347,8 @@ class Pipeline:
             self.stats.duplicates += 1
         elif verdict.status == REJECTED:
             self.stats.rejected += 1
+        elif verdict.status == FOREIGN:
+            self.stats.foreign += 1
         else:
             self.stats.ignored += 1
 
@@ -345,6 +360,9 @@ class Pipeline:
         for index, job in enumerate(jobs):
             try:
                 prepared = await self._prepare_until_read(job)
+            except _Foreign as foreign:
+                staged.verdicts[index] = Verdict(FOREIGN, reason=foreign.reason, device=foreign.device)
+                continue
             except _Refused as refused:
                 staged.refusals.append((index, refused.config, refused.reason, refused.device))
                 continue
@@ -443,6 +461,7 @@ class Pipeline:
             return None
         device = self._devices.find(message)
         if device is None:
+            self._check_foreign(job.inbound, message)
             raise Rejected(
                 f"unknown device {_describe(message)} (not provisioned, no autoprovision)",
                 device=message.device_id,
@@ -459,6 +478,13 @@ class Pipeline:
         except NgsiLdError as error:
             raise _Refused(f"the mapped entity is not valid NGSI-LD: {error.detail}", device) from None
         return _Prepared(job, message, device, operations)
+
+    def _check_foreign(self, inbound: Inbound, message: DeviceMessage) -> None:
+        """Raise _Foreign for an MQTT message of an apikey no tenant here has: the MQTT broker
+        gave us a copy of what another IoT Agent serves (HTTP: someone sent it to us, a refusal)."""
+        apikey = message.apikey
+        if inbound.mqtt and apikey is not None and self._owns is not None and not self._owns(apikey):
+            raise _Foreign("no tenant of this hub has the apikey", device=message.device_id)
 
     def _check_depth(self, updates: list[EntityUpdate]) -> None:
         """Measures the JSON codec decoded from the payload (base64 or hex in the message, so
@@ -573,6 +599,10 @@ def _command_attrs(commands: Sequence[Command], tm: TermMap) -> dict[str, list[I
     return {
         tm.expand(check_name(c.name, "attribute name")): [{"type": "Property", "value": ""}] for c in commands
     }
+
+
+class _Foreign(Rejected):
+    """An MQTT message for an apikey this hub does not have: not ours, so no dead letter."""
 
 
 class _Refused(Rejected):

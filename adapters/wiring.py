@@ -15,7 +15,8 @@ import asyncio
 import logging
 import secrets
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
@@ -53,38 +54,33 @@ from adapters.message import (
 )
 from adapters.models import common, generic, normalise_message
 from adapters.mqtt import MqttIngest
-from adapters.pipeline import ACCEPTED, REDACTED_HEADER, REJECTED, Inbound, Pipeline
+from adapters.pipeline import ACCEPTED, REDACTED_HEADER, REJECTED, Inbound, Pipeline, Verdict
 from adapters.provisioning import Registry
 from adapters.provisioning import api as provisioning_api
 from adapters.pseudonym import Pseudonymiser
 from adapters.store import secrets as kept_secrets
+from adapters.topics import Topics, family_of_topic
 from adapters.validate import Validator
 from broker.jsonld.context import TermMap
 
-__all__ = ["Host", "add_routes", "contexts"]
+__all__ = ["Host", "add_routes", "contexts", "family_of_topic"]
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10.0
 PSEUDONYM_SECRET = "pseudonym"  # its name in hub_secrets
-TOPICS = (*lorawan.TTS_TOPICS, *lorawan.CHIRPSTACK_TOPICS, *iotagent.TOPICS)
 MQTT = web.AppKey("device_mqtt", MqttIngest)
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 COMMANDS = web.AppKey("device_commands", commands.Dispatcher)
 HOUSEKEEPING = "device-housekeeping"
 
 
-def family_of_topic(topic: str) -> Family:
-    """The family an MQTT topic belongs to (IoT Agent legacy topics: the parser looks at the body)."""
-    if topic.startswith("v3/"):
-        return TTS
-    if topic.startswith("application/"):
-        return CHIRPSTACK
-    return IOTA_UL if topic.startswith("/ul/") else IOTA_JSON
+def parse(inbound: Inbound, *, mqtt_families: Collection[Family] = FAMILIES) -> DeviceMessage | None:
+    """The DeviceMessage in ``inbound``, read by its family's parser (None: nothing to store).
 
-
-def parse(inbound: Inbound) -> DeviceMessage | None:
-    """The DeviceMessage in ``inbound``, read by its family's parser (None: nothing to store)."""
+    A message from MQTT of a family not in ``mqtt_families`` (a legacy IoT Agent topic carries
+    both JSON and UltraLight; the body tells them apart) is left alone: ignored, not stored.
+    """
     family, origin, body, at = inbound.family, inbound.origin, inbound.body, inbound.received_at
     if family == TTS:
         return lorawan.parse_tts(origin, body, at)
@@ -92,7 +88,10 @@ def parse(inbound: Inbound) -> DeviceMessage | None:
         return lorawan.parse_chirpstack(origin, body, at)
     if family == SIGFOX:
         return sigfox.parse(origin, body, at)
-    return iotagent.parse(origin, body, at, inbound.headers)
+    message = iotagent.parse(origin, body, at, inbound.headers)
+    if inbound.mqtt and message.family not in mqtt_families:
+        return None
+    return message
 
 
 def with_measures(device: DeviceConfig, message: DeviceMessage) -> DeviceMessage:
@@ -190,10 +189,11 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
     supervisor = host.supervisor
     registry: Registry = app[DEVICES]
     pseudonyms = Pseudonymiser(await pseudonym_secret(pool, settings.pseudonym_secret))
+    topics = Topics(settings.mqtt_families, settings.mqtt_topic_prefix)
     pipeline = Pipeline(
         writer,
         registry,
-        parse,
+        partial(parse, mqtt_families=topics.families),
         _Mapper(pseudonyms, host.term_maps),
         Validator().check,
         app[DEAD_LETTERS],
@@ -201,6 +201,7 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
         max_batch=settings.device_batch,
         max_bytes=settings.device_max_bytes,
         max_depth=settings.max_json_depth,
+        owns=registry.owns,
         clock=supervisor.clock,
     )
     pipeline.start(supervisor)
@@ -208,19 +209,25 @@ async def device_adapters(app: web.Application) -> AsyncIterator[None]:
     app[REPLAYER] = _Replayer(pipeline)
     writer.add_hook(commands.command_hook(registry))
     ingest = None
-    if settings.mqtt_ingest:
+    if settings.mqtt_ingest and topics.filters:
+
+        def receive(topic: str, body: bytes) -> asyncio.Future[Verdict]:
+            usual = topics.usual_topic(topic)
+            return pipeline.submit(Inbound(family_of_topic(usual), usual, body, _now(), mqtt=True))
+
         ingest = MqttIngest(
             settings.mqtt_url,
             settings.mqtt_client_id or default_client_id(),
-            TOPICS,
-            lambda topic, body: pipeline.submit(Inbound(family_of_topic(topic), topic, body, _now())),
+            topics.filters,
+            receive,
             share_group=settings.mqtt_share_group or None,
             backlog=lambda: pipeline.backlog,
             clock=supervisor.clock,
         )
         await ingest.start(supervisor)
         app[MQTT] = ingest
-    host.status["devices"] = lambda: _report(pipeline, ingest)
+    tts_events = app[device_http.TTS_EVENTS]
+    host.status["devices"] = lambda: _report(pipeline, ingest, tts_events)
     dispatcher = commands.Dispatcher(
         pool, writer, registry, ingest.publish if ingest else None, clock=supervisor.clock
     )
@@ -270,7 +277,7 @@ async def _housekeeping(pool: asyncpg.Pool, letters: DeadLetters, forget_frames:
         await asyncio.sleep(3600)
 
 
-def _report(pipeline: Pipeline, ingest: MqttIngest | None) -> dict[str, object]:
+def _report(pipeline: Pipeline, ingest: MqttIngest | None, tts_events: Counter[str]) -> dict[str, object]:
     """The device side's counters since this process started, for /health."""
     stats = pipeline.stats
     report: dict[str, object] = {
@@ -280,10 +287,14 @@ def _report(pipeline: Pipeline, ingest: MqttIngest | None) -> dict[str, object]:
         "rejected": stats.rejected,
         "faults": stats.faults,
         "ignored": stats.ignored,
+        # IoT Agent messages on MQTT for apikeys no tenant here has: another IoT Agent's.
+        "foreign": stats.foreign,
         "backlog": pipeline.backlog,
         "batches": stats.batches,
         "largestBatch": stats.largest_batch,
         "databaseRetries": stats.retries,
+        # TTS webhook messages other than uplinks (join, location, downlink-*), per type.
+        "ttsEvents": dict(tts_events),
     }
     if ingest is not None:
         report["mqtt"] = {

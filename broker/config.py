@@ -100,6 +100,26 @@ def _positive_float(text: str) -> float:
     return value
 
 
+MQTT_FAMILIES = ("json", "ul", "tts", "chirpstack")
+
+
+def _mqtt_families(text: str) -> tuple[str, ...]:
+    """Families of device topics to subscribe to, comma-separated (empty: none)."""
+    names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in MQTT_FAMILIES]
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not one of {', '.join(MQTT_FAMILIES)}")
+    return names
+
+
+def _topic_prefix(text: str) -> str:
+    """A topic prefix: MQTT topic levels without wildcards, without a leading or trailing '/'."""
+    prefix = text.strip()
+    if any(c in prefix for c in "+#\x00") or prefix.startswith(("/", "$")) or prefix.endswith("/"):
+        raise ValueError("must be topic levels such as hub1 or city/hub1 (no +, #, $ or outer /)")
+    return prefix
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -392,6 +412,22 @@ SETTINGS: tuple[Setting, ...] = (
         "MQTT shared-subscription group the broker processes split device messages in (empty: none)",
     ),
     Setting(
+        "NGSI_MQTT_FAMILIES",
+        "mqtt_families",
+        ",".join(MQTT_FAMILIES),
+        "device families whose MQTT topics are consumed (json, ul: IoT Agent; tts, chirpstack); "
+        "leave out the ones an IoT Agent or another hub on the same MQTT broker serves",
+        _mqtt_families,
+    ),
+    Setting(
+        "NGSI_MQTT_TOPIC_PREFIX",
+        "mqtt_topic_prefix",
+        "",
+        "topic levels in front of every device topic (hub1: hub1/json/<apikey>/<device>/attrs, "
+        "hub1/v3/...), stripped on receipt; empty: the usual topics",
+        _topic_prefix,
+    ),
+    Setting(
         "NGSI_DEVICE_MAX_BYTES",
         "device_max_bytes",
         "65536",
@@ -504,6 +540,8 @@ class Settings:
     mqtt_ingest: bool
     mqtt_client_id: str
     mqtt_share_group: str
+    mqtt_families: tuple[str, ...]
+    mqtt_topic_prefix: str
     device_max_bytes: int
     device_batch: int
     pseudonym_secret: str = field(repr=False)  # never in a log or a traceback

@@ -120,12 +120,16 @@ class _Index:
         self.by_dev_eui: dict[str, DeviceConfig] = {}
         self.by_sigfox: dict[str, DeviceConfig] = {}
         self.by_entity: dict[tuple[str, str], DeviceConfig] = {}
+        # Every apikey some tenant provisions, in a group or on a device.
+        self.apikeys: set[str] = set()
         for tenant, loaded in tenants.items():
             for group in loaded.groups:
                 self.groups_by_apikey[group.apikey].append(group)
+                self.apikeys.add(group.apikey)
             for config in loaded.configs:
                 if config.apikey is not None:
                     self.by_apikey_device[(config.apikey, config.device_id)].append(config)
+                    self.apikeys.add(config.apikey)
                 if config.protocol is not None:
                     self.by_protocol_id[(config.protocol, config.device_id)].append(config)
                 if config.dev_eui is not None:
@@ -203,6 +207,11 @@ class Registry:
         if not groups:
             return None
         return self._autoprovision(groups[0], device_id)
+
+    def owns(self, apikey: str) -> bool:
+        """Whether any tenant of this hub provisions ``apikey`` (in a service group or a device):
+        an IoT Agent message on MQTT for any other is another agent's, not a fault."""
+        return apikey in self._index.apikeys
 
     def by_dev_eui(self, dev_eui: str) -> DeviceConfig | None:
         """A LoRaWAN device by DevEUI (any case in, lower-case hex stored)."""

@@ -90,6 +90,22 @@ PERMISSIONS: dict[str, dict[str, Permission]] = {
     "/iot/json/commands": {"POST": P.APIKEY},
     "/iot/d": {"POST": P.APIKEY},
     "/adapters/tts": {"POST": P.DEVICE},
+    # The Things Stack appends a path per message type to the webhook's base URL.
+    **{
+        f"/adapters/tts/{kind}": {"POST": P.DEVICE}
+        for kind in (
+            "uplink",
+            "join",
+            "location",
+            "service-data",
+            "downlink-ack",
+            "downlink-nack",
+            "downlink-sent",
+            "downlink-failed",
+            "downlink-queued",
+            "downlink-queue-invalidated",
+        )
+    },
     "/adapters/chirpstack": {"POST": P.DEVICE},
     "/adapters/sigfox/uplink": {"POST": P.DEVICE},
 }

@@ -262,3 +262,18 @@ def test_a_pool_too_small_for_the_listens_and_deliveries_is_refused_at_start() -
         load({"NGSI_DB_POOL_MAX": "7", "NGSI_DB_POOL_MIN": "1", "NGSI_NOTIFY_CONCURRENCY": "1"}).db_pool_max
         == 7
     )
+
+
+def test_mqtt_families_default_to_all_and_refuse_an_unknown_one() -> None:
+    assert load({}).mqtt_families == ("json", "ul", "tts", "chirpstack")
+    assert load({"NGSI_MQTT_FAMILIES": " UL, tts ,ul"}).mqtt_families == ("ul", "tts")
+    assert load({"NGSI_MQTT_FAMILIES": ""}).mqtt_families == ()
+    with pytest.raises(ConfigError, match=r"NGSI_MQTT_FAMILIES.*sigfox"):
+        load({"NGSI_MQTT_FAMILIES": "json,sigfox"})
+
+
+@pytest.mark.parametrize("prefix", ["hub1/+", "hub1/#", "/hub1", "hub1/", "$share"])
+def test_an_mqtt_topic_prefix_with_wildcards_or_outer_slashes_is_refused(prefix: str) -> None:
+    with pytest.raises(ConfigError, match="NGSI_MQTT_TOPIC_PREFIX"):
+        load({"NGSI_MQTT_TOPIC_PREFIX": prefix})
+    assert load({"NGSI_MQTT_TOPIC_PREFIX": "city/hub1"}).mqtt_topic_prefix == "city/hub1"

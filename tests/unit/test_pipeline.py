@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from adapters.device import DeviceConfig, EntityUpdate
 from adapters.message import DeviceMessage, Family, Rejected
 from adapters.models.common import build
-from adapters.pipeline import ACCEPTED, DUPLICATE, REJECTED, Inbound, Pipeline
+from adapters.pipeline import ACCEPTED, DUPLICATE, FOREIGN, REJECTED, Inbound, Pipeline
 from broker.errors import BadRequestData
 from broker.ingest import Operation, Result
 from broker.model.entity import Entity
@@ -260,3 +261,40 @@ async def test_a_message_nested_deeper_than_the_limit_is_refused_before_it_is_pa
 
     assert [v.status for v in verdicts] == [REJECTED, ACCEPTED]
     assert "deeper than 64 levels" in letters.reasons[0]
+
+
+def parse_with_apikey(inbound: Inbound) -> DeviceMessage | None:
+    message = parse(inbound)
+    assert message is not None
+    return replace(message, apikey=orjson.loads(inbound.body)["apikey"])
+
+
+async def test_an_mqtt_message_of_an_apikey_no_tenant_has_is_foreign_and_not_a_dead_letter() -> None:
+    writer, letters = FakeWriter(), Letters()
+    pipe = Pipeline(
+        writer,  # type: ignore[arg-type]
+        Devices(),
+        parse_with_apikey,
+        mapper,
+        lambda _u: None,
+        letters,
+        owns=lambda apikey: apikey == "ours",
+    )
+
+    def message(*, mqtt: bool, **body: Any) -> Inbound:
+        return replace(inbound(**body), mqtt=mqtt)
+
+    verdicts = await run(
+        pipe,
+        [
+            message(mqtt=True, apikey="theirs", device="x9", level=1),
+            message(mqtt=False, apikey="theirs", device="x9", level=1),  # HTTP: sent to us
+            message(mqtt=True, apikey="ours", device="x9", level=1),  # our apikey, unknown device
+            message(mqtt=True, apikey="ours", device="d1", level=2),
+        ],
+    )
+
+    assert [v.status for v in verdicts] == [FOREIGN, REJECTED, REJECTED, ACCEPTED]
+    assert len(letters.reasons) == 2
+    assert all("unknown device" in reason for reason in letters.reasons)
+    assert (pipe.stats.foreign, pipe.stats.rejected, pipe.stats.accepted) == (1, 2, 1)
