@@ -230,14 +230,29 @@ async def test_an_mqtt_broker_going_away_stops_the_run_and_reports_it(tmp_path: 
     assert tally.confirmed + tally.failed == tally.sent
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_a_run_and_still_prints_what_was_sent() -> None:
     argv = [sys.executable, "-m", "tests.simulate", "plows", "--count", "50", "--duration", "10m"]
     process = subprocess.Popen(
-        [*argv, "--mqtt-url", MQTT_URL], stdout=subprocess.PIPE, text=True, cwd=_TREE_ROOT
+        [*argv, "--mqtt-url", MQTT_URL],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=_TREE_ROOT,
+        # A shell starting the test command in the background ignores SIGINT, and children inherit
+        # that: the run would go on for its 10 minutes, publishing into the other tests' topics.
+        preexec_fn=_default_sigint,
     )
-    time.sleep(4.0)  # started and sending (a plow reports within its first 20 s / 50)
-    process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=10)
+    try:
+        time.sleep(4.0)  # started and sending (a plow reports within its first 20 s / 50)
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     assert process.returncode == 130
     assert "(interrupted)" in out
     assert "chirpstack" in out
