@@ -79,10 +79,16 @@ async def claim_pending(conn: Connection) -> list[Queued]:
 
 
 async def claim_for_device(conn: Connection, tenant: str, device_id: str) -> Queued | None:
-    """The oldest PENDING command of one device, locked for this transaction (a Sigfox BIDIR reply)."""
+    """The oldest PENDING command of one device, locked for this transaction (a Sigfox BIDIR reply).
+
+    It waits for a lock rather than skip the row: the dispatcher's claim locks every PENDING
+    command for a moment, Sigfox ones too (it leaves those for the reply), and a callback that
+    skipped the row then answered without the command, which waited for the device's next callback
+    (hours, for a Sigfox device).
+    """
     row = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM device_commands WHERE tenant = $1"
-        " AND device_id = $2 AND status = 'PENDING' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        " AND device_id = $2 AND status = 'PENDING' ORDER BY id LIMIT 1 FOR UPDATE",
         tenant,
         device_id,
     )

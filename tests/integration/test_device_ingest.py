@@ -19,6 +19,7 @@ import paho.mqtt.publish as publish
 import pytest
 
 from adapters.codecs import cayenne
+from adapters.store import commands as commands_store
 from tests.conftest import Api, database_url, eventually, fixture_json
 from tests.integration.test_delivery import MQTT_HOST, MQTT_PORT, MqttListener, Receiver, serving
 
@@ -709,3 +710,46 @@ async def test_device_messages_sent_while_every_database_connection_is_cut_are_a
     finally:
         await conn.close()
     assert stored_at_cut < 200, "the connections were cut after everything was stored: nothing was shown"
+
+
+async def test_a_bidir_callback_waits_for_the_dispatchers_lock_instead_of_missing_the_command(
+    api: Api,
+) -> None:
+    # The dispatcher's claim locks every PENDING command for a moment, Sigfox ones too (it leaves
+    # them for the reply); a callback arriving then skipped the row and answered without it.
+    sigfox_id = secrets.token_hex(3).upper()
+    entity_id = f"urn:ngsi-ld:Gauge:{secrets.token_hex(4)}"
+    await provision(
+        api,
+        {
+            "device_id": sigfox_id,
+            "entity_name": entity_id,
+            "entity_type": "Gauge",
+            "protocol": "sigfox",
+            "commands": [{"name": "interval", "type": "command"}],
+        },
+    )
+    holder = await asyncpg.connect(database_url())
+    claimer = await asyncpg.connect(database_url())
+    try:
+        await commands_store.queue(
+            holder, api.tenant, [commands_store.NewCommand(sigfox_id, entity_id, "interval", '"0102"')]
+        )
+        lock = holder.transaction()
+        await lock.start()
+        # As the dispatcher's claim does (it waits here if the dispatcher itself holds the row).
+        await holder.execute(
+            "SELECT id FROM device_commands WHERE tenant = $1 AND device_id = $2 FOR UPDATE",
+            api.tenant,
+            sigfox_id,
+        )
+        claiming = asyncio.ensure_future(commands_store.claim_for_device(claimer, api.tenant, sigfox_id))
+        waiting = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1"
+        await eventually(lambda: holder.fetchval(waiting, claimer.get_server_pid()), what="the claim waiting")
+        await lock.commit()
+        claimed = await claiming
+        assert claimed is not None
+        assert claimed.command == "interval"  # (a plain connection reads the value as JSON text)
+    finally:
+        await holder.close()
+        await claimer.close()
