@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -114,14 +115,19 @@ class ContextServer:
         self.hits: dict[str, int] = {}
         self.port = 0
         self._runner: web.AppRunner | None = None
+        # A segment of its own in every URL: remote @contexts are cached by URL across tenants (and
+        # kept in the database), and an ephemeral port comes round again, so without it a later
+        # server's URL could be one an earlier test cached, and never be fetched.
+        self._prefix = f"/{uuid.uuid4().hex[:12]}"
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://127.0.0.1:{self.port}{self._prefix}{path}"
 
     async def start(self, routes: dict[str, Callable[[], web.Response]]) -> None:
         async def handle(request: web.Request) -> web.Response:
-            self.hits[request.path] = self.hits.get(request.path, 0) + 1
-            make = routes.get(request.path)
+            path = request.path.removeprefix(self._prefix)
+            self.hits[path] = self.hits.get(path, 0) + 1
+            make = routes.get(path)
             return web.Response(status=404) if make is None else make()
 
         app = web.Application()
