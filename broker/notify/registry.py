@@ -38,15 +38,22 @@ class SubscriptionRegistry:
         self._by_tenant: dict[str, dict[str, Subscription]] = {}
         self._listener = Listener(pool, SUBSCRIPTIONS_CHANNEL, self._on_notify, self.load_all)
         self._tasks: set[asyncio.Task[None]] = set()
+        # One log per reload in progress: the puts and removes made while it reads, replayed in
+        # order over what it read, so a subscription created during a reload is not swapped out.
+        self._reloading: list[list[tuple[str, str, Subscription | None]]] = []
 
     def for_tenant(self, tenant: str) -> list[Subscription]:
         return list(self._by_tenant.get(tenant, {}).values())
 
     def put(self, subscription: Subscription) -> None:
-        self._by_tenant.setdefault(subscription.tenant, {})[subscription.id] = subscription
+        _apply(self._by_tenant, subscription.tenant, subscription.id, subscription)
+        for changes in self._reloading:
+            changes.append((subscription.tenant, subscription.id, subscription))
 
     def remove(self, tenant: str, subscription_id: str) -> None:
-        self._by_tenant.get(tenant, {}).pop(subscription_id, None)
+        _apply(self._by_tenant, tenant, subscription_id, None)
+        for changes in self._reloading:
+            changes.append((tenant, subscription_id, None))
 
     async def _compile(self, stored: SubscriptionBody) -> Subscription | None:
         try:
@@ -66,12 +73,23 @@ class SubscriptionRegistry:
             return None
 
     async def load_all(self) -> None:
-        """Read every subscription again and swap them in whole (deletions missed are dropped)."""
+        """Read every subscription again and swap them in whole (deletions missed are dropped).
+
+        Changes made while it reads (a create answered meanwhile, a NOTIFY's refresh) are each
+        newer than what the database gave or as new, so they are applied again over the result.
+        """
         loaded: dict[str, dict[str, Subscription]] = {}
-        for stored in await rows.bodies(self._pool):
-            subscription = await self._compile(stored)
-            if subscription is not None:
-                loaded.setdefault(subscription.tenant, {})[subscription.id] = subscription
+        changes: list[tuple[str, str, Subscription | None]] = []
+        self._reloading.append(changes)
+        try:
+            for stored in await rows.bodies(self._pool):
+                subscription = await self._compile(stored)
+                if subscription is not None:
+                    loaded.setdefault(subscription.tenant, {})[subscription.id] = subscription
+        finally:
+            self._reloading.remove(changes)
+        for tenant, subscription_id, changed in changes:
+            _apply(loaded, tenant, subscription_id, changed)
         self._by_tenant = loaded
         log.info("loaded %d subscriptions", sum(len(s) for s in self._by_tenant.values()))
 
@@ -101,3 +119,16 @@ class SubscriptionRegistry:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _apply(
+    by_tenant: dict[str, dict[str, Subscription]],
+    tenant: str,
+    subscription_id: str,
+    subscription: Subscription | None,
+) -> None:
+    """Put ``subscription`` under its id, or forget the id when it is None."""
+    if subscription is None:
+        by_tenant.get(tenant, {}).pop(subscription_id, None)
+    else:
+        by_tenant.setdefault(tenant, {})[subscription_id] = subscription
