@@ -15,9 +15,9 @@ import pytest
 
 from broker.jsonld.context import core_term_map
 from broker.jsonld.resolver import ContextResolver
-from broker.notify import registry as registry_module
 from broker.notify.model import Endpoint, Subscription
 from broker.notify.registry import SubscriptionRegistry
+from broker.store import subscriptions as stored_subscriptions
 from broker.store.subscriptions import SubscriptionBody
 
 
@@ -42,7 +42,7 @@ class HeldRead:
 @pytest.fixture
 def held(monkeypatch: pytest.MonkeyPatch) -> HeldRead:
     read = HeldRead()
-    monkeypatch.setattr(registry_module.rows, "bodies", read.bodies)
+    monkeypatch.setattr(stored_subscriptions, "bodies", read.bodies)
     return read
 
 
