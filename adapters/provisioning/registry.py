@@ -169,6 +169,9 @@ class Registry:
         self._auto: dict[_AutoKey, DeviceConfig] = {}
         self._pending: dict[_AutoKey, Device] = {}
         self._dirty: set[str] = set()
+        # How many times each tenant was reloaded alone: a whole reload keeps a tenant's newer
+        # state when that tenant was reloaded while it read.
+        self._reloads: dict[str, int] = defaultdict(int)
         self._refresher: asyncio.Task[None] | None = None
         self._supervisor: Supervisor | None = None
         self._listener = Listener(pool, CHANNEL, self._on_notify, self.load_all, clock=clock)
@@ -258,18 +261,24 @@ class Registry:
         changed = [key for key, modified_at in versions if prev.rows.get(key, (None,))[0] != modified_at]
         fresh = await self.store.rows(tenant, changed) if changed else {}
         self._tenants[tenant] = _load_tenant(versions, fresh, prev)
+        self._reloads[tenant] += 1
 
     async def load_all(self) -> None:
-        """Read every tenant's groups and devices in one go (at start, and now and then)."""
+        """Read every tenant's groups and devices in one go (at start, and now and then).
+
+        A tenant reloaded alone while this read ran (a NOTIFY of a change) keeps that newer state.
+        """
         versions: dict[str, list[tuple[Key, datetime]]] = defaultdict(list)
         fresh: dict[str, dict[Key, asyncpg.Record]] = defaultdict(dict)
+        before = dict(self._reloads)
         for key, row in await self.store.all_rows():
             versions[row["tenant"]].append((key, row["modified_at"]))
             fresh[row["tenant"]][key] = row
+        newer = {t: s for t, s in self._tenants.items() if self._reloads[t] != before.get(t, 0)}
         self._tenants = {
             tenant: _load_tenant(versions[tenant], fresh[tenant], self._tenants.get(tenant) or _Tenant())
             for tenant in versions
-        }
+        } | newer
         self._rebuild()
         log.info(
             "loaded %d service groups and %d devices",

@@ -242,3 +242,28 @@ async def test_a_registry_whose_listening_connection_dies_listens_again_and_catc
 
     assert found.tenant == tenant
     assert second._listener.reconnects == 1
+
+
+async def test_a_tenant_reloaded_while_everything_is_read_keeps_its_newer_devices(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole reload (the resync, or after a lost LISTEN) read before a device was stored must not
+    swap that device out again once a NOTIFY's reload of its tenant has seen it."""
+    registry = Registry(pool)
+    tenant, apikey = unique("town"), unique("key")
+    group = parse_group({"apikey": apikey, "entity_type": "Vehicle", "autoprovision": False}, tenant, "/")
+    await registry.store.add_groups([group])
+    read_before = await registry.store.all_rows()
+    device = parse_device({"device_id": "plow-2", "apikey": apikey}, tenant, "/", [group])
+    await registry.store.add_devices([device])
+
+    async def stale_read() -> Any:
+        await registry.reload(tenant)  # the NOTIFY's reload, done while the whole read was out
+        return read_before
+
+    monkeypatch.setattr(registry.store, "all_rows", stale_read)
+    await registry.load_all()
+
+    found = registry.by_apikey_device(apikey, "plow-2")
+    assert found is not None
+    assert found.tenant == tenant
