@@ -56,7 +56,10 @@ async def create_registration(request: web.Request) -> web.Response:
         if "id" in data
         else f"urn:ngsi-ld:ContextSourceRegistration:{uuid.uuid4()}"
     )
-    stored = expand_body({**data, "id": registration_id}, tm)
+    # Clause 5.2.9's defaults, shown on retrieval.
+    stored = expand_body(
+        {"mode": "inclusive", "operations": ["federationOps"], **data, "id": registration_id}, tm
+    )
     registration = compile_registration(tenant, registration_id, stored, now=datetime.now(UTC))
     await request.app[REGISTRATIONS].create(registration)
     location = f"{REGISTRATIONS_PATH}/{quote(registration_id, safe=':')}"
