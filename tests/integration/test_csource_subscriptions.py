@@ -93,7 +93,12 @@ async def test_a_bad_registration_subscription_is_refused_and_nothing_is_stored(
 async def test_a_bad_patch_changes_nothing_and_a_taken_id_is_409(api: Api, link: dict[str, str]) -> None:
     subscription_id = await subscribe(api, subscription(id=new_id("Subscription")), headers=link)
     before = await body_of(await api.request("GET", path(subscription_id)))
-    for fragment in ({}, {"notification": {"endpoint": {"uri": "nowhere"}}}, {"entities": []}):
+    fragments: list[dict[str, Any]] = [
+        {},
+        {"notification": {"endpoint": {"uri": "nowhere"}}},
+        {"entities": []},
+    ]
+    for fragment in fragments:
         await problem(await api.request("PATCH", path(subscription_id), fragment), 400, "BadRequestData")
     assert await body_of(await api.request("GET", path(subscription_id))) == before
     again = subscription(id=subscription_id)
