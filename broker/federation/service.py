@@ -143,9 +143,13 @@ class RegistrationService:
         """A stored registration subscription compiled; None when its @context cannot be had now."""
         try:
             tm = await self._resolver.term_map(stored.context, tenant=tenant)
+            wanted = stored.body.get("jsonldContext")
+            notify_tm = (
+                await self._resolver.term_map(wanted, tenant=tenant) if isinstance(wanted, str) else None
+            )
         except NgsiLdError:
             return None
-        return compile_subscription(tenant, stored.id, stored.body, tm, stored.context)
+        return compile_subscription(tenant, stored.id, stored.body, tm, stored.context, notify_tm=notify_tm)
 
     async def _notify(
         self, conn: Connection, tenant: str, before: Registration | None, after: Registration | None
