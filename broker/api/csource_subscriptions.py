@@ -51,6 +51,9 @@ async def _compile(
         raise NotImplementedYet(f"registration subscriptions: {', '.join(not_built)} not implemented yet")
     compiled = compile_subscription(tenant, subscription_id, dict(body), tm, context, now=now)
     await check_endpoint(request.app[NOTIFIER].guard, compiled.endpoint.uri)  # 400 if refused
+    wanted = body.get("jsonldContext")
+    if isinstance(wanted, str):
+        await term_map(request, wanted)  # 503 LdContextNotAvailable now rather than no notifications later
     return Prepared(compiled, dict(body), context)
 
 

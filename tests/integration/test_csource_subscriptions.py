@@ -187,3 +187,17 @@ async def test_tenants_do_not_see_or_trigger_each_others_registration_subscripti
         mine = await create(api, registration(reg_id()), headers=link)
         (note,) = await _notes(receiver, "mine", 1)
     assert [r["id"] for r in note["data"]] == [mine]  # the other tenant's came first, and was not sent
+
+
+async def test_notifications_are_compacted_with_the_subscriptions_jsonld_context(api: Api) -> None:
+    await ensure_tenant(api)
+    url = await host_context(api, TERMS)
+    async with serving() as receiver:
+        await subscribe(
+            api, subscription(receiver.url("ctx"), entities=[{"type": EX + "Shelter"}], jsonldContext=url)
+        )
+        await create(api, registration(reg_id(), information=[{"entities": [{"type": EX + "Shelter"}]}]))
+        (note,) = await _notes(receiver, "ctx", 1)
+        headers = receiver.at("ctx")[0].headers
+    assert note["data"][0]["information"] == [{"entities": [{"type": "Shelter"}]}]
+    assert url in headers["Link"]
