@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
-from broker.api.keys import REGISTRATIONS
-from tests.conftest import Api, new_id, problem
+from broker.api.keys import POOL, REGISTRATIONS
+from broker.federation.parse import expand_body
+from broker.jsonld.context import TermMap
+from broker.store.registrations import insert, lock_tenant
+from tests.conftest import Api, eventually, new_id, problem
 from tests.integration.helpers import body_of, ensure_tenant, host_context, with_link
 
 REGISTRATIONS_PATH = "/ngsi-ld/v1/csourceRegistrations"
@@ -207,6 +211,35 @@ async def test_an_exclusive_registration_may_not_take_what_another_provides(
     )
     await problem(answer, 409, "AlreadyExists")
     assert (await read(api, other))["mode"] == "inclusive"
+
+
+async def test_an_exclusive_registration_waits_for_a_rival_still_being_written(
+    api: Api, link: dict[str, str]
+) -> None:
+    """The conflict check cannot miss a rival committing meanwhile: registration writes of a tenant
+    take its lock, so the request waits for the rival's transaction and then sees it."""
+    shelter = new_id("Shelter")
+    rival = expand_body(exclusive(shelter, "capacity"), TermMap(terms=TERMS))
+    async with api.client.app[POOL].acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        await lock_tenant(conn, api.tenant)
+        await insert(conn, api.tenant, rival["id"], rival, "exclusive", None)
+        request = asyncio.ensure_future(
+            api.request("POST", REGISTRATIONS_PATH, exclusive(shelter, "capacity"), headers=link)
+        )
+
+        async def waiting() -> bool:
+            waits = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+            )
+            return bool(waits)
+
+        await eventually(waiting, what="the request waiting for the tenant's registration lock")
+        await transaction.commit()
+        await problem(await request, 409, "AlreadyExists")
+    assert await listed(api) == [rival["id"]]
 
 
 async def test_query_selects_by_type_attrs_id_pattern_q_csf_and_geo(api: Api, link: dict[str, str]) -> None:
