@@ -13,6 +13,7 @@ from broker.api import (
     apikeys,
     batch,
     contexts,
+    csource_subscriptions,
     discovery,
     entities,
     grants,
@@ -20,6 +21,7 @@ from broker.api import (
     info,
     personal,
     query,
+    registrations,
     retention,
     subscriptions,
     temporal,
@@ -28,11 +30,14 @@ from broker.api import (
 )
 from broker.api.keys import (
     CONTEXTS,
+    CSOURCE_NOTIFIER,
+    CSOURCE_SUBSCRIPTIONS,
     GRANTS,
     KEYS,
     NOTIFIER,
     PERSONAL,
     POOL,
+    REGISTRATIONS,
     REGISTRY,
     RESOLVER,
     SETTINGS,
@@ -53,6 +58,9 @@ from broker.auth.ratelimit import RateLimiter
 from broker.clock import SYSTEM, Clock
 from broker.config import Settings
 from broker.errors import error_middleware
+from broker.federation.notifier import CSourceNotifier
+from broker.federation.service import RegistrationService
+from broker.federation.subscriptions import CSourceSubscriptions
 from broker.ingest import Writer
 from broker.jsonld.fetch import ContextFetcher, context_policy
 from broker.jsonld.resolver import ContextResolver
@@ -165,6 +173,24 @@ async def _notifier(app: web.Application) -> AsyncIterator[None]:
     app[STATUS]["notifier"] = notifier.report
     yield
     await notifier.stop()
+
+
+def _federation(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def federation(app: web.Application) -> AsyncIterator[None]:
+        """Context source registrations, their subscriptions, and the notifier of those (supervised)."""
+        service = RegistrationService(app[POOL], app[TENANTS], app[RESOLVER])
+        app[REGISTRATIONS] = service
+        app[CSOURCE_SUBSCRIPTIONS] = CSourceSubscriptions(app[POOL], app[TENANTS], service)
+        notifier = CSourceNotifier(
+            app[POOL], service, app[NOTIFIER].guard, clock=clock, http_timeout=app[SETTINGS].notify_timeout
+        )
+        await notifier.start(app[SUPERVISOR])
+        app[CSOURCE_NOTIFIER] = notifier
+        app[STATUS]["csourceNotifier"] = notifier.report
+        yield
+        await notifier.stop()
+
+    return federation
 
 
 async def _history(app: web.Application) -> AsyncIterator[None]:
@@ -287,6 +313,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
             _context_resolver,
             _subscriptions,
             _notifier,
+            _federation(clock),
         ]
     )
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
@@ -299,6 +326,8 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(discovery.routes)
     app.router.add_routes(info.routes)
     app.router.add_routes(subscriptions.routes)
+    app.router.add_routes(registrations.routes)
+    app.router.add_routes(csource_subscriptions.routes)
     app.router.add_routes(temporal.routes)
     app.router.add_routes(temporal_provision.routes)
     app.router.add_routes(retention.routes)

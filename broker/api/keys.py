@@ -11,6 +11,9 @@ from broker.auth.grants import Grants
 from broker.auth.keys import KeyRing
 from broker.auth.oidc import TokenVerifier
 from broker.config import Settings
+from broker.federation.notifier import CSourceNotifier
+from broker.federation.service import RegistrationService
+from broker.federation.subscriptions import CSourceSubscriptions
 from broker.ingest import Writer
 from broker.jsonld.resolver import ContextResolver
 from broker.notify.dispatcher import Notifier
@@ -42,3 +45,7 @@ TOKENS = web.AppKey("tokens", TokenVerifier)
 Report = Callable[[], object]
 # Parts that report counters on /health register a Report under their name (e.g. "devices").
 STATUS = web.AppKey("status", dict[str, Report])
+# Context source registrations, their subscriptions and the notifier of those (issue 14 items 1-2).
+REGISTRATIONS = web.AppKey("registrations", RegistrationService)
+CSOURCE_SUBSCRIPTIONS = web.AppKey("csource_subscriptions", CSourceSubscriptions)
+CSOURCE_NOTIFIER = web.AppKey("csource_notifier", CSourceNotifier)

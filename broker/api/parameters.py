@@ -34,6 +34,7 @@ ATTR = ATTRS + "/{attr}"
 BATCH = "/ngsi-ld/v1/entityOperations/"
 TEMPORAL = "/ngsi-ld/v1/temporal/entities"
 CONTEXTS = "/ngsi-ld/v1/jsonldContexts"
+REGISTRATIONS = "/ngsi-ld/v1/csourceRegistrations"
 
 _QUERY = _ANY | _REPRESENTATION | _LINKED | _PAGING | _SELECTION | _ORDER
 _TEMPORAL_QUERY = _QUERY | _TEMPORAL
@@ -68,6 +69,13 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", CONTEXTS + "/{context_id}"): frozenset({"details"}),  # 6.30.3.1
     ("DELETE", CONTEXTS + "/{context_id}"): frozenset({"reload"}),  # 6.30.3.2
     ("GET", "/ngsi-ld/v1/info/sourceIdentity"): _ANY,  # 6.33.3.1
+    ("POST", REGISTRATIONS): frozenset(),  # 6.8.3.1
+    ("GET", REGISTRATIONS): _PAGING
+    | {"id", "type", "idPattern", "attrs", "q", "csf", "georel", "geometry", "coordinates", "geoproperty"}
+    | {"options"},  # 6.8.3.2
+    ("GET", REGISTRATIONS + "/{registration_id}"): frozenset({"options"}),  # 6.9.3.1
+    ("PATCH", REGISTRATIONS + "/{registration_id}"): frozenset(),  # 6.9.3.2
+    ("DELETE", REGISTRATIONS + "/{registration_id}"): frozenset(),  # 6.9.3.3
 }
 
 

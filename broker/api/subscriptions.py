@@ -50,7 +50,7 @@ def _path_id(request: web.Request) -> str:
     return check_uri(request.match_info["subscription_id"], "subscription id in the path")
 
 
-async def _read(request: web.Request) -> tuple[dict[str, Any], ContextRef, TermMap]:
+async def read_object(request: web.Request) -> tuple[dict[str, Any], ContextRef, TermMap]:
     """The body as a JSON object without its @context, the @context, and its term map."""
     body = await read_body(request, allow_merge_patch=request.method == "PATCH")
     if not isinstance(body.data, dict):
@@ -105,7 +105,7 @@ async def _refuse_personal(request: web.Request, compiled: Subscription) -> None
         )
 
 
-async def _one_url(request: web.Request, context: ContextRef) -> str:
+async def one_url(request: web.Request, context: ContextRef) -> str:
     """One URL standing for an inline @context (object or array), which notifications can link.
 
     A one-URL array is that URL; anything else is hosted (clause 5.13.2), like a client's POST.
@@ -121,7 +121,7 @@ async def _one_url(request: web.Request, context: ContextRef) -> str:
 async def create_subscription(request: web.Request) -> web.Response:
     """5.8.1 Create Subscription (HTTP binding 6.10.3.1): 201 with Location, 409 if the id exists."""
     tenant = tenant_of(request)
-    data, context, tm = await _read(request)
+    data, context, tm = await read_object(request)
     subscription_id = (
         check_uri(data["id"], "id") if "id" in data else f"urn:ngsi-ld:Subscription:{uuid.uuid4()}"
     )
@@ -130,7 +130,7 @@ async def create_subscription(request: web.Request) -> web.Response:
     prepared = await _compile_for_storage(request, tenant, subscription_id, body, tm, context, now)
 
     async def host(inline: ContextRef) -> str:
-        return await _one_url(request, inline)
+        return await one_url(request, inline)
 
     await _service(request).create(prepared, host)
     location = f"{SUBSCRIPTIONS}/{quote(subscription_id, safe=':')}"
@@ -150,7 +150,9 @@ async def query_subscriptions(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     await request.app[TENANTS].require(pool, tenant)
     found, more, total = await rows.page(pool, tenant, limit=page.limit, offset=page.offset, count=page.count)
-    rendered = [await _render(request, stored, context, tm, sys_attrs=sys_attrs) for stored in found]
+    rendered = [
+        await render_subscription(request, stored, context, tm, sys_attrs=sys_attrs) for stored in found
+    ]
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
     links = page_links(request, page, more, media_type=media_type)
     return json_response(
@@ -172,7 +174,7 @@ async def retrieve_subscription(request: web.Request) -> web.Response:
     stored = await rows.fetch(pool, tenant, subscription_id)
     if stored is None:
         raise ResourceNotFound(f"subscription {subscription_id} does not exist")
-    body = await _render(request, stored, context, tm, sys_attrs=sys_attrs)
+    body = await render_subscription(request, stored, context, tm, sys_attrs=sys_attrs)
     return json_response(request, body, context=context, media_type=media_type)
 
 
@@ -185,7 +187,7 @@ async def update_subscription(request: web.Request) -> web.Response:
     """
     subscription_id = _path_id(request)
     tenant = tenant_of(request)
-    fragment, _, tm = await _read(request)
+    fragment, _, tm = await read_object(request)
     if not fragment:
         raise BadRequestData("the Subscription fragment is empty: nothing to update")
     if "id" in fragment and fragment["id"] != subscription_id:
@@ -214,7 +216,7 @@ async def delete_subscription(request: web.Request) -> web.Response:
     return no_content(request)
 
 
-async def _render(
+async def render_subscription(
     request: web.Request, stored: StoredSubscription, context: ContextRef, tm: TermMap, *, sys_attrs: bool
 ) -> dict[str, Any]:
     """The stored body compacted for the request's @context, with the members the broker keeps."""

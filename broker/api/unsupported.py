@@ -10,8 +10,6 @@ from aiohttp import web
 from broker.errors import NotImplementedYet
 
 PREFIXES = (
-    "/ngsi-ld/v1/csourceRegistrations",
-    "/ngsi-ld/v1/csourceSubscriptions",
     "/ngsi-ld/v1/entityOperations/purge",
     "/ngsi-ld/v1/snapshots",
     "/ngsi-ld/v1/entityMaps",

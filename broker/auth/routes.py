@@ -40,6 +40,11 @@ PERMISSIONS: dict[str, dict[str, Permission]] = {
     f"{_NGSI}/info/sourceIdentity": _READ_ONLY,
     f"{_NGSI}/subscriptions": _COLLECTION,
     f"{_NGSI}/subscriptions/{{subscription_id}}": {"GET": P.READ, "PATCH": P.WRITE, "DELETE": P.WRITE},
+    # Registrations and their subscriptions: as /subscriptions (issue 14 items 1-2).
+    f"{_NGSI}/csourceRegistrations": _COLLECTION,
+    f"{_NGSI}/csourceRegistrations/{{registration_id}}": {"GET": P.READ, "PATCH": P.WRITE, "DELETE": P.WRITE},
+    f"{_NGSI}/csourceSubscriptions": _COLLECTION,
+    f"{_NGSI}/csourceSubscriptions/{{subscription_id}}": {"GET": P.READ, "PATCH": P.WRITE, "DELETE": P.WRITE},
     f"{_NGSI}/temporal/entities": _COLLECTION,
     f"{_NGSI}/temporal/entities/{{entity_id}}": {"GET": P.READ, "DELETE": P.WRITE},
     f"{_NGSI}/temporal/entities/{{entity_id}}/attrs": {"POST": P.WRITE},
@@ -53,8 +58,6 @@ PERMISSIONS: dict[str, dict[str, Permission]] = {
     **{
         f"{_NGSI}/{resource}{tail}": {"*": P.READ}
         for resource in (
-            "csourceRegistrations",
-            "csourceSubscriptions",
             "entityOperations/purge",
             "snapshots",
             "entityMaps",

@@ -165,6 +165,7 @@ def _sample(path: str) -> str:
         "{attr}": "n",
         "{instance_id}": "urn:ngsi-ld:instance:matrix",
         "{subscription_id}": "urn:ngsi-ld:Subscription:matrix",
+        "{registration_id}": "urn:ngsi-ld:ContextSourceRegistration:matrix",
         "{context_id}": "matrix",
         "{type}": "Thing",
         "{entity_type}": "Thing",

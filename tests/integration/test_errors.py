@@ -246,8 +246,8 @@ async def test_an_unknown_entity_answers_404_resource_not_found(api: Api) -> Non
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("GET", "/ngsi-ld/v1/csourceRegistrations"),
-        ("POST", "/ngsi-ld/v1/csourceRegistrations/"),
+        ("GET", "/ngsi-ld/v1/snapshots"),
+        ("POST", "/ngsi-ld/v1/snapshots/"),
     ],
 )
 async def test_resources_not_built_yet_answer_501_operation_not_supported(
@@ -299,7 +299,7 @@ async def test_every_error_is_problem_details_with_content_type_application_json
         (await api.get(new_id()), 404),
         (await api.get(entity_id, headers={"Accept": "text/csv"}), 406),
         (await api.get(entity_id, params={"options": "bogus"}), 400),
-        (await api.request("GET", "/ngsi-ld/v1/csourceRegistrations"), 501),
+        (await api.request("GET", "/ngsi-ld/v1/snapshots"), 501),
         (await api.request("GET", "/nowhere"), 404),
         (await api.request("GET", "/ngsi-ld/v1/jsonldContexts/none"), 404),
         (await api.request("POST", "/ngsi-ld/v1/entityOperations/delete", {"not": "array"}), 400),
