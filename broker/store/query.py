@@ -14,6 +14,7 @@ from broker.query.entity_query import EntityQuery, where_sql
 from broker.query.order import OrderKey, order_sql
 from broker.query.params import Params
 from broker.store.entities import from_row
+from broker.store.type_counts import count_of, whole_type
 
 # A query the database cannot answer within this time is refused rather than left to hog it.
 STATEMENT_TIMEOUT_MS = 10_000
@@ -64,7 +65,11 @@ async def find(
                 f" ORDER BY {ordering} LIMIT {page.add(limit + 1)} OFFSET {page.add(offset)}",
                 *page.values,
             )
-        if count:
+        counted_type = whole_type(query) if count else None
+        if counted_type is not None:
+            # count=true over a whole type: the counter the write triggers keep (migration 0055)
+            total = await count_of(conn, tenant, counted_type)
+        elif count:
             total = await conn.fetchval(
                 f"SELECT count(*) FROM entities e WHERE e.tenant = $1 AND {where}", *params.values
             )
