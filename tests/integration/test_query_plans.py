@@ -21,6 +21,10 @@ async def test_the_read_only_transaction_plans_every_statement_for_its_values(ap
     async with read_only(api.client.app[POOL]) as conn:
         assert await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
         assert await conn.fetchval("SHOW statement_timeout") == "10s"
+    # the temporal API's stream reads keep one plan per connection (planning ~70 partitions is dear)
+    async with read_only(api.client.app[POOL], generic=True) as conn:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        assert await conn.fetchval("SHOW statement_timeout") == "10s"
 
 
 async def test_near_answers_what_a_brute_force_distance_says_query_after_query(api: Api) -> None:
