@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
+
+import asyncpg
+import pytest
 
 from broker.api.keys import POOL
 from broker.query.entity_query import EntityQuery, Selector
 from broker.query.types import AllOf, AnyOf, TypeName
 from broker.store import type_counts
+from broker.store.migrate import migration_files
 from broker.store.pool import Executor
-from tests.conftest import Api, new_id
+from broker.supervise import Supervisor
+from tests.clock import ManualClock
+from tests.conftest import Api, database_url, eventually, new_id
 
 ENTITIES = "/ngsi-ld/v1/entities"
 BATCH = "/ngsi-ld/v1/entityOperations"
@@ -191,3 +199,64 @@ def test_only_a_whole_type_query_takes_the_counter() -> None:
         EntityQuery(attrs=("speed",)),
     ]
     assert [type_counts.whole_type(q) for q in refused] == [None] * len(refused)
+
+
+@pytest.fixture
+async def own_schema() -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a schema of its own holding a bare entities table and migration 0055, so the app's
+    own compactor (on the shared schema) never folds what a test watches."""
+    schema = f"type_counts_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url())
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    pool = await asyncpg.create_pool(
+        database_url(), min_size=1, max_size=2, server_settings={"search_path": f"{schema},public"}
+    )
+    assert pool is not None
+    await pool.execute("CREATE TABLE entities (tenant text, id text, types text[], PRIMARY KEY (tenant, id))")
+    await pool.execute(next(text for _, name, text in migration_files() if name == "0055_type_counts.sql"))
+    try:
+        yield pool
+    finally:
+        await pool.close()
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
+
+
+async def test_the_compactor_folds_the_deltas_on_its_clock(own_schema: asyncpg.Pool) -> None:
+    pool = own_schema
+    for n in range(3):
+        await pool.execute(
+            "INSERT INTO entities SELECT 't', i, ARRAY[$2, $3] FROM unnest($1::text[]) AS i",
+            [f"e{n}-{k}" for k in range(4)],
+            VEHICLE,
+            GAUGE,
+        )
+    await pool.execute("DELETE FROM entities WHERE id = 'e0-0'")
+
+    async def rows() -> int:
+        return int(await pool.fetchval("SELECT count(*) FROM entity_type_counts"))
+
+    clock = ManualClock()
+    supervisor = Supervisor(clock)
+    supervisor.spawn(type_counts.COMPACTOR, type_counts.Compactor(pool, interval=10.0, clock=clock).run)
+    try:
+        await eventually(lambda: clock.sleepers == 1, what="the compactor asleep until its first round")
+        assert await rows() == 8  # 3 inserts and 1 delete, 2 types each
+
+        async def folded() -> bool:
+            return await rows() == 2
+
+        await clock.advance(10.0)
+        await eventually(folded, what="one row left a type")
+        assert await type_counts.count_of(pool, "t", VEHICLE) == 11
+        assert await type_counts.count_of(pool, "t", GAUGE) == 11
+        # a truncate empties the counters with the table
+        await pool.execute("TRUNCATE entities")
+        assert await rows() == 0
+    finally:
+        await supervisor.stop()
+
+
+async def test_the_app_supervises_the_compactor(api: Api) -> None:
+    body = await (await api.client.get("/health")).json()
+    assert body["components"][type_counts.COMPACTOR]["running"] is True
