@@ -73,6 +73,7 @@ from broker.store import create_pool, frames, migrate
 from broker.store.contexts import ContextStore
 from broker.store.personal import PersonalData
 from broker.store.tenants import Tenants
+from broker.store.type_counts import COMPACTOR, Compactor
 from broker.supervise import Supervisor
 from broker.temporal.maintenance import HistoryMaintenance
 
@@ -209,6 +210,13 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
     await app[SUPERVISOR].cancel(HISTORY_MAINTENANCE)
 
 
+async def _type_counts(app: web.Application) -> AsyncIterator[None]:
+    """The compactor of the per-type entity counters (count=true over a whole type)."""
+    app[SUPERVISOR].spawn(COMPACTOR, Compactor(app[POOL], clock=app[SUPERVISOR].clock).run)
+    yield
+    await app[SUPERVISOR].cancel(COMPACTOR)
+
+
 def _keys(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
     async def keys(app: web.Application) -> AsyncIterator[None]:
         """The API keys; with authentication on, an operator key must exist before anything serves
@@ -310,6 +318,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
             _tokens(clock),
             _keys(clock),
             _history,
+            _type_counts,
             _context_resolver,
             _subscriptions,
             _notifier,

@@ -131,12 +131,10 @@ def _geo_on_history(query: EntityQuery, tq: TemporalQuery, tm: TermMap, params: 
 async def _run(
     pool: asyncpg.Pool, sql: str, values: list[Any], *, generic: bool = False
 ) -> list[asyncpg.Record]:
-    async with read_only(pool) as conn:
-        if generic:
-            # Planning a read of one stream over ~70 day partitions takes ~13 ms, running it ~1 ms
-            # or less: plan once per connection (asyncpg keeps the prepared statement) and let
-            # PostgreSQL prune the days at executor start from the bound times.
-            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    # generic: planning a read of one stream over ~70 day partitions takes ~13 ms, running it ~1 ms
+    # or less: plan once per connection (asyncpg keeps the prepared statement) and let PostgreSQL
+    # prune the days at executor start from the bound times.
+    async with read_only(pool, generic=generic) as conn:
         return list(await conn.fetch(sql, *values))
 
 

@@ -320,6 +320,12 @@ async def measure(base: str, gauges: int, end: datetime, requests: int) -> None:
             print(f"{name:<26}{p50:>9.2f}{p95:>9.2f}{p99:>9.2f}{p95 / floor_p50:>11.1f}   {verdict}")
 
 
+async def _call_with(
+    call: Callable[[aiohttp.ClientSession, int], Awaitable[None]], session: aiohttp.ClientSession, i: int
+) -> None:
+    await call(session, i)
+
+
 async def _health(session: aiohttp.ClientSession, base: str) -> None:
     async with session.get(f"{base}/health") as response:
         await response.read()
@@ -397,9 +403,3 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
-
-
-async def _call_with(
-    call: Callable[[aiohttp.ClientSession, int], Awaitable[None]], session: aiohttp.ClientSession, i: int
-) -> None:
-    await call(session, i)
