@@ -52,6 +52,7 @@ from broker.auth.oidc import FileJwks, JwksSource, OidcConfig, TokenVerifier, Ur
 from broker.auth.ratelimit import RateLimiter
 from broker.clock import SYSTEM, Clock
 from broker.config import Settings
+from broker import dashboard
 from broker.errors import error_middleware
 from broker.ingest import Writer
 from broker.jsonld.fetch import ContextFetcher, context_policy
@@ -277,6 +278,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     )
     app[SETTINGS] = settings
     app[STATUS] = {}
+    app[dashboard.CLOCK] = clock
     app.cleanup_ctx.extend(
         [
             _supervision(clock),
@@ -305,6 +307,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(apikeys.routes)
     app.router.add_routes(grants.routes)
     app.router.add_routes(personal.routes)
+    app.router.add_routes(dashboard.routes)
     devices.add_routes(app)
     unsupported.add_routes(app)
     return app
