@@ -24,9 +24,11 @@ from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from broker import dashboard
 from broker.app import create_app
+from broker.auth.model import Role
 from broker.clock import SystemClock
 from broker.config import Settings
 from tests.conftest import Api, eventually, forget_mqtt_session
+from tests.integration.auth_helpers import Secured, serve_secured
 from tests.integration.test_device_ingest import (
     SDM_DEVICE,
     dev_eui,
@@ -271,3 +273,40 @@ async def test_a_silent_device_is_flagged_and_listed_first(board: Dashboard, pag
     board.clock.moment = now + timedelta(minutes=30)
     await expect(device_row(page, fresh)).to_have_class("silent", timeout=WITHIN_MS)
     assert console_errors(page) == []
+
+
+@pytest.fixture
+async def secured(settings: Settings) -> AsyncIterator[Secured]:
+    async for served in serve_secured(settings):
+        yield served
+
+
+async def test_with_authentication_on_the_page_asks_for_a_key_once_and_keeps_it_for_the_tab(
+    secured: Secured, page: Page
+) -> None:
+    url = str(secured.client.make_url("/dashboard"))
+    await page.goto(url)
+    await expect(page.locator("#login")).to_be_visible(timeout=WITHIN_MS)
+    await expect(page.locator("#board")).to_be_hidden()
+    before = list(console_errors(page))
+    assert before and all("401" in error for error in before), before  # the unanswered config request
+
+    # A reader's key may not see the dashboard: asked again, with the reason.
+    await page.fill("#api-key", secured.keys[Role.READER])
+    await page.click("#login button")
+    await expect(page.locator("#login-error")).to_have_text("this key may not see the dashboard", timeout=WITHIN_MS)
+    await page.fill("#api-key", secured.keys[Role.ADMIN])
+    await page.click("#login button")
+
+    await expect(page.locator("#board")).to_be_visible(timeout=WITHIN_MS)
+    await expect(page.locator("#broker-state")).to_have_text("ready", timeout=WITHIN_MS)
+    # A tenant's admin sees that tenant only.
+    assert await page.locator("#tenant option").all_inner_texts() == [secured.tenant]
+    assert await page.evaluate("sessionStorage.getItem('ngsiDashboardKey')") == secured.keys[Role.ADMIN]
+    seen = len(console_errors(page))
+    await page.reload()
+    await expect(page.locator("body")).to_have_attribute("data-refreshed", "2", timeout=WITHIN_MS)
+    await expect(page.locator("#login")).to_be_hidden()
+    # After the admin's key, only the reader's refusal (a 403) was logged.
+    assert all("403" in error for error in console_errors(page)[len(before) : seen]), console_errors(page)
+    assert console_errors(page)[seen:] == []
