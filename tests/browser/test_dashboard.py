@@ -31,6 +31,7 @@ from tests.conftest import Api, eventually, forget_mqtt_session
 from tests.integration.auth_helpers import Secured, serve_secured
 from tests.integration.test_device_ingest import (
     SDM_DEVICE,
+    SDM_TRANSPORTATION,
     dev_eui,
     entity_when,
     flood_id,
@@ -310,3 +311,42 @@ async def test_with_authentication_on_the_page_asks_for_a_key_once_and_keeps_it_
     # After the admin's key, only the reader's refusal (a 403) was logged.
     assert all("403" in error for error in console_errors(page)[len(before) : seen]), console_errors(page)
     assert console_errors(page)[seen:] == []
+
+
+async def test_a_snowplow_is_drawn_at_its_last_position_with_the_last_hours_track(
+    board: Dashboard, page: Page
+) -> None:
+    api = Api(board.client, f"t{secrets.token_hex(4)}")
+    plow = f"urn:ngsi-ld:Vehicle:plow-{secrets.token_hex(4)}"
+    now = board.clock.moment
+    route = [(139.93, 37.49), (139.94, 37.495), (139.95, 37.50)]
+    # Two hours ago it was far away: not part of the last hour's track.
+    positions = [((139.5, 37.0), now - timedelta(hours=2))] + [
+        (where, now - timedelta(minutes=30 - 10 * n)) for n, where in enumerate(route)
+    ]
+
+    def location(where: tuple[float, float], moment: datetime) -> dict[str, Any]:
+        return {"type": "GeoProperty", "value": {"type": "Point", "coordinates": list(where)}, "observedAt": at(moment)}
+
+    vehicle = {"id": plow, "type": "Vehicle", "vehicleType": "specialUsage", "location": location(*positions[0])}
+    created = await api.request("POST", "/ngsi-ld/v1/entities", vehicle, headers=link(SDM_TRANSPORTATION))
+    assert created.status == 201, await created.text()
+    for where, moment in positions[1:]:
+        patched = await api.request(
+            "PATCH", f"/ngsi-ld/v1/entities/{plow}/attrs", {"location": location(where, moment)},
+            headers=link(SDM_TRANSPORTATION),
+        )
+        assert patched.status == 204, await patched.text()
+
+    await page.goto(board.url(api.tenant))
+
+    marker = page.locator(f'#markers rect.plow[data-id="{plow}"]')
+    track = page.locator(f'#tracks polyline[data-id="{plow}"]')
+    await expect(marker).to_have_count(1, timeout=WITHIN_MS)
+    await expect(track).to_have_count(1, timeout=WITHIN_MS)
+    points = [tuple(map(float, p.split(","))) for p in (await track.get_attribute("points") or "").split()]
+    assert len(points) == 3  # the last hour's three positions, oldest first, west to east
+    assert points[0][0] < points[1][0] < points[2][0]
+    x, y = float(await marker.get_attribute("x") or 0) + 6, float(await marker.get_attribute("y") or 0) + 6
+    assert (x, y) == pytest.approx(points[-1], abs=0.01)  # the marker is at the last position
+    assert console_errors(page) == []
