@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from adapters import wiring as devices
+from broker import dashboard
 from broker.api import (
     apikeys,
     batch,
@@ -52,7 +53,6 @@ from broker.auth.oidc import FileJwks, JwksSource, OidcConfig, TokenVerifier, Ur
 from broker.auth.ratelimit import RateLimiter
 from broker.clock import SYSTEM, Clock
 from broker.config import Settings
-from broker import dashboard
 from broker.errors import error_middleware
 from broker.ingest import Writer
 from broker.jsonld.fetch import ContextFetcher, context_policy

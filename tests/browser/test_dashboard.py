@@ -46,6 +46,7 @@ from tests.integration.test_device_ingest import (
 pytestmark = pytest.mark.asyncio
 
 CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_PRESENT = CHROMIUM.exists()
 # The page refreshes every second here (5 s by default): "turns red within a few seconds".
 REFRESH = 1.0
 WITHIN_MS = 10_000
@@ -76,7 +77,7 @@ class Dashboard:
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
+    if not CHROMIUM_PRESENT:
         pytest.fail(f"{CHROMIUM} is missing: `bash deploy/setup.sh --test` installs Debian's chromium")
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
@@ -290,12 +291,15 @@ async def test_with_authentication_on_the_page_asks_for_a_key_once_and_keeps_it_
     await expect(page.locator("#login")).to_be_visible(timeout=WITHIN_MS)
     await expect(page.locator("#board")).to_be_hidden()
     before = list(console_errors(page))
-    assert before and all("401" in error for error in before), before  # the unanswered config request
+    assert before, "the unanswered config request is logged"
+    assert all("401" in error for error in before), before
 
     # A reader's key may not see the dashboard: asked again, with the reason.
     await page.fill("#api-key", secured.keys[Role.READER])
     await page.click("#login button")
-    await expect(page.locator("#login-error")).to_have_text("this key may not see the dashboard", timeout=WITHIN_MS)
+    await expect(page.locator("#login-error")).to_have_text(
+        "this key may not see the dashboard", timeout=WITHIN_MS
+    )
     await page.fill("#api-key", secured.keys[Role.ADMIN])
     await page.click("#login button")
 
@@ -326,14 +330,25 @@ async def test_a_snowplow_is_drawn_at_its_last_position_with_the_last_hours_trac
     ]
 
     def location(where: tuple[float, float], moment: datetime) -> dict[str, Any]:
-        return {"type": "GeoProperty", "value": {"type": "Point", "coordinates": list(where)}, "observedAt": at(moment)}
+        return {
+            "type": "GeoProperty",
+            "value": {"type": "Point", "coordinates": list(where)},
+            "observedAt": at(moment),
+        }
 
-    vehicle = {"id": plow, "type": "Vehicle", "vehicleType": "specialUsage", "location": location(*positions[0])}
+    vehicle = {
+        "id": plow,
+        "type": "Vehicle",
+        "vehicleType": "specialUsage",
+        "location": location(*positions[0]),
+    }
     created = await api.request("POST", "/ngsi-ld/v1/entities", vehicle, headers=link(SDM_TRANSPORTATION))
     assert created.status == 201, await created.text()
     for where, moment in positions[1:]:
         patched = await api.request(
-            "PATCH", f"/ngsi-ld/v1/entities/{plow}/attrs", {"location": location(where, moment)},
+            "PATCH",
+            f"/ngsi-ld/v1/entities/{plow}/attrs",
+            {"location": location(where, moment)},
             headers=link(SDM_TRANSPORTATION),
         )
         assert patched.status == 204, await patched.text()

@@ -281,14 +281,33 @@ function drawBroker(health, ready) {
   badge.className = "badge " + (up ? "ready" : "down");
   const dl = $("broker");
   dl.replaceChildren();
-  const add = (k, v) => {
+  const add = (k, v, cls) => {
     const dt = document.createElement("dt"); dt.textContent = k;
-    const dd = document.createElement("dd"); dd.textContent = typeof v === "object" ? JSON.stringify(v) : String(v);
+    const dd = document.createElement("dd"); dd.textContent = String(v);
+    if (cls) dd.className = cls;
     dl.append(dt, dd);
   };
-  add("readiness", ready ? ready.status : "?");
-  if (ready && ready.down) for (const [k, v] of Object.entries(ready.down)) add(`down: ${k}`, v);
-  for (const [k, v] of Object.entries(health || {})) add(k, v);
+  add("readiness", ready ? ready.status : "?", up ? "" : "error");
+  if (ready && ready.database) add("database", ready.database);
+  if (ready && ready.down) for (const [k, v] of Object.entries(ready.down)) add(`down: ${k}`, v, "error");
+  // /health answers for the one worker process that took the request (pid).
+  const flat = (prefix, v) => {
+    if (v && typeof v === "object" && !Array.isArray(v)) {
+      for (const [k, inner] of Object.entries(v)) flat(prefix ? `${prefix}.${k}` : k, inner);
+    } else {
+      add(prefix, Array.isArray(v) ? v.join(", ") : v);
+    }
+  };
+  for (const [k, v] of Object.entries(health || {})) {
+    if (k === "components" && v && typeof v === "object") {
+      for (const [name, c] of Object.entries(v)) {
+        const text = (c.running ? "running" : "DOWN") + (c.restarts ? `, ${c.restarts} restarts` : "") + (c.lastError ? `: ${c.lastError}` : "");
+        add(`task ${name}`, text, c.running ? "" : "error");
+      }
+    } else {
+      flat(k, v);
+    }
+  }
 }
 
 async function tracksOf(plows, now) {
