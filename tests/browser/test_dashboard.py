@@ -148,8 +148,10 @@ def at(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def uplink(eui: str, device_id: str, level: float, *, f_cnt: int, observed: datetime) -> dict[str, Any]:
-    message = tts_message(eui, device_id, level, f_cnt=f_cnt)
+def uplink(
+    eui: str, device_id: str, level: float, *, f_cnt: int, observed: datetime, flood: int = 0
+) -> dict[str, Any]:
+    message = tts_message(eui, device_id, level, f_cnt=f_cnt, flood=flood)
     message["uplink_message"]["received_at"] = at(observed)
     return message
 
@@ -193,9 +195,12 @@ async def test_a_gauge_pushed_past_its_danger_level_over_mqtt_turns_red_on_the_m
     await expect(marker).to_have_attribute("data-status", "normal", timeout=WITHIN_MS)
     await expect(marker).to_have_class("marker gauge status-normal")
 
-    await board.publish(device_id, uplink(eui, device_id, -0.4, f_cnt=2, observed=now))  # 1.6 m
+    # The gauge's flood-mode flag: it passed its observation-start level (still below alert).
+    await board.publish(device_id, uplink(eui, device_id, -1.0, f_cnt=2, observed=now, flood=1))  # 1.0 m
+    await expect(marker).to_have_attribute("data-status", "observation", timeout=WITHIN_MS)
+    await board.publish(device_id, uplink(eui, device_id, -0.4, f_cnt=3, observed=now, flood=1))  # 1.6 m
     await expect(marker).to_have_attribute("data-status", "alert", timeout=WITHIN_MS)
-    await board.publish(device_id, uplink(eui, device_id, 0.25, f_cnt=3, observed=now))  # 2.25 m
+    await board.publish(device_id, uplink(eui, device_id, 0.25, f_cnt=4, observed=now, flood=1))  # 2.25 m
 
     await expect(marker).to_have_attribute("data-status", "danger", timeout=WITHIN_MS)
     await expect(marker).to_have_class("marker gauge status-danger")
