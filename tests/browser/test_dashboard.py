@@ -10,15 +10,19 @@ Screenshots go to the pytest tmp dir (dashboard-screenshots/), printed at the en
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
+import socket
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
@@ -31,6 +35,7 @@ from tests.conftest import Api, eventually, forget_mqtt_session
 from tests.integration.auth_helpers import Secured, serve_secured
 from tests.integration.test_device_ingest import (
     SDM_DEVICE,
+    SDM_ENVIRONMENT,
     SDM_TRANSPORTATION,
     dev_eui,
     entity_when,
@@ -370,3 +375,78 @@ async def test_a_snowplow_is_drawn_at_its_last_position_with_the_last_hours_trac
     x, y = float(await marker.get_attribute("x") or 0) + 6, float(await marker.get_attribute("y") or 0) + 6
     assert (x, y) == pytest.approx(points[-1], abs=0.01)  # the marker is at the last position
     assert console_errors(page) == []
+
+
+# A 1x1 PNG: what the test's tile server answers for every tile.
+PIXEL = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+@asynccontextmanager
+async def tile_server() -> AsyncIterator[tuple[str, list[str]]]:
+    """A tile server on loopback: its URL template and the tiles asked for."""
+    asked: list[str] = []
+
+    async def tile(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        return web.Response(body=PIXEL, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/tiles/{z}/{x}/{y}.png", tile)
+    async with TestServer(app, host="127.0.0.1") as server:
+        yield str(server.make_url("/tiles/")) + "{z}/{x}/{y}.png", asked
+
+
+@asynccontextmanager
+async def plain_board(settings: Settings, tiles: str) -> AsyncIterator[TestClient[Any, Any]]:
+    """An app without device ingest (nothing comes over MQTT here) showing ``tiles`` under the map."""
+    app = create_app(settings.replace(mqtt_ingest=False, dashboard_tiles=tiles, dashboard_refresh=REFRESH))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_tiles_from_the_configured_server_lie_under_the_map_and_an_unreachable_one_leaves_it_plain(
+    settings: Settings, page: Page
+) -> None:
+    tenant = f"t{secrets.token_hex(4)}"
+    gauge_id = flood_id()
+    body = {
+        "id": gauge_id,
+        "type": "FloodMonitoring",
+        "currentLevel": {"type": "Property", "value": 0.5},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [134.0631, 34.3335]}},
+    }
+    async with tile_server() as (template, asked), plain_board(settings, template) as client:
+        api = Api(client, tenant)
+        created = await api.request("POST", "/ngsi-ld/v1/entities", body, headers=link(SDM_ENVIRONMENT))
+        assert created.status == 201, await created.text()
+        await page.goto(str(client.make_url(f"/dashboard?tenant={tenant}")))
+        await expect(page.locator(f'#markers circle[data-id="{gauge_id}"]')).to_have_count(
+            1, timeout=WITHIN_MS
+        )
+        tiles = page.locator("#tiles image")
+        await expect(tiles.first).to_be_attached(timeout=WITHIN_MS)
+        hrefs = [await tile.get_attribute("href") or "" for tile in await tiles.all()]
+        assert all(href.startswith(template.split("{z}")[0]) for href in hrefs), hrefs
+        await eventually(lambda: len(asked) >= len(hrefs), within=10.0, what="the tiles fetched")
+        assert console_errors(page) == []
+
+    unreachable = f"http://127.0.0.1:{free_port()}/tiles/{{z}}/{{x}}/{{y}}.png"
+    async with plain_board(settings, unreachable) as client:
+        await page.goto(str(client.make_url(f"/dashboard?tenant={tenant}")))
+        await expect(page.locator(f'#markers circle[data-id="{gauge_id}"]')).to_have_count(
+            1, timeout=WITHIN_MS
+        )
+        await expect(page.locator("body")).to_have_attribute("data-refreshed", "2", timeout=WITHIN_MS)
+        # Every tile that failed is taken away: the plain background shows, the markers stay.
+        await expect(page.locator("#tiles image")).to_have_count(0, timeout=WITHIN_MS)
+        await expect(page.locator("#map .background")).to_be_visible()
+        assert all("ERR_CONNECTION_REFUSED" in error for error in console_errors(page)), console_errors(page)
