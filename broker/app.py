@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from adapters import wiring as devices
+from broker import dashboard
 from broker.api import (
     apikeys,
     batch,
@@ -311,6 +312,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     )
     app[SETTINGS] = settings
     app[STATUS] = {}
+    app[dashboard.CLOCK] = clock
     app.cleanup_ctx.extend(
         [
             _supervision(clock),
@@ -343,6 +345,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(apikeys.routes)
     app.router.add_routes(grants.routes)
     app.router.add_routes(personal.routes)
+    app.router.add_routes(dashboard.routes)
     devices.add_routes(app)
     unsupported.add_routes(app)
     return app

@@ -492,6 +492,35 @@ SETTINGS: tuple[Setting, ...] = (
         "most instances of one attribute in a temporal response; more gives 206 and Content-Range",
         _positive_int,
     ),
+    Setting(
+        "NGSI_DASHBOARD_TILES",
+        "dashboard_tiles",
+        "",
+        "map tile URL template of the dashboard's map, {z}/{x}/{y} style (e.g. a town's own tile "
+        "server); empty: a plain background with the entities only (the page works offline)",
+    ),
+    Setting(
+        "NGSI_DASHBOARD_REFRESH",
+        "dashboard_refresh",
+        "5",
+        "seconds between the dashboard's refreshes (it polls the APIs)",
+        _positive_float,
+    ),
+    Setting(
+        "NGSI_DASHBOARD_DEVICE_INTERVAL",
+        "dashboard_device_interval",
+        "600",
+        "seconds between a device's messages when its Device entity gives no reportInterval (the "
+        "10-minute cycle of crisis-management water gauges)",
+        _positive_float,
+    ),
+    Setting(
+        "NGSI_DASHBOARD_SILENT_FACTOR",
+        "dashboard_silent_factor",
+        "3",
+        "a device is flagged silent on the dashboard after this many of its intervals without a message",
+        _positive_float,
+    ),
 )
 
 
@@ -551,6 +580,10 @@ class Settings:
     history_days_ahead: int
     retention_interval: float
     temporal_max_instances: int
+    dashboard_tiles: str
+    dashboard_refresh: float
+    dashboard_device_interval: float
+    dashboard_silent_factor: float
 
     @property
     def base_url(self) -> str:

@@ -4,7 +4,8 @@
 #   - unless DATABASE_URL is set: PostgreSQL + PostGIS from the OS packages, cluster started, role and
 #     database `ngsi` (and `ngsi_test` with --test), extension postgis in each;
 #   - unless MQTT_URL is set: Mosquitto from the OS packages, started with deploy/mosquitto.conf,
-#     unless something already listens on 127.0.0.1:1883.
+#     unless something already listens on 127.0.0.1:1883;
+#   - with --test: Debian's chromium for the dashboard's browser tests, when /usr/bin/chromium is missing.
 #
 # Two ways to use it:
 #   source deploy/setup.sh && ngsi_setup [--test]   # exports DATABASE_URL, MQTT_URL (+ TEST_DATABASE_URL)
@@ -320,6 +321,16 @@ failed (log: $NGSI_MQTT_LOG)"
     export MQTT_URL="mqtt://127.0.0.1:$NGSI_MQTT_PORT"
 }
 
+# ----------------------------------------------------------------------------------------- chromium
+
+# The dashboard's browser tests (tests/browser) drive Debian's chromium through Playwright with
+# executable_path=/usr/bin/chromium: no browser download (`playwright install` is not needed).
+ngsi_setup_chromium() {
+    if [[ -x /usr/bin/chromium ]]; then return; fi
+    ngsi_apt_install chromium
+    [[ -x /usr/bin/chromium ]] || ngsi_die "/usr/bin/chromium still missing after apt-get install chromium"
+}
+
 # --------------------------------------------------------------------------------------------- main
 
 # Usage: ngsi_setup [--test]
@@ -334,6 +345,7 @@ ngsi_setup() {
     esac
 
     ngsi_setup_python
+    if [[ $test -eq 1 ]]; then ngsi_setup_chromium; fi
 
     if [[ $test -eq 1 && -n ${TEST_DATABASE_URL:-} ]]; then
         ngsi_log "postgresql: using TEST_DATABASE_URL=$(ngsi_redact "$TEST_DATABASE_URL")"

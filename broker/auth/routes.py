@@ -81,6 +81,13 @@ PERMISSIONS: dict[str, dict[str, Permission]] = {
     "/admin/deadletters/{letter_id}": {"GET": P.ADMIN, "DELETE": P.ADMIN},
     "/admin/deadletters/{letter_id}/replay": {"POST": P.ADMIN},
     "/admin/deadletters/replay": {"POST": P.ADMIN},
+    # The operator dashboard (broker/dashboard): the page and its files hold no data and must load
+    # before the page can ask for a key (a browser sends no bearer token on navigation); what it
+    # shows comes from routes that need a tenant's admin or the operator.
+    "/dashboard": {"GET": P.PUBLIC},
+    "/dashboard/static/{name}": {"GET": P.PUBLIC},
+    "/dashboard/api/config": {"GET": P.ADMIN},
+    "/dashboard/api/tenants": {"GET": P.ADMIN},
     # IoT Agent provisioning API
     **{
         path: {"GET": P.ADMIN, "POST": P.ADMIN, "PUT": P.ADMIN, "DELETE": P.ADMIN}
