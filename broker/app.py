@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 
 from adapters import wiring as devices
@@ -28,6 +29,7 @@ from broker.api import (
 )
 from broker.api.keys import (
     CONTEXTS,
+    FORWARDER,
     GRANTS,
     KEYS,
     NOTIFIER,
@@ -53,11 +55,15 @@ from broker.auth.ratelimit import RateLimiter
 from broker.clock import SYSTEM, Clock
 from broker.config import Settings
 from broker.errors import error_middleware
+from broker.forward.changes import forward_hook
+from broker.forward.forwarder import Forwarder
+from broker.forward.target import Target, forward_policy
 from broker.ingest import Writer
 from broker.jsonld.fetch import ContextFetcher, context_policy
 from broker.jsonld.resolver import ContextResolver
 from broker.notify.dispatcher import Notifier
 from broker.notify.endpoints import notify_policy, own_listeners
+from broker.netguard import GuardedResolver
 from broker.notify.registry import SubscriptionRegistry
 from broker.query.duration import parse_keep
 from broker.store import apikeys as stored_keys
@@ -183,6 +189,45 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
     await app[SUPERVISOR].cancel(HISTORY_MAINTENANCE)
 
 
+def _forwarding(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def forwarding(app: web.Application) -> AsyncIterator[None]:
+        """Adapter mode (NGSI_FORWARD_URL): changes queued in their write transaction, and the
+        supervised forwarder that sends them to the external broker."""
+        settings = app[SETTINGS]
+        if not settings.forward_url:
+            yield
+            return
+        own = own_listeners(
+            settings.host, (settings.port, *settings.iota_ports), (settings.mqtt_url, settings.public_url)
+        )
+        dns = aiohttp.ThreadedResolver()
+        guard = GuardedResolver(dns, forward_policy(allow_private=settings.forward_allow_private, own=own))
+        await guard.policy.learn_listeners(dns)
+        target = Target(
+            settings.forward_url,
+            guard,
+            token=settings.forward_token,
+            tenant_map=dict(settings.forward_tenant_map),
+            timeout=settings.forward_timeout,
+        )
+        forwarder = Forwarder(
+            app[POOL],
+            target,
+            scope=settings.forward_scope,
+            clock=clock,
+            batch=settings.forward_batch,
+            backoff_max=settings.forward_backoff_max,
+        )
+        app[WRITER].add_hook(forward_hook(settings.forward_scope))
+        await forwarder.start(app[SUPERVISOR])
+        app[FORWARDER] = forwarder
+        app[STATUS]["forwarding"] = forwarder.report
+        yield
+        await forwarder.stop()
+
+    return forwarding
+
+
 def _keys(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
     async def keys(app: web.Application) -> AsyncIterator[None]:
         """The API keys; with authentication on, an operator key must exist before anything serves
@@ -287,6 +332,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
             _context_resolver,
             _subscriptions,
             _notifier,
+            _forwarding(clock),
         ]
     )
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.

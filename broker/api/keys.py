@@ -11,6 +11,7 @@ from broker.auth.grants import Grants
 from broker.auth.keys import KeyRing
 from broker.auth.oidc import TokenVerifier
 from broker.config import Settings
+from broker.forward.forwarder import Forwarder
 from broker.ingest import Writer
 from broker.jsonld.resolver import ContextResolver
 from broker.notify.dispatcher import Notifier
@@ -28,6 +29,7 @@ RESOLVER = web.AppKey("resolver", ContextResolver)
 CONTEXTS = web.AppKey("contexts", ContextStore)
 REGISTRY = web.AppKey("registry", SubscriptionRegistry)
 NOTIFIER = web.AppKey("notifier", Notifier)
+FORWARDER = web.AppKey("forwarder", Forwarder)
 # Every background task of the process runs under it; /ready reports what it says is down.
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 # The API keys (issue 12): made and checked whether authentication is on or off.
