@@ -61,9 +61,9 @@ from broker.forward.target import Target, forward_policy
 from broker.ingest import Writer
 from broker.jsonld.fetch import ContextFetcher, context_policy
 from broker.jsonld.resolver import ContextResolver
+from broker.netguard import GuardedResolver
 from broker.notify.dispatcher import Notifier
 from broker.notify.endpoints import notify_policy, own_listeners
-from broker.netguard import GuardedResolver
 from broker.notify.registry import SubscriptionRegistry
 from broker.query.duration import parse_keep
 from broker.store import apikeys as stored_keys

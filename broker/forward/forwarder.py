@@ -126,25 +126,30 @@ class Forwarder:
         self._wake.set()  # what a previous run left goes out at once
         while True:
             wait = self._retry_at - self._clock.monotonic()
-            if wait > 0:
-                await self._clock.sleep(wait)  # backing off: wake-ups do not shorten it
-            else:
-                await wait_event(self._clock, self._wake, self._poll)
-            self._wake.clear()
             try:
-                if await self.cycle():
+                if wait > 0:
+                    # Backing off: wake-ups do not shorten it; /health's backlog figures still move.
+                    await self._clock.sleep(min(wait, self._poll))
+                    await self._refresh_stats(changed=False)
+                    if self._clock.monotonic() >= self._retry_at:
+                        self._wake.set()  # the back-off is over: try at once
+                    continue
+                await wait_event(self._clock, self._wake, self._poll)
+                self._wake.clear()
+                claimed = await self.cycle()
+                if claimed == self._batch and self.reachable:
                     self._wake.set()  # a full batch went: more may wait
-                await self._refresh_stats()
+                await self._refresh_stats(changed=claimed > 0)
             except TRANSIENT as exc:
                 log.warning("forwarder: database unavailable (%s); retrying", exc)
                 await wait_event(self._clock, self._wake, self._poll)
 
-    async def cycle(self) -> bool:
-        """Forward one batch in one transaction; True when a full batch went and more may wait."""
+    async def cycle(self) -> int:
+        """Forward one batch in one transaction; how many changes it claimed (0: none waits)."""
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await forwarding.claim(conn, self._batch)
             if not rows:
-                return False
+                return 0
             answer = await self._send(rows)
             await forwarding.finish(conn, answer.done, answer.refused)
         self.cycles += 1
@@ -160,9 +165,9 @@ class Forwarder:
             )
         if answer.retry is not None:
             self._failed(answer.retry)
-            return False
-        self._succeeded()
-        return len(rows) == self._batch
+        else:
+            self._succeeded()
+        return len(rows)
 
     async def _send(self, rows: list[Pending]) -> Answer:
         """Send ``rows`` tenant by tenant; stop at the first tenant whose request could not be delivered."""
@@ -188,12 +193,12 @@ class Forwarder:
         if self._down_since is None:
             self._down_since = self._clock.now()
             log.warning(
-                "forwarding: %s unreachable (%s); changes are kept and sent once it answers (retrying with back-off)",
+                "forwarding: %s unreachable (%s); changes are kept and sent once it answers",
                 self._target.url,
                 reason,
             )
         else:
-            log.debug("forwarding: %s still unreachable (%s); next attempt in %.1f s", self._target.url, reason, delay)
+            log.debug("forwarding: %s still down (%s); next try in %.1f s", self._target.url, reason, delay)
 
     def _succeeded(self) -> None:
         if self._down_since is not None:
@@ -203,10 +208,11 @@ class Forwarder:
         self._down_since = None
         self._retry_at = 0.0
 
-    async def _refresh_stats(self) -> None:
+    async def _refresh_stats(self, *, changed: bool = True) -> None:
+        """Read the backlog figures again after a cycle that moved rows, else at most every second."""
         # A limit on queries spent, not a timer of the protocol: real time, not the injected clock.
         now = asyncio.get_running_loop().time()
-        if now - self._stats_at < _STATS_EVERY:
+        if not changed and now - self._stats_at < _STATS_EVERY:
             return
         self._stats_at = now
         self._backlog, self._oldest = await forwarding.backlog(self._pool)

@@ -113,7 +113,7 @@ class Target:
         elif status >= 500 or status in RETRIED_4XX or status < 200 or 300 <= status < 400:
             answer.retry = f"HTTP {status}: {_reason(content)}"
         elif split and len(rows) > 1:
-            log.info("forwarding: a batch of %d got HTTP %d; sending its changes one by one", len(rows), status)
+            log.info("forwarding: a batch of %d got HTTP %d; sending it one by one", len(rows), status)
             for row in rows:
                 if answer.retry is not None:
                     return
@@ -121,7 +121,9 @@ class Target:
         else:
             answer.refused.extend(Refused(r, status, _reason(content)) for r in rows)
 
-    def _sort_multi_status(self, rows: Sequence[Pending], content: Any, answer: Answer, deleting: bool) -> None:
+    def _sort_multi_status(
+        self, rows: Sequence[Pending], content: Any, answer: Answer, deleting: bool
+    ) -> None:
         """A 207: the entities in ``errors`` failed, each for its own reason; the others are done."""
         errors: dict[str, Any] = {}
         if isinstance(content, dict):

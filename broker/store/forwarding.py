@@ -41,7 +41,8 @@ _DEAD = """
 INSERT INTO forward_dead_letters (tenant, entity_id, op, data, status, reason, queued_at)
 SELECT r.tenant, r.entity_id, r.op, r.data, r.status, r.reason, r.queued_at
 FROM jsonb_to_recordset($1::jsonb)
-     AS r(tenant text, entity_id text, op text, data jsonb, status integer, reason text, queued_at timestamptz)
+     AS r(tenant text, entity_id text, op text, data jsonb, status integer, reason text,
+          queued_at timestamptz)
 """
 _BACKLOG = "SELECT count(*) AS n, min(created_at) AS oldest FROM forward_outbox"
 _DEAD_COUNT = "SELECT count(*) FROM forward_dead_letters"
@@ -107,9 +108,7 @@ async def queue(conn: Connection, tenant: str, changes: Sequence[Change]) -> Non
 async def claim(conn: Connection, limit: int) -> list[Pending]:
     """Lock, for this transaction, the heads of up to ``limit`` entities' queues, oldest first."""
     rows = await conn.fetch(_CLAIM, limit)
-    return [
-        Pending(r["id"], r["tenant"], r["entity_id"], r["op"], r["data"], r["created_at"]) for r in rows
-    ]
+    return [Pending(r["id"], r["tenant"], r["entity_id"], r["op"], r["data"], r["created_at"]) for r in rows]
 
 
 async def finish(conn: Connection, done: Sequence[int], refused: Sequence[Refused]) -> None:
