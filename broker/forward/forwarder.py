@@ -2,10 +2,11 @@
 per entity, with back-off while the target is down.
 
 One supervised loop per process wakes on ``LISTEN ngsi_forward`` (and polls). A cycle is one
-transaction: claim the heads of up to ``batch`` entities' queues (broker.store.forwarding: FOR
-UPDATE SKIP LOCKED, so processes share the work and an entity's next change waits for its
-previous one), send them per tenant, delete what the target has, move what it refused (a 4xx)
-to the dead letters, commit. A crash before the commit sends the same rows again.
+transaction: claim the queues of up to ``batch`` entities, up to ROUNDS changes each
+(broker.store.forwarding: their heads FOR UPDATE SKIP LOCKED, so processes share the work and
+no two hold one entity), send them in rounds (each entity's first change, then its second...)
+per tenant, delete what the target has, move what it refused (a 4xx) to the dead letters,
+commit. A crash before the commit sends the same rows again.
 
 A target that is down is not this broker's fault: /ready stays 200 (the broker serves its own
 API and devices), /health shows the backlog and the age of its oldest change, and the outage is
@@ -35,6 +36,9 @@ FORWARDER = "forwarder"
 LISTENER = "forwarder.listener"
 # Backlog figures for /health are read again at most this often (seconds), not on every cycle.
 _STATS_EVERY = 1.0
+# Changes of one entity one cycle sends (one request per round): a backlog of a single busy
+# device after an outage goes out at several rows per transaction, not one.
+ROUNDS = 10
 
 
 class Forwarder:
@@ -137,8 +141,8 @@ class Forwarder:
                 await wait_event(self._clock, self._wake, self._poll)
                 self._wake.clear()
                 claimed = await self.cycle()
-                if claimed == self._batch and self.reachable:
-                    self._wake.set()  # a full batch went: more may wait
+                if claimed and self.reachable:
+                    self._wake.set()  # changes went: more may wait (the next claim says)
                 await self._refresh_stats(changed=claimed > 0)
             except TRANSIENT as exc:
                 log.warning("forwarder: database unavailable (%s); retrying", exc)
@@ -147,7 +151,7 @@ class Forwarder:
     async def cycle(self) -> int:
         """Forward one batch in one transaction; how many changes it claimed (0: none waits)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await forwarding.claim(conn, self._batch)
+            rows = await forwarding.claim(conn, self._batch, ROUNDS)
             if not rows:
                 return 0
             answer = await self._send(rows)
@@ -170,18 +174,24 @@ class Forwarder:
         return len(rows)
 
     async def _send(self, rows: list[Pending]) -> Answer:
-        """Send ``rows`` tenant by tenant; stop at the first tenant whose request could not be delivered."""
-        by_tenant: dict[str, list[Pending]] = {}
+        """Send ``rows`` in rounds (the first row of each entity, then the second...), each round
+        tenant by tenant; stop at the first request that could not be delivered."""
+        queues: dict[tuple[str, str], list[Pending]] = {}
         for row in rows:
-            by_tenant.setdefault(row.tenant, []).append(row)
+            queues.setdefault((row.tenant, row.entity_id), []).append(row)
         total = Answer()
-        for tenant, group in by_tenant.items():
-            answer = await self._target.send(tenant, group)
-            total.done.extend(answer.done)
-            total.refused.extend(answer.refused)
-            if answer.retry is not None:
-                total.retry = answer.retry
-                break
+        for depth in range(max(len(queue) for queue in queues.values())):
+            by_tenant: dict[str, list[Pending]] = {}
+            for (tenant, _), queue in queues.items():
+                if depth < len(queue):
+                    by_tenant.setdefault(tenant, []).append(queue[depth])
+            for tenant, group in by_tenant.items():
+                answer = await self._target.send(tenant, group)
+                total.done.extend(answer.done)
+                total.refused.extend(answer.refused)
+                if answer.retry is not None:
+                    total.retry = answer.retry
+                    return total
         return total
 
     def _failed(self, reason: str) -> None:

@@ -36,6 +36,19 @@ ORDER BY o.id
 LIMIT $1
 FOR UPDATE SKIP LOCKED
 """
+# The next rows of the claimed heads' entities: no other process can claim them while the heads
+# are held (they are no heads until the heads' deletion commits), so they need no lock of their own.
+_FOLLOWERS = """
+SELECT id, tenant, entity_id, op, data, created_at FROM (
+    SELECT o.id, o.tenant, o.entity_id, o.op, o.data, o.created_at,
+           row_number() OVER (PARTITION BY o.tenant, o.entity_id ORDER BY o.id) AS n
+    FROM forward_outbox o
+    JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS h(tenant, entity_id, head)
+      ON o.tenant = h.tenant AND o.entity_id = h.entity_id AND o.id > h.head
+) f
+WHERE n <= $4
+ORDER BY id
+"""
 _DELETE = "DELETE FROM forward_outbox WHERE id = ANY($1::bigint[])"
 _DEAD = """
 INSERT INTO forward_dead_letters (tenant, entity_id, op, data, status, reason, queued_at)
@@ -105,9 +118,25 @@ async def queue(conn: Connection, tenant: str, changes: Sequence[Change]) -> Non
     await conn.execute("SELECT pg_notify($1, $2)", FORWARD_CHANNEL, tenant)
 
 
-async def claim(conn: Connection, limit: int) -> list[Pending]:
-    """Lock, for this transaction, the heads of up to ``limit`` entities' queues, oldest first."""
-    rows = await conn.fetch(_CLAIM, limit)
+async def claim(conn: Connection, limit: int, depth: int = 1) -> list[Pending]:
+    """Take, for this transaction, the queues of up to ``limit`` entities no other transaction holds:
+    the oldest ``depth`` rows of each (held through their heads' locks), in id order."""
+    heads = _pending(await conn.fetch(_CLAIM, limit))
+    if not heads or depth <= 1:
+        return heads
+    followers = _pending(
+        await conn.fetch(
+            _FOLLOWERS,
+            [h.tenant for h in heads],
+            [h.entity_id for h in heads],
+            [h.id for h in heads],
+            depth - 1,
+        )
+    )
+    return sorted([*heads, *followers], key=lambda row: row.id)
+
+
+def _pending(rows: Sequence[Any]) -> list[Pending]:
     return [Pending(r["id"], r["tenant"], r["entity_id"], r["op"], r["data"], r["created_at"]) for r in rows]
 
 

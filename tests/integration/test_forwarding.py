@@ -88,6 +88,11 @@ async def history_in_arrival_order(hub: Api, entity_id: str) -> list[Any]:
     return [i["value"] for i in instances]
 
 
+def without_repeats(values: list[Any]) -> list[Any]:
+    """``values`` with each run of one repeated value kept once."""
+    return [v for i, v in enumerate(values) if i == 0 or values[i - 1] != v]
+
+
 @pytest.fixture
 def names() -> tuple[str, str]:
     """A tenant here and the target's tenant it maps to (NGSI_FORWARD_TENANT_MAP)."""
@@ -146,7 +151,9 @@ async def test_device_measurements_reach_the_target_across_its_restart_in_order(
             await eventually(lambda: _equals(value_at(hub, entity_id), 39), what="value 39 at the target")
             status = await eventually(lambda: _drained(api), what="an empty backlog")
             assert status["reachable"] is True
-            assert await history_in_arrival_order(hub, entity_id) == sent
+            # At least once: a batch whose answer was lost when the target stopped comes again,
+            # next to itself. Nothing is missing and nothing is out of order.
+            assert without_repeats(await history_in_arrival_order(hub, entity_id)) == sent
             assert (await hub.get(api_made)).status == 404
 
 
@@ -185,7 +192,8 @@ async def test_a_change_the_target_refuses_is_a_dead_letter_and_the_next_one_sti
 
 
 async def _equals(value: Any, wanted: Any) -> bool:
-    return await value == wanted
+    got = await value
+    return bool(got == wanted)
 
 
 async def _down_with_backlog(api: Api) -> dict[str, Any] | None:
