@@ -11,6 +11,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pytest
@@ -78,11 +79,11 @@ async def value_at(hub: Api, entity_id: str, attr: str = "temperature") -> Any:
     return (await response.json(content_type=None)).get(attr, {}).get("value")
 
 
-async def history_in_arrival_order(hub: Api, entity_id: str) -> list[Any]:
-    """The target's instances of temperature, ordered as the target stored them (history row ids)."""
-    response = await hub.request("GET", TEMPORAL + entity_id, params={"attrs": "temperature"})
+async def history_in_arrival_order(hub: Api, entity_id: str, attr: str = "temperature") -> list[Any]:
+    """The target's instances of ``attr``, ordered as the target stored them (history row ids)."""
+    response = await hub.request("GET", TEMPORAL + entity_id, params={"attrs": attr})
     assert response.status == 200, await response.text()
-    instances = (await response.json(content_type=None))["temperature"]
+    instances = (await response.json(content_type=None))[attr]
     instances = instances if isinstance(instances, list) else [instances]
     instances.sort(key=lambda i: row_id_of(i["instanceId"]) or 0)
     return [i["value"] for i in instances]
@@ -129,7 +130,9 @@ async def test_device_measurements_reach_the_target_across_its_restart_in_order(
                 await measure(api, apikey, {"t": value})
                 sent.append(value)
             await eventually(lambda: value_at(hub, entity_id), what="the first values at the target")
-            await eventually(lambda: _equals(value_at(hub, entity_id), 9), what="value 9 at the target")
+            await eventually(
+                partial(_value_is, hub, entity_id, "temperature", 9), what="value 9 at the target"
+            )
         # The target is down: measurements keep being accepted, and wait.
         for value in range(10, 30):
             await measure(api, apikey, {"t": value})
@@ -148,7 +151,9 @@ async def test_device_measurements_reach_the_target_across_its_restart_in_order(
             for value in range(30, 40):
                 await measure(api, apikey, {"t": value})
                 sent.append(value)
-            await eventually(lambda: _equals(value_at(hub, entity_id), 39), what="value 39 at the target")
+            await eventually(
+                partial(_value_is, hub, entity_id, "temperature", 39), what="value 39 at the target"
+            )
             status = await eventually(lambda: _drained(api), what="an empty backlog")
             assert status["reachable"] is True
             # At least once: a batch whose answer was lost when the target stopped comes again,
@@ -172,11 +177,11 @@ async def test_a_change_the_target_refuses_is_a_dead_letter_and_the_next_one_sti
         api, hub = Api(source, tenant), Api(target, hub_tenant)
         await provision_thermometer(api, apikey, entity_id)
         await measure(api, apikey, {"t": 1})
-        await eventually(lambda: _equals(value_at(hub, entity_id), 1), what="value 1 at the target")
+        await eventually(partial(_value_is, hub, entity_id, "temperature", 1), what="value 1 at the target")
         before = await forwarding_status(api)
         await measure(api, apikey, {"t": 2, "deep": {"a": {"b": {"c": {"d": 1}}}}})
         await measure(api, apikey, {"t": 3})
-        await eventually(lambda: _equals(value_at(hub, entity_id), 3), what="value 3 at the target")
+        await eventually(partial(_value_is, hub, entity_id, "temperature", 3), what="value 3 at the target")
         stored = await api.get_json(entity_id)
         assert stored["deep"]["value"] == {"a": {"b": {"c": {"d": 1}}}}  # ours has it
         assert (await hub.get_json(entity_id)).get("deep") is None  # the target refused it
@@ -191,11 +196,6 @@ async def test_a_change_the_target_refuses_is_a_dead_letter_and_the_next_one_sti
         assert letters[0].data["deep"]["value"] == {"a": {"b": {"c": {"d": 1}}}}
 
 
-async def _equals(value: Any, wanted: Any) -> bool:
-    got = await value
-    return bool(got == wanted)
-
-
 async def _down_with_backlog(api: Api) -> dict[str, Any] | None:
     status = await forwarding_status(api)
     return status if not status["reachable"] and status["backlog"] > 0 else None
@@ -204,3 +204,44 @@ async def _down_with_backlog(api: Api) -> dict[str, Any] | None:
 async def _drained(api: Api) -> dict[str, Any] | None:
     status = await forwarding_status(api)
     return status if status["backlog"] == 0 else None
+
+
+async def test_two_processes_forwarding_at_once_keep_each_entitys_order(
+    settings: Settings, names: tuple[str, str]
+) -> None:
+    tenant, hub_tenant = names
+    port = free_port()
+    ids = [f"urn:ngsi-ld:Counter:{secrets.token_hex(4)}" for _ in range(5)]
+    every = source_settings(settings, port, tenant, hub_tenant, forward_scope="all", forward_batch=2)
+    async with (
+        serving(target_settings(settings), port) as target,
+        serving(every) as first,
+        serving(every) as second,
+    ):
+        hub = Api(target, hub_tenant)
+        sources = [Api(first, tenant), Api(second, tenant)]
+        for n in range(30):
+            body = [{"id": i, "type": "Counter", "n": {"type": "Property", "value": n}} for i in ids]
+            response = await sources[n % 2].request(
+                "POST", "/ngsi-ld/v1/entityOperations/upsert", body, params={"options": "update"}
+            )
+            assert response.status in (201, 204), await response.text()
+        doomed = ids[0]
+        response = await sources[0].request("DELETE", f"/ngsi-ld/v1/entities/{doomed}")
+        assert response.status == 204, await response.text()
+        for entity_id in ids[1:]:
+            await eventually(partial(_value_is, hub, entity_id, "n", 29), what=f"{entity_id} at 29")
+        await eventually(lambda: _status_is(hub, doomed, 404), what="the deletion forwarded")
+        for entity_id in ids[1:]:
+            values = await history_in_arrival_order(hub, entity_id, "n")
+            assert without_repeats(values) == list(range(30)), entity_id
+        both = [await forwarding_status(api) for api in sources]
+        assert all(status["forwarded"] > 0 for status in both), both  # both processes took part
+
+
+async def _value_is(api: Api, entity_id: str, attr: str, wanted: Any) -> bool:
+    return bool(await value_at(api, entity_id, attr) == wanted)
+
+
+async def _status_is(api: Api, entity_id: str, status: int) -> bool:
+    return (await api.get(entity_id)).status == status
