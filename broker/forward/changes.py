@@ -2,9 +2,9 @@
 
 A row carries what the target needs to end up like this broker after the change: the entity's id
 and type with the attributes the change made or altered (normalized, without system members,
-names compacted with the core @context only, so the other names stay full IRIs and no @context
-has to be sent), or the entity's deletion. Attributes the change removed are not forwarded (a
-batch upsert cannot remove one; README "Adapter mode").
+names compacted with the core @context only: core and default-vocabulary names short, every other
+name its full IRI, so no @context has to be sent), or the entity's deletion. Attributes the
+change removed are not forwarded (a batch upsert cannot remove one; README "Adapter mode").
 """
 
 from __future__ import annotations

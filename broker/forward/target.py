@@ -162,12 +162,12 @@ class Target:
                 raw = await response.content.read(_MAX_ANSWER)
                 status = response.status
         except RefusedAddress as exc:
-            raise _Unreachable(f"refused by the address policy: {exc}") from None
+            raise _Unreachable(self._guard.policy.explain(self.url, exc)) from None
         except TimeoutError:
             raise _Unreachable(f"no answer within {self._timeout:g} s") from None
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, RefusedAddress):
-                raise _Unreachable(f"refused by the address policy: {exc.os_error}") from None
+                raise _Unreachable(self._guard.policy.explain(self.url, exc.os_error)) from None
             raise _Unreachable(f"cannot connect: {exc}") from None
         except (aiohttp.ClientError, ValueError, OSError) as exc:
             raise _Unreachable(f"request failed: {type(exc).__name__}: {exc}") from None
