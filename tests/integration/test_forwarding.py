@@ -245,3 +245,27 @@ async def _value_is(api: Api, entity_id: str, attr: str, wanted: Any) -> bool:
 
 async def _status_is(api: Api, entity_id: str, status: int) -> bool:
     return (await api.get(entity_id)).status == status
+
+
+async def test_changes_queued_while_the_target_is_down_survive_a_restart_of_this_broker(
+    settings: Settings, names: tuple[str, str]
+) -> None:
+    tenant, hub_tenant = names
+    port = free_port()
+    apikey = f"fw{secrets.token_hex(4)}"
+    entity_id = f"urn:ngsi-ld:Thermometer:{secrets.token_hex(4)}"
+    forwarding_settings = source_settings(settings, port, tenant, hub_tenant)
+    async with serving(forwarding_settings) as source:
+        api = Api(source, tenant)
+        await provision_thermometer(api, apikey, entity_id)
+        for value in range(5):
+            await measure(api, apikey, {"t": value})
+        await eventually(lambda: _down_with_backlog(api), what="the changes waiting for the target")
+    # This broker is gone (its forwarder with it); the target comes up; this broker starts again.
+    async with (
+        serving(target_settings(settings), port) as target,
+        serving(forwarding_settings) as source,
+    ):
+        hub = Api(target, hub_tenant)
+        await eventually(partial(_value_is, hub, entity_id, "temperature", 4), what="value 4 at the target")
+        assert without_repeats(await history_in_arrival_order(hub, entity_id)) == list(range(5))
