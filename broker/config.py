@@ -527,7 +527,7 @@ SETTINGS: tuple[Setting, ...] = (
         "forward_url",
         "",
         "adapter mode: base URL of an external NGSI-LD broker (Orion-LD, Scorpio, Stellio) that every "
-        "change in NGSI_FORWARD_SCOPE is forwarded to by batch upserts, e.g. http://orion:1026 "
+        "change in the forwarding scope is forwarded to by batch upserts, e.g. http://orion:1026 "
         "(empty: off); see 'Adapter mode'",
         _forward_url,
     ),
@@ -579,7 +579,7 @@ SETTINGS: tuple[Setting, ...] = (
         "NGSI_FORWARD_ALLOW_PRIVATE",
         "forward_allow_private",
         "false",
-        "allow NGSI_FORWARD_URL to reach a loopback/private/link-local address (the broker's own "
+        "allow the forwarding URL to reach a loopback/private/link-local address (the broker's own "
         "listeners stay refused)",
         _bool,
     ),
