@@ -113,7 +113,7 @@ class Forwarder:
         now = self._clock.now()
         oldest = None if self._oldest is None else max(0.0, (now - self._oldest).total_seconds())
         return {
-            "target": self._target.url,
+            "target": self._target.shown,
             "scope": self._scope,
             "reachable": self.reachable,
             "downSince": None if self._down_since is None else self._down_since.isoformat(),
@@ -162,7 +162,7 @@ class Forwarder:
         for refused in answer.refused:
             log.warning(
                 "forwarding: %s refused the change of %s (HTTP %s): %s; kept as a dead letter",
-                self._target.url,
+                self._target.shown,
                 refused.row.entity_id,
                 refused.status,
                 refused.reason,
@@ -204,16 +204,16 @@ class Forwarder:
             self._down_since = self._clock.now()
             log.warning(
                 "forwarding: %s unreachable (%s); changes are kept and sent once it answers",
-                self._target.url,
+                self._target.shown,
                 reason,
             )
         else:
-            log.debug("forwarding: %s still down (%s); next try in %.1f s", self._target.url, reason, delay)
+            log.debug("forwarding: %s still down (%s); next try in %.1f s", self._target.shown, reason, delay)
 
     def _succeeded(self) -> None:
         if self._down_since is not None:
             seconds = (self._clock.now() - self._down_since).total_seconds()
-            log.warning("forwarding: %s reachable again after %.1f s", self._target.url, seconds)
+            log.warning("forwarding: %s reachable again after %.1f s", self._target.shown, seconds)
         self._failures = 0
         self._down_since = None
         self._retry_at = 0.0

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -67,6 +68,8 @@ class Target:
         timeout: float = 10.0,
     ) -> None:
         self.url = url.rstrip("/")
+        # What logs and /health show: without user:password, should the URL carry them.
+        self.shown = _without_credentials(self.url)
         self._guard = guard
         self._token = token
         self._tenants = dict(tenant_map or {})
@@ -162,12 +165,12 @@ class Target:
                 raw = await response.content.read(_MAX_ANSWER)
                 status = response.status
         except RefusedAddress as exc:
-            raise _Unreachable(self._guard.policy.explain(self.url, exc)) from None
+            raise _Unreachable(self._guard.policy.explain(self.shown, exc)) from None
         except TimeoutError:
             raise _Unreachable(f"no answer within {self._timeout:g} s") from None
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, RefusedAddress):
-                raise _Unreachable(self._guard.policy.explain(self.url, exc.os_error)) from None
+                raise _Unreachable(self._guard.policy.explain(self.shown, exc.os_error)) from None
             raise _Unreachable(f"cannot connect: {exc}") from None
         except (aiohttp.ClientError, ValueError, OSError) as exc:
             raise _Unreachable(f"request failed: {type(exc).__name__}: {exc}") from None
@@ -176,6 +179,13 @@ class Target:
         except orjson.JSONDecodeError:
             content = raw.decode("utf-8", "replace")
         return status, content
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def _reason(content: Any) -> str:

@@ -169,3 +169,9 @@ async def test_a_private_target_is_refused_unless_the_setting_allows_it(
     assert answer.retry is not None
     assert "set NGSI_FORWARD_ALLOW_PRIVATE=true" in answer.retry
     assert stub.got == []  # nothing was sent
+
+
+async def test_what_logs_and_health_show_of_the_url_has_no_credentials() -> None:
+    guard = GuardedResolver(aiohttp.ThreadedResolver(), forward_policy(allow_private=True))
+    assert Target("http://hub:pw@orion.lan:1026", guard).shown == "http://***@orion.lan:1026"
+    assert Target("http://orion.lan:1026/", guard).shown == "http://orion.lan:1026"
