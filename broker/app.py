@@ -16,6 +16,7 @@ from broker.api import (
     contexts,
     discovery,
     entities,
+    forwarding,
     grants,
     health,
     info,
@@ -190,7 +191,7 @@ async def _history(app: web.Application) -> AsyncIterator[None]:
 
 
 def _forwarding(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def forwarding(app: web.Application) -> AsyncIterator[None]:
+    async def adapter_mode(app: web.Application) -> AsyncIterator[None]:
         """Adapter mode (NGSI_FORWARD_URL): changes queued in their write transaction, and the
         supervised forwarder that sends them to the external broker."""
         settings = app[SETTINGS]
@@ -225,7 +226,7 @@ def _forwarding(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]
         yield
         await forwarder.stop()
 
-    return forwarding
+    return adapter_mode
 
 
 def _keys(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -350,6 +351,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(retention.routes)
     app.router.add_routes(apikeys.routes)
     app.router.add_routes(grants.routes)
+    app.router.add_routes(forwarding.routes)
     app.router.add_routes(personal.routes)
     devices.add_routes(app)
     unsupported.add_routes(app)

@@ -61,7 +61,7 @@ _BACKLOG = "SELECT count(*) AS n, min(created_at) AS oldest FROM forward_outbox"
 _DEAD_COUNT = "SELECT count(*) FROM forward_dead_letters"
 _DEAD_LIST = """
 SELECT id, tenant, entity_id, op, data, status, reason, queued_at, failed_at FROM forward_dead_letters
-WHERE tenant = $1 ORDER BY id LIMIT $2
+WHERE tenant = $1 ORDER BY id LIMIT $2 OFFSET $3
 """
 
 
@@ -175,9 +175,11 @@ async def dead_letter_count(executor: Executor) -> int:
     return count
 
 
-async def dead_letters(executor: Executor, tenant: str, limit: int = 1000) -> list[DeadLetter]:
+async def dead_letters(
+    executor: Executor, tenant: str, *, limit: int = 1000, offset: int = 0
+) -> list[DeadLetter]:
     """The changes the target refused, of ``tenant``, oldest first."""
-    rows = await executor.fetch(_DEAD_LIST, tenant, limit)
+    rows = await executor.fetch(_DEAD_LIST, tenant, limit, offset)
     return [
         DeadLetter(
             r["id"],

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from broker.api.keys import POOL
+from broker.api.forwarding import DEAD_LETTERS
 from broker.app import create_app
 from broker.config import Settings
-from broker.store import forwarding
 from broker.store.history import row_id_of
 from tests.conftest import Api, eventually
+from tests.integration.helpers import ERRORS
 
 TEMPORAL = "/ngsi-ld/v1/temporal/entities/"
 
@@ -189,11 +189,19 @@ async def test_a_change_the_target_refuses_is_a_dead_letter_and_the_next_one_sti
         status = await eventually(lambda: _drained(api), what="an empty backlog")
         assert status["refused"] == before["refused"] + 1
         assert status["deadLetters"] >= before["deadLetters"] + 1
-        pool = source.app[POOL]
-        letters = await forwarding.dead_letters(pool, tenant)
-        assert [(d.entity_id, d.status) for d in letters] == [(entity_id, 400)]
-        assert "nest" in letters[0].reason
-        assert letters[0].data["deep"]["value"] == {"a": {"b": {"c": {"d": 1}}}}
+        response = await api.request("GET", DEAD_LETTERS)
+        assert response.status == 200, await response.text()
+        letters = await response.json()
+        assert [(d["entityId"], d["operation"], d["status"]) for d in letters] == [(entity_id, "upsert", 400)]
+        assert "nest" in letters[0]["reason"]
+        assert letters[0]["data"]["deep"]["value"] == {"a": {"b": {"c": {"d": 1}}}}
+        assert await (await Api(source, hub_tenant).request("GET", DEAD_LETTERS)).json() == []
+        for bad, status in (({"limit": "x"}, 400), ({"limit": "100000"}, 403)):
+            response = await api.request("GET", DEAD_LETTERS, params=bad)
+            assert response.status == status, await response.text()
+            assert (await response.json(content_type=None))["type"].startswith(ERRORS)
+        response = await api.request("GET", DEAD_LETTERS, params={"offset": "1"})
+        assert await response.json() == []
 
 
 async def _down_with_backlog(api: Api) -> dict[str, Any] | None:
