@@ -246,7 +246,9 @@ async def record_status(writer: Writer, tenant: str, items: list[Progress]) -> N
         if item.info is not None:
             attrs[_INFO_IRI.format(name=item.command)] = [{"type": "Property", "value": item.info}]
         operations.append(
-            Operation(item.entity_id, _append(Entity(id=item.entity_id, types=[], attrs=attrs)))
+            Operation(
+                item.entity_id, _append(Entity(id=item.entity_id, types=[], attrs=attrs)), from_device=True
+            )
         )
     await writer.apply(tenant, operations, may_create_tenant=False)
 

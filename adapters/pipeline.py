@@ -591,7 +591,7 @@ def _operation(update: EntityUpdate, device: DeviceConfig, message: DeviceMessag
         # apps can PATCH them (adapters/commands.py sends a changed one to the device).
         # Made only when the entity is created, not for every message.
         commands = partial(_command_attrs, device.commands, update.terms)
-    return Operation(fragment.id, _append_or_create(fragment, commands), once=once)
+    return Operation(fragment.id, _append_or_create(fragment, commands), once=once, from_device=True)
 
 
 def _command_attrs(commands: Sequence[Command], tm: TermMap) -> dict[str, list[Instance]]:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 
 from adapters import wiring as devices
@@ -17,6 +18,7 @@ from broker.api import (
     csource_subscriptions,
     discovery,
     entities,
+    forwarding,
     grants,
     health,
     info,
@@ -33,6 +35,7 @@ from broker.api.keys import (
     CONTEXTS,
     CSOURCE_NOTIFIER,
     CSOURCE_SUBSCRIPTIONS,
+    FORWARDER,
     GRANTS,
     KEYS,
     NOTIFIER,
@@ -62,9 +65,13 @@ from broker.errors import error_middleware
 from broker.federation.notifier import CSourceNotifier
 from broker.federation.service import RegistrationService
 from broker.federation.subscriptions import CSourceSubscriptions
+from broker.forward.changes import forward_hook
+from broker.forward.forwarder import Forwarder
+from broker.forward.target import Target, forward_policy
 from broker.ingest import Writer
 from broker.jsonld.fetch import ContextFetcher, context_policy
 from broker.jsonld.resolver import ContextResolver
+from broker.netguard import GuardedResolver
 from broker.notify.dispatcher import Notifier
 from broker.notify.endpoints import notify_policy, own_listeners
 from broker.notify.registry import SubscriptionRegistry
@@ -218,6 +225,45 @@ async def _type_counts(app: web.Application) -> AsyncIterator[None]:
     await app[SUPERVISOR].cancel(COMPACTOR)
 
 
+def _forwarding(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def adapter_mode(app: web.Application) -> AsyncIterator[None]:
+        """Adapter mode (NGSI_FORWARD_URL): changes queued in their write transaction, and the
+        supervised forwarder that sends them to the external broker."""
+        settings = app[SETTINGS]
+        if not settings.forward_url:
+            yield
+            return
+        own = own_listeners(
+            settings.host, (settings.port, *settings.iota_ports), (settings.mqtt_url, settings.public_url)
+        )
+        dns = aiohttp.ThreadedResolver()
+        guard = GuardedResolver(dns, forward_policy(allow_private=settings.forward_allow_private, own=own))
+        await guard.policy.learn_listeners(dns)
+        target = Target(
+            settings.forward_url,
+            guard,
+            token=settings.forward_token,
+            tenant_map=dict(settings.forward_tenant_map),
+            timeout=settings.forward_timeout,
+        )
+        forwarder = Forwarder(
+            app[POOL],
+            target,
+            scope=settings.forward_scope,
+            clock=clock,
+            batch=settings.forward_batch,
+            backoff_max=settings.forward_backoff_max,
+        )
+        app[WRITER].add_hook(forward_hook(settings.forward_scope))
+        await forwarder.start(app[SUPERVISOR])
+        app[FORWARDER] = forwarder
+        app[STATUS]["forwarding"] = forwarder.report
+        yield
+        await forwarder.stop()
+
+    return adapter_mode
+
+
 def _keys(clock: Clock) -> Callable[[web.Application], AsyncIterator[None]]:
     async def keys(app: web.Application) -> AsyncIterator[None]:
         """The API keys; with authentication on, an operator key must exist before anything serves
@@ -325,6 +371,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
             _subscriptions,
             _notifier,
             _federation(clock),
+            _forwarding(clock),
         ]
     )
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
@@ -344,6 +391,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app.router.add_routes(retention.routes)
     app.router.add_routes(apikeys.routes)
     app.router.add_routes(grants.routes)
+    app.router.add_routes(forwarding.routes)
     app.router.add_routes(personal.routes)
     app.router.add_routes(dashboard.routes)
     devices.add_routes(app)

@@ -76,6 +76,36 @@ def _allow_list(text: str) -> tuple[str, ...]:
     return entries
 
 
+def _forward_url(text: str) -> str:
+    url = text.strip()
+    if url and not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", url):
+        raise ValueError("must be an http(s):// URL without query or fragment")
+    return url.rstrip("/")
+
+
+def _forward_scope(text: str) -> str:
+    scope = text.strip().lower()
+    if scope not in ("devices", "all"):
+        raise ValueError("must be devices or all")
+    return scope
+
+
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+
+
+def _tenant_map(text: str) -> tuple[tuple[str, str], ...]:
+    """``ours=theirs,...``; an empty side names that broker's default tenant."""
+    pairs: list[tuple[str, str]] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        ours, equals, theirs = (side.strip() for side in part.partition("="))
+        if not equals or any(side and not _TENANT.fullmatch(side) for side in (ours, theirs)):
+            raise ValueError(f"{part!r} is not ourTenant=theirTenant")
+        pairs.append((ours, theirs))
+    return tuple(pairs)
+
+
 def _auth_mode(text: str) -> str:
     lowered = text.strip().lower()
     if lowered not in {"on", "off", "auto"}:
@@ -521,6 +551,67 @@ SETTINGS: tuple[Setting, ...] = (
         "a device is flagged silent on the dashboard after this many of its intervals without a message",
         _positive_float,
     ),
+    Setting(
+        "NGSI_FORWARD_URL",
+        "forward_url",
+        "",
+        "adapter mode: base URL of an external NGSI-LD broker (Orion-LD, Scorpio, Stellio) that every "
+        "change in the forwarding scope is forwarded to by batch upserts, e.g. http://orion:1026 "
+        "(empty: off); see 'Adapter mode'",
+        _forward_url,
+    ),
+    Setting(
+        "NGSI_FORWARD_SCOPE",
+        "forward_scope",
+        "devices",
+        "which changes adapter mode forwards: devices (those the device layer makes: measurements, "
+        "command status) or all (API writes too)",
+        _forward_scope,
+    ),
+    Setting(
+        "NGSI_FORWARD_TENANT_MAP",
+        "forward_tenant_map",
+        "",
+        "tenants of this broker and the target's tenant each is forwarded to, as ours=theirs pairs "
+        "(comma-separated; an empty theirs: the target's default tenant); a tenant left out keeps its name",
+        _tenant_map,
+    ),
+    Setting(
+        "NGSI_FORWARD_TOKEN",
+        "forward_token",
+        "",
+        "bearer token sent to the forwarding target (Authorization: Bearer); empty: none",
+    ),
+    Setting(
+        "NGSI_FORWARD_BATCH",
+        "forward_batch",
+        "100",
+        "most entities in one batch upsert to the forwarding target",
+        _positive_int,
+    ),
+    Setting(
+        "NGSI_FORWARD_TIMEOUT",
+        "forward_timeout",
+        "10",
+        "seconds the forwarding target has to answer a batch before the attempt counts as failed",
+        _positive_float,
+    ),
+    Setting(
+        "NGSI_FORWARD_BACKOFF_MAX",
+        "forward_backoff_max",
+        "60",
+        "longest wait (seconds) between attempts while the forwarding target is down; the wait "
+        "starts at 0.5 s and doubles per failed attempt",
+        _positive_float,
+    ),
+    Setting(
+        "NGSI_FORWARD_ALLOW_PRIVATE",
+        "forward_allow_private",
+        "false",
+        "allow the forwarding URL to reach a loopback/private/link-local address (the broker's own "
+        "listeners stay refused)",
+        _bool,
+    ),
 )
 
 
@@ -584,6 +675,14 @@ class Settings:
     dashboard_refresh: float
     dashboard_device_interval: float
     dashboard_silent_factor: float
+    forward_url: str
+    forward_scope: str
+    forward_tenant_map: tuple[tuple[str, str], ...]
+    forward_token: str = field(repr=False)  # a credential: never in a log
+    forward_batch: int
+    forward_timeout: float
+    forward_backoff_max: float
+    forward_allow_private: bool
 
     @property
     def base_url(self) -> str:
@@ -635,7 +734,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(**values)
     if settings.db_pool_min > settings.db_pool_max:
         raise ConfigError("NGSI_DB_POOL_MIN must not exceed NGSI_DB_POOL_MAX")
-    needed = LISTEN_CONNECTIONS + settings.notify_concurrency + 2
+    # Adapter mode holds one more LISTEN and one connection while a batch is sent.
+    needed = LISTEN_CONNECTIONS + settings.notify_concurrency + 2 + (2 if settings.forward_url else 0)
     if settings.db_pool_max < needed:
         # With fewer, the LISTENs and deliveries hold every connection and requests wait forever.
         raise ConfigError(

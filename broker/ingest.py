@@ -52,6 +52,9 @@ class Operation:
     # A redelivery key (device, frame) for device messages: when a committed write already carried
     # it, the operation is skipped, so a message delivered twice changes nothing the second time.
     once: tuple[str, str] | None = None
+    # Made by the device layer (a measurement, a command's status) rather than an API request:
+    # adapter mode forwards these (NGSI_FORWARD_SCOPE=devices).
+    from_device: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,7 @@ class Result:
     outcome: Outcome | None
     error: NgsiLdError | None
     duplicate: bool = False
+    from_device: bool = False
 
     @property
     def ok(self) -> bool:
@@ -234,18 +238,20 @@ class Writer:
             for op in operations:
                 before = state.get(op.entity_id)
                 if op.once is not None and op.once not in fresh:
-                    results.append(Result(op.entity_id, before, None, None, duplicate=True))
+                    results.append(
+                        Result(op.entity_id, before, None, None, duplicate=True, from_device=op.from_device)
+                    )
                     continue
                 try:
                     outcome = op.apply(before, now)
                     if outcome.entity is not None:
                         check_instances(outcome.entity, self._max_instances)
                 except NgsiLdError as error:
-                    results.append(Result(op.entity_id, before, None, error))
+                    results.append(Result(op.entity_id, before, None, error, from_device=op.from_device))
                     continue
                 state[op.entity_id] = outcome.entity
                 touched.add(op.entity_id)
-                results.append(Result(op.entity_id, before, outcome, None))
+                results.append(Result(op.entity_id, before, outcome, None, from_device=op.from_device))
             upserts = [e for i in sorted(touched) if (e := state.get(i)) is not None]
             if may_create_tenant and upserts:
                 # Only a write that stores something creates the tenant.

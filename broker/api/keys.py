@@ -14,6 +14,7 @@ from broker.config import Settings
 from broker.federation.notifier import CSourceNotifier
 from broker.federation.service import RegistrationService
 from broker.federation.subscriptions import CSourceSubscriptions
+from broker.forward.forwarder import Forwarder
 from broker.ingest import Writer
 from broker.jsonld.resolver import ContextResolver
 from broker.notify.dispatcher import Notifier
@@ -31,6 +32,7 @@ RESOLVER = web.AppKey("resolver", ContextResolver)
 CONTEXTS = web.AppKey("contexts", ContextStore)
 REGISTRY = web.AppKey("registry", SubscriptionRegistry)
 NOTIFIER = web.AppKey("notifier", Notifier)
+FORWARDER = web.AppKey("forwarder", Forwarder)
 # Every background task of the process runs under it; /ready reports what it says is down.
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 # The API keys (issue 12): made and checked whether authentication is on or off.

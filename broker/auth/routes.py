@@ -78,6 +78,7 @@ PERMISSIONS: dict[str, dict[str, Permission]] = {
     "/admin/retention/runs": {"GET": P.OPERATE, "POST": P.OPERATE},
     "/admin/retention/{entity_type}": {"GET": P.ADMIN, "PUT": P.ADMIN, "DELETE": P.ADMIN},
     "/admin/deadletters": {"GET": P.ADMIN},
+    "/admin/forwarding/deadletters": {"GET": P.ADMIN},
     "/admin/deadletters/{letter_id}": {"GET": P.ADMIN, "DELETE": P.ADMIN},
     "/admin/deadletters/{letter_id}/replay": {"POST": P.ADMIN},
     "/admin/deadletters/replay": {"POST": P.ADMIN},

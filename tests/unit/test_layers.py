@@ -32,6 +32,7 @@ FORBIDDEN = {
         *ABOVE_ALL,
     ),
     "jsonld": ("broker.notify", "broker.temporal", "broker.ingest", *ABOVE_ALL),
+    "forward": ("broker.notify", "broker.temporal", "broker.query", *ABOVE_ALL),
     "auth": ("broker.notify", "broker.temporal", "broker.ingest", "broker.query", *ABOVE_ALL),
 }
 
