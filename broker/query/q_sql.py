@@ -292,7 +292,10 @@ class _Translator:
             case DateTime():
                 text = self._tagged(v, DATETIME_TAGS)
                 utc = f"CASE WHEN {text} ~ {add(OFFSET_SHAPE + '$', 'text')} THEN '' ELSE 'Z' END"
-                test = f"({text} || {utc})::timestamptz {sql_op} {add(item.value, 'timestamptz')}"
+                # Bound as text: asyncpg sends datetime.min as -infinity and cannot send a moment
+                # before year 1 in UTC (0001-01-01T00:30:00+01:00); PostgreSQL reads both.
+                wanted = f"{add(item.value.isoformat(), 'text')}::timestamptz"
+                test = f"({text} || {utc})::timestamptz {sql_op} {wanted}"
                 return self._shaped(text, DATETIME_SHAPE, test)
             case Date():
                 text = self._tagged(v, DATE_TAGS)
