@@ -96,15 +96,28 @@ async def test_an_observed_at_that_is_no_representable_date_time_is_400(api: Api
     await problem(await api.create(entity), 400, "BadRequestData")
 
 
-async def test_a_q_date_out_of_postgresql_range_is_400(api: Api) -> None:
-    await api.create(
-        {
-            "id": new_id(),
-            "type": "T",
-            "p": {"type": "Property", "value": 1, "observedAt": "2026-01-01T00:00:00Z"},
-        }
-    )
-    params = {"type": "T", "q": "p.observedAt>=0001-01-01T00:00:00+09:00"}
+async def test_a_q_date_before_year_one_in_utc_is_compared_not_failed(api: Api) -> None:
+    """0001-01-01T00:00:00+09:00 is 15:00 on 31 December of year 0 in UTC: no Python datetime
+    holds it, PostgreSQL does, so the comparison is answered (it was a 400, then a 500, before)."""
+    entity = {
+        "id": new_id(),
+        "type": "T",
+        "p": {"type": "Property", "value": 1, "observedAt": "2026-01-01T00:00:00Z"},
+    }
+    await api.create(entity)
+    after = {"type": "T", "q": "p.observedAt>=0001-01-01T00:00:00+09:00"}
+    response = await api.request("GET", ENTITIES, params=after)
+    assert response.status == 200, await response.text()
+    assert [e["id"] for e in await response.json()] == [entity["id"]]
+    before = {"type": "T", "q": "p.observedAt<0001-01-01T00:00:00+09:00"}
+    response = await api.request("GET", ENTITIES, params=before)
+    assert response.status == 200, await response.text()
+    assert await response.json() == []
+
+
+async def test_a_q_date_past_year_9999_is_400(api: Api) -> None:
+    await api.create({"id": new_id(), "type": "T"})
+    params = {"type": "T", "q": "p.observedAt>=10000-01-01T00:00:00Z"}
     await problem(await api.request("GET", ENTITIES, params=params), 400, "BadRequestData")
 
 
