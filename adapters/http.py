@@ -30,6 +30,7 @@ from adapters.pipeline import ACCEPTED, IGNORED, REJECTED, Inbound, Pipeline, Ve
 from broker import edge
 from broker.edge import keeps_nul
 from broker.errors import BadRequestData, InternalError
+from broker.logs import REQUEST_ID
 
 PIPELINE = web.AppKey("device_pipeline", Pipeline)
 # The Things Stack webhook messages other than uplinks, counted per type (on /health devices).
@@ -71,6 +72,7 @@ async def _receive(request: web.Request, family: Family) -> Verdict:
         body=await request.read(),
         received_at=datetime.now(UTC),
         headers={name: request.headers[name] for name in _KEPT_HEADERS if name in request.headers},
+        request_id=REQUEST_ID.get(),
     )
     future = request.app[PIPELINE].submit(inbound)
     try:

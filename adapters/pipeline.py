@@ -31,6 +31,7 @@ import orjson
 from adapters.device import JSON as JSON_CODEC
 from adapters.device import Command, DeviceConfig, EntityUpdate
 from adapters.message import DeviceMessage, Family, Rejected, for_log
+from broker import metrics
 from broker.clock import SYSTEM, Clock
 from broker.edge import json_too_deep, nests_deeper
 from broker.errors import Conflict, NgsiLdError
@@ -84,6 +85,8 @@ class Inbound:
     replay: bool = False
     # Taken from an MQTT subscription (where other consumers' messages arrive too), not sent to us.
     mqtt: bool = False
+    # The HTTP request that brought it (X-Request-Id): the notifications it causes carry it.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +332,7 @@ class Pipeline:
         for index, job in enumerate(staged.jobs):
             verdict = staged.verdicts[index]
             self._count(verdict)
+            metrics.device_message(job.inbound.family, "mqtt" if job.inbound.mqtt else "http", verdict.status)
             if not job.future.done():
                 job.future.set_result(verdict)
 
@@ -505,7 +509,13 @@ class Pipeline:
     ) -> dict[int, Verdict]:
         """One transaction for ``items``; a message an operation of which failed joins ``refusals``."""
         operations = [op for _, prepared in items for op in prepared.operations]
-        results = iter(await self._writer.apply(tenant, operations, may_create_tenant=True))
+        origins = {
+            op.entity_id: rid
+            for _, prepared in items
+            if (rid := prepared.job.inbound.request_id)
+            for op in prepared.operations
+        }
+        results = iter(await self._writer.apply(tenant, operations, may_create_tenant=True, origins=origins))
         verdicts: dict[int, Verdict] = {}
         for index, prepared in items:
             mine = [next(results) for _ in prepared.operations]
@@ -543,6 +553,7 @@ class Pipeline:
                 )
                 self.stats.faults += 1
             else:
+                metrics.dead_letter(inbound.family, reason_kind(reason, device))
                 origin = inbound.origin
                 log.info(
                     "device message on %s dead-lettered: %s", for_log(origin, origin), for_log(reason, origin)
@@ -563,6 +574,23 @@ class Pipeline:
 def _retryable(error: BaseException) -> bool:
     """The database is away (or a write lost its races): the same message succeeds later."""
     return is_transient(error) or isinstance(error, Conflict)
+
+
+def reason_kind(reason: str, device: DeviceConfig | None) -> str:
+    """A dead letter's reason as one of a few kinds (a metric's label: never the text itself)."""
+    if reason.startswith("unexpected error"):
+        return "fault"
+    if reason.startswith("unknown device"):
+        return "unknown_device"
+    if "NGSI_MAX_JSON_DEPTH" in reason:
+        return "too_deep"
+    if reason.startswith("the message has ") and "more than the limit" in reason:
+        return "too_large"
+    if reason.startswith("the mapped entity is not valid NGSI-LD"):
+        return "invalid_entity"
+    # Not matched to a device: the message could not be read; matched: its data was refused
+    # (mapping, the type's schema, the database).
+    return "unreadable" if device is None else "refused"
 
 
 def _fault_reason(doing: str, error: BaseException) -> str:

@@ -27,7 +27,7 @@ import time
 
 import asyncpg
 
-from broker import __version__, admin_cli, server
+from broker import __version__, admin_cli, logs, metrics, server
 from broker.app import create_app
 from broker.auth.model import NoOperatorKey
 from broker.config import ConfigError, Settings, help_text, load
@@ -62,10 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, asyncpg.PostgresError) as exc:
             print(f"database error: {exc}", file=sys.stderr)
             return 3
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format)
+    if not settings.metrics:
+        metrics.switch_off()
     index = int(os.environ.get(_WORKER_ENV, "0"))
     count = settings.workers or os.cpu_count() or 1
     if index > 0:
@@ -73,12 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(worker_settings(settings, index, count), reuse_port=True)
     if count == 1:
         return _serve(worker_settings(settings, 0, 1), reuse_port=False)
-    supervisor = _Supervisor(count)
-    supervisor.start()
-    try:
-        return _serve(worker_settings(settings, 0, count), reuse_port=True)
-    finally:
-        supervisor.stop()
+    # The workers' metrics add up through files in a directory of this process's own.
+    with metrics.multiprocess_dir() if settings.metrics else contextlib.nullcontext(""):
+        supervisor = _Supervisor(count)
+        supervisor.start()
+        try:
+            return _serve(worker_settings(settings, 0, count), reuse_port=True)
+        finally:
+            supervisor.stop()
 
 
 def worker_settings(settings: Settings, index: int, count: int) -> Settings:
@@ -165,6 +166,7 @@ class _Supervisor:
                 code = child.poll()
                 if code is not None and not self._stopping.is_set():
                     log.error("worker %d exited with %s; starting it again", index, code)
+                    metrics.process_gone(child.pid)
                     time.sleep(1.0)
                     self._children[index] = self._spawn(index)
 

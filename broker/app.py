@@ -22,6 +22,7 @@ from broker.api import (
     grants,
     health,
     info,
+    observe,
     personal,
     query,
     registrations,
@@ -348,6 +349,8 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     )
     app = web.Application(
         middlewares=[
+            # Outermost: the request id is set for everything after it, the final status is counted.
+            observe.observe_middleware(count=settings.metrics, log_access=settings.access_log),
             error_middleware(),
             *authenticate,
             keep_inline_contexts_if_served,
@@ -359,6 +362,7 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     app[SETTINGS] = settings
     app[STATUS] = {}
     app[dashboard.CLOCK] = clock
+    app.on_response_prepare.append(observe.add_request_id)
     app.cleanup_ctx.extend(
         [
             _supervision(clock),
@@ -376,7 +380,10 @@ def create_app(settings: Settings, *, clock: Clock = SYSTEM) -> web.Application:
     )
     # The device side: provisioning and dead letters, then the pipeline and its MQTT subscriptions.
     app.cleanup_ctx.extend(devices.contexts(_device_host))
+    app.cleanup_ctx.append(observe.sampler(clock))
     app.router.add_routes(health.routes)
+    if settings.metrics:
+        app.router.add_routes(observe.routes)
     app.router.add_routes(query.routes)
     app.router.add_routes(entities.routes)
     app.router.add_routes(batch.routes)

@@ -113,6 +113,13 @@ def _auth_mode(text: str) -> str:
     return lowered
 
 
+def _log_format(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in {"plain", "json"}:
+        raise ValueError("must be plain or json")
+    return lowered
+
+
 def _rates(text: str) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(parse_rates(text).items()))
 
@@ -406,6 +413,29 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("NGSI_LOG_LEVEL", "log_level", "INFO", "logging level (DEBUG, INFO, WARNING, ERROR)"),
     Setting(
+        "NGSI_LOG_FORMAT",
+        "log_format",
+        "plain",
+        "log lines as plain text or json (one JSON object per line: time, level, logger, message, "
+        "request_id, tenant)",
+        _log_format,
+    ),
+    Setting(
+        "NGSI_ACCESS_LOG",
+        "access_log",
+        "off",
+        "one log line per HTTP request answered (logger broker.access: method, path, status, "
+        "milliseconds; query values that are secrets hidden)",
+        _bool,
+    ),
+    Setting(
+        "NGSI_METRICS",
+        "metrics",
+        "on",
+        "Prometheus metrics at /metrics (off: no /metrics, nothing is counted or timed)",
+        _bool,
+    ),
+    Setting(
         "NGSI_WORKERS",
         "workers",
         "0",
@@ -655,6 +685,9 @@ class Settings:
     oidc_roles_claim: str
     oidc_leeway: int
     log_level: str
+    log_format: str
+    access_log: bool
+    metrics: bool
     workers: int
     iota_ports: tuple[int, ...]
     mqtt_ingest: bool

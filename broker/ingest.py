@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import asyncpg
 
+from broker import metrics
 from broker.errors import BadRequestData, Conflict, NgsiLdError
+from broker.logs import REQUEST_ID
 from broker.model import entity as model
 from broker.model.entity import Entity
 from broker.model.ops import Outcome, check_instances
@@ -83,6 +85,8 @@ class _Call:
 
     operations: Sequence[Operation]
     future: asyncio.Future[list[Result]]
+    # The request each entity's change comes from (broker.logs): its notifications carry it (X-Request-Id).
+    origins: Mapping[str, str]
 
 
 def _fail(call: _Call, error: Exception) -> None:
@@ -131,7 +135,12 @@ class Writer:
         self._hooks.append(hook)
 
     async def apply(
-        self, tenant: str, operations: Sequence[Operation], *, may_create_tenant: bool
+        self,
+        tenant: str,
+        operations: Sequence[Operation],
+        *,
+        may_create_tenant: bool,
+        origins: Mapping[str, str] | None = None,
     ) -> list[Result]:
         """Apply ``operations`` in order in one transaction; one Result per operation.
 
@@ -140,9 +149,15 @@ class Writer:
         concurrent PATCHes cost a few commits rather than 64, and at rest a call waits for nobody. Each
         operation still succeeds or fails on its own; a database error about one call's data fails
         that call alone (see _commit), the database being away fails them all.
+
+        ``origins``: the request id each entity's change comes from (default: the current request's,
+        broker.logs), carried into the notifications the changes cause.
         """
         key = (tenant, may_create_tenant)
-        call = _Call(operations, asyncio.get_running_loop().create_future())
+        if origins is None:
+            request_id = REQUEST_ID.get()
+            origins = {op.entity_id: request_id for op in operations} if request_id else {}
+        call = _Call(operations, asyncio.get_running_loop().create_future(), origins)
         self._waiting.setdefault(key, []).append(call)
         if self._flushing.get(key, 0) < _FLUSHERS:
             self._flushing[key] = self._flushing.get(key, 0) + 1
@@ -169,11 +184,13 @@ class Writer:
         succeed and the one it does fails alone.
         """
         tenant, may_create_tenant = key
+        origins = {entity_id: rid for call in calls for entity_id, rid in call.origins.items()}
         try:
             results = await self._apply_now(
-                tenant, [op for call in calls for op in call.operations], may_create_tenant
+                tenant, [op for call in calls for op in call.operations], may_create_tenant, origins
             )
         except Exception as exc:
+            metrics.write_transaction("failed")
             if len(calls) == 1 or is_transient(exc):
                 for call in calls:
                     _fail(call, exc)
@@ -190,6 +207,7 @@ class Writer:
             return
         self.transactions += 1
         self.calls += len(calls)
+        metrics.write_transaction("committed")
         start = 0
         for call in calls:
             end = start + len(call.operations)
@@ -212,17 +230,25 @@ class Writer:
         return taken
 
     async def _apply_now(
-        self, tenant: str, operations: Sequence[Operation], may_create_tenant: bool
+        self,
+        tenant: str,
+        operations: Sequence[Operation],
+        may_create_tenant: bool,
+        origins: Mapping[str, str] | None = None,
     ) -> list[Result]:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                return await self._attempt(tenant, operations, may_create_tenant)
+                return await self._attempt(tenant, operations, may_create_tenant, origins or {})
             except (_Raced, asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
                 log.info("write to tenant %r retried (attempt %d): %s", tenant, attempt, type(exc).__name__)
         raise Conflict("the entities were changed concurrently too often; retry the request")
 
     async def _attempt(
-        self, tenant: str, operations: Sequence[Operation], may_create_tenant: bool
+        self,
+        tenant: str,
+        operations: Sequence[Operation],
+        may_create_tenant: bool,
+        origins: Mapping[str, str],
     ) -> list[Result]:
         async with self._tenants.writing(self._pool, tenant) as scope:
             conn = scope.conn
@@ -260,7 +286,7 @@ class Writer:
             expected_new = {i for i in touched if i not in stored}
             if await entity_rows.write(conn, tenant, upserts, deletes, expected_new, stored):
                 raise _Raced
-            await self._queue_notifications(conn, tenant, results)
+            await self._queue_notifications(conn, tenant, results, origins)
             for hook in self._hooks:
                 await hook(conn, tenant, results)
             if self._record_history:
@@ -268,12 +294,17 @@ class Writer:
                 await history.record(conn, tenant, changed, now)
             return results
 
-    async def _queue_notifications(self, conn: Connection, tenant: str, results: list[Result]) -> None:
-        """Outbox rows for the subscriptions these changes concern, in this transaction."""
+    async def _queue_notifications(
+        self, conn: Connection, tenant: str, results: list[Result], origins: Mapping[str, str]
+    ) -> None:
+        """Outbox rows for the subscriptions these changes concern, in this transaction, each with
+        the id of the request that changed its entity (``origins``)."""
         subscriptions = self._subscriptions(tenant) if self._subscriptions is not None else []
         if not subscriptions:
             return
         changes = [Change(r.before, r.outcome.entity) for r in results if r.outcome is not None]
         rows = match(subscriptions, changes)
+        if origins:
+            rows = [replace(row, request_id=origins.get(row.entity_id)) for row in rows]
         if rows:
             await outbox.insert(conn, tenant, rows)

@@ -19,6 +19,8 @@ PERMISSIONS: dict[str, dict[str, Permission]] = {
     # Operations
     "/health": {"GET": P.PUBLIC},
     "/ready": {"GET": P.PUBLIC},
+    # Prometheus metrics span every tenant (outbox rows per subscription): the instance's operators.
+    "/metrics": {"GET": P.OPERATE},
     # NGSI-LD API (ETSI GS CIM 009 V1.9.1 clause 6)
     f"{_NGSI}/entities": {"GET": P.READ, "POST": P.WRITE, "DELETE": P.WRITE},
     f"{_NGSI}/entities/{{entity_id}}": _ITEM,

@@ -22,7 +22,9 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from broker import metrics
 from broker.clock import Clock
+from broker.logs import REQUEST_ID
 from broker.notify.delivery import DeliveryError, Senders, notification
 from broker.notify.grouping import notifications_of, seal_runs, whole_batch
 from broker.notify.model import Subscription
@@ -129,15 +131,19 @@ class Courier:
             note = notification(subscription.id, nid, [r.data for r in members], at)
             sent.last_at = at
             sent.notifications += 1
+            REQUEST_ID.set(members[0].request_id)  # its X-Request-Id, and on the lines logged for it
             try:
                 await self._senders.send(subscription.endpoint, note, context_url, subscription.tenant)
             except DeliveryError as exc:
+                metrics.notification_failed(subscription.endpoint.uri)
                 sent.error = exc.reason
                 log.info("notification to %s failed: %s", redact_uri(subscription.endpoint.uri), exc.detail)
                 break
+            metrics.notification_sent(subscription.endpoint.uri, [r.queued_at for r in members])
             sent.last_ok_at = at
             sent.delivered.extend(r.id for r in members)
             sent.entities.extend(r.entity_id for r in members if r.entity_id is not None)
+        REQUEST_ID.set(None)
         return sent
 
     async def _record(self, conn: Connection, subscription: Subscription, sent: _Sent, claim: Claim) -> None:

@@ -29,6 +29,7 @@ import aiohttp
 import orjson
 
 from broker.clock import SYSTEM, Clock
+from broker.logs import REQUEST_ID
 from broker.model.entity import format_time
 from broker.mqtt import QOS, Broker, LoopClient, MqttError, MqttVersion, parse_url
 from broker.netguard import GuardedResolver, RefusedAddress
@@ -86,6 +87,8 @@ def headers_for(endpoint: Endpoint, context_url: str, tenant: str) -> dict[str, 
         headers["Link"] = f'<{context_url}>; rel="{CONTEXT_REL}"; type="{JSON_LD}"'
     if tenant:
         headers["NGSILD-Tenant"] = tenant
+    if request_id := REQUEST_ID.get():  # the request that caused it (broker.logs)
+        headers["X-Request-Id"] = request_id
     return headers
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from broker.store.outbox import REQUEST_ID_MEMBER
 from broker.store.pool import Connection, Executor
 
 _DUE = """
@@ -36,11 +37,11 @@ WHERE tenant = $1 AND id = $2 AND ($3 OR retry_at <= $4)
 FOR NO KEY UPDATE SKIP LOCKED
 """
 _PENDING = """
-SELECT id, notification_id, entity_id, data FROM outbox
+SELECT id, notification_id, entity_id, data, created_at FROM outbox
 WHERE tenant = $1 AND subscription_id = $2 ORDER BY id LIMIT $3
 """
 _ONE_NOTIFICATION = """
-SELECT id, notification_id, entity_id, data FROM outbox
+SELECT id, notification_id, entity_id, data, created_at FROM outbox
 WHERE tenant = $1 AND subscription_id = $2 AND notification_id = $3 ORDER BY id
 """
 _SEAL = "UPDATE outbox SET notification_id = $2 WHERE id = ANY($1::bigint[])"
@@ -100,6 +101,9 @@ class Pending:
     notification_id: str
     entity_id: str | None
     data: dict[str, Any]
+    # The request that queued it (X-Request-Id of the notification) and when it was queued.
+    request_id: str | None = None
+    queued_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,4 +199,12 @@ async def fire(
 
 
 def _rows(records: Sequence[Any]) -> list[Pending]:
-    return [Pending(r["id"], r["notification_id"], r["entity_id"], r["data"]) for r in records]
+    return [_pending(r) for r in records]
+
+
+def _pending(record: Any) -> Pending:
+    data = record["data"]
+    request_id = data.pop(REQUEST_ID_MEMBER, None) if isinstance(data, dict) else None
+    return Pending(
+        record["id"], record["notification_id"], record["entity_id"], data, request_id, record["created_at"]
+    )

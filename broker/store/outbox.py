@@ -8,6 +8,11 @@ from typing import Any
 
 from broker.store.pool import Connection
 
+# Where a row's request id travels, inside its stored data (no column for it): a member no
+# rendered entity has (an attribute name is a term or an IRI, never with a space); taken out
+# again when the row is read for delivery (broker.store.delivery).
+REQUEST_ID_MEMBER = "ngsi hub requestId"
+
 # Notifiers LISTEN on this channel; the payload is the tenant (a hint, they re-check the table).
 OUTBOX_CHANNEL = "ngsi_outbox"
 
@@ -27,6 +32,8 @@ class OutboxRow:
     notification_id: str
     entity_id: str
     data: dict[str, Any]
+    # The request that caused the change (broker.logs), sent as X-Request-Id with the notification.
+    request_id: str | None = None
 
 
 async def insert(conn: Connection, tenant: str, rows: Sequence[OutboxRow]) -> None:
@@ -39,7 +46,7 @@ async def insert(conn: Connection, tenant: str, rows: Sequence[OutboxRow]) -> No
                 "subscription_id": r.subscription_id,
                 "notification_id": r.notification_id,
                 "entity_id": r.entity_id,
-                "data": r.data,
+                "data": r.data if r.request_id is None else {**r.data, REQUEST_ID_MEMBER: r.request_id},
             }
             for r in rows
         ],

@@ -34,6 +34,10 @@ ALLOWED = (
     "broker.store.listener",
     # The one set of transient database errors (retried, never dead-lettered).
     "broker.store.faults",
+    # Counting device messages and dead letters where they are decided (Prometheus metrics).
+    "broker.metrics",
+    # The request id of an HTTP device message, carried into the notifications it causes.
+    "broker.logs",
 )
 
 

@@ -35,7 +35,12 @@ class FakeWriter:
         self.keys: set[tuple[str, str]] = set()
 
     async def apply(
-        self, tenant: str, operations: Sequence[Operation], *, may_create_tenant: bool
+        self,
+        tenant: str,
+        operations: Sequence[Operation],
+        *,
+        may_create_tenant: bool,
+        origins: Mapping[str, str] | None = None,
     ) -> list[Result]:
         self.calls.append(len(operations))
         if self.failures:
@@ -169,7 +174,12 @@ async def test_a_message_over_the_size_limit_is_refused_before_it_is_parsed(size
 
 class SlowWriter(FakeWriter):
     async def apply(
-        self, tenant: str, operations: Sequence[Operation], *, may_create_tenant: bool
+        self,
+        tenant: str,
+        operations: Sequence[Operation],
+        *,
+        may_create_tenant: bool,
+        origins: Mapping[str, str] | None = None,
     ) -> list[Result]:
         await asyncio.sleep(0.2)
         return await super().apply(tenant, operations, may_create_tenant=may_create_tenant)
@@ -212,7 +222,12 @@ class RefusingWriter(FakeWriter):
     """Refuses any transaction holding a level of 13, as PostgreSQL refuses data it cannot store."""
 
     async def apply(
-        self, tenant: str, operations: Sequence[Operation], *, may_create_tenant: bool
+        self,
+        tenant: str,
+        operations: Sequence[Operation],
+        *,
+        may_create_tenant: bool,
+        origins: Mapping[str, str] | None = None,
     ) -> list[Result]:
         self.calls.append(len(operations))
         probe = [op.apply(None, "2026-11-22T00:00:00Z").entity for op in operations]
