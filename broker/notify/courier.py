@@ -6,10 +6,14 @@ through the foreign key, are never blocked by a slow endpoint), its rows are rea
 order, sent in order, deleted once delivered, and the delivery state is updated, all in one
 commit. A crash before the commit sends the same rows again with the same ids.
 
-Throttling (clause 5.2.12): a subscription is not notified again before lastNotification +
-throttling; then whatever is pending goes out, merged: runs of rows of distinct entities get
-one shared id in a committed transaction ("sealed") before they are sent. A failure is
-retried after a back-off that doubles per consecutive error, up to a ceiling.
+Rows pending together are merged: runs of rows of distinct entities get one shared id in a
+committed transaction ("sealed") before they are sent, so that a backlog goes out in a few
+notifications of several entities (clause 5.3.1: ``data`` is an array of entities) rather
+than one per row, and a retry sends exactly the same notifications. With no backlog a row
+goes alone, as it came, with no extra round trip. Throttling (clause 5.2.12): a subscription
+is not notified again before lastNotification + throttling; then whatever is pending goes
+out, merged the same way. A failure is retried after a back-off that doubles per
+consecutive error, up to a ceiling.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ class Step(enum.Enum):
 
     DONE = "done"  # nothing left, failed, throttled or claimed elsewhere
     MORE = "more"  # a full batch went out: more rows may be pending
-    SEALED = "sealed"  # a throttled release merged its rows: deliver them now
+    SEALED = "sealed"  # pending rows were merged into notifications: deliver them now
 
 
 @dataclass(slots=True)
@@ -101,7 +105,7 @@ class Courier:
                 self._wake_at(throttle)
                 return Step.DONE
             pending = await delivery.pending(conn, tenant, sid, self._batch + 1)
-            if subscription.throttling and previous is not Step.SEALED:
+            if previous is not Step.SEALED:
                 runs = seal_runs(pending[: self._batch])
                 if runs:
                     await delivery.seal(conn, [([r.id for r in run], nid) for nid, run in runs])

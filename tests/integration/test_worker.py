@@ -300,16 +300,57 @@ async def test_rows_are_delivered_in_order_then_removed(space: Space, receiver: 
         queued += await space.queue(subscription, *entities, entities[0])
     await eventually(lambda: space.delivered(subscription))
     requests = receiver.at("ordered")
-    assert [r.body["id"] for r in requests] == queued  # one notification per row, under its id
+    # Every row exactly once and in queue order, however the notifier happened to group them.
     assert [seq for _, seq in seqs(requests)] == sorted(seq for _, seq in seqs(requests))
+    assert len(seqs(requests)) == len(queued) == 16
     for request in requests:
         assert request.body["type"] == "Notification"
         assert request.body["subscriptionId"] == subscription.id
-        assert len(request.body["data"]) == 1
+        ids = [e["id"] for e in request.body["data"]]
+        assert len(ids) == len(set(ids))  # one entity at most once per notification
     state = await space.state(subscription)
-    assert state["times_sent"] == len(queued) == 16
+    assert state["times_sent"] == len(requests)
     assert (state["times_failed"], state["consecutive_errors"]) == (0, 0)
     assert state["last_success"] == state["last_notification"] == space.clock.now()
+
+
+async def test_a_backlog_goes_out_merged_a_lone_row_alone_under_its_id(space: Space, receiver: Receiver) -> None:
+    """Rows pending together: runs of distinct entities in one notification each (clause 5.3.1)."""
+    subscription = await space.subscribe(receiver.url("backlog"))
+    entities = [f"urn:ngsi-ld:Thing:{n}" for n in "abc"]
+    for _ in range(4):
+        await space.queue(subscription, *entities, entities[0])  # a b c a, four times, before start
+    await space.start(batch_size=7)
+    await eventually(lambda: space.delivered(subscription))
+    requests = receiver.at("backlog")
+    assert [seq for _, seq in seqs(requests)] == sorted(seq for _, seq in seqs(requests))
+    assert len(seqs(requests)) == 16
+    assert len(requests) < 16
+    assert max(len(r.body["data"]) for r in requests) == 3
+    for request in requests:
+        ids = [e["id"] for e in request.body["data"]]
+        assert len(ids) == len(set(ids))
+    assert (await space.state(subscription))["times_sent"] == len(requests)
+    (alone,) = await space.queue(subscription, entities[1])
+    await eventually(lambda: len(receiver.at("backlog")) == len(requests) + 1)
+    last = receiver.at("backlog")[-1].body
+    assert (last["id"], [e["id"] for e in last["data"]]) == (alone, [entities[1]])
+
+
+async def test_a_merged_notification_that_failed_is_sent_again_the_same(space: Space, receiver: Receiver) -> None:
+    """The merge is committed before the send: a retry repeats the same id with the same entities."""
+    subscription = await space.subscribe(receiver.url("merged-flaky"))
+    receiver.plan["merged-flaky"] = [500]
+    await space.queue(subscription, *[f"urn:ngsi-ld:Thing:{n}" for n in "xyz"])
+    await space.start()
+    await receiver.wait("merged-flaky", 1)
+    await space.settle()
+    await space.clock.advance(0.6)  # past the first back-off, 0.5 s
+    first, again = await receiver.wait("merged-flaky", 2)
+    await eventually(lambda: space.delivered(subscription))
+    assert first.body["id"] == again.body["id"]
+    assert first.body["data"] == again.body["data"]
+    assert len(first.body["data"]) == 3
 
 
 async def test_a_failed_notification_is_sent_again_with_the_same_id(space: Space, receiver: Receiver) -> None:
