@@ -314,7 +314,9 @@ async def test_rows_are_delivered_in_order_then_removed(space: Space, receiver: 
     assert state["last_success"] == state["last_notification"] == space.clock.now()
 
 
-async def test_a_backlog_goes_out_merged_a_lone_row_alone_under_its_id(space: Space, receiver: Receiver) -> None:
+async def test_a_backlog_goes_out_merged_a_lone_row_alone_under_its_id(
+    space: Space, receiver: Receiver
+) -> None:
     """Rows pending together: runs of distinct entities in one notification each (clause 5.3.1)."""
     subscription = await space.subscribe(receiver.url("backlog"))
     entities = [f"urn:ngsi-ld:Thing:{n}" for n in "abc"]
@@ -337,7 +339,9 @@ async def test_a_backlog_goes_out_merged_a_lone_row_alone_under_its_id(space: Sp
     assert (last["id"], [e["id"] for e in last["data"]]) == (alone, [entities[1]])
 
 
-async def test_a_merged_notification_that_failed_is_sent_again_the_same(space: Space, receiver: Receiver) -> None:
+async def test_a_merged_notification_that_failed_is_sent_again_the_same(
+    space: Space, receiver: Receiver
+) -> None:
     """The merge is committed before the send: a retry repeats the same id with the same entities."""
     subscription = await space.subscribe(receiver.url("merged-flaky"))
     receiver.plan["merged-flaky"] = [500]
