@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=__version__)
-    commands = parser.add_subparsers(dest="command", metavar="{keys}", help="without one: serve")
+    commands = parser.add_subparsers(dest="command", metavar="{keys,grants}", help="without one: serve")
     admin_cli.add_parsers(commands)
     parsed = parser.parse_args(args)
     try:
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    if parsed.command == "keys":
+    if parsed.command in admin_cli.COMMANDS:
         try:
             return asyncio.run(admin_cli.run(parsed, settings))
         except (OSError, asyncpg.PostgresError) as exc:
